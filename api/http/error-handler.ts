@@ -1,0 +1,56 @@
+import type { NextFunction, Request, Response } from 'express';
+import { ZodError } from 'zod';
+import { AppError, errors } from '../../shared/errors/app-error.js';
+import type { Logger } from '../../shared/logger.js';
+
+/**
+ * The only place errors become HTTP answers. Body-parser failures, zod failures, AppErrors and
+ * anything unexpected all leave in OpenAI's error shape; unexpected ones are logged with their
+ * stack and answered without it.
+ */
+export function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const appError = toAppError(err);
+    if (appError.status >= 500) (req.log ?? log).error({ err }, 'request failed');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    for (const [k, v] of Object.entries(appError.headers)) res.setHeader(k, v);
+    res.status(appError.status).json(appError.toBody());
+  };
+}
+
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof ZodError) return fromZod(err);
+  const e = err as { type?: string; status?: number; statusCode?: number; message?: string; limit?: number };
+  switch (e?.type) {
+    case 'entity.parse.failed':
+      return errors.invalidRequest(`Malformed JSON body: ${e.message ?? 'could not parse'}`, null, 'invalid_json');
+    case 'entity.too.large':
+      return errors.payloadTooLarge(`Request body exceeds the ${e.limit ?? ''} byte limit.`.replace('the  byte', 'the byte'));
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new AppError(415, 'invalid_request_error', 'unsupported_media_type', e.message ?? 'unsupported encoding');
+  }
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError(status, 'invalid_request_error', 'invalid_request', e.message ?? 'invalid request');
+  }
+  return errors.internal('The server had an error while processing your request.', err);
+}
+
+export function fromZod(err: ZodError): AppError {
+  const first = err.issues[0];
+  const param = first?.path.length ? first.path.join('.') : null;
+  const message = err.issues
+    .slice(0, 5)
+    .map((i) => (i.path.length ? `'${i.path.join('.')}': ${i.message}` : i.message))
+    .join('; ');
+  return errors.invalidRequest(message || 'invalid request', param);
+}
+
+export function notFoundRoute(req: Request, _res: Response, next: NextFunction) {
+  next(errors.notFound(`Unknown route ${req.method} ${req.path}`, 'unknown_route'));
+}

@@ -1,0 +1,307 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { AppError, errors } from '../../shared/errors/app-error.js';
+import {
+  CANCELLED_REASON_PREFIX,
+  jobCatalog,
+  makeJobId,
+  queueOfJobId,
+  type JobEnvelope,
+  type JobPayload,
+  type JobStatus,
+  type JobType,
+} from '../../shared/jobs/job-catalog.js';
+import { cancelChannel, publicResult } from '../../shared/jobs/job-views.js';
+import type { ModelConfig } from '../../shared/models/model-registry.js';
+import type { ReplyHub } from './reply-hub.js';
+
+export interface JobView {
+  id: string;
+  object: 'job';
+  type: JobType;
+  model: string;
+  status: JobStatus;
+  progress: unknown;
+  attempts: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  timings: { queued_ms: number | null; run_ms: number | null };
+  result?: unknown;
+  error?: { message: string; code: string };
+}
+
+export interface SubmitOptions {
+  requestId?: string;
+  idempotencyKey?: string;
+}
+
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+/**
+ * Everything the API does with jobs: submit (bounded, idempotent), wait for a synchronous result,
+ * read, cancel. Routes and the Socket.IO server go through here and never touch BullMQ directly.
+ */
+export class JobService {
+  private readonly depthCache = new Map<string, { at: number; value: Promise<number> }>();
+
+  constructor(
+    private readonly deps: {
+      queues: ReadonlyMap<string, Queue>;
+      redis: Redis;
+      replies: ReplyHub;
+      prefix: string;
+      retentionSeconds: number;
+    },
+  ) {}
+
+  /** Async submission: answers as soon as the job is stored. */
+  async submit<K extends JobType>(
+    type: K,
+    tenant: string,
+    model: ModelConfig,
+    payload: JobPayload<K>,
+    opts: SubmitOptions = {},
+  ): Promise<{ view: JobView; created: boolean }> {
+    const queue = this.queueFor(model);
+    const idem = opts.idempotencyKey ? await this.claimIdempotencyKey(tenant, opts.idempotencyKey, type, payload, queue.name) : undefined;
+    if (idem && !idem.claimed) {
+      const existing = await this.get(tenant, idem.jobId);
+      return { view: existing, created: false };
+    }
+    try {
+      await this.ensureRoom(queue, model);
+      const jobId = idem?.jobId ?? makeJobId(queue.name, randomUUID());
+      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey };
+      const job = await queue.add(type, envelope, {
+        ...jobCatalog[type].defaults,
+        jobId,
+        removeOnComplete: { age: this.deps.retentionSeconds },
+        removeOnFail: { age: this.deps.retentionSeconds },
+      });
+      return { view: await this.view(job, 'waiting'), created: true };
+    } catch (err) {
+      // A submission that did not happen must not hold its idempotency key hostage.
+      if (idem?.claimed) await this.deps.redis.del(idem.key).catch(() => {});
+      throw this.redisAware(err);
+    }
+  }
+
+  /** Synchronous submission: enqueues with this instance's reply channel and waits for the result. */
+  async run<K extends JobType>(type: K, tenant: string, model: ModelConfig, payload: JobPayload<K>, timeoutMs: number, requestId?: string): Promise<unknown> {
+    const queue = this.queueFor(model);
+    await this.ensureRoom(queue, model);
+    const jobId = makeJobId(queue.name, randomUUID());
+    const reply = this.deps.replies.expect(jobId, timeoutMs);
+    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
+    const jobOpts: JobsOptions = {
+      ...jobCatalog[type].defaults,
+      jobId,
+      // The caller holds the result; keeping it in Redis would only cost memory.
+      removeOnComplete: true,
+      removeOnFail: { age: this.deps.retentionSeconds },
+    };
+    try {
+      await queue.add(type, envelope, jobOpts);
+    } catch (err) {
+      reply.cancel();
+      throw this.redisAware(err);
+    }
+    try {
+      return await reply.promise;
+    } catch (err) {
+      // Nobody waits for a timed-out job any more: take it out of the queue if it has not started.
+      if (err instanceof AppError && err.status === 504) void this.cancel(tenant, jobId).catch(() => {});
+      throw err;
+    }
+  }
+
+  async get(tenant: string, jobId: string): Promise<JobView> {
+    const job = await this.find(tenant, jobId);
+    if (!job) {
+      const tombstone = await this.deps.redis.get(this.tombstoneKey(jobId)).catch((e) => Promise.reject(this.redisAware(e)));
+      if (tombstone) {
+        const view = JSON.parse(tombstone) as JobView & { tenant: string };
+        if (view.tenant === tenant) {
+          const { tenant: _t, ...rest } = view;
+          return rest;
+        }
+      }
+      throw errors.notFound(`No job with id '${jobId}'.`, 'job_not_found', 'id');
+    }
+    return this.view(job);
+  }
+
+  /** Tenant of a job, or undefined when it does not exist: the Socket.IO server authorises with it. */
+  async tenantOf(jobId: string): Promise<string | undefined> {
+    const queue = this.queueById(jobId);
+    if (!queue) return undefined;
+    const job = await Job.fromId(queue, jobId);
+    if (job) return (job.data as JobEnvelope).tenant;
+    const tombstone = await this.deps.redis.get(this.tombstoneKey(jobId));
+    return tombstone ? (JSON.parse(tombstone) as { tenant: string }).tenant : undefined;
+  }
+
+  /**
+   * Cancels a job that has not finished. A queued job is removed and leaves a tombstone so that
+   * GET still answers `cancelled`; a running job is told to stop through the workers' cancel
+   * channel, and this waits (briefly) until its worker has stopped it.
+   */
+  async cancel(tenant: string, jobId: string): Promise<JobView> {
+    const job = await this.find(tenant, jobId);
+    if (!job) return this.get(tenant, jobId);
+    const state = await job.getState();
+    if (state === 'completed' || state === 'failed') {
+      throw errors.conflict(`Job '${jobId}' has already finished (${(await this.view(job, state)).status}).`, 'job_finished');
+    }
+    if (state !== 'active') {
+      try {
+        await job.remove();
+        const view = await this.view(job, state);
+        const cancelled: JobView = { ...view, status: 'cancelled', finished_at: nowSeconds(), error: { message: `${CANCELLED_REASON_PREFIX}: by request`, code: 'cancelled' } };
+        await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
+        return cancelled;
+      } catch {
+        // It became active (and locked) between getState and remove: cancel it as a running job.
+      }
+    }
+    await this.deps.redis.publish(cancelChannel(this.deps.prefix), jobId);
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const fresh = await this.find(tenant, jobId);
+      const view = fresh ? await this.view(fresh) : await this.get(tenant, jobId);
+      if (view.status !== 'active' && view.status !== 'queued') return view;
+      if (Date.now() > deadline) return view;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  private async find(tenant: string, jobId: string): Promise<Job | undefined> {
+    const queue = this.queueById(jobId);
+    if (!queue) return undefined;
+    let job: Job | undefined;
+    try {
+      job = await Job.fromId(queue, jobId);
+    } catch (err) {
+      throw this.redisAware(err);
+    }
+    // Another tenant's job is reported exactly like a job that does not exist.
+    if (!job || (job.data as JobEnvelope).tenant !== tenant) return undefined;
+    return job;
+  }
+
+  private queueById(jobId: string): Queue | undefined {
+    const name = queueOfJobId(jobId);
+    return name ? this.deps.queues.get(name) : undefined;
+  }
+
+  private queueFor(model: ModelConfig): Queue {
+    const q = this.deps.queues.get(model.queueName);
+    if (!q) throw errors.modelNotFound(model.id);
+    return q;
+  }
+
+  /**
+   * Bounded queues: past max_queue waiting jobs, refuse with 429 instead of growing without limit.
+   * The depth is cached for 50 ms so a burst of requests costs Redis one count, not one each.
+   */
+  private async ensureRoom(queue: Queue, model: ModelConfig): Promise<void> {
+    const now = Date.now();
+    let cached = this.depthCache.get(queue.name);
+    if (!cached || now - cached.at > 50) {
+      cached = { at: now, value: queue.getJobCounts('wait', 'prioritized', 'delayed').then((c) => Object.values(c).reduce((a, b) => a + b, 0)) };
+      this.depthCache.set(queue.name, cached);
+    }
+    let depth: number;
+    try {
+      depth = await cached.value;
+    } catch (err) {
+      this.depthCache.delete(queue.name);
+      throw this.redisAware(err);
+    }
+    if (depth >= model.max_queue) {
+      throw errors.tooManyRequests(`The queue for model '${model.id}' is full (${depth} jobs waiting); retry later.`, 1);
+    }
+  }
+
+  private async claimIdempotencyKey(tenant: string, key: string, type: JobType, payload: unknown, queueName: string) {
+    if (key.length > 255) throw errors.invalidRequest('Idempotency-Key must be at most 255 characters.', 'Idempotency-Key');
+    const redisKey = `${this.deps.prefix}:idem:${sha256(`${tenant}\n${key}`)}`;
+    const fingerprint = sha256(JSON.stringify({ type, payload }));
+    const jobId = makeJobId(queueName, randomUUID());
+    let claimed: string | null;
+    try {
+      claimed = await this.deps.redis.set(redisKey, JSON.stringify({ jobId, fingerprint }), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
+    } catch (err) {
+      throw this.redisAware(err);
+    }
+    if (claimed) return { key: redisKey, jobId, claimed: true };
+    const existing = JSON.parse((await this.deps.redis.get(redisKey)) ?? '{}') as { jobId?: string; fingerprint?: string };
+    if (!existing.jobId) return { key: redisKey, jobId, claimed: true };
+    if (existing.fingerprint !== fingerprint) {
+      throw errors.conflict('This Idempotency-Key was already used with a different request body.', 'idempotency_key_reused');
+    }
+    return { key: redisKey, jobId: existing.jobId, claimed: false };
+  }
+
+  private async view(job: Job, knownState?: string): Promise<JobView> {
+    const envelope = job.data as JobEnvelope;
+    const state = knownState ?? (await job.getState());
+    const status = toStatus(state, job.failedReason);
+    const view: JobView = {
+      id: job.id!,
+      object: 'job',
+      type: envelope.type,
+      model: (envelope.payload as { model: string }).model,
+      status,
+      progress: job.progress ?? null,
+      attempts: job.attemptsMade,
+      created_at: Math.floor(job.timestamp / 1000),
+      started_at: job.processedOn ? Math.floor(job.processedOn / 1000) : null,
+      finished_at: job.finishedOn ? Math.floor(job.finishedOn / 1000) : null,
+      timings: {
+        queued_ms: job.processedOn ? job.processedOn - job.timestamp : null,
+        run_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
+      },
+    };
+    if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
+    if (status === 'failed' || status === 'cancelled') view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : 'job_failed' };
+    return view;
+  }
+
+  private tombstoneKey(jobId: string): string {
+    return `${this.deps.prefix}:cancelled:${jobId}`;
+  }
+
+  /** Redis being down is the service being unavailable (503), not an internal error. */
+  private redisAware(err: unknown): unknown {
+    if (err instanceof AppError) return err;
+    const msg = (err as Error)?.message ?? '';
+    if (/Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|Reached the max retries/i.test(msg)) {
+      return errors.unavailable('The job store (Redis) is unreachable; retry shortly.', 'redis_unavailable', 2);
+    }
+    return err;
+  }
+}
+
+function toStatus(state: string, failedReason: string | undefined): JobStatus {
+  switch (state) {
+    case 'active':
+      return 'active';
+    case 'completed':
+      return 'completed';
+    case 'failed':
+      return failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
+    default:
+      return 'queued';
+  }
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}

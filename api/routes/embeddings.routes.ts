@@ -1,0 +1,43 @@
+import { Router } from 'express';
+import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { embeddingList } from '../../shared/jobs/job-views.js';
+import type { JobResult } from '../../shared/jobs/job-catalog.js';
+import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
+import type { JobService } from '../jobs/job-service.js';
+
+/** POST /v1/embeddings, OpenAI's shape: enqueue an embedding job and answer with its result. */
+export function embeddingsRoutes(deps: { jobs: JobService; registry: ModelRegistry; maxInputs: number; syncTimeoutMs: number }): Router {
+  const router = Router();
+  router.post('/v1/embeddings', async (req, res) => {
+    const body = embeddingsRequestSchema.parse(req.body);
+    const model = resolveEmbeddingModel(deps.registry, body.model);
+    checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
+    const result = (await deps.jobs.run(
+      'embedding',
+      req.principal!.tenant,
+      model,
+      { model: model.id, input: body.input, dimensions: body.dimensions },
+      deps.syncTimeoutMs,
+      String(req.id),
+    )) as JobResult<'embedding'>;
+    res.json(embeddingList(result, body.encoding_format));
+  });
+  return router;
+}
+
+export function resolveEmbeddingModel(registry: ModelRegistry, id: string): ModelConfig {
+  const model = registry.get(id);
+  if (!model) throw errors.modelNotFound(id);
+  if (model.task !== 'embedding') throw errors.invalidRequest(`Model '${id}' is not an embedding model.`, 'model', 'wrong_model_task');
+  return model;
+}
+
+export function checkEmbeddingInput(input: string[], dimensions: number | undefined, model: ModelConfig, maxInputs: number): void {
+  if (input.length > maxInputs) {
+    throw errors.invalidRequest(`'input' has ${input.length} items; at most ${maxInputs} are allowed per request.`, 'input', 'too_many_inputs');
+  }
+  if (dimensions !== undefined && model.dimensions !== undefined && dimensions > model.dimensions) {
+    throw errors.invalidRequest(`'dimensions' must be at most ${model.dimensions} for model '${model.id}'.`, 'dimensions');
+  }
+}

@@ -1,0 +1,36 @@
+import { Router } from 'express';
+import { createJobRequestSchema } from '../../shared/api/request-schemas.js';
+import type { ModelRegistry } from '../../shared/models/model-registry.js';
+import type { JobService } from '../jobs/job-service.js';
+import { checkEmbeddingInput, resolveEmbeddingModel } from './embeddings.routes.js';
+
+/** The async job API shared by every job type. */
+export function jobsRoutes(deps: { jobs: JobService; registry: ModelRegistry; maxInputs: number }): Router {
+  const router = Router();
+
+  router.post('/v1/jobs', async (req, res) => {
+    const body = createJobRequestSchema.parse(req.body);
+    const idempotencyKey = req.header('idempotency-key') || undefined;
+    const model = resolveEmbeddingModel(deps.registry, body.model);
+    checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
+    const { view, created } = await deps.jobs.submit(
+      'embedding',
+      req.principal!.tenant,
+      model,
+      { model: model.id, input: body.input, dimensions: body.dimensions },
+      { requestId: String(req.id), idempotencyKey },
+    );
+    if (!created) res.setHeader('Idempotent-Replayed', 'true');
+    res.status(created ? 202 : 200).location(`/v1/jobs/${encodeURIComponent(view.id)}`).json(view);
+  });
+
+  router.get('/v1/jobs/:id', async (req, res) => {
+    res.json(await deps.jobs.get(req.principal!.tenant, req.params.id as string));
+  });
+
+  router.delete('/v1/jobs/:id', async (req, res) => {
+    res.json(await deps.jobs.cancel(req.principal!.tenant, req.params.id as string));
+  });
+
+  return router;
+}

@@ -1,0 +1,30 @@
+import { Router } from 'express';
+import { errors } from '../../shared/errors/app-error.js';
+import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
+
+/** GET /v1/models in OpenAI's list shape, with our serving details alongside. */
+export function modelsRoutes(deps: { registry: ModelRegistry; startedAt: number }): Router {
+  const router = Router();
+  const view = (m: ModelConfig) => ({
+    id: m.id,
+    object: 'model' as const,
+    created: Math.floor(deps.startedAt / 1000),
+    owned_by: 'system',
+    task: m.task,
+    format: m.format,
+    dimensions: m.dimensions ?? null,
+    execution_providers: m.execution_providers,
+    description: m.description ?? null,
+  });
+  router.get('/v1/models', (_req, res) => {
+    res.json({ object: 'list', data: deps.registry.models.map(view) });
+  });
+  // Model ids may contain '/', as Hugging Face ids do (BAAI/bge-small-en-v1.5).
+  router.get(/^\/v1\/models\/(.+)$/, (req, res) => {
+    const id = decodeURIComponent((req.params as Record<string, string>)[0] ?? '');
+    const m = deps.registry.get(id);
+    if (!m) throw errors.modelNotFound(id);
+    res.json(view(m));
+  });
+  return router;
+}

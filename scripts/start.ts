@@ -1,0 +1,85 @@
+/**
+ * All-in-one launcher for a single machine: `npm start`.
+ * Builds missing models, starts a local redis-server when nothing answers at REDIS_URL (data in
+ * EMBEDDED_REDIS_DIR, append-only), then runs one API process and one worker process with the
+ * same environment, and stops all of them together. Real deployments run `npm run start:api` and
+ * `npm run start:worker` separately instead.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadEnv } from '../shared/config/env.js';
+import { loadModelRegistry } from '../shared/models/model-registry.js';
+import { REDIS_INSTALL_HINT, findRedisServer, redisAnswers, startRedisServer, type RedisServerHandle } from './lib/redis-server.js';
+import { ensureModels } from './models/build-models.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const say = (msg: string) => console.log(`[start] ${msg}`);
+
+async function main(): Promise<void> {
+  const env = loadEnv();
+  const registry = loadModelRegistry(env.MODELS_CONFIG);
+  await ensureModels(registry.models, { log: say });
+
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  if (env.API_KEYS.length === 0 && env.NODE_ENV !== 'production') {
+    const key = `dev-${randomBytes(18).toString('base64url')}`;
+    childEnv.API_KEYS = `dev:${key}`;
+    say(`API_KEYS is not set; generated a development key for tenant "dev": ${key}`);
+  }
+
+  let redis: RedisServerHandle | undefined;
+  const url = new URL(env.REDIS_URL);
+  const host = url.hostname || '127.0.0.1';
+  const port = Number(url.port || 6379);
+  if (!(await redisAnswers(host, port))) {
+    const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host);
+    if (env.EMBEDDED_REDIS === 'never' || !local) {
+      throw new Error(`Nothing answers at REDIS_URL=${env.REDIS_URL}. Start Redis there, or unset REDIS_URL to use an embedded one.`);
+    }
+    if (!findRedisServer()) throw new Error(REDIS_INSTALL_HINT);
+    redis = await startRedisServer({ port, dir: path.resolve(root, env.EMBEDDED_REDIS_DIR), appendOnly: true });
+    say(`no Redis at ${env.REDIS_URL}: started an embedded redis-server on port ${port} (data in ${env.EMBEDDED_REDIS_DIR})`);
+  }
+
+  const children: ChildProcess[] = [];
+  const run = (entry: string) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], { stdio: 'inherit', env: childEnv, cwd: root });
+    children.push(child);
+    child.once('exit', (code, signal) => {
+      if (!stopping) {
+        say(`${entry} exited (${signal ?? code}); stopping everything`);
+        void stop(typeof code === 'number' && code !== 0 ? code : 1);
+      }
+    });
+  };
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            c.once('exit', () => resolve());
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
+    await redis?.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(130));
+  process.on('SIGTERM', () => void stop(143));
+
+  run('workers/main.ts');
+  run('api/main.ts');
+}
+
+main().catch((err) => {
+  console.error(`[start] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import type { JobsOptions } from 'bullmq';
+
+/**
+ * The job catalog: per job type, its payload schema, its result schema and its default retry
+ * options. Types are derived from the schemas; the API validates payloads with them before
+ * enqueueing and the worker validates them again before running a handler.
+ */
+export const embeddingPayloadSchema = z
+  .object({
+    model: z.string().min(1),
+    input: z.array(z.string()).min(1),
+    /** Truncate (and re-normalise) vectors to this many dimensions, where the model allows it. */
+    dimensions: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const embeddingResultSchema = z.object({
+  model: z.string(),
+  dimensions: z.number().int().positive(),
+  /** One little-endian float32 vector per input, base64: 4/3 bytes per byte instead of ~20 chars per float in JSON. */
+  embeddings_b64: z.array(z.string()),
+  prompt_tokens: z.number().int().min(0),
+});
+
+export const jobCatalog = {
+  embedding: {
+    payload: embeddingPayloadSchema,
+    result: embeddingResultSchema,
+    defaults: {
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 500 },
+    } satisfies JobsOptions,
+  },
+} as const;
+
+export type JobType = keyof typeof jobCatalog;
+export const JOB_TYPES = Object.keys(jobCatalog) as JobType[];
+export type JobPayload<K extends JobType> = z.infer<(typeof jobCatalog)[K]['payload']>;
+export type JobResult<K extends JobType> = z.infer<(typeof jobCatalog)[K]['result']>;
+
+/** What travels in BullMQ's job data: the typed payload plus who asked and where to answer. */
+export interface JobEnvelope<K extends JobType = JobType> {
+  type: K;
+  tenant: string;
+  payload: JobPayload<K>;
+  request_id?: string;
+  /** Pub/sub channel of the API instance waiting synchronously for this job, if any. */
+  reply_to?: string;
+  /** Idempotency key the job was submitted with (already scoped to the tenant). */
+  idempotency_key?: string;
+}
+
+export const jobEnvelopeSchema = z.object({
+  type: z.enum(JOB_TYPES as [JobType, ...JobType[]]),
+  tenant: z.string().min(1),
+  payload: z.unknown(),
+  request_id: z.string().optional(),
+  reply_to: z.string().optional(),
+  idempotency_key: z.string().optional(),
+});
+
+/** Public job states (GET /v1/jobs/:id). */
+export type JobStatus = 'queued' | 'active' | 'completed' | 'failed' | 'cancelled';
+
+/** Failed reasons that start with this mean the job was cancelled, not that it broke. */
+export const CANCELLED_REASON_PREFIX = 'cancelled';
+
+/**
+ * Public job ids carry the queue they live in, so GET/DELETE /v1/jobs/:id find the job with one
+ * lookup and no index: `<queue>~<uuid>`. Queue names never contain '~'.
+ */
+export function makeJobId(queueName: string, uuid: string): string {
+  return `${queueName}~${uuid}`;
+}
+
+export function queueOfJobId(jobId: string): string | undefined {
+  const i = jobId.indexOf('~');
+  return i > 0 ? jobId.slice(0, i) : undefined;
+}
+
+export function encodeVector(v: Float32Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+}
+
+export function decodeVector(b64: string): Float32Array {
+  const buf = Buffer.from(b64, 'base64');
+  // Copy into a fresh, aligned buffer: Buffer pools may hand out unaligned offsets.
+  const out = new Float32Array(buf.byteLength / 4);
+  new Uint8Array(out.buffer).set(buf);
+  return out;
+}

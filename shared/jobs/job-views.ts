@@ -1,0 +1,37 @@
+import { decodeVector, type JobResult, type JobType } from './job-catalog.js';
+
+/**
+ * How a stored job result looks to clients (GET /v1/jobs/:id and the Socket.IO `completed`
+ * event): for embeddings, the OpenAI list shape with float vectors.
+ */
+export function publicResult<K extends JobType>(type: K, result: JobResult<K>): unknown {
+  switch (type) {
+    case 'embedding':
+      return embeddingList(result, 'float');
+  }
+  return result;
+}
+
+export function embeddingList(result: JobResult<'embedding'>, encoding: 'float' | 'base64') {
+  return {
+    object: 'list' as const,
+    data: result.embeddings_b64.map((b64, index) => ({
+      object: 'embedding' as const,
+      index,
+      embedding: encoding === 'base64' ? b64 : Array.from(decodeVector(b64)),
+    })),
+    model: result.model,
+    usage: { prompt_tokens: result.prompt_tokens, total_tokens: result.prompt_tokens },
+  };
+}
+
+/** Messages on an API instance's reply channel, for requests that wait synchronously. */
+export type ReplyMessage =
+  | { id: string; ok: true; result: unknown }
+  | { id: string; ok: false; error: { message: string; code: string } };
+
+export const replyChannel = (prefix: string, instanceId: string) => `${prefix}:reply:${instanceId}`;
+export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
+/** Hash of live workers: field = worker id, value = JSON with `at` (ms) refreshed every 2 s. */
+export const workersKey = (prefix: string) => `${prefix}:workers`;
+export const WORKER_HEARTBEAT_TTL_MS = 6000;

@@ -1,0 +1,168 @@
+import type { BatchOutcome } from '../inference/model-thread-pool.js';
+
+export interface BatchingOptions {
+  max_batch_size: number;
+  max_batch_tokens: number;
+  max_wait_ms: number;
+  length_ratio: number;
+}
+
+/** What the batcher needs of a model thread pool. */
+export interface BatchRunner {
+  readonly idleCount: number;
+  run(rows: readonly (readonly number[])[]): Promise<BatchOutcome>;
+  onIdle(listener: () => void): () => void;
+}
+
+export interface BatchStats {
+  size: number;
+  /** rows × longest row: the work the model actually does. */
+  paddedTokens: number;
+  realTokens: number;
+  /** How long the oldest text of the batch waited for it. */
+  queueMs: number;
+  runMs: number;
+}
+
+interface PendingText {
+  ids: readonly number[];
+  enqueuedAt: number;
+  owner: object;
+  resolve: (v: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * Dynamic batching across jobs, as text-embeddings-inference does: every text of every job in
+ * flight waits here, and whenever a model thread is idle the oldest text leaves with the texts of
+ * similar length that fit the token budget. Grouping by length matters more than batch size on
+ * small CPUs: padding a batch to its longest row can cost more than batching saves.
+ */
+export class EmbeddingBatcher {
+  private pending: PendingText[] = [];
+  private scheduled = false;
+  private waitTimer: NodeJS.Timeout | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly runner: BatchRunner,
+    private readonly opts: BatchingOptions,
+    private readonly onBatch: (s: BatchStats) => void = () => {},
+  ) {
+    this.unsubscribe = runner.onIdle(() => this.pump());
+  }
+
+  get queuedTexts(): number {
+    return this.pending.length;
+  }
+
+  embed(rows: readonly (readonly number[])[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const owner = {};
+    const now = performance.now();
+    const promises = rows.map(
+      (ids) =>
+        new Promise<Float32Array>((resolve, reject) => {
+          this.pending.push({ ids, enqueuedAt: now, owner, resolve, reject });
+        }),
+    );
+    const all = Promise.all(promises);
+    if (signal) {
+      const onAbort = () => {
+        // Texts still waiting leave the queue; texts already inside a running batch finish there.
+        const err = abortError(signal);
+        this.pending = this.pending.filter((p) => {
+          if (p.owner !== owner) return true;
+          p.reject(err);
+          return false;
+        });
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      void all.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => {});
+    }
+    this.schedule();
+    return all;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    clearTimeout(this.waitTimer);
+    const err = new Error('embedding batcher closed');
+    for (const p of this.pending) p.reject(err);
+    this.pending = [];
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // setImmediate lets every job that arrived in this turn of the event loop join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.runner.idleCount > 0 && this.pending.length > 0) {
+      const oldest = this.pending[0]!;
+      const waited = performance.now() - oldest.enqueuedAt;
+      if (this.opts.max_wait_ms > 0 && this.pending.length < this.opts.max_batch_size && waited < this.opts.max_wait_ms) {
+        // An idle model with a partial batch waits a little for company, but never past max_wait_ms.
+        if (!this.waitTimer) {
+          this.waitTimer = setTimeout(() => {
+            this.waitTimer = undefined;
+            this.pump();
+          }, this.opts.max_wait_ms - waited);
+        }
+        return;
+      }
+      this.dispatch(this.takeBatch());
+    }
+  }
+
+  /** The oldest text plus, in arrival order, texts whose length is within length_ratio of it. */
+  private takeBatch(): PendingText[] {
+    const { max_batch_size, max_batch_tokens, length_ratio } = this.opts;
+    const head = this.pending[0]!;
+    const headLen = Math.max(1, head.ids.length);
+    const lo = headLen / length_ratio;
+    const hi = headLen * length_ratio;
+    const batch: PendingText[] = [];
+    const rest: PendingText[] = [];
+    let longest = 0;
+    for (const p of this.pending) {
+      const len = Math.max(1, p.ids.length);
+      const fits =
+        batch.length < max_batch_size &&
+        (batch.length === 0 || (len >= lo && len <= hi && Math.max(longest, len) * (batch.length + 1) <= max_batch_tokens));
+      if (fits) {
+        batch.push(p);
+        longest = Math.max(longest, len);
+      } else {
+        rest.push(p);
+      }
+    }
+    this.pending = rest;
+    return batch;
+  }
+
+  private dispatch(batch: PendingText[]): void {
+    const queueMs = performance.now() - Math.min(...batch.map((p) => p.enqueuedAt));
+    const longest = Math.max(...batch.map((p) => p.ids.length));
+    const realTokens = batch.reduce((n, p) => n + p.ids.length, 0);
+    this.runner.run(batch.map((p) => p.ids)).then(
+      ({ vectors, runMs }) => {
+        batch.forEach((p, i) => p.resolve(vectors[i]!));
+        this.onBatch({ size: batch.length, paddedTokens: longest * batch.length, realTokens, queueMs, runMs });
+      },
+      (err: Error) => {
+        for (const p of batch) p.reject(err);
+      },
+    );
+  }
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason;
+  return reason instanceof Error ? reason : new Error(typeof reason === 'string' ? reason : 'aborted');
+}

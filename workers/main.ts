@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import { Emitter } from '@socket.io/redis-emitter';
+import type { Worker } from 'bullmq';
+import { loadEnv } from '../shared/config/env.js';
+import { jobRoom } from '../shared/events/job-events.js';
+import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
+import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
+import { createLogger } from '../shared/logger.js';
+import { loadModelRegistry } from '../shared/models/model-registry.js';
+import { createRedis, waitForRedis } from '../shared/redis/redis-connections.js';
+import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
+import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
+import { createJobWorker, type ResultDelivery } from './jobs/job-runner.js';
+import { WorkerMetrics } from './metrics/worker-metrics.js';
+
+/** Composition root of a worker process: load config, models, connections; run; shut down. */
+async function main(): Promise<void> {
+  const env = loadEnv();
+  const log = createLogger({ level: env.LOG_LEVEL, name: 'worker' });
+  const registry = loadModelRegistry(env.MODELS_CONFIG);
+  const workerId = `${process.pid}-${randomUUID().slice(0, 8)}`;
+  const shutdown = new ShutdownManager(log, env.SHUTDOWN_GRACE_MS);
+  shutdown.installSignalHandlers();
+
+  const unknown = env.WORKER_MODELS.filter((id) => !registry.get(id));
+  if (unknown.length) throw new Error(`WORKER_MODELS names models not in ${env.MODELS_CONFIG}: ${unknown.join(', ')}`);
+  const served = registry.models.filter((m) => env.WORKER_MODELS.length === 0 || env.WORKER_MODELS.includes(m.id));
+
+  const metrics = new WorkerMetrics();
+  shutdown.register('metrics', () => metrics.close());
+
+  // Models load before any job is taken, so a worker that heartbeats is a worker that can serve.
+  const engines = new Map<string, EmbeddingEngine>();
+  for (const model of served) {
+    const engine = await startEmbeddingEngine(model, log, (m, stats) => metrics.recordBatch(m.id, stats));
+    engines.set(model.id, engine);
+    shutdown.register(`model ${model.id}`, () => engine.close());
+  }
+
+  const connection = createRedis(env.REDIS_URL, 'worker', `worker:${workerId}`);
+  const publisher = createRedis(env.REDIS_URL, 'worker', `worker-pub:${workerId}`);
+  const subscriber = createRedis(env.REDIS_URL, 'subscriber', `worker-sub:${workerId}`);
+  shutdown.register('redis', () => Promise.allSettled([connection.quit(), publisher.quit(), subscriber.quit()]));
+  await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
+
+  const emitter = new Emitter(publisher);
+  const delivery: ResultDelivery = {
+    reply: async (channel, message) => {
+      await publisher.publish(channel, JSON.stringify(message));
+    },
+    emitToJob: (jobId, event, data) => {
+      emitter.to(jobRoom(jobId)).emit(event, data);
+    },
+  };
+
+  const handlers = { embedding: createEmbedTextHandler(engines) };
+  const workers: Worker[] = served.map((model) => {
+    const worker = createJobWorker({
+      queueName: model.queueName,
+      type: model.task,
+      handler: handlers[model.task],
+      connection,
+      prefix: env.QUEUE_PREFIX,
+      concurrency: model.concurrency,
+      log,
+      delivery,
+    });
+    worker.on('completed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'completed' }));
+    worker.on('failed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'failed' }));
+    worker.on('error', (err) => log.error({ err, queue: model.queueName }, 'worker error'));
+    return worker;
+  });
+  // Closing a Worker waits for its active jobs, which need the engines: so workers close first.
+  shutdown.register('job workers', () => Promise.allSettled(workers.map((w) => w.close())));
+
+  // Cancellation of running jobs: the API publishes the job id; whichever worker holds it aborts it.
+  await subscriber.subscribe(cancelChannel(env.QUEUE_PREFIX));
+  subscriber.on('message', (_channel, jobId: string) => {
+    for (const w of workers) if (w.cancelJob(jobId, 'by request')) log.info({ jobId }, 'cancelling running job');
+  });
+
+  const heartbeat = async () => {
+    const info = {
+      id: workerId,
+      pid: process.pid,
+      models: [...engines.values()].map((e) => ({ id: e.model.id, provider: e.provider, dimensions: e.dimensions })),
+      at: Date.now(),
+    };
+    await connection.hset(workersKey(env.QUEUE_PREFIX), workerId, JSON.stringify(info));
+  };
+  await heartbeat();
+  const beat = setInterval(() => void heartbeat().catch((err) => log.warn({ err }, 'heartbeat failed')), 2000);
+  shutdown.register('heartbeat', async () => {
+    clearInterval(beat);
+    await connection.hdel(workersKey(env.QUEUE_PREFIX), workerId).catch(() => {});
+  });
+
+  if (env.WORKER_METRICS_PORT !== undefined) {
+    const { server, port } = await metrics.serve(env.WORKER_METRICS_PORT, env.HOST, () => ({
+      ok: workers.every((w) => w.isRunning()),
+      detail: { workerId, models: [...engines.keys()], queuedTexts: [...engines.values()].map((e) => e.batcher.queuedTexts) },
+    }));
+    shutdown.register('metrics server', () => new Promise((r) => server.close(r)));
+    log.info({ port }, 'worker metrics listening');
+  }
+
+  for (const w of workers) void w.run().catch((err) => log.error({ err }, 'worker stopped'));
+  log.info({ workerId, models: served.map((m) => m.id) }, 'worker ready');
+}
+
+main().catch((err) => {
+  // The logger may not exist yet (config errors), so the entry point reports on stderr itself.
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

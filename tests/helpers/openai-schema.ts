@@ -1,0 +1,41 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { ROOT } from './service.js';
+
+/**
+ * Validates our OpenAI-compatible answers against OpenAI's published OpenAPI document
+ * (shared/reference beside the checkout). OpenAPI 3.0-style `nullable: true` is rewritten into a
+ * JSON Schema type union first; the document's own formats (float, unixtime) are not checked.
+ */
+const SPEC_PATH = path.resolve(ROOT, '..', 'shared', 'reference', 'openai-openapi.json');
+
+function rewriteNullable(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(rewriteNullable);
+  if (!node || typeof node !== 'object') return node;
+  const obj: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) obj[k] = rewriteNullable(v);
+  if (obj.nullable === true) {
+    delete obj.nullable;
+    if (typeof obj.type === 'string') obj.type = [obj.type, 'null'];
+    else if (Array.isArray(obj.type)) obj.type = [...obj.type, 'null'];
+    else if (obj.$ref || obj.allOf || obj.oneOf || obj.anyOf) return { anyOf: [obj, { type: 'null' }] };
+  }
+  return obj;
+}
+
+let ajv: Ajv2020 | undefined;
+
+export function openAiValidator(schemaName: string): (data: unknown) => string[] {
+  if (!ajv) {
+    const spec = JSON.parse(readFileSync(SPEC_PATH, 'utf8')) as { components: unknown };
+    ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });
+    ajv.addSchema({ $id: 'openai', components: rewriteNullable(spec.components) });
+  }
+  const validate = ajv.getSchema(`openai#/components/schemas/${schemaName}`);
+  if (!validate) throw new Error(`no schema ${schemaName} in the OpenAI document`);
+  return (data) => {
+    const ok = validate(data);
+    return ok ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
+  };
+}

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
 import { loadEnv } from '../shared/config/env.js';
+import { jobRoom } from '../shared/events/job-events.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
@@ -42,7 +43,17 @@ async function main(): Promise<void> {
   shutdown.register('reply hub', () => replies.close());
 
   const auth = new ApiKeyAuthenticator(env.API_KEYS, env.ADMIN_API_KEY);
-  const jobs = new JobService({ queues, redis, replies, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
+  // The Socket.IO server needs the job service to authorise subscriptions, and the job service
+  // tells rooms about cancellations: the late-bound `notify` breaks that cycle.
+  let notify: (jobId: string, event: 'failed', data: unknown) => void = () => {};
+  const jobs = new JobService({
+    queues,
+    redis,
+    replies,
+    prefix: env.QUEUE_PREFIX,
+    retentionSeconds: env.JOB_RETENTION_SECONDS,
+    notify: (jobId, event, data) => notify(jobId, event, data),
+  });
   const app = createApp({
     log,
     auth,
@@ -60,6 +71,7 @@ async function main(): Promise<void> {
   const httpServer = createServer(app);
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, log });
+  notify = (jobId, event, data) => io.to(jobRoom(jobId)).emit(event, data as never);
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(env.PORT, env.HOST, () => resolve());

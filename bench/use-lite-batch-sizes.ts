@@ -92,7 +92,9 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const modelDir = path.resolve(process.argv[2] ?? path.join(ROOT, 'models', 'use-lite'));
   if (!existsSync(path.join(modelDir, 'model.onnx'))) await buildUseLite(modelDir);
+  const tokenizerStart = performance.now();
   const tokenizer = await UseLiteTokenizer.load(modelDir);
+  console.log(`tokenizer load ${(performance.now() - tokenizerStart).toFixed(0)} ms`);
   const tokenCounts = tokenizer.tokenize(SENTENCES).map((ids) => ids.length);
   console.log(
     `${SENTENCES.length} sentences, tokens min ${Math.min(...tokenCounts)} / median ${median(tokenCounts)} / max ${Math.max(...tokenCounts)}`,
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
     const one = await timeIt([SENTENCES[3]!], 50);
     const thirtyTwo = await timeIt(SENTENCES.slice(0, 32), 20);
     console.log(
-      `\nintraOpThreads=${threads}: load ${loadMs.toFixed(0)} ms, 1 sentence ${one.toFixed(2)} ms, 32 mixed sentences ${thirtyTwo.toFixed(1)} ms`,
+      `\nintraOpThreads=${threads}: session load ${loadMs.toFixed(0)} ms, 1 sentence ${one.toFixed(2)} ms, 32 mixed sentences ${thirtyTwo.toFixed(1)} ms`,
     );
 
     for (const batchSize of [1, 4, 8, 16, 32, 64]) {

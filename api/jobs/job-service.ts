@@ -53,6 +53,8 @@ export class JobService {
       replies: ReplyHub;
       prefix: string;
       retentionSeconds: number;
+      /** Tells the job's Socket.IO room about outcomes the API decides itself (a queued job cancelled). */
+      notify?: (jobId: string, event: 'failed', data: unknown) => void;
     },
   ) {}
 
@@ -161,6 +163,7 @@ export class JobService {
         const view = await this.view(job, state);
         const cancelled: JobView = { ...view, status: 'cancelled', finished_at: nowSeconds(), error: { message: `${CANCELLED_REASON_PREFIX}: by request`, code: 'cancelled' } };
         await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
+        this.deps.notify?.(jobId, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error });
         return cancelled;
       } catch {
         // It became active (and locked) between getState and remove: cancel it as a running job.

@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import { encodeVector } from '../../shared/jobs/job-catalog.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
-import type { JobHandler } from '../jobs/job-handler.js';
+import type { JobContext, JobHandler } from '../jobs/job-handler.js';
 
 /**
  * Embeds a job's texts. The texts join the model's batcher alongside every other job in flight,
@@ -12,7 +12,7 @@ export function createEmbedTextHandler(engines: ReadonlyMap<string, EmbeddingEng
     const engine = engines.get(payload.model);
     if (!engine) throw new UnrecoverableError(`model ${payload.model} is not served by this worker`);
     const rows = engine.tokenizer.tokenize(payload.input);
-    const vectors = await engine.batcher.embed(rows, ctx.signal);
+    const vectors = await embedWithProgress(engine, rows, ctx);
     const dims = payload.dimensions ?? engine.dimensions;
     if (dims > engine.dimensions) throw new UnrecoverableError(`dimensions ${dims} exceeds the model's ${engine.dimensions}`);
     return {
@@ -22,6 +22,26 @@ export function createEmbedTextHandler(engines: ReadonlyMap<string, EmbeddingEng
       prompt_tokens: rows.reduce((n, r) => n + r.length, 0),
     };
   };
+}
+
+/** Texts per progress step: small jobs finish too fast for progress to mean anything. */
+const PROGRESS_STEP = 256;
+
+async function embedWithProgress(engine: EmbeddingEngine, rows: number[][], ctx: JobContext): Promise<Float32Array[]> {
+  if (rows.length <= PROGRESS_STEP) return engine.batcher.embed(rows, ctx.signal);
+  let done = 0;
+  const parts: Promise<Float32Array[]>[] = [];
+  for (let i = 0; i < rows.length; i += PROGRESS_STEP) {
+    const part = rows.slice(i, i + PROGRESS_STEP);
+    parts.push(
+      engine.batcher.embed(part, ctx.signal).then(async (v) => {
+        done += part.length;
+        await ctx.reportProgress({ texts_done: done, texts_total: rows.length }).catch(() => {});
+        return v;
+      }),
+    );
+  }
+  return (await Promise.all(parts)).flat();
 }
 
 function truncateAndNormalise(v: Float32Array, dims: number): Float32Array {

@@ -14,6 +14,8 @@ const UNKNOWN_ID = 0;
 const WORD_BOUNDARY = '\u2581';
 /** Code points are < 0x110000, so `node * CP_RANGE + codePoint` is a unique, exact edge key. */
 const CP_RANGE = 0x110000;
+/** With a token limit, how often (in code points) to check whether the first ids are settled. */
+const EARLY_EXIT_INTERVAL = 1024;
 
 /**
  * Tokenizer of Universal Sentence Encoder Lite: SentencePiece unigram segmentation (Viterbi over
@@ -41,6 +43,8 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
   private readonly scores: Float64Array;
   /** UTF-16 length of each piece (what the reference backtrack subtracts). */
   private readonly pieceLengths: Int32Array;
+  /** Longest backtrack step (UTF-16 length of the longest piece). */
+  private readonly maxStep: number;
 
   constructor(vocabulary: readonly (readonly [string, number])[], maxTokens = 128) {
     this.maxTokens = maxTokens;
@@ -53,6 +57,7 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
       // Later duplicates overwrite earlier ones, as in the reference trie.
       if (id >= RESERVED_PIECES) this.insert(piece, id);
     });
+    this.maxStep = Math.max(1, ...this.pieceLengths);
   }
 
   static async load(modelDir: string, maxTokens = 128): Promise<UseLiteTokenizer> {
@@ -65,16 +70,16 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
   }
 
   tokenize(texts: readonly string[]): number[][] {
-    return texts.map((text) => {
-      const ids = this.encode(text);
-      return ids.length > this.maxTokens ? ids.slice(0, this.maxTokens) : ids;
-    });
+    return texts.map((text) => this.encode(text, this.maxTokens));
   }
 
-  /** Full segmentation of one text, not truncated. */
-  encode(text: string): number[] {
+  /**
+   * Segmentation of one text: all of it, or its first `limit` ids. With a limit, a long text is
+   * only segmented as far as needed to know those ids exactly (see `settledPosition`).
+   */
+  encode(text: string, limit = Number.POSITIVE_INFINITY): number[] {
     const normalized = text.normalize('NFKC');
-    if (normalized.length === 0) return [];
+    if (normalized.length === 0 || limit <= 0) return [];
     const symbols = toCodePoints(WORD_BOUNDARY + normalized.replaceAll(' ', WORD_BOUNDARY));
     const n = symbols.length;
 
@@ -82,10 +87,20 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
     const best = new Float64Array(n + 1);
     const words = new Int32Array(n + 1);
     const { edges, nodePiece, scores } = this;
+    let nextCheck = Number.isFinite(limit) ? EARLY_EXIT_INTERVAL : n;
 
     // Candidates are relaxed by ascending start; best[start] is final by then, and every end
     // position sees its candidates in the same order as the reference's lattice walk.
     for (let start = 0; start < n; start++) {
+      if (start === nextCheck) {
+        // words[0..start] are final here; stop once they alone fix the first `limit` ids.
+        const settled = this.settledPosition(words, start);
+        if (settled > 0) {
+          const prefix = this.backtrack(words, settled);
+          if (prefix.length >= limit) return prefix.slice(0, limit);
+        }
+        nextCheck += EARLY_EXIT_INTERVAL;
+      }
       const base = best[start]!;
       let node = 0;
       let matched = false;
@@ -113,15 +128,46 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
       }
     }
 
+    const ids = this.backtrack(words, n);
+    return ids.length > limit ? ids.slice(0, limit) : ids;
+  }
+
+  /**
+   * Ids of the best path ending at `end`, in order, with runs of unknowns collapsed. The step
+   * back is the piece's UTF-16 length, as in the reference.
+   */
+  private backtrack(words: Int32Array, end: number): number[] {
     const reversed: number[] = [];
     let previousUnknown = false;
-    for (let pos = n; pos > 0; ) {
+    for (let pos = end; pos > 0; ) {
       const id = words[pos]!;
       if (!(previousUnknown && id === UNKNOWN_ID)) reversed.push(id);
       previousUnknown = id === UNKNOWN_ID;
       pos -= this.pieceLengths[id]!;
     }
     return reversed.reverse();
+  }
+
+  /**
+   * A position every complete backtrack must pass through, given that words[0..frontier] are final;
+   * 0 if none is known yet. The backtrack from the text's end steps back at most `maxStep`
+   * positions at a time, so it lands somewhere in (frontier - maxStep, frontier]; backtracks from
+   * all of those positions are followed until they meet. The path up to the meeting point is then
+   * fixed whatever follows, and so are the ids it yields (collapsing unknowns only ever drops ids
+   * after an unknown, never earlier ones).
+   */
+  private settledPosition(words: Int32Array, frontier: number): number {
+    const heads: number[] = [];
+    for (let pos = Math.max(1, frontier - this.maxStep + 1); pos <= frontier; pos++) heads.push(pos);
+    while (heads.length > 1) {
+      let top = 0;
+      for (let i = 1; i < heads.length; i++) if (heads[i]! > heads[top]!) top = i;
+      const stepped = heads[top]! - this.pieceLengths[words[heads[top]!]!]!;
+      if (stepped <= 0) return 0;
+      if (heads.includes(stepped)) heads.splice(top, 1);
+      else heads[top] = stepped;
+    }
+    return heads[0] ?? 0;
   }
 
   private insert(piece: string, id: number): void {

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { EmbeddingBatcher, type BatchRunner, type BatchStats } from '../../workers/embeddings/embedding-batcher.js';
+import type { BatchOutcome } from '../../workers/inference/model-thread-pool.js';
+
+/** A model stand-in with one slot that records every batch and answers when told to. */
+class RecordingRunner implements BatchRunner {
+  batches: number[][][] = [];
+  private busy = 0;
+  private listeners = new Set<() => void>();
+  private releases: (() => void)[] = [];
+  constructor(private readonly slots = 1) {}
+  get idleCount() {
+    return this.slots - this.busy;
+  }
+  run(rows: readonly (readonly number[])[]): Promise<BatchOutcome> {
+    this.busy++;
+    this.batches.push(rows.map((r) => [...r]));
+    return new Promise((resolve) => {
+      this.releases.push(() => {
+        this.busy--;
+        // Each vector encodes its row's first id, so tests can check who got what.
+        resolve({ vectors: rows.map((r) => Float32Array.of(r[0] ?? -1)), runMs: 1 });
+        queueMicrotask(() => this.listeners.forEach((l) => l()));
+      });
+    });
+  }
+  onIdle(l: () => void) {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  finishOne() {
+    this.releases.shift()?.();
+  }
+}
+
+const opts = { max_batch_size: 4, max_batch_tokens: 64, max_wait_ms: 0, length_ratio: 1.5 };
+const row = (id: number, len: number) => [id, ...Array(len - 1).fill(0)];
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('texts that arrive in the same turn share one batch, up to max_batch_size', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  const p = b.embed([row(1, 5), row(2, 5), row(3, 5), row(4, 5), row(5, 5), row(6, 5)]);
+  await tick();
+  assert.equal(runner.batches.length, 1);
+  assert.equal(runner.batches[0]!.length, 4);
+  runner.finishOne();
+  await tick();
+  await tick();
+  assert.equal(runner.batches.length, 2);
+  assert.equal(runner.batches[1]!.length, 2);
+  runner.finishOne();
+  const out = await p;
+  assert.deepEqual(out.map((v) => v[0]), [1, 2, 3, 4, 5, 6]);
+});
+
+test('batches group texts of similar length; a long text does not pad short ones', async () => {
+  const runner = new RecordingRunner();
+  const stats: BatchStats[] = [];
+  const b = new EmbeddingBatcher(runner, opts, (s) => stats.push(s));
+  const p = b.embed([row(1, 4), row(2, 40), row(3, 5), row(4, 4)]);
+  await tick();
+  assert.deepEqual(runner.batches[0]!.map((r) => r[0]), [1, 3, 4]);
+  runner.finishOne();
+  await tick();
+  await tick();
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [2]);
+  runner.finishOne();
+  await p;
+  assert.equal(stats[0]!.paddedTokens, 15);
+  assert.equal(stats[0]!.realTokens, 13);
+});
+
+test('the padded-token budget caps a batch', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, { ...opts, max_batch_size: 100, max_batch_tokens: 40 });
+  const p = b.embed(Array.from({ length: 10 }, (_, i) => row(i + 1, 10)));
+  await tick();
+  assert.equal(runner.batches[0]!.length, 4, '4 rows x 10 tokens = 40');
+  for (let i = 0; i < 3; i++) {
+    runner.finishOne();
+    await tick();
+    await tick();
+  }
+  await p;
+  assert.deepEqual(runner.batches.map((x) => x.length), [4, 4, 2]);
+});
+
+test('jobs that arrive while the model is busy are coalesced into the next batch', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  const first = b.embed([row(1, 5)]);
+  await tick();
+  const later = [b.embed([row(2, 5)]), b.embed([row(3, 5)]), b.embed([row(4, 5)])];
+  await tick();
+  assert.equal(runner.batches.length, 1, 'nothing runs while the only thread is busy');
+  runner.finishOne();
+  await first;
+  await tick();
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [2, 3, 4]);
+  runner.finishOne();
+  assert.deepEqual((await Promise.all(later)).map((v) => v[0]![0]), [2, 3, 4]);
+});
+
+test('an aborted job leaves the queue; other jobs are unaffected', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  const busy = b.embed([row(1, 5)]);
+  await tick();
+  const ac = new AbortController();
+  const doomed = b.embed([row(2, 5), row(3, 5)], ac.signal);
+  const kept = b.embed([row(4, 5)]);
+  ac.abort(new Error('cancelled by test'));
+  await assert.rejects(doomed, /cancelled by test/);
+  assert.equal(b.queuedTexts, 1);
+  runner.finishOne();
+  await busy;
+  await tick();
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [4]);
+  runner.finishOne();
+  assert.equal((await kept)[0]![0], 4);
+});
+
+test('max_wait_ms holds a partial batch for company, never longer', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, { ...opts, max_wait_ms: 30 });
+  const p1 = b.embed([row(1, 5)]);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(runner.batches.length, 0);
+  const p2 = b.embed([row(2, 5)]);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(runner.batches.length, 1);
+  assert.equal(runner.batches[0]!.length, 2);
+  runner.finishOne();
+  await Promise.all([p1, p2]);
+});

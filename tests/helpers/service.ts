@@ -128,9 +128,13 @@ export async function startService(opts: {
     const metricsPort = await freePort();
     const w = Object.assign(spawnEntry('workers/main.ts', { ...env, WORKER_METRICS_PORT: String(metricsPort), ...extraEnv }), { metricsPort });
     workers.push(w);
+    // The worker serves /healthz only once its models are loaded and its queues are consumed.
     await waitFor(
       'worker ready',
-      async () => (w.output().includes('"worker ready"') ? true : w.child.exitCode !== null ? Promise.reject(new Error('exited')) : undefined),
+      async () => {
+        if (w.child.exitCode !== null) throw new Error('worker exited');
+        return (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok ? true : undefined;
+      },
       60_000,
       () => w.output().slice(-2000),
     );

@@ -54,8 +54,7 @@ const LONG_TEXT =
   'Natural language processing models turn text into vectors, and long documents must be truncated. '.repeat(20);
 
 /** Deterministic varied texts: random vocabulary pieces mixed with awkward characters. */
-function generatedTexts(vocabulary: readonly (readonly [string, number])[], count: number): string[] {
-  let seed = 20240607;
+function generatedTexts(vocabulary: readonly (readonly [string, number])[], count: number, maxParts = 25, seed = 20240607): string[] {
   const random = (): number => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648;
@@ -64,7 +63,7 @@ function generatedTexts(vocabulary: readonly (readonly [string, number])[], coun
   const odd = ['😀', '👍🏽', '中', '文', '\t', '\n', '  ', 'é', 'e\u0301', 'ﬁ', '①', 'Ａ', '”', '5', ':00', '12', '’', '—', 'ß', '\u00a0'];
   const texts: string[] = [];
   for (let i = 0; i < count; i++) {
-    const parts = 1 + Math.floor(random() * 25);
+    const parts = 1 + Math.floor(random() * maxParts);
     let text = '';
     for (let j = 0; j < parts; j++) {
       text += random() < 0.8 ? pieces[Math.floor(random() * pieces.length)]! : odd[Math.floor(random() * odd.length)]!;
@@ -127,6 +126,17 @@ test('tokenizer reproduces the reference ids', async () => {
   }
   assert.deepEqual(tokenizer.tokenize(['']), [[]]);
   assert.ok(reference.tokenizer.encode(LONG_TEXT).length > 128);
+
+  // Long texts take the tokenizer's early exit (it stops once the first 128 ids are settled).
+  const longTexts = [
+    ...generatedTexts(vocabulary, 12, 3000, 7),
+    LONG_TEXT.repeat(4),
+    `abc ${'中'.repeat(6000)} ${'x '.repeat(50)}`,
+  ];
+  for (const text of longTexts) {
+    const expected = reference.tokenizer.encode(text).slice(0, 128);
+    assert.deepEqual(tokenizer.tokenize([text])[0], expected, `truncated ids for a ${text.length}-char text`);
+  }
 });
 
 test('single sentences match the TF.js model', async () => {

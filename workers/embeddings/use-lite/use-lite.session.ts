@@ -15,8 +15,9 @@ const PROVIDERS: Record<string, string> = { cpu: 'cpu', cuda: 'cuda' };
 
 /**
  * Loads `model.onnx` (built by scripts/models/build-use-lite.ts) from `modelDir`. Providers are
- * tried in the configured order; one that fails to create a session (e.g. CUDA without a GPU)
- * falls through to the next, and CPU is the last resort.
+ * tried in the configured order; one that fails to create a session (e.g. CUDA without a GPU or
+ * without onnxruntime's CUDA provider libraries) falls through to the next, and CPU is the last
+ * resort. Nothing is logged here, though onnxruntime's own logger prints the failed attempt.
  */
 export async function createUseLiteSession(modelDir: string, options: EmbeddingSessionOptions): Promise<UseLiteSession> {
   const modelPath = path.join(modelDir, 'model.onnx');
@@ -30,9 +31,6 @@ export async function createUseLiteSession(modelDir: string, options: EmbeddingS
         interOpNumThreads: 1,
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
-        // Fatal only: a provider that cannot load (CUDA without its libraries) would otherwise
-        // print an error before we fall back.
-        logSeverityLevel: 4,
       });
       return wrap(session, provider);
     } catch (error) {

@@ -16,6 +16,8 @@ const WORD_BOUNDARY = '\u2581';
 const CP_RANGE = 0x110000;
 /** With a token limit, how often (in code points) to check whether the first ids are settled. */
 const EARLY_EXIT_INTERVAL = 1024;
+/** With a token limit, texts longer than this many UTF-16 units per token are first tried on a prefix. */
+const PREFIX_CHARS_PER_TOKEN = 32;
 
 /**
  * Tokenizer of Universal Sentence Encoder Lite: SentencePiece unigram segmentation (Viterbi over
@@ -75,11 +77,30 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
 
   /**
    * Segmentation of one text: all of it, or its first `limit` ids. With a limit, a long text is
-   * only segmented as far as needed to know those ids exactly (see `settledPosition`).
+   * only segmented as far as needed to know those ids exactly (see `settledPosition`), and a very
+   * long one is first tried on a prefix cut before an ASCII space: NFKC never composes across
+   * such a cut, so the prefix's symbols are exactly the start of the whole text's.
    */
   encode(text: string, limit = Number.POSITIVE_INFINITY): number[] {
+    if (limit <= 0) return [];
+    const prefixLength = PREFIX_CHARS_PER_TOKEN * limit;
+    if (text.length > prefixLength) {
+      const cut = text.indexOf(' ', prefixLength);
+      if (cut > 0) {
+        const ids = this.segment(text.slice(0, cut), limit, true);
+        if (ids) return ids;
+      }
+    }
+    return this.segment(text, limit, false)!;
+  }
+
+  /**
+   * Viterbi segmentation. With `isPrefix`, `text` is only the start of the real text: returns
+   * the first `limit` ids if they are already settled, otherwise null.
+   */
+  private segment(text: string, limit: number, isPrefix: boolean): number[] | null {
     const normalized = text.normalize('NFKC');
-    if (normalized.length === 0 || limit <= 0) return [];
+    if (normalized.length === 0) return isPrefix ? null : [];
     const symbols = toCodePoints(WORD_BOUNDARY + normalized.replaceAll(' ', WORD_BOUNDARY));
     const n = symbols.length;
 
@@ -128,6 +149,12 @@ export class UseLiteTokenizer implements EmbeddingTokenizer {
       }
     }
 
+    if (isPrefix) {
+      // The real text goes on, so even position n is only a frontier.
+      const settled = this.settledPosition(words, n);
+      const prefix = settled > 0 ? this.backtrack(words, settled) : [];
+      return prefix.length >= limit ? prefix.slice(0, limit) : null;
+    }
     const ids = this.backtrack(words, n);
     return ids.length > limit ? ids.slice(0, limit) : ids;
   }

@@ -8,6 +8,7 @@ import type { Logger } from '../shared/logger.js';
 import type { ModelRegistry } from '../shared/models/model-registry.js';
 import { requireAdmin, requireApiKey, type ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { errorHandler, notFoundRoute } from './http/error-handler.js';
+import type { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import type { JobService } from './jobs/job-service.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
@@ -24,7 +25,7 @@ export interface AppDeps {
   prefix: string;
   maxBodyBytes: number;
   maxInputs: number;
-  syncTimeoutMs: number;
+  coalescer: EmbeddingCoalescer;
   isShuttingDown: () => boolean;
 }
 
@@ -53,7 +54,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', requireApiKey(deps.auth));
   app.use('/v1', express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
-  app.use(embeddingsRoutes({ jobs: deps.jobs, registry: deps.registry, maxInputs: deps.maxInputs, syncTimeoutMs: deps.syncTimeoutMs }));
+  app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
   app.use(jobsRoutes({ jobs: deps.jobs, registry: deps.registry, maxInputs: deps.maxInputs }));
 
   app.use(notFoundRoute);

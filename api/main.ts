@@ -9,6 +9,7 @@ import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { createRedis, waitForRedis } from '../shared/redis/redis-connections.js';
 import { createApp } from './app.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
+import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ReplyHub } from './jobs/reply-hub.js';
 import { createSocketServer } from './realtime/socket-server.js';
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
     prefix: env.QUEUE_PREFIX,
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxInputs: env.MAX_EMBEDDING_INPUTS,
-    syncTimeoutMs: env.SYNC_TIMEOUT_MS,
+    coalescer: new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }),
     isShuttingDown: () => shutdown.isShuttingDown,
   });
 

@@ -9,7 +9,8 @@
  *
  * Options (env): BENCH_SECONDS (per pipeline phase, default 8), BENCH_THREADS (default 2).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, setGlobalDispatcher } from 'undici';
@@ -25,6 +26,8 @@ import { loadSentences, summarise } from './corpus.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const THREADS = Number(process.env.BENCH_THREADS ?? 2);
+/** Model threads in the worker; each gets THREADS / REPLICAS intra-op threads, same total as raw. */
+const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 1);
 const texts = loadSentences(2000);
 const SHORT = 'hello world';
 const log = (s: string) => console.log(s);
@@ -78,7 +81,63 @@ async function tfjsBaseline() {
   return { batch: 32, textsPerSec, shortText: summarise(lat) };
 }
 
+/**
+ * Load through wrk when it is installed (Debian: apt-get install wrk): on a 2-core machine the
+ * load generator shares the CPU with the service, and wrk needs a fraction of what a Node client
+ * does per request. Falls back to Node's fetch.
+ */
 async function load(baseUrl: string, opts: { clients: number; perRequest: number; seconds: number }) {
+  if (WRK) return loadWithWrk(baseUrl, opts);
+  return loadWithFetch(baseUrl, opts);
+}
+
+const WRK = (() => {
+  const r = spawnSync('sh', ['-c', 'command -v wrk'], { encoding: 'utf8' });
+  return r.stdout.trim() || undefined;
+})();
+
+async function loadWithWrk(baseUrl: string, opts: { clients: number; perRequest: number; seconds: number }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'qi-wrk-'));
+  const bodies: string[] = [];
+  for (let i = 0; i < 500; i++) {
+    const input = Array.from({ length: opts.perRequest }, (_, j) => texts[(i * opts.perRequest + j) % texts.length]!);
+    bodies.push(JSON.stringify({ model: 'use-lite', input, encoding_format: 'base64' }));
+  }
+  const script = path.join(dir, 'bench.lua');
+  writeFileSync(
+    script,
+    [
+      `wrk.method = "POST"`,
+      `wrk.headers["Content-Type"] = "application/json"`,
+      `wrk.headers["Authorization"] = "Bearer ${KEYS.acme}"`,
+      `local bodies = {${bodies.map((b) => `[==[${b}]==]`).join(',\n')}}`,
+      `local i = 0`,
+      `request = function() i = i + 1; return wrk.format(nil, "/v1/embeddings", nil, bodies[(i % #bodies) + 1]) end`,
+      `done = function(summary, latency, requests)`,
+      `  io.write(string.format('JSON{"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"mean_us":%f,"p50_us":%d,"p99_us":%d}\\n',`,
+      `    summary.requests, summary.duration, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status,`,
+      `    latency.mean, latency:percentile(50), latency:percentile(99)))`,
+      `end`,
+    ].join('\n'),
+  );
+  const threads = Math.min(2, opts.clients);
+  const r = spawnSync(WRK!, ['-t', String(threads), '-c', String(opts.clients), '-d', `${opts.seconds}s`, '--timeout', '30s', '-s', script, baseUrl], { encoding: 'utf8' });
+  rmSync(dir, { recursive: true, force: true });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('JSON'));
+  if (!line) throw new Error(`wrk failed: ${r.stderr || r.stdout}`);
+  const w = JSON.parse(line.slice(4)) as { requests: number; duration_us: number; errors: number; non2xx: number; mean_us: number; p50_us: number; p99_us: number };
+  const ok = w.requests - w.non2xx;
+  return {
+    ...opts,
+    generator: 'wrk',
+    textsPerSec: rate(ok * opts.perRequest, w.duration_us / 1000),
+    requests: w.requests,
+    errors: w.errors + w.non2xx,
+    latencyMs: { n: w.requests, mean: w.mean_us / 1000, p50: w.p50_us / 1000, p99: w.p99_us / 1000 },
+  };
+}
+
+async function loadWithFetch(baseUrl: string, opts: { clients: number; perRequest: number; seconds: number }) {
   const latencies: number[] = [];
   let done = 0;
   let errors = 0;
@@ -102,12 +161,12 @@ async function load(baseUrl: string, opts: { clients: number; perRequest: number
     }
   };
   await Promise.all(Array.from({ length: opts.clients }, client));
-  return { ...opts, textsPerSec: rate(done, performance.now() - started), requests: latencies.length, errors, latencyMs: summarise(latencies) };
+  return { ...opts, generator: 'fetch', textsPerSec: rate(done, performance.now() - started), requests: latencies.length, errors, latencyMs: summarise(latencies) };
 }
 
 async function pipeline() {
   const redis = await startPrivateRedis();
-  const config = writeModelsConfig([useLiteModel({ threads: THREADS, concurrency: 256, max_queue: 100_000 })]);
+  const config = writeModelsConfig([useLiteModel({ threads: Math.max(1, Math.floor(THREADS / REPLICAS)), replicas: REPLICAS, concurrency: 256, max_queue: 100_000 })]);
   const svc = await startService({ redisUrl: redis.url, modelsConfig: config, env: { LOG_LEVEL: 'warn' } });
   try {
     await load(svc.baseUrl, { clients: 16, perRequest: 1, seconds: 1 }); // warm-up
@@ -142,6 +201,7 @@ async function main() {
   log(`(c) TF.js original: ${fmt(tf.textsPerSec, 0)} texts/s at batch 32; short text p50 ${fmt(tf.shortText.p50, 2)} ms`);
   const pipe = await pipeline();
   const { oneTextPerRequest: one, thirtyTwoTextsPerRequest: many, shortTextSequential: short } = pipe;
+  log(`load generator: ${one.generator}; worker: ${REPLICAS} model thread(s) x ${Math.max(1, Math.floor(THREADS / REPLICAS))} intra-op thread(s)`);
   log(`(b) pipeline, 1 text/request x ${one.clients} clients: ${fmt(one.textsPerSec, 0)} texts/s, p50 ${fmt(one.latencyMs.p50)} ms, p99 ${fmt(one.latencyMs.p99)} ms, errors ${one.errors}`);
   log(`(b) pipeline, 32 texts/request x ${many.clients} clients: ${fmt(many.textsPerSec, 0)} texts/s, p50 ${fmt(many.latencyMs.p50)} ms, p99 ${fmt(many.latencyMs.p99)} ms, errors ${many.errors}`);
   log(`(b) pipeline, one short text, sequential: p50 ${fmt(short.p50, 2)} ms, p99 ${fmt(short.p99, 2)} ms`);
@@ -158,7 +218,7 @@ async function main() {
   const out = path.join(ROOT, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   const file = path.join(out, `embeddings-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), threads: THREADS, cpus: os.cpus().length, texts: texts.length, raw, tfjs: tf, pipeline: pipe, ratios }, null, 2));
+  writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), threads: THREADS, replicas: REPLICAS, generator: one.generator, cpus: os.cpus().length, texts: texts.length, raw, tfjs: tf, pipeline: pipe, ratios }, null, 2));
   log(`written ${path.relative(ROOT, file)}`);
 }
 

@@ -2,25 +2,17 @@ import { Router } from 'express';
 import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { embeddingList } from '../../shared/jobs/job-views.js';
-import type { JobResult } from '../../shared/jobs/job-catalog.js';
 import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
-import type { JobService } from '../jobs/job-service.js';
+import type { EmbeddingCoalescer } from '../jobs/embedding-coalescer.js';
 
 /** POST /v1/embeddings, OpenAI's shape: enqueue an embedding job and answer with its result. */
-export function embeddingsRoutes(deps: { jobs: JobService; registry: ModelRegistry; maxInputs: number; syncTimeoutMs: number }): Router {
+export function embeddingsRoutes(deps: { coalescer: EmbeddingCoalescer; registry: ModelRegistry; maxInputs: number }): Router {
   const router = Router();
   router.post('/v1/embeddings', async (req, res) => {
     const body = embeddingsRequestSchema.parse(req.body);
     const model = resolveEmbeddingModel(deps.registry, body.model);
     checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
-    const result = (await deps.jobs.run(
-      'embedding',
-      req.principal!.tenant,
-      model,
-      { model: model.id, input: body.input, dimensions: body.dimensions },
-      deps.syncTimeoutMs,
-      String(req.id),
-    )) as JobResult<'embedding'>;
+    const result = await deps.coalescer.embed(req.principal!.tenant, model, body.input, body.dimensions, String(req.id));
     res.json(embeddingList(result, body.encoding_format));
   });
   return router;

@@ -42,6 +42,11 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long POST /v1/embeddings waits for its job before answering 504. */
   SYNC_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  /**
+   * While a model already has synchronous embedding jobs in flight, new requests wait up to this
+   * long to share one job (0 = only requests of the same event-loop turn share).
+   */
+  COALESCE_WINDOW_MS: z.coerce.number().min(0).max(100).default(2),
   /** How long finished async jobs stay readable through GET /v1/jobs/:id. */
   JOB_RETENTION_SECONDS: z.coerce.number().int().positive().default(3600),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),

@@ -21,6 +21,8 @@ export const embeddingResultSchema = z.object({
   /** One little-endian float32 vector per input, base64: 4/3 bytes per byte instead of ~20 chars per float in JSON. */
   embeddings_b64: z.array(z.string()),
   prompt_tokens: z.number().int().min(0),
+  /** Tokens of each input, so requests coalesced into one job each get their own usage. */
+  input_tokens: z.array(z.number().int().min(0)),
 });
 
 export const jobCatalog = {

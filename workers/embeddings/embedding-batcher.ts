@@ -120,28 +120,35 @@ export class EmbeddingBatcher {
     }
   }
 
-  /** The oldest text plus, in arrival order, texts whose length is within length_ratio of it. */
+  /**
+   * The oldest text (so nothing starves) plus the waiting texts closest to it in length, within
+   * length_ratio, while the batch fits max_batch_size and max_batch_tokens. Closest-first packs
+   * batches with less padding than taking similar texts in arrival order.
+   */
   private takeBatch(): PendingText[] {
     const { max_batch_size, max_batch_tokens, length_ratio } = this.opts;
     const head = this.pending[0]!;
     const headLen = Math.max(1, head.ids.length);
     const lo = headLen / length_ratio;
     const hi = headLen * length_ratio;
+    const candidates: { index: number; len: number }[] = [];
+    for (let i = 1; i < this.pending.length; i++) {
+      const len = Math.max(1, this.pending[i]!.ids.length);
+      if (len >= lo && len <= hi) candidates.push({ index: i, len });
+    }
+    candidates.sort((a, b) => Math.abs(a.len - headLen) - Math.abs(b.len - headLen) || a.index - b.index);
+    const chosen = new Set<number>([0]);
+    let longest = headLen;
+    for (const c of candidates) {
+      if (chosen.size >= max_batch_size) break;
+      const nextLongest = Math.max(longest, c.len);
+      if (nextLongest * (chosen.size + 1) > max_batch_tokens) continue;
+      chosen.add(c.index);
+      longest = nextLongest;
+    }
     const batch: PendingText[] = [];
     const rest: PendingText[] = [];
-    let longest = 0;
-    for (const p of this.pending) {
-      const len = Math.max(1, p.ids.length);
-      const fits =
-        batch.length < max_batch_size &&
-        (batch.length === 0 || (len >= lo && len <= hi && Math.max(longest, len) * (batch.length + 1) <= max_batch_tokens));
-      if (fits) {
-        batch.push(p);
-        longest = Math.max(longest, len);
-      } else {
-        rest.push(p);
-      }
-    }
+    this.pending.forEach((p, i) => (chosen.has(i) ? batch : rest).push(p));
     this.pending = rest;
     return batch;
   }

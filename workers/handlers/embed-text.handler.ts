@@ -20,6 +20,7 @@ export function createEmbedTextHandler(engines: ReadonlyMap<string, EmbeddingEng
       dimensions: dims,
       embeddings_b64: vectors.map((v) => encodeVector(dims === engine.dimensions ? v : truncateAndNormalise(v, dims))),
       prompt_tokens: rows.reduce((n, r) => n + r.length, 0),
+      input_tokens: rows.map((r) => r.length),
     };
   };
 }

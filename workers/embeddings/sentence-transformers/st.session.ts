@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
+import { openOrtSession } from '../../inference/ort-session.js';
 import type { EmbeddingSession, EmbeddingSessionOptions } from '../embedding-model.js';
 import { assertDirectory, isObject, readJson, readJsonObject, resolvePadId } from './st.tokenizer.js';
 
@@ -217,28 +218,11 @@ async function openSession(
   modelPath: string,
   options: EmbeddingSessionOptions,
 ): Promise<{ session: ort.InferenceSession; providers: string[]; fallback?: string }> {
-  const requested = options.executionProviders.length > 0 ? options.executionProviders : ['cpu'];
-  const sessionOptions = (providers: string[]): ort.InferenceSession.SessionOptions => ({
-    executionProviders: providers,
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: options.intraOpThreads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  });
   try {
-    return { session: await ort.InferenceSession.create(modelPath, sessionOptions(requested)), providers: requested };
+    const { session, provider, fallback } = await openOrtSession(modelPath, options);
+    return { session, providers: [provider], ...(fallback === undefined ? {} : { fallback }) };
   } catch (err) {
-    // An accelerator that cannot start (no GPU, missing CUDA libraries) falls back to the CPU; a
-    // CPU-only request that fails is a broken model and is reported as such.
-    if (requested.every((p) => p === 'cpu')) {
-      throw new Error(`sentence-transformers: cannot load ${modelPath}: ${(err as Error).message}`);
-    }
-    const fallback = `execution providers [${requested.join(', ')}] failed (${(err as Error).message}); using cpu`;
-    try {
-      return { session: await ort.InferenceSession.create(modelPath, sessionOptions(['cpu'])), providers: ['cpu'], fallback };
-    } catch (cpuErr) {
-      throw new Error(`sentence-transformers: cannot load ${modelPath}: ${(cpuErr as Error).message}`);
-    }
+    throw new Error(`sentence-transformers: ${(err as Error).message}`);
   }
 }
 

@@ -2,6 +2,7 @@ import path from 'node:path';
 
 import * as ort from 'onnxruntime-node';
 
+import { openOrtSession } from '../../inference/ort-session.js';
 import type { EmbeddingSession, EmbeddingSessionOptions } from '../embedding-model.js';
 
 const DIMENSIONS = 512;
@@ -11,33 +12,13 @@ export interface UseLiteSession extends EmbeddingSession {
   readonly provider: string;
 }
 
-const PROVIDERS: Record<string, string> = { cpu: 'cpu', cuda: 'cuda' };
-
 /**
- * Loads `model.onnx` (built by scripts/models/build-use-lite.ts) from `modelDir`. Providers are
- * tried in the configured order; one that fails to create a session (e.g. CUDA without a GPU or
- * without onnxruntime's CUDA provider libraries) falls through to the next, and CPU is the last
- * resort. Nothing is logged here, though onnxruntime's own logger prints the failed attempt.
+ * Loads `model.onnx` (built by scripts/models/build-use-lite.ts) from `modelDir`, on the first of
+ * the configured execution providers that starts (see openOrtSession).
  */
 export async function createUseLiteSession(modelDir: string, options: EmbeddingSessionOptions): Promise<UseLiteSession> {
-  const modelPath = path.join(modelDir, 'model.onnx');
-  const requested = options.executionProviders.map((p) => PROVIDERS[p.toLowerCase()] ?? p);
-  const candidates = [...new Set([...requested, 'cpu'])];
-  let lastError: unknown;
-  for (const provider of candidates) {
-    try {
-      const session = await ort.InferenceSession.create(modelPath, {
-        intraOpNumThreads: options.intraOpThreads,
-        interOpNumThreads: 1,
-        executionProviders: [provider],
-        graphOptimizationLevel: 'all',
-      });
-      return wrap(session, provider);
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw lastError;
+  const { session, provider } = await openOrtSession(path.join(modelDir, 'model.onnx'), options);
+  return wrap(session, provider);
 }
 
 function wrap(session: ort.InferenceSession, provider: string): UseLiteSession {

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ROOT } from './service.js';
@@ -8,7 +9,18 @@ import { ROOT } from './service.js';
  * (shared/reference beside the checkout). OpenAPI 3.0-style `nullable: true` is rewritten into a
  * JSON Schema type union first; the document's own formats (float, unixtime) are not checked.
  */
-const SPEC_PATH = path.resolve(ROOT, '..', 'shared', 'reference', 'openai-openapi.json');
+const RELATIVE = path.join('shared', 'reference', 'openai-openapi.json');
+
+/**
+ * The spec lives in shared/ beside the checkout. A fresh clone of a local checkout (as the
+ * first-run check makes) has no shared/ beside it, so its origin's neighbour is tried too.
+ */
+function findSpec(): string | undefined {
+  const candidates = [process.env.OPENAI_OPENAPI_SPEC, path.resolve(ROOT, '..', RELATIVE)];
+  const origin = spawnSync('git', ['config', '--get', 'remote.origin.url'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
+  if (origin && path.isAbsolute(origin)) candidates.push(path.resolve(origin, '..', RELATIVE));
+  return candidates.find((c): c is string => !!c && existsSync(c));
+}
 
 function rewriteNullable(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(rewriteNullable);
@@ -28,7 +40,11 @@ let ajv: Ajv2020 | undefined;
 
 export function openAiValidator(schemaName: string): (data: unknown) => string[] {
   if (!ajv) {
-    const spec = JSON.parse(readFileSync(SPEC_PATH, 'utf8')) as { components: unknown };
+    const file = findSpec();
+    if (!file) {
+      throw new Error(`OpenAI's OpenAPI document was not found (looked beside the checkout for ${RELATIVE}); set OPENAI_OPENAPI_SPEC to its path`);
+    }
+    const spec = JSON.parse(readFileSync(file, 'utf8')) as { components: unknown };
     ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });
     ajv.addSchema({ $id: 'openai', components: rewriteNullable(spec.components) });
   }

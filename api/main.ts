@@ -1,8 +1,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Queue } from 'bullmq';
 import { loadEnv } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
+import { createQueues } from '../shared/jobs/queues.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
@@ -31,12 +31,7 @@ async function main(): Promise<void> {
   shutdown.register('redis', () => Promise.allSettled([redis, subscriber, socketPub, socketSub].map((r) => r.quit())));
   await waitForRedis(redis, 30_000);
 
-  const queues = new Map(
-    registry.models.map((m) => [
-      m.queueName,
-      new Queue(m.queueName, { connection: redis, prefix: env.QUEUE_PREFIX, streams: { events: { maxLen: 1000 } } }),
-    ]),
-  );
+  const queues = createQueues(registry, redis, env.QUEUE_PREFIX);
   shutdown.register('queues', () => Promise.allSettled([...queues.values()].map((q) => q.close())));
 
   const replies = new ReplyHub(subscriber, env.QUEUE_PREFIX);

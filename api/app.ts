@@ -8,11 +8,17 @@ import type { Logger } from '../shared/logger.js';
 import type { ModelRegistry } from '../shared/models/model-registry.js';
 import { requireAdmin, requireApiKey, type ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { errorHandler, notFoundRoute } from './http/error-handler.js';
+import { buildOpenApiDocument } from './http/openapi.js';
+import type { ChatService } from './jobs/chat-service.js';
 import type { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import type { JobService } from './jobs/job-service.js';
+import type { ApiMetrics } from './metrics/api-metrics.js';
+import { chatRoutes } from './routes/chat.routes.js';
+import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
 import { jobsRoutes } from './routes/jobs.routes.js';
+import { metricsRoutes } from './routes/metrics.routes.js';
 import { modelsRoutes } from './routes/models.routes.js';
 
 export interface AppDeps {
@@ -26,13 +32,17 @@ export interface AppDeps {
   maxBodyBytes: number;
   maxInputs: number;
   coalescer: EmbeddingCoalescer;
+  chat: ChatService;
   isShuttingDown: () => boolean;
+  metrics: ApiMetrics;
 }
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // First, so every request is timed and counted (by route pattern, once a route matched).
+  app.use(deps.metrics.httpMiddleware());
   app.use(
     pinoHttp({
       logger: deps.log,
@@ -43,11 +53,13 @@ export function createApp(deps: AppDeps): Express {
         return id;
       },
       // Probes would drown the log.
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
     }),
   );
 
   app.use(healthRoutes({ redis: deps.redis, registry: deps.registry, prefix: deps.prefix, isShuttingDown: deps.isShuttingDown }));
+  app.use(metricsRoutes({ metrics: deps.metrics, auth: deps.auth }));
+  app.use(docsRoutes({ document: () => buildOpenApiDocument() }));
   app.use('/admin/queues', requireAdmin(deps.auth, { basicChallenge: true }), createBullBoardRouter(deps.queues.values(), '/admin/queues'));
 
   // Authenticate before parsing, so an anonymous caller cannot make us parse megabytes of JSON.
@@ -55,7 +67,8 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
   app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
-  app.use(jobsRoutes({ jobs: deps.jobs, registry: deps.registry, maxInputs: deps.maxInputs }));
+  app.use(chatRoutes({ chat: deps.chat }));
+  app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
 
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

@@ -1,15 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
 import type { Worker } from 'bullmq';
-import { loadEnv } from '../shared/config/env.js';
+import { loadEnv, readNamedSecret } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
-import { loadModelRegistry } from '../shared/models/model-registry.js';
+import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
+import { appendEnd } from '../shared/streams/token-stream.js';
 import { createRedis, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
+import type { ChatBackend } from './chat/chat-backend.js';
+import { startDecoderBackend } from './chat/decoder-backend.js';
+import { createUpstreamBackend } from './chat/upstream-backend.js';
+import { createChatHandler } from './handlers/chat.handler.js';
 import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
+import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
 import { createJobWorker, type ResultDelivery } from './jobs/job-runner.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 
@@ -31,10 +37,22 @@ async function main(): Promise<void> {
 
   // Models load before any job is taken, so a worker that heartbeats is a worker that can serve.
   const engines = new Map<string, EmbeddingEngine>();
+  const chatBackends = new Map<string, ChatBackend>();
   for (const model of served) {
-    const engine = await startEmbeddingEngine(model, log, (m, stats) => metrics.recordBatch(m.id, stats));
-    engines.set(model.id, engine);
-    shutdown.register(`model ${model.id}`, () => engine.close());
+    const loadStarted = performance.now();
+    if (isEmbeddingModel(model)) {
+      const engine = await startEmbeddingEngine(model, log, (m, stats) => metrics.recordBatch(m.id, stats));
+      engines.set(model.id, engine);
+      shutdown.register(`model ${model.id}`, () => engine.close());
+    } else {
+      const backend =
+        model.format === 'hf-decoder'
+          ? await startDecoderBackend(model, log)
+          : createUpstreamBackend(model, model.api_key_env ? readNamedSecret(model.api_key_env) : undefined);
+      chatBackends.set(model.id, backend);
+      shutdown.register(`model ${model.id}`, () => backend.close());
+    }
+    metrics.modelLoadSeconds.set({ model: model.id }, (performance.now() - loadStarted) / 1000);
   }
 
   const connection = createRedis(env.REDIS_URL, 'worker', `worker:${workerId}`);
@@ -48,22 +66,41 @@ async function main(): Promise<void> {
     reply: async (channel, message) => {
       await publisher.publish(channel, JSON.stringify(message));
     },
-    emitToJob: (jobId, event, data) => {
-      emitter.to(jobRoom(jobId)).emit(event, data);
+    progress: (jobId, progress) => {
+      emitter.to(jobRoom(jobId)).emit('progress', { id: jobId, progress });
+    },
+    // Chat subscribers follow the token stream, so a chat job's outcome is its stream's end entry.
+    completed: async (type, jobId, result) => {
+      if (type === 'chat') await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status: 'completed', result }, env.JOB_RETENTION_SECONDS);
+      else emitter.to(jobRoom(jobId)).emit('completed', { id: jobId, status: 'completed', result });
+    },
+    failed: async (type, jobId, status, error) => {
+      if (type === 'chat') await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status, error }, env.JOB_RETENTION_SECONDS);
+      else emitter.to(jobRoom(jobId)).emit('failed', { id: jobId, status, error });
     },
   };
 
-  const handlers = { embedding: createEmbedTextHandler(engines) };
+  const handlers = {
+    embedding: createEmbedTextHandler(engines),
+    chat: createChatHandler({
+      backends: chatBackends,
+      redis: publisher,
+      prefix: env.QUEUE_PREFIX,
+      retentionSeconds: env.JOB_RETENTION_SECONDS,
+      onFinished: (model, timings) => metrics.recordChat(model, timings),
+    }),
+  } satisfies JobHandlers;
   const workers: Worker[] = served.map((model) => {
     const worker = createJobWorker({
       queueName: model.queueName,
       type: model.task,
-      handler: handlers[model.task],
+      handler: handlers[model.task] as JobHandler<typeof model.task>,
       connection,
       prefix: env.QUEUE_PREFIX,
       concurrency: model.concurrency,
       log,
       delivery,
+      timings: metrics.jobTimings(model.queueName, model.id),
     });
     worker.on('completed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'completed' }));
     worker.on('failed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'failed' }));

@@ -1,5 +1,5 @@
 import type { JobResult } from '../../shared/jobs/job-catalog.js';
-import type { ModelConfig } from '../../shared/models/model-registry.js';
+import type { EmbeddingModelConfig } from '../../shared/models/model-registry.js';
 import type { JobService } from './job-service.js';
 
 interface Part {
@@ -10,7 +10,7 @@ interface Part {
 
 interface Group {
   tenant: string;
-  model: ModelConfig;
+  model: EmbeddingModelConfig;
   dimensions: number | undefined;
   parts: Part[];
   texts: number;
@@ -33,7 +33,7 @@ export class EmbeddingCoalescer {
     private readonly opts: { syncTimeoutMs: number; maxTextsPerJob: number; windowMs: number },
   ) {}
 
-  embed(tenant: string, model: ModelConfig, input: string[], dimensions: number | undefined, requestId: string): Promise<JobResult<'embedding'>> {
+  embed(tenant: string, model: EmbeddingModelConfig, input: string[], dimensions: number | undefined, requestId: string): Promise<JobResult<'embedding'>> {
     const key = `${tenant}\n${model.id}\n${dimensions ?? ''}`;
     return new Promise((resolve, reject) => {
       let group = this.groups.get(key);

@@ -35,6 +35,8 @@ export interface JobView {
 export interface SubmitOptions {
   requestId?: string;
   idempotencyKey?: string;
+  /** 1 (most urgent) to 10. BullMQ serves lower numbers first. */
+  priority?: number;
 }
 
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -54,7 +56,7 @@ export class JobService {
       prefix: string;
       retentionSeconds: number;
       /** Tells the job's Socket.IO room about outcomes the API decides itself (a queued job cancelled). */
-      notify?: (jobId: string, event: 'failed', data: unknown) => void;
+      notify?: (jobId: string, type: JobType, event: 'failed', data: { id: string; status: 'cancelled'; error: { message: string; code: string } }) => void;
     },
   ) {}
 
@@ -79,6 +81,7 @@ export class JobService {
       const job = await queue.add(type, envelope, {
         ...jobCatalog[type].defaults,
         jobId,
+        ...(opts.priority ? { priority: opts.priority } : {}),
         removeOnComplete: { age: this.deps.retentionSeconds },
         removeOnFail: { age: this.deps.retentionSeconds },
       });
@@ -163,7 +166,7 @@ export class JobService {
         const view = await this.view(job, state);
         const cancelled: JobView = { ...view, status: 'cancelled', finished_at: nowSeconds(), error: { message: `${CANCELLED_REASON_PREFIX}: by request`, code: 'cancelled' } };
         await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
-        this.deps.notify?.(jobId, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error });
+        this.deps.notify?.(jobId, view.type, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error! });
         return cancelled;
       } catch {
         // It became active (and locked) between getState and remove: cancel it as a running job.

@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { embeddingList } from '../../shared/jobs/job-views.js';
-import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
+import { isEmbeddingModel, type EmbeddingModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { EmbeddingCoalescer } from '../jobs/embedding-coalescer.js';
 
 /** POST /v1/embeddings, OpenAI's shape: enqueue an embedding job and answer with its result. */
@@ -18,14 +18,14 @@ export function embeddingsRoutes(deps: { coalescer: EmbeddingCoalescer; registry
   return router;
 }
 
-export function resolveEmbeddingModel(registry: ModelRegistry, id: string): ModelConfig {
+export function resolveEmbeddingModel(registry: ModelRegistry, id: string): EmbeddingModelConfig {
   const model = registry.get(id);
   if (!model) throw errors.modelNotFound(id);
-  if (model.task !== 'embedding') throw errors.invalidRequest(`Model '${id}' is not an embedding model.`, 'model', 'wrong_model_task');
+  if (!isEmbeddingModel(model)) throw errors.invalidRequest(`Model '${id}' is not an embedding model.`, 'model', 'wrong_model_task');
   return model;
 }
 
-export function checkEmbeddingInput(input: string[], dimensions: number | undefined, model: ModelConfig, maxInputs: number): void {
+export function checkEmbeddingInput(input: string[], dimensions: number | undefined, model: EmbeddingModelConfig, maxInputs: number): void {
   if (input.length > maxInputs) {
     throw errors.invalidRequest(`'input' has ${input.length} items; at most ${maxInputs} are allowed per request.`, 'input', 'too_many_inputs');
   }

@@ -1,25 +1,34 @@
 import { Router } from 'express';
 import { createJobRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
-import type { JobService } from '../jobs/job-service.js';
+import type { ChatService } from '../jobs/chat-service.js';
+import type { JobService, JobView } from '../jobs/job-service.js';
 import { checkEmbeddingInput, resolveEmbeddingModel } from './embeddings.routes.js';
 
 /** The async job API shared by every job type. */
-export function jobsRoutes(deps: { jobs: JobService; registry: ModelRegistry; maxInputs: number }): Router {
+export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry: ModelRegistry; maxInputs: number }): Router {
   const router = Router();
 
   router.post('/v1/jobs', async (req, res) => {
     const body = createJobRequestSchema.parse(req.body);
-    const idempotencyKey = req.header('idempotency-key') || undefined;
-    const model = resolveEmbeddingModel(deps.registry, body.model);
-    checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
-    const { view, created } = await deps.jobs.submit(
-      'embedding',
-      req.principal!.tenant,
-      model,
-      { model: model.id, input: body.input, dimensions: body.dimensions },
-      { requestId: String(req.id), idempotencyKey },
-    );
+    const tenant = req.principal!.tenant;
+    const opts = { requestId: String(req.id), idempotencyKey: req.header('idempotency-key') || undefined };
+    let submitted: { view: JobView; created: boolean };
+    switch (body.type) {
+      case 'embedding': {
+        const model = resolveEmbeddingModel(deps.registry, body.model);
+        checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
+        submitted = await deps.jobs.submit('embedding', tenant, model, { model: model.id, input: body.input, dimensions: body.dimensions }, opts);
+        break;
+      }
+      case 'chat': {
+        const model = deps.chat.resolveModel(body.model);
+        const { priority, ...params } = body;
+        submitted = await deps.chat.submit(tenant, model, deps.chat.payload(model, params), { ...opts, ...(priority ? { priority } : {}) });
+        break;
+      }
+    }
+    const { view, created } = submitted;
     if (!created) res.setHeader('Idempotent-Replayed', 'true');
     res.status(created ? 202 : 200).location(`/v1/jobs/${encodeURIComponent(view.id)}`).json(view);
   });

@@ -12,8 +12,8 @@ export function modelsRoutes(deps: { registry: ModelRegistry; startedAt: number 
     owned_by: 'system',
     task: m.task,
     format: m.format,
-    dimensions: m.dimensions ?? null,
-    execution_providers: m.execution_providers,
+    dimensions: 'dimensions' in m ? (m.dimensions ?? null) : null,
+    execution_providers: 'execution_providers' in m ? m.execution_providers : ['upstream'],
     description: m.description ?? null,
   });
   router.get('/v1/models', (_req, res) => {

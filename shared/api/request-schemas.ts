@@ -22,6 +22,13 @@ const textInput = z.unknown().transform((input, ctx): string[] => {
     if (input[i] === '') return fail(`item ${i} must not be an empty string`);
   }
   return input as string[];
+}).meta({
+  // What the transform accepts, for the OpenAPI document (a transform has no JSON Schema of its own).
+  description: 'Text to embed: a string or an array of strings, none empty. Token-id arrays are refused.',
+  anyOf: [
+    { type: 'string', minLength: 1 },
+    { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+  ],
 });
 
 export const embeddingsRequestSchema = z
@@ -36,6 +43,61 @@ export const embeddingsRequestSchema = z
 
 export type EmbeddingsRequest = z.infer<typeof embeddingsRequestSchema>;
 
+/** OpenAI message content: a string, or an array of text parts (other part types are refused). */
+const messageContent = z.union([
+  z.string(),
+  z
+    .array(z.object({ type: z.literal('text'), text: z.string() }).strict())
+    .min(1)
+    .transform((parts) => parts.map((p) => p.text).join('')),
+]);
+
+const chatMessage = z
+  .object({
+    // OpenAI's newer 'developer' role plays the part of 'system' for these models.
+    role: z.enum(['system', 'developer', 'user', 'assistant'], { message: "must be one of 'system', 'developer', 'user', 'assistant'" }),
+    content: messageContent,
+    name: z.string().max(64).optional(),
+  })
+  .strict()
+  .transform((m) => ({ role: m.role === 'developer' ? ('system' as const) : m.role, content: m.content }));
+
+const stop = z
+  .union([z.string().min(1), z.array(z.string().min(1)).max(4)])
+  .transform((v) => (typeof v === 'string' ? [v] : v));
+
+/** Sampling settings shared by the OpenAI endpoint and native chat jobs. */
+const samplingFields = {
+  max_tokens: z.number().int().positive().optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  /** Extension (vLLM and TGI have it too): sample among the k most likely tokens; 0 = off. */
+  top_k: z.number().int().min(0).optional(),
+  /** Extension: Hugging Face's repetition penalty; 1 = off. */
+  repetition_penalty: z.number().gt(0).max(10).optional(),
+  seed: z.number().int().optional(),
+  stop: stop.optional(),
+  /** Extension: 1 (most urgent) to 10; each key may be limited to a range. */
+  priority: z.number().int().min(1).max(10).optional(),
+};
+
+export const chatCompletionRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message'),
+    ...samplingFields,
+    max_completion_tokens: z.number().int().positive().optional(),
+    n: z.number().int().min(1).optional(),
+    stream: z.boolean().optional(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).strict().nullable().optional(),
+    presence_penalty: z.number().min(-2).max(2).optional(),
+    frequency_penalty: z.number().min(-2).max(2).optional(),
+    user: z.string().max(256).optional(),
+  })
+  .strict();
+
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+
 /** POST /v1/jobs: one variant per job type, chosen by `type`. */
 export const createJobRequestSchema = z.discriminatedUnion('type', [
   z
@@ -44,6 +106,14 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       model: z.string().min(1, 'is required'),
       input: textInput,
       dimensions: z.number().int().positive().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('chat'),
+      model: z.string().min(1, 'is required'),
+      messages: z.array(chatMessage).min(1, 'must contain at least one message'),
+      ...samplingFields,
     })
     .strict(),
 ]);

@@ -64,6 +64,9 @@ export const envSchema = z.object({
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
   PRETTY_LOGS: booleanish.default(false),
+  /** `npm run models:pull`: the Hugging Face hub (or a mirror) and an optional access token. */
+  HF_ENDPOINT: z.string().url().default('https://huggingface.co'),
+  HF_TOKEN: z.string().optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -73,6 +76,15 @@ export class ConfigError extends Error {
     super(`invalid configuration:\n  - ${issues.join('\n  - ')}`);
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * Secrets whose variable names come from configuration (an upstream model's `api_key_env`):
+ * read here, so that this stays the only module that touches process.env.
+ */
+export function readNamedSecret(name: string, source: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = source[name];
+  return v === undefined || v === '' ? undefined : v;
 }
 
 export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {

@@ -24,7 +24,15 @@ export interface JobFailedEvent {
   error: { message: string; code: string };
 }
 
+/** One generated token of a chat job; `index` counts from 0 and is what a resuming client sends back as `from`. */
+export interface JobTokenEvent {
+  id: string;
+  index: number;
+  text: string;
+}
+
 export interface ServerToClientEvents {
+  token: (e: JobTokenEvent) => void;
   progress: (e: JobProgressEvent) => void;
   completed: (e: JobCompletedEvent) => void;
   failed: (e: JobFailedEvent) => void;
@@ -34,7 +42,13 @@ export type SubscribeAck =
   | { ok: true; id: string; status: JobStatus }
   | { ok: false; error: { message: string; code: string } };
 
+/**
+ * What `subscribe` takes: a job id, or `{id, from}` to resume a chat job's token stream at index
+ * `from` (every token from there on is delivered once, then the live rest).
+ */
+export type SubscribeRequest = string | { id: string; from?: number };
+
 export interface ClientToServerEvents {
-  subscribe: (jobId: string, ack?: (res: SubscribeAck) => void) => void;
+  subscribe: (req: SubscribeRequest, ack?: (res: SubscribeAck) => void) => void;
   unsubscribe: (jobId: string, ack?: (res: { ok: boolean }) => void) => void;
 }

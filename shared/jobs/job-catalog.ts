@@ -25,6 +25,38 @@ export const embeddingResultSchema = z.object({
   input_tokens: z.array(z.number().int().min(0)),
 });
 
+export const chatMessageSchema = z
+  .object({
+    role: z.enum(['system', 'user', 'assistant']),
+    content: z.string(),
+  })
+  .strict();
+
+export const chatPayloadSchema = z
+  .object({
+    model: z.string().min(1),
+    messages: z.array(chatMessageSchema).min(1),
+    max_tokens: z.number().int().positive(),
+    temperature: z.number().min(0).max(2).default(1),
+    top_p: z.number().gt(0).max(1).default(1),
+    top_k: z.number().int().min(0).default(0),
+    repetition_penalty: z.number().gt(0).max(10).default(1),
+    seed: z.number().int().optional(),
+    stop: z.array(z.string().min(1)).max(4).default([]),
+  })
+  .strict();
+
+export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
+
+export const chatResultSchema = z.object({
+  /** The model that produced the answer: the requested one, or its fallback. */
+  model: z.string(),
+  message: z.object({ role: z.literal('assistant'), content: z.string() }),
+  finish_reason: chatFinishReason,
+  usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
+  timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
+});
+
 export const jobCatalog = {
   embedding: {
     payload: embeddingPayloadSchema,
@@ -33,6 +65,13 @@ export const jobCatalog = {
       attempts: 3,
       backoff: { type: 'exponential', delay: 500 },
     } satisfies JobsOptions,
+  },
+  chat: {
+    payload: chatPayloadSchema,
+    result: chatResultSchema,
+    // Generation is not retried: a retry would re-stream text its subscribers already have.
+    // A worker that dies mid-generation makes the job fail (as stalled), and subscribers hear so.
+    defaults: { attempts: 1 } satisfies JobsOptions,
   },
 } as const;
 

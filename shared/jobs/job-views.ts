@@ -7,7 +7,9 @@ import { decodeVector, type JobResult, type JobType } from './job-catalog.js';
 export function publicResult<K extends JobType>(type: K, result: JobResult<K>): unknown {
   switch (type) {
     case 'embedding':
-      return embeddingList(result, 'float');
+      return embeddingList(result as JobResult<'embedding'>, 'float');
+    case 'chat':
+      return result;
   }
   return result;
 }

@@ -10,6 +10,8 @@ import { ConfigError } from '../config/env.js';
  */
 const executionProvider = z.enum(['cpu', 'cuda']);
 
+const modelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/, 'model ids are 1-128 characters of [A-Za-z0-9._/:-]');
+
 const batchingSchema = z
   .object({
     /** Most texts in one ONNX run. */
@@ -28,7 +30,7 @@ const batchingSchema = z
 
 const embeddingModelSchema = z
   .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/, 'model ids are 1-128 characters of [A-Za-z0-9._/:-]'),
+    id: modelId,
     task: z.literal('embedding'),
     format: z.enum(['use-lite', 'sentence-transformers']),
     /** Folder with the model files, relative to the config file's folder unless absolute. */
@@ -49,18 +51,64 @@ const embeddingModelSchema = z
   })
   .strict();
 
-const modelsFileSchema = z
+const chatLimits = {
+  /** Largest max_tokens a request may ask for. */
+  max_tokens_limit: z.number().int().min(1).max(32_768).default(1024),
+  /** max_tokens when a request does not say. */
+  default_max_tokens: z.number().int().min(1).default(256),
+  /** Another chat model that answers when this one fails or times out before its first token. */
+  fallback: modelId.optional(),
+};
+
+const decoderModelSchema = z
   .object({
-    models: z.array(embeddingModelSchema).min(1),
+    id: modelId,
+    task: z.literal('chat'),
+    /** A causal LM in Hugging Face's ONNX layout (model.onnx + tokenizer.json + tokenizer_config.json). */
+    format: z.literal('hf-decoder'),
+    path: z.string().min(1),
+    description: z.string().optional(),
+    threads: z.number().int().min(1).max(64).default(2),
+    execution_providers: z.array(executionProvider).min(1).default(['cpu']),
+    /** Sequences decoded together in one batch (continuous batching) = jobs a worker holds at once. */
+    concurrency: z.number().int().min(1).max(256).default(8),
+    max_queue: z.number().int().min(1).default(1000),
+    ...chatLimits,
   })
   .strict();
 
-export type ModelConfig = z.infer<typeof embeddingModelSchema> & {
-  /** Absolute folder of the model files. */
-  dir: string;
+const upstreamModelSchema = z
+  .object({
+    id: modelId,
+    task: z.literal('chat'),
+    /** An OpenAI-compatible server (vLLM, Ollama, OpenAI, another instance of this service). */
+    format: z.literal('openai-upstream'),
+    base_url: z.string().url(),
+    /** Name of the environment variable holding the upstream's key (keys never sit in the config file). */
+    api_key_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
+    /** Model name to ask the upstream for; defaults to this entry's id. */
+    upstream_model: z.string().optional(),
+    /** Time allowed until the first token, then between tokens. */
+    timeout_ms: z.number().int().min(100).default(30_000),
+    description: z.string().optional(),
+    concurrency: z.number().int().min(1).max(1024).default(32),
+    max_queue: z.number().int().min(1).default(1000),
+    ...chatLimits,
+  })
+  .strict();
+
+const modelsFileSchema = z.object({ models: z.array(z.unknown()).min(1) }).strict();
+
+interface Served {
   /** BullMQ queue that carries this model's jobs (names cannot contain ':'). */
   queueName: string;
-};
+}
+/** `dir` is the absolute folder of the model files. */
+export type EmbeddingModelConfig = z.infer<typeof embeddingModelSchema> & Served & { dir: string };
+export type DecoderModelConfig = z.infer<typeof decoderModelSchema> & Served & { dir: string };
+export type UpstreamModelConfig = z.infer<typeof upstreamModelSchema> & Served;
+export type ChatModelConfig = DecoderModelConfig | UpstreamModelConfig;
+export type ModelConfig = EmbeddingModelConfig | ChatModelConfig;
 
 export interface ModelRegistry {
   readonly models: readonly ModelConfig[];
@@ -71,24 +119,52 @@ export function queueNameFor(task: string, modelId: string): string {
   return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
 }
 
+/** Picks the schema by task and format first, so errors speak about the fields of that kind of model. */
+function schemaFor(raw: unknown) {
+  const r = (raw ?? {}) as { task?: unknown; format?: unknown };
+  if (r.task === 'chat') return r.format === 'openai-upstream' ? upstreamModelSchema : decoderModelSchema;
+  return embeddingModelSchema;
+}
+
 export function parseModelRegistry(raw: unknown, baseDir: string): ModelRegistry {
-  const parsed = modelsFileSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `models config ${i.path.join('.')}: ${i.message}`));
+  const file = modelsFileSchema.safeParse(raw);
+  if (!file.success) {
+    throw new ConfigError(file.error.issues.map((i) => `models config ${i.path.join('.')}: ${i.message}`));
   }
+  const problems: string[] = [];
   const models: ModelConfig[] = [];
   const queues = new Set<string>();
-  const problems: string[] = [];
-  for (const m of parsed.data.models) {
+  file.data.models.forEach((entry, index) => {
+    const parsed = schemaFor(entry).safeParse(entry);
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) problems.push(`models config models.${index}.${i.path.join('.')}: ${i.message}`);
+      return;
+    }
+    const m = parsed.data;
     const queueName = queueNameFor(m.task, m.id);
     if (models.some((x) => x.id === m.id)) problems.push(`models config: duplicate model id "${m.id}"`);
     if (queues.has(queueName)) problems.push(`models config: model "${m.id}" maps to queue "${queueName}" of another model`);
     queues.add(queueName);
-    models.push({ ...m, dir: path.resolve(baseDir, m.path), queueName });
+    models.push('path' in m ? ({ ...m, dir: path.resolve(baseDir, m.path), queueName } as ModelConfig) : ({ ...m, queueName } as ModelConfig));
+  });
+  for (const m of models) {
+    if (m.task !== 'chat' || !m.fallback) continue;
+    const target = models.find((x) => x.id === m.fallback);
+    if (!target) problems.push(`models config: model "${m.id}" falls back to unknown model "${m.fallback}"`);
+    else if (target.task !== 'chat') problems.push(`models config: model "${m.id}" falls back to "${m.fallback}", which is not a chat model`);
+    else if (target.id === m.id) problems.push(`models config: model "${m.id}" falls back to itself`);
   }
   if (problems.length) throw new ConfigError(problems);
   const byId = new Map(models.map((m) => [m.id, m]));
   return { models, get: (id) => byId.get(id) };
+}
+
+export function isEmbeddingModel(m: ModelConfig): m is EmbeddingModelConfig {
+  return m.task === 'embedding';
+}
+
+export function isChatModel(m: ModelConfig): m is ChatModelConfig {
+  return m.task === 'chat';
 }
 
 export function loadModelRegistry(file: string): ModelRegistry {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadEnv } from '../../shared/config/env.js';
-import { parseModelRegistry, queueNameFor } from '../../shared/models/model-registry.js';
+import { isEmbeddingModel, parseModelRegistry, queueNameFor } from '../../shared/models/model-registry.js';
 
 test('defaults give a working local configuration', () => {
   const env = loadEnv({});
@@ -35,6 +35,7 @@ test('every configuration problem is reported at once', () => {
 test('models config: defaults fill in, paths resolve against the config folder, queues are named per model', () => {
   const reg = parseModelRegistry({ models: [{ id: 'BAAI/bge-small', task: 'embedding', format: 'sentence-transformers', path: 'bge' }] }, '/etc/qi');
   const m = reg.get('BAAI/bge-small')!;
+  assert.ok(isEmbeddingModel(m));
   assert.equal(m.dir, '/etc/qi/bge');
   assert.equal(m.queueName, 'embedding.baai-bge-small');
   assert.equal(m.threads, 2);

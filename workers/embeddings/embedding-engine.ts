@@ -1,5 +1,5 @@
 import type { Logger } from '../../shared/logger.js';
-import type { ModelConfig } from '../../shared/models/model-registry.js';
+import type { EmbeddingModelConfig } from '../../shared/models/model-registry.js';
 import { ModelThreadPool } from '../inference/model-thread-pool.js';
 import { EmbeddingBatcher, type BatchStats } from './embedding-batcher.js';
 import { loadEmbeddingTokenizer } from './embedding-formats.js';
@@ -7,7 +7,7 @@ import type { EmbeddingTokenizer } from './embedding-model.js';
 
 /** One loaded embedding model in a worker process: tokenizer here, sessions in model threads. */
 export interface EmbeddingEngine {
-  readonly model: ModelConfig;
+  readonly model: EmbeddingModelConfig;
   readonly tokenizer: EmbeddingTokenizer;
   readonly dimensions: number;
   readonly provider: string;
@@ -16,9 +16,9 @@ export interface EmbeddingEngine {
 }
 
 export async function startEmbeddingEngine(
-  model: ModelConfig,
+  model: EmbeddingModelConfig,
   log: Logger,
-  onBatch: (model: ModelConfig, stats: BatchStats) => void,
+  onBatch: (model: EmbeddingModelConfig, stats: BatchStats) => void,
 ): Promise<EmbeddingEngine> {
   const started = performance.now();
   const [tokenizer, pool] = await Promise.all([

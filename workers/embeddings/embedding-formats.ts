@@ -1,13 +1,13 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import type { ModelConfig } from '../../shared/models/model-registry.js';
+import type { EmbeddingModelConfig } from '../../shared/models/model-registry.js';
 import type { EmbeddingSession, EmbeddingSessionOptions, EmbeddingTokenizer } from './embedding-model.js';
 
 /**
  * The one switch over embedding model formats. Adding a format means adding a case here and a
  * value to the models config schema; nothing else in the pipeline knows which format it runs.
  */
-export type EmbeddingFormat = ModelConfig['format'];
+export type EmbeddingFormat = EmbeddingModelConfig['format'];
 
 export async function loadEmbeddingTokenizer(format: EmbeddingFormat, dir: string): Promise<EmbeddingTokenizer> {
   await assertModelDir(dir);

@@ -1,7 +1,8 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { EmbeddingFormat } from '../embeddings/embedding-formats.js';
 import type { EmbeddingSessionOptions } from '../embeddings/embedding-model.js';
 import type { ThreadReply, ThreadRequest } from './model-thread.protocol.js';
+import { spawnThread } from './spawn-thread.js';
 
 export interface BatchOutcome {
   vectors: Float32Array[];
@@ -136,15 +137,8 @@ export class ModelThreadPool {
   }
 }
 
-/**
- * Under tsx (development, tests) the thread must load TypeScript too, so it registers tsx's
- * loader before importing the entry; compiled builds load the .js file directly.
- */
 function spawnModelThread(workerData: unknown): Worker {
-  const entry = new URL(`./model-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-  if (entry.pathname.endsWith('.js')) return new Worker(entry, { workerData });
-  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); })`;
-  return new Worker(boot, { eval: true, workerData });
+  return spawnThread(import.meta.url, 'model-thread', workerData);
 }
 
 function waitReady(worker: Worker): Promise<{ dimensions: number; provider: string; loadMs: number }> {

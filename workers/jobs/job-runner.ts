@@ -10,10 +10,15 @@ import {
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
 import type { JobHandler } from './job-handler.js';
 
-/** Where finished jobs are announced: the synchronous caller's reply channel and the job's Socket.IO room. */
+/**
+ * Where job outcomes are announced: the synchronous caller's reply channel, or the job's
+ * subscribers (a Socket.IO room, or for chat the end entry of its token stream).
+ */
 export interface ResultDelivery {
   reply(channel: string, message: ReplyMessage): Promise<void>;
-  emitToJob(jobId: string, event: 'progress' | 'completed' | 'failed', data: unknown): void;
+  progress(jobId: string, progress: Record<string, unknown>): void;
+  completed(type: JobType, jobId: string, result: unknown): Promise<void>;
+  failed(type: JobType, jobId: string, status: 'failed' | 'cancelled', error: { message: string; code: string }): Promise<void>;
 }
 
 export interface JobWorkerOptions<K extends JobType> {
@@ -25,6 +30,16 @@ export interface JobWorkerOptions<K extends JobType> {
   concurrency: number;
   log: Logger;
   delivery: ResultDelivery;
+  /** Per-job timings for metrics; the runner knows nothing of Prometheus. */
+  timings?: JobTimings;
+}
+
+/** Seconds are measured from BullMQ's own timestamps: `timestamp` (added), `processedOn` (taken). */
+export interface JobTimings {
+  /** A job was taken from the queue after waiting `queuedSeconds` (processedOn - timestamp). */
+  taken(queuedSeconds: number): void;
+  /** A job's handler ended after `runSeconds`; `totalSeconds` runs from when it was added. */
+  finished(outcome: 'completed' | 'failed' | 'cancelled', runSeconds: number, totalSeconds: number): void;
 }
 
 /**
@@ -40,6 +55,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
   const processor = async (job: Job, _token?: string, signal?: AbortSignal): Promise<unknown> => {
     const jobId = job.id!;
     const attempt = job.attemptsMade + 1;
+    opts.timings?.taken(Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp) / 1000);
     const log = opts.log.child({ jobId, queue: opts.queueName, attempt });
     const envelope = jobEnvelopeSchema.safeParse(job.data);
     if (!envelope.success || envelope.data.type !== type) {
@@ -55,6 +71,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
     const abort = signal ?? new AbortController().signal;
     const started = performance.now();
+    let outcome: 'completed' | 'failed' | 'cancelled' = 'failed';
     try {
       const result = await handler(payload.data as never, {
         jobId,
@@ -64,18 +81,20 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         signal: abort,
         reportProgress: async (progress) => {
           await job.updateProgress(progress);
-          delivery.emitToJob(jobId, 'progress', { id: jobId, progress });
+          delivery.progress(jobId, progress);
         },
       });
+      outcome = 'completed';
       log.debug({ runMs: Math.round(performance.now() - started) }, 'job done');
       if (reply_to) {
         await delivery.reply(reply_to, { id: jobId, ok: true, result });
         return { delivered: 'reply' };
       }
-      delivery.emitToJob(jobId, 'completed', { id: jobId, status: 'completed', result: publicResult(type, result as never) });
+      await delivery.completed(type, jobId, publicResult(type, result as never));
       return result;
     } catch (err) {
       if (abort.aborted) {
+        outcome = 'cancelled';
         const reason = `${CANCELLED_REASON_PREFIX}: ${String(abort.reason instanceof Error ? abort.reason.message : (abort.reason ?? 'by request'))}`;
         log.info({ reason }, 'job cancelled');
         announceFailure(jobId, reply_to, 'cancelled', { message: reason, code: 'cancelled' });
@@ -83,8 +102,11 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       }
       const final = err instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1);
       log.error({ err, final }, 'job failed');
-      if (final) announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code: 'job_failed' });
+      const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'job_failed';
+      if (final) announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code });
       throw err;
+    } finally {
+      opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
   };
 
@@ -95,7 +117,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     error: { message: string; code: string },
   ): void {
     if (replyTo) void delivery.reply(replyTo, { id: jobId, ok: false, error }).catch(() => {});
-    else delivery.emitToJob(jobId, 'failed', { id: jobId, status, error });
+    else void delivery.failed(type, jobId, status, error).catch((err) => opts.log.warn({ err, jobId }, 'could not announce failure'));
   }
 
   return new Worker(opts.queueName, processor, {

@@ -1,0 +1,354 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { chatCompletionRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import type { ErrorType } from '../../shared/errors/app-error.js';
+import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+
+/**
+ * The OpenAPI 3.1 document of the HTTP API. Request bodies are the very zod schemas the routes
+ * validate with (shared/api/request-schemas.ts), so the contract cannot drift from the code; the
+ * response shapes are described here and checked against real answers by
+ * tests/integration/observability.test.ts. A new route gets a `registry.registerPath` below (the
+ * same test fails while any Express route is undocumented).
+ */
+const ERROR_TYPES = [
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'not_found_error',
+  'conflict_error',
+  'rate_limit_error',
+  'server_error',
+  'service_unavailable',
+  'timeout_error',
+] as const satisfies readonly ErrorType[];
+// Fails to compile when app-error.ts gains an error type that is not listed above.
+const _everyErrorTypeListed: [Exclude<ErrorType, (typeof ERROR_TYPES)[number]>] extends [never] ? true : false = true;
+void _everyErrorTypeListed;
+
+const errorResponse = z
+  .object({
+    error: z.object({
+      message: z.string(),
+      type: z.enum(ERROR_TYPES),
+      code: z.string().nullable(),
+      param: z.string().nullable(),
+    }),
+  })
+  .meta({ id: 'ErrorResponse', description: "Every error answer, in OpenAI's shape." });
+
+const embeddingObject = z.object({
+  object: z.literal('embedding'),
+  index: z.number().int().min(0),
+  embedding: z.union([z.array(z.number()), z.string().meta({ description: 'base64 of little-endian float32 values' })]),
+});
+const usage = z.object({ prompt_tokens: z.number().int().min(0), total_tokens: z.number().int().min(0) });
+const embeddingList = z
+  .object({ object: z.literal('list'), data: z.array(embeddingObject), model: z.string(), usage })
+  .meta({ id: 'CreateEmbeddingResponse' });
+
+const jobStatus = z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']);
+const job = z
+  .object({
+    id: z.string().meta({ description: 'Public job id: `<queue>~<uuid>`', example: 'embedding.use-lite~0b6f1c1e-6b0e-4c55-9a8e-3f1f0d2f4a11' }),
+    object: z.literal('job'),
+    type: z.enum(JOB_TYPES as [string, ...string[]]),
+    model: z.string(),
+    status: jobStatus,
+    progress: z.unknown().meta({ description: 'Job-type specific, e.g. `{texts_done, texts_total}` for large embedding jobs; null before any.' }),
+    attempts: z.number().int().min(0),
+    created_at: z.number().int().meta({ description: 'Unix seconds' }),
+    started_at: z.number().int().nullable(),
+    finished_at: z.number().int().nullable(),
+    timings: z.object({ queued_ms: z.number().nullable(), run_ms: z.number().nullable() }),
+    result: z.unknown().optional().meta({ description: 'When completed: the same body the synchronous endpoint answers with.' }),
+    error: z.object({ message: z.string(), code: z.string() }).optional(),
+  })
+  .meta({ id: 'Job' });
+
+const model = z
+  .object({
+    id: z.string(),
+    object: z.literal('model'),
+    created: z.number().int(),
+    owned_by: z.string(),
+    task: z.string(),
+    format: z.string(),
+    dimensions: z.number().int().nullable(),
+    execution_providers: z.array(z.string()),
+    description: z.string().nullable(),
+  })
+  .meta({ id: 'Model' });
+const modelList = z.object({ object: z.literal('list'), data: z.array(model) }).meta({ id: 'ModelList' });
+
+const chatCompletion = z
+  .object({
+    id: z.string(),
+    object: z.literal('chat.completion'),
+    created: z.number().int(),
+    model: z.string().meta({ description: 'The model that answered: the requested one or its fallback' }),
+    choices: z.array(
+      z.object({
+        index: z.number().int(),
+        message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+        finish_reason: z.string(),
+        logprobs: z.null(),
+      }),
+    ),
+    usage: chatResultSchema.shape.usage,
+    timings: chatResultSchema.shape.timings.optional().meta({ description: 'Extension: time to first token, total time, tokens per second' }),
+  })
+  .meta({ id: 'CreateChatCompletionResponse' });
+
+const health = z.object({ status: z.literal('ok') });
+const readiness = z
+  .object({
+    status: z.enum(['ready', 'not_ready']),
+    checks: z.object({
+      redis: z.string().optional(),
+      workers: z.number().int().optional(),
+      models: z.record(z.string(), z.number().int()).optional().meta({ description: 'Live workers per model' }),
+      shutdown: z.string().optional(),
+    }),
+  })
+  .meta({ id: 'Readiness' });
+
+const jobIdParams = z.object({ id: z.string().meta({ param: { description: 'Job id as returned by POST /v1/jobs' } }) });
+
+const json = (schema: z.ZodType, description: string) => ({ description, content: { 'application/json': { schema } } });
+const retryAfter = z.string().meta({ description: 'Seconds to wait before retrying' });
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request (bad JSON, schema violation, too many inputs)',
+  401: 'Missing or invalid API key',
+  403: 'The key is valid but may not use this route',
+  404: 'Unknown model, job or route',
+  409: 'Conflict (job already finished, Idempotency-Key reused with another body)',
+  413: 'Request body over MAX_BODY_BYTES',
+  415: 'Unsupported body encoding',
+  422: 'Well-formed request that cannot be processed',
+  429: "The model's queue is full",
+  500: 'Internal error',
+  502: 'The upstream model server failed or timed out',
+  503: 'Redis unreachable or shutting down',
+  504: 'No result within SYNC_TIMEOUT_MS',
+};
+function errorsFor(...statuses: number[]) {
+  const out: Record<number, { description: string; content: { 'application/json': { schema: z.ZodType } }; headers?: z.ZodObject }> = {};
+  for (const s of statuses) {
+    out[s] = json(errorResponse, ERROR_DESCRIPTIONS[s] ?? 'Error');
+    if (s === 429 || s === 503) out[s]!.headers = z.object({ 'Retry-After': retryAfter });
+  }
+  return out;
+}
+
+const tenantSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }];
+const adminSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { adminBasic: [] }];
+
+export interface OpenApiDocument {
+  openapi: string;
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, unknown>>;
+  components?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDocument {
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A tenant key from API_KEYS (or, on admin routes, ADMIN_API_KEY): `Authorization: Bearer <key>`.',
+  });
+  registry.registerComponent('securitySchemes', 'apiKeyHeader', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-API-Key',
+    description: 'The same key in the X-API-Key header.',
+  });
+  registry.registerComponent('securitySchemes', 'adminBasic', {
+    type: 'http',
+    scheme: 'basic',
+    description: 'Admin routes only, for browsers: any user name, ADMIN_API_KEY as the password.',
+  });
+
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/embeddings',
+    tags: ['embeddings'],
+    summary: 'Create embeddings (OpenAI-compatible), waiting for the result',
+    description: 'Enqueues an embedding job and answers with its result; 504 after SYNC_TIMEOUT_MS.',
+    security: tenantSecurity,
+    request: { body: { required: true, content: { 'application/json': { schema: embeddingsRequestSchema.meta({ id: 'CreateEmbeddingRequest' }) } } } },
+    responses: { 200: json(embeddingList, 'The embeddings, one per input, in input order'), ...errorsFor(400, 401, 404, 413, 429, 500, 503, 504) },
+  });
+
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/chat/completions',
+    tags: ['chat'],
+    summary: 'Create a chat completion (OpenAI-compatible), whole or streamed',
+    description:
+      'With `stream: true` the answer is server-sent `chat.completion.chunk` events ending with `data: [DONE]`; closing the stream cancels the job. ' +
+      'Extensions: `top_k`, `repetition_penalty`, `priority`.',
+    security: tenantSecurity,
+    request: { body: { required: true, content: { 'application/json': { schema: chatCompletionRequestSchema.meta({ id: 'CreateChatCompletionRequest' }) } } } },
+    responses: {
+      200: {
+        description: 'The completion, or (stream: true) its chunks as server-sent events',
+        headers: z.object({ 'x-job-id': z.string().meta({ description: 'The job that produced the answer' }) }),
+        content: {
+          'application/json': { schema: chatCompletion },
+          'text/event-stream': { schema: z.string().meta({ description: '`data: {chat.completion.chunk}` lines, then `data: [DONE]`' }) },
+        },
+      },
+      ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/jobs',
+    tags: ['jobs'],
+    summary: 'Submit an asynchronous job',
+    description:
+      'Answers 202 as soon as the job is stored. With an Idempotency-Key, a repeated request returns the first job (200, `Idempotent-Replayed: true`); the same key with another body is a 409.',
+    security: tenantSecurity,
+    request: {
+      headers: z.object({
+        'Idempotency-Key': z.string().max(255).optional().meta({ param: { description: 'Client-chosen key; the same key returns the same job for 24 h' } }),
+      }),
+      body: { required: true, content: { 'application/json': { schema: createJobRequestSchema.meta({ id: 'CreateJobRequest' }) } } },
+    },
+    responses: {
+      202: { ...json(job, 'The job was queued'), headers: z.object({ Location: z.string().meta({ description: '/v1/jobs/{id}' }) }) },
+      200: { ...json(job, 'Idempotent replay: the job first submitted with this key'), headers: z.object({ 'Idempotent-Replayed': z.literal('true') }) },
+      ...errorsFor(400, 401, 404, 409, 413, 429, 500, 503),
+    },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/jobs/{id}',
+    tags: ['jobs'],
+    summary: "A job's status, progress, timings and result",
+    security: tenantSecurity,
+    request: { params: jobIdParams },
+    responses: { 200: json(job, 'The job'), ...errorsFor(401, 404, 500, 503) },
+  });
+
+  registry.registerPath({
+    method: 'delete',
+    path: '/v1/jobs/{id}',
+    tags: ['jobs'],
+    summary: 'Cancel a job that has not finished',
+    description: 'A queued job is removed; a running one is aborted in its worker. 409 when it already finished.',
+    security: tenantSecurity,
+    request: { params: jobIdParams },
+    responses: { 200: json(job, 'The job, now cancelled'), ...errorsFor(401, 404, 409, 500, 503) },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/models',
+    tags: ['models'],
+    summary: 'The model registry (OpenAI list shape)',
+    security: tenantSecurity,
+    responses: { 200: json(modelList, 'Every model this deployment serves'), ...errorsFor(401) },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/models/{id}',
+    tags: ['models'],
+    summary: 'One model',
+    description: 'Model ids may contain `/` (Hugging Face ids such as `BAAI/bge-small-en-v1.5`); send them as they are or URL-encoded.',
+    security: tenantSecurity,
+    request: { params: z.object({ id: z.string().meta({ param: { description: 'Model id' } }) }) },
+    responses: { 200: json(model, 'The model'), ...errorsFor(401, 404) },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/healthz',
+    tags: ['operations'],
+    summary: 'Liveness: the process is up',
+    security: [],
+    responses: { 200: json(health, 'Up') },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/readyz',
+    tags: ['operations'],
+    summary: 'Readiness: Redis answers and every model has a live worker that loaded it',
+    security: [],
+    responses: { 200: json(readiness, 'Ready'), 503: json(readiness, 'Not ready, with the failing checks') },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/metrics',
+    tags: ['operations'],
+    summary: 'Prometheus metrics of this API process (admin key)',
+    security: adminSecurity,
+    responses: {
+      200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
+      ...errorsFor(401, 403),
+    },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/openapi.json',
+    tags: ['operations'],
+    summary: 'This document',
+    security: [],
+    responses: { 200: { description: 'OpenAPI 3.1 document', content: { 'application/json': { schema: z.object({ openapi: z.string() }).passthrough() } } } },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/docs',
+    tags: ['operations'],
+    summary: 'Interactive documentation of this document (Swagger UI, served locally)',
+    security: [],
+    responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } } },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/docs/{asset}',
+    tags: ['operations'],
+    summary: "Swagger UI's static files (scripts, styles, the page's initialiser)",
+    security: [],
+    request: { params: z.object({ asset: z.string() }) },
+    responses: { 200: { description: 'Static file' }, ...errorsFor(404) },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/admin/queues',
+    tags: ['operations'],
+    summary: 'Bull Board, the queue dashboard (admin key; its own pages and JSON API live under this path)',
+    security: adminSecurity,
+    responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } }, ...errorsFor(401, 403) },
+  });
+
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'queue-inference',
+      version: opts.version ?? '0.0.0',
+      description:
+        "OpenAI-compatible inference behind a queue. Errors always have OpenAI's shape (`ErrorResponse`). " +
+        'Realtime job events are on Socket.IO at the same origin (see the README).',
+    },
+    tags: [
+      { name: 'embeddings', description: 'OpenAI-compatible synchronous endpoints' },
+      { name: 'chat', description: 'OpenAI-compatible chat completions' },
+      { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
+      { name: 'models', description: 'The model registry' },
+      { name: 'operations', description: 'Health, metrics, documentation and dashboards' },
+    ],
+  }) as unknown as OpenApiDocument;
+}

@@ -1,0 +1,138 @@
+import { errors } from '../../shared/errors/app-error.js';
+import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
+import type { StreamEntry } from '../../shared/streams/token-stream.js';
+import type { TokenRelay } from '../realtime/token-relay.js';
+import type { JobService, JobView, SubmitOptions } from './job-service.js';
+
+export interface ChatParams {
+  messages: { role: 'system' | 'user' | 'assistant'; content: string }[];
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export type ChatOutcome =
+  | { status: 'completed'; jobId: string; model: string; result: JobResult<'chat'> }
+  | { status: 'failed' | 'cancelled'; jobId: string; model: string; error: { message: string; code: string } };
+
+/** Failures of an upstream that its fallback model may answer instead. */
+const FALLBACK_CODES = new Set(['upstream_error', 'upstream_timeout']);
+
+/** Interactive requests (OpenAI endpoint, SSE) come before batch work unless they say otherwise. */
+export const INTERACTIVE_PRIORITY = 1;
+export const BATCH_PRIORITY = 5;
+
+/**
+ * Chat on top of the job service: validates against the model's limits, submits, and follows the
+ * job's token stream. A model whose upstream fails before its first token hands the request to
+ * its configured fallback; the outcome names the model that answered.
+ */
+export class ChatService {
+  constructor(
+    private readonly deps: {
+      jobs: JobService;
+      relay: TokenRelay;
+      registry: ModelRegistry;
+    },
+  ) {}
+
+  resolveModel(id: string): ChatModelConfig {
+    const model = this.deps.registry.get(id);
+    if (!model) throw errors.modelNotFound(id);
+    if (!isChatModel(model)) throw errors.invalidRequest(`Model '${id}' is not a chat model.`, 'model', 'wrong_model_task');
+    return model;
+  }
+
+  payload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
+    const maxTokens = p.max_tokens ?? model.default_max_tokens;
+    if (maxTokens > model.max_tokens_limit) {
+      throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
+    }
+    if (p.messages.every((m) => m.role !== 'user')) {
+      throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
+    }
+    return {
+      model: model.id,
+      messages: p.messages,
+      max_tokens: maxTokens,
+      temperature: p.temperature ?? 1,
+      top_p: p.top_p ?? 1,
+      top_k: p.top_k ?? 0,
+      repetition_penalty: p.repetition_penalty ?? 1,
+      ...(p.seed === undefined ? {} : { seed: p.seed }),
+      stop: p.stop ?? [],
+    };
+  }
+
+  submit(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: SubmitOptions): Promise<{ view: JobView; created: boolean }> {
+    return this.deps.jobs.submit('chat', tenant, model, payload, { priority: BATCH_PRIORITY, ...opts });
+  }
+
+  /**
+   * Runs a chat job to its end, calling onToken for each token as it arrives. Aborting `signal`
+   * (the client went away) cancels the job, which frees its batch slot within one decode step.
+   */
+  async run(
+    tenant: string,
+    model: ChatModelConfig,
+    payload: JobPayload<'chat'>,
+    opts: SubmitOptions & { signal?: AbortSignal; onStart?: (jobId: string, model: string) => void; onToken?: (text: string, index: number) => void },
+  ): Promise<ChatOutcome> {
+    const tried = new Set<string>();
+    let current = model;
+    for (;;) {
+      tried.add(current.id);
+      const outcome = await this.runOnce(tenant, current, { ...payload, model: current.id }, opts);
+      const fallback = current.fallback ? this.deps.registry.get(current.fallback) : undefined;
+      const { outcome: o, tokensSent } = outcome;
+      const retryable = o.status === 'failed' && FALLBACK_CODES.has(o.error.code) && !tokensSent;
+      if (!retryable || !fallback || !isChatModel(fallback) || tried.has(fallback.id)) return o;
+      current = fallback;
+    }
+  }
+
+  private async runOnce(
+    tenant: string,
+    model: ChatModelConfig,
+    payload: JobPayload<'chat'>,
+    opts: SubmitOptions & { signal?: AbortSignal; onStart?: (jobId: string, model: string) => void; onToken?: (text: string, index: number) => void },
+  ): Promise<{ outcome: ChatOutcome; tokensSent: boolean }> {
+    const { view } = await this.deps.jobs.submit('chat', tenant, model, payload, { priority: INTERACTIVE_PRIORITY, ...opts });
+    const jobId = view.id;
+    opts.onStart?.(jobId, model.id);
+    let tokensSent = false;
+    let unfollow: (() => void) | undefined;
+    const ended = new Promise<Extract<StreamEntry, { kind: 'end' }>>((resolve) => {
+      const onAbort = () => {
+        void this.deps.jobs.cancel(tenant, jobId).catch(() => {});
+        resolve({ kind: 'end', status: 'cancelled', error: { message: 'cancelled: client went away', code: 'cancelled' } });
+      };
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      void this.deps.relay
+        .follow(jobId, 0, (entry) => {
+          if (entry.kind === 'token') {
+            tokensSent = true;
+            opts.onToken?.(entry.text, entry.i);
+          } else {
+            opts.signal?.removeEventListener('abort', onAbort);
+            resolve(entry);
+          }
+        })
+        .then((u) => (unfollow = u))
+        .catch(() => resolve({ kind: 'end', status: 'failed', error: { message: 'lost the token stream', code: 'stream_error' } }));
+    });
+    const end = await ended;
+    unfollow?.();
+    if (end.status === 'completed') {
+      const result = end.result as JobResult<'chat'>;
+      return { outcome: { status: 'completed', jobId, model: result.model, result }, tokensSent };
+    }
+    return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
+  }
+}

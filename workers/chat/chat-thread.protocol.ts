@@ -1,0 +1,15 @@
+import type { JobPayload } from '../../shared/jobs/job-catalog.js';
+
+/** Messages between a worker's main thread and its chat model thread. */
+export type ChatThreadRequest =
+  | { type: 'generate'; id: string; payload: JobPayload<'chat'> }
+  | { type: 'cancel'; id: string }
+  | { type: 'close' };
+
+export type ChatThreadReply =
+  | { type: 'ready'; provider: string; contextLength: number; loadMs: number }
+  | { type: 'load-error'; message: string }
+  | { type: 'token'; id: string; text: string }
+  | { type: 'done'; id: string; text: string; finishReason: 'stop' | 'length' | 'cancelled'; promptTokens: number; completionTokens: number }
+  | { type: 'error'; id: string; code: 'context_length_exceeded' | 'generation_failed'; message: string }
+  | { type: 'step'; batch: number; ms: number };

@@ -1,0 +1,106 @@
+import type { Worker } from 'node:worker_threads';
+import type { Logger } from '../../shared/logger.js';
+import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
+import { spawnThread } from '../inference/spawn-thread.js';
+import { ChatError, type ChatBackend, type GenerationOutcome } from './chat-backend.js';
+import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
+
+interface Pending {
+  onToken: (text: string) => void;
+  resolve: (o: GenerationOutcome) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * A local decoder model: one chat thread runs the ONNX session and its continuous-batching
+ * engine (workers/chat/chat-thread.ts); this side forwards jobs to it and relays its tokens.
+ * Every chat job the worker holds is one sequence in the thread's running batch.
+ */
+export async function startDecoderBackend(model: DecoderModelConfig, log: Logger): Promise<ChatBackend> {
+  const thread = spawnThread(import.meta.url, 'chat-thread', {
+    dir: model.dir,
+    options: { intraOpThreads: model.threads, executionProviders: model.execution_providers },
+    maxBatch: model.concurrency,
+  });
+  const ready = await waitReady(thread);
+  log.info({ model: model.id, provider: ready.provider, contextLength: ready.contextLength, loadMs: Math.round(ready.loadMs), maxBatch: model.concurrency }, 'chat model loaded');
+
+  const pending = new Map<string, Pending>();
+  let closed = false;
+  thread.on('message', (msg: ChatThreadReply) => {
+    switch (msg.type) {
+      case 'token':
+        pending.get(msg.id)?.onToken(msg.text);
+        break;
+      case 'done': {
+        const p = pending.get(msg.id);
+        pending.delete(msg.id);
+        p?.resolve({ text: msg.text, finishReason: msg.finishReason, promptTokens: msg.promptTokens, completionTokens: msg.completionTokens });
+        break;
+      }
+      case 'error': {
+        const p = pending.get(msg.id);
+        pending.delete(msg.id);
+        p?.reject(new ChatError(msg.code, msg.message));
+        break;
+      }
+    }
+  });
+  const failAll = (err: Error) => {
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  thread.on('error', (err) => failAll(new ChatError('generation_failed', `chat thread crashed: ${err.message}`)));
+  thread.on('exit', (code) => {
+    if (!closed) failAll(new ChatError('generation_failed', `chat thread exited with code ${code}`));
+  });
+  const post = (msg: ChatThreadRequest) => thread.postMessage(msg);
+
+  return {
+    generate(jobId, payload, { signal, onToken }) {
+      return new Promise<GenerationOutcome>((resolve, reject) => {
+        if (closed) return reject(new ChatError('generation_failed', 'chat model is shut down'));
+        pending.set(jobId, { onToken, resolve, reject });
+        const onAbort = () => post({ type: 'cancel', id: jobId });
+        signal.addEventListener('abort', onAbort, { once: true });
+        post({ type: 'generate', id: jobId, payload });
+        const cleanup = () => signal.removeEventListener('abort', onAbort);
+        const p = pending.get(jobId)!;
+        p.resolve = (o) => (cleanup(), resolve(o));
+        p.reject = (e) => (cleanup(), reject(e));
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => void thread.terminate().then(() => resolve()), 2000);
+        thread.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        post({ type: 'close' });
+      });
+    },
+  };
+}
+
+function waitReady(thread: Worker): Promise<Extract<ChatThreadReply, { type: 'ready' }>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: ChatThreadReply) => {
+      if (msg.type === 'ready') done(() => resolve(msg));
+      else if (msg.type === 'load-error') done(() => reject(new Error(`chat model failed to load: ${msg.message}`)));
+    };
+    const onError = (err: Error) => done(() => reject(err));
+    const onExit = (code: number) => done(() => reject(new Error(`chat thread exited with code ${code} while loading`)));
+    const done = (f: () => void) => {
+      thread.off('message', onMessage);
+      thread.off('error', onError);
+      thread.off('exit', onExit);
+      f();
+    };
+    thread.on('message', onMessage);
+    thread.on('error', onError);
+    thread.on('exit', onExit);
+  });
+}

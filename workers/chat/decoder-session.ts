@@ -1,0 +1,472 @@
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+
+import { openOrtSession } from '../inference/ort-session.js';
+
+/**
+ * onnxruntime session of a causal language model exported the way Hugging Face Optimum /
+ * transformers.js ("onnx-community") export text-generation models with a KV cache:
+ *
+ *   inputs   input_ids [b, s], attention_mask [b, past + s], position_ids [b, s] (optional),
+ *            past_key_values.{i}.key / .value [b, kv_heads, past, head_dim]
+ *   outputs  logits [b, s, vocab], present.{i}.key / .value [b, kv_heads, past + s, head_dim]
+ *
+ * Each sequence owns its KV cache (`KvCache`). One `forward` runs any number of sequences with
+ * caches of different lengths in ONE session run: every sequence's past is LEFT-padded to the
+ * longest past and its new tokens left-padded to the longest new run, attention_mask is 0 on all
+ * padding, position_ids continue each sequence's own positions, and afterwards only the new
+ * positions of `present.*` are copied back into each cache (the past part of `present` is the
+ * past that was fed in, so the padding is simply dropped).
+ *
+ * Blocks its thread while running (onnxruntime's run()), so it belongs in a worker thread.
+ */
+
+export interface DecoderModelConfig {
+  modelType: string;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Longest sequence (prompt + completion) the model was trained for. */
+  maxPositions: number;
+  /** Id fed in padding slots of input_ids (masked out, so any valid id works). */
+  padTokenId: number;
+}
+
+export interface DecoderSessionOptions {
+  intraOpThreads: number;
+  /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
+  executionProviders: string[];
+  /** Graph file relative to the folder (default: model.onnx, then onnx/model.onnx). */
+  modelFile?: string;
+}
+
+/** One sequence in a batched forward pass: its cache and the ids to append to it. */
+export interface ForwardItem {
+  cache: KvCache;
+  ids: readonly number[];
+}
+
+export interface ForwardOptions {
+  /** Return logits for every new position ([s * vocab]) instead of only the last ([vocab]). */
+  allLogits?: boolean;
+}
+
+export interface DecodeItem {
+  cache: KvCache;
+  tokenId: number;
+}
+
+export interface PrefillResult {
+  cache: KvCache;
+  /** Logits of the last prompt position ([vocab]), or of every position with `allLogits`. */
+  logits: Float32Array;
+}
+
+/** Shape of one forward run, for timing and metrics. */
+export interface ForwardStats {
+  batchSize: number;
+  /** Longest past in the batch (every past was padded to it). */
+  pastLength: number;
+  /** Longest new run (every new run was padded to it). */
+  newLength: number;
+  /** Real (unpadded) new tokens. */
+  tokens: number;
+  runMs: number;
+}
+
+/**
+ * Keys and values of one sequence, per layer, laid out [kv_heads, capacity, head_dim] so that
+ * appending a position writes `head_dim` floats per head; capacity doubles when full.
+ */
+export class KvCache {
+  /** Positions held (the sequence's length so far). */
+  length = 0;
+  private capacity: number;
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+
+  constructor(
+    readonly numLayers: number,
+    readonly numKvHeads: number,
+    readonly headDim: number,
+    initialCapacity = 32,
+  ) {
+    this.capacity = Math.max(1, initialCapacity);
+    const size = numKvHeads * this.capacity * headDim;
+    this.keys = Array.from({ length: numLayers }, () => new Float32Array(size));
+    this.values = Array.from({ length: numLayers }, () => new Float32Array(size));
+  }
+
+  /** Bytes held, capacity included. */
+  get bytes(): number {
+    return 2 * this.numLayers * this.numKvHeads * this.capacity * this.headDim * 4;
+  }
+
+  /** Makes room for `length` positions. */
+  reserve(length: number): void {
+    if (length <= this.capacity) return;
+    let capacity = this.capacity;
+    while (capacity < length) capacity *= 2;
+    const { numKvHeads: heads, headDim: d } = this;
+    const grow = (old: Float32Array): Float32Array => {
+      const next = new Float32Array(heads * capacity * d);
+      for (let h = 0; h < heads; h++) {
+        next.set(old.subarray(h * this.capacity * d, (h * this.capacity + this.length) * d), h * capacity * d);
+      }
+      return next;
+    };
+    for (let l = 0; l < this.numLayers; l++) {
+      this.keys[l] = grow(this.keys[l]!);
+      this.values[l] = grow(this.values[l]!);
+    }
+    this.capacity = capacity;
+  }
+
+  /** Copies this cache into a batch tensor [b, heads, width, d] at row `row`, right-aligned. */
+  writeTo(target: Float32Array, which: 'keys' | 'values', layer: number, row: number, width: number): void {
+    const { numKvHeads: heads, headDim: d, length } = this;
+    const source = this[which][layer]!;
+    const pad = width - length;
+    for (let h = 0; h < heads; h++) {
+      const from = h * this.capacity * d;
+      target.set(source.subarray(from, from + length * d), ((row * heads + h) * width + pad) * d);
+    }
+  }
+
+  /**
+   * Appends `count` positions taken from the end of row `row` of a present tensor
+   * [b, heads, width, d] (the new positions are its last `count` columns).
+   */
+  appendFrom(present: Float32Array, which: 'keys' | 'values', layer: number, row: number, width: number, count: number): void {
+    const { numKvHeads: heads, headDim: d, length } = this;
+    const target = this[which][layer]!;
+    for (let h = 0; h < heads; h++) {
+      const from = ((row * heads + h) * width + width - count) * d;
+      target.set(present.subarray(from, from + count * d), (h * this.capacity + length) * d);
+    }
+  }
+}
+
+type IntType = 'int32' | 'int64';
+
+const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids']);
+const PAST_INPUT = /^past_key_values\.(\d+)\.(key|value)$/;
+
+export class DecoderSession {
+  /** Session runs so far: decode = one new token per sequence on top of a past; prefill = the rest. */
+  readonly runs = { prefill: 0, decode: 0 };
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly modelPath: string,
+    readonly config: DecoderModelConfig,
+    readonly provider: string,
+    readonly providerFallback: string | undefined,
+    readonly usesPositionIds: boolean,
+    private readonly types: { ids: IntType; mask: IntType; positions: IntType },
+  ) {}
+
+  /** Opens `model.onnx` (or `onnx/model.onnx`) of a model folder with its `config.json`. */
+  static async open(modelDir: string, options: DecoderSessionOptions): Promise<DecoderSession> {
+    const modelPath = await findModelFile(modelDir, options.modelFile);
+    const config = await readModelConfig(modelDir);
+    let opened;
+    try {
+      opened = await openOrtSession(modelPath, options);
+    } catch (err) {
+      throw new Error(`decoder: ${(err as Error).message}`);
+    }
+    const { session } = opened;
+    try {
+      const types = checkSignature(session, modelPath, config);
+      return new DecoderSession(
+        session,
+        modelPath,
+        config,
+        opened.provider,
+        opened.fallback,
+        session.inputNames.includes('position_ids'),
+        types,
+      );
+    } catch (err) {
+      await session.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  newCache(initialCapacity?: number): KvCache {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    return new KvCache(numLayers, numKvHeads, headDim, initialCapacity);
+  }
+
+  /** Runs one prompt from an empty cache. */
+  async prefill(ids: readonly number[], options: ForwardOptions = {}): Promise<PrefillResult> {
+    const [result] = await this.prefillBatch([ids], options);
+    return result!;
+  }
+
+  /** Runs several prompts (of any lengths) in one session run, each into a new cache. */
+  async prefillBatch(prompts: readonly (readonly number[])[], options: ForwardOptions = {}): Promise<PrefillResult[]> {
+    const items = prompts.map((ids) => ({ ids, cache: this.newCache(Math.max(32, ids.length + 32)) }));
+    const logits = await this.forward(items, options);
+    return items.map((item, i) => ({ cache: item.cache, logits: logits[i]! }));
+  }
+
+  /** Feeds one token per sequence (caches of any lengths) in one session run; returns next-token logits. */
+  async decodeStep(sequences: readonly DecodeItem[], onStats?: (stats: ForwardStats) => void): Promise<Float32Array[]> {
+    return this.forward(
+      sequences.map((s) => ({ cache: s.cache, ids: [s.tokenId] })),
+      {},
+      onStats,
+    );
+  }
+
+  /**
+   * The general step: appends `ids` to each item's cache in one session run and returns, per
+   * item, the logits of its last new position ([vocab]) or of all its new positions
+   * ([ids.length * vocab] with `allLogits`). The returned arrays are views of the run's output.
+   * Caches change only when the run succeeds.
+   */
+  async forward(
+    items: readonly ForwardItem[],
+    options: ForwardOptions = {},
+    onStats?: (stats: ForwardStats) => void,
+  ): Promise<Float32Array[]> {
+    if (items.length === 0) return [];
+    const { numLayers, numKvHeads: heads, headDim: d, vocabSize, maxPositions, padTokenId } = this.config;
+    const batch = items.length;
+    let past = 0;
+    let width = 0;
+    let tokens = 0;
+    for (const { cache, ids } of items) {
+      if (ids.length === 0) throw new Error('decoder: every sequence in a forward pass needs at least one new id');
+      if (cache.length + ids.length > maxPositions) {
+        throw new Error(`decoder: ${cache.length + ids.length} positions exceed the model's ${maxPositions}`);
+      }
+      for (const id of ids) {
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`decoder: token id ${id} is outside the vocabulary`);
+      }
+      past = Math.max(past, cache.length);
+      width = Math.max(width, ids.length);
+      tokens += ids.length;
+    }
+    const total = past + width;
+
+    // Row b: [pad past | past_b | pad new | ids_b]; only the pads are masked.
+    const inputIds = intBuffer(this.types.ids, batch * width, padTokenId);
+    const positionIds = intBuffer(this.types.positions, batch * width, 0);
+    const mask = intBuffer(this.types.mask, batch * total, 0);
+    items.forEach(({ cache, ids }, b) => {
+      const p = cache.length;
+      for (let t = past - p; t < past; t++) mask.set(b * total + t, 1);
+      const start = width - ids.length;
+      for (let j = 0; j < ids.length; j++) {
+        inputIds.set(b * width + start + j, ids[j]!);
+        positionIds.set(b * width + start + j, p + j);
+        mask.set(b * total + past + start + j, 1);
+      }
+    });
+
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: inputIds.tensor([batch, width]),
+      attention_mask: mask.tensor([batch, total]),
+    };
+    if (this.usesPositionIds) feeds['position_ids'] = positionIds.tensor([batch, width]);
+    for (let l = 0; l < numLayers; l++) {
+      for (const [kind, which] of [['key', 'keys'], ['value', 'values']] as const) {
+        const data = new Float32Array(batch * heads * past * d);
+        if (past > 0) items.forEach(({ cache }, b) => cache.writeTo(data, which, l, b, past));
+        feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', data, [batch, heads, past, d]);
+      }
+    }
+
+    const started = performance.now();
+    const results = await this.session.run(feeds);
+    const runMs = performance.now() - started;
+    if (past > 0 && width === 1) this.runs.decode++;
+    else this.runs.prefill++;
+
+    const logits = results['logits'];
+    if (logits === undefined || logits.type !== 'float32') {
+      throw new Error(`decoder: ${this.modelPath} gave no float32 logits`);
+    }
+    const logitsData = logits.data as Float32Array;
+    if (logitsData.length !== batch * width * vocabSize) {
+      throw new Error(`decoder: logits have shape [${logits.dims.join(', ')}], expected [${batch}, ${width}, ${vocabSize}]`);
+    }
+    const presents: Float32Array[][] = [];
+    for (let l = 0; l < numLayers; l++) {
+      const pair = (['key', 'value'] as const).map((kind) => {
+        const t = results[`present.${l}.${kind}`];
+        if (t === undefined || t.type !== 'float32' || t.dims[2] !== total) {
+          throw new Error(`decoder: output present.${l}.${kind} is missing or has shape [${t?.dims.join(', ') ?? ''}]`);
+        }
+        return t.data as Float32Array;
+      });
+      presents.push(pair);
+    }
+
+    const out = items.map(({ cache, ids }, b) => {
+      const s = ids.length;
+      cache.reserve(cache.length + s);
+      for (let l = 0; l < numLayers; l++) {
+        cache.appendFrom(presents[l]![0]!, 'keys', l, b, total, s);
+        cache.appendFrom(presents[l]![1]!, 'values', l, b, total, s);
+      }
+      cache.length += s;
+      const rowEnd = (b + 1) * width * vocabSize;
+      return logitsData.subarray(options.allLogits ? rowEnd - s * vocabSize : rowEnd - vocabSize, rowEnd);
+    });
+    onStats?.({ batchSize: batch, pastLength: past, newLength: width, tokens, runMs });
+    return out;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+interface IntBuffer {
+  set(index: number, value: number): void;
+  tensor(dims: number[]): ort.Tensor;
+}
+
+function intBuffer(type: IntType, size: number, fill: number): IntBuffer {
+  if (type === 'int64') {
+    const data = new BigInt64Array(size).fill(BigInt(fill));
+    return { set: (i, v) => void (data[i] = BigInt(v)), tensor: (dims) => new ort.Tensor('int64', data, dims) };
+  }
+  const data = new Int32Array(size).fill(fill);
+  return { set: (i, v) => void (data[i] = v), tensor: (dims) => new ort.Tensor('int32', data, dims) };
+}
+
+async function findModelFile(modelDir: string, modelFile?: string): Promise<string> {
+  const candidates = modelFile
+    ? [path.join(modelDir, modelFile)]
+    : [path.join(modelDir, 'model.onnx'), path.join(modelDir, 'onnx', 'model.onnx')];
+  for (const candidate of candidates) {
+    try {
+      await access(candidate);
+      return candidate;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new Error(`decoder: model graph not found in ${modelDir} (looked for ${candidates.join(' and ')})`);
+}
+
+async function readModelConfig(modelDir: string): Promise<DecoderModelConfig> {
+  const file = path.join(modelDir, 'config.json');
+  let raw: string;
+  try {
+    raw = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(`decoder: ${file} not found (needed for the number of layers, heads and head size)`);
+    }
+    throw new Error(`decoder: cannot read ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`decoder: ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw new Error(`decoder: ${file} does not hold a JSON object`);
+  // Multimodal configs keep the language model's settings under text_config.
+  const outer = parsed as Record<string, unknown>;
+  const c = (typeof outer['text_config'] === 'object' && outer['text_config'] !== null
+    ? { ...outer, ...(outer['text_config'] as Record<string, unknown>) }
+    : outer) as Record<string, unknown>;
+
+  const int = (key: string, fallback?: number): number => {
+    const value = c[key] ?? fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      throw new Error(`decoder: ${file} has no usable ${key}`);
+    }
+    return value;
+  };
+  const numHeads = int('num_attention_heads');
+  const numKvHeads = int('num_key_value_heads', numHeads);
+  const hiddenSize = typeof c['hidden_size'] === 'number' ? (c['hidden_size'] as number) : undefined;
+  const headDim = int('head_dim', hiddenSize !== undefined ? hiddenSize / numHeads : undefined);
+  const pad = c['pad_token_id'];
+  return {
+    modelType: typeof c['model_type'] === 'string' ? (c['model_type'] as string) : 'unknown',
+    numLayers: int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: int('vocab_size'),
+    maxPositions: int('max_position_embeddings', 2048),
+    padTokenId: typeof pad === 'number' && Number.isInteger(pad) && pad >= 0 ? pad : 0,
+  };
+}
+
+/** Checks the graph's inputs and outputs against the config; returns the integer input types. */
+function checkSignature(
+  session: ort.InferenceSession,
+  modelPath: string,
+  config: DecoderModelConfig,
+): { ids: IntType; mask: IntType; positions: IntType } {
+  const layers = new Set<number>();
+  for (const name of session.inputNames) {
+    const past = PAST_INPUT.exec(name);
+    if (past) {
+      layers.add(Number(past[1]));
+      continue;
+    }
+    if (!KNOWN_INPUTS.has(name)) {
+      throw new Error(`decoder: ${modelPath} has an input "${name}" this loader does not know how to feed`);
+    }
+  }
+  for (const name of ['input_ids', 'attention_mask']) {
+    if (!session.inputNames.includes(name)) {
+      throw new Error(`decoder: ${modelPath} has no "${name}" input (inputs: ${session.inputNames.join(', ')})`);
+    }
+  }
+  if (layers.size === 0) {
+    throw new Error(`decoder: ${modelPath} has no past_key_values inputs: export it with a KV cache ("-with-past")`);
+  }
+  if (layers.size !== config.numLayers) {
+    throw new Error(`decoder: ${modelPath} has ${layers.size} layers of past_key_values, config.json says ${config.numLayers}`);
+  }
+  for (let l = 0; l < config.numLayers; l++) {
+    for (const kind of ['key', 'value']) {
+      const input = `past_key_values.${l}.${kind}`;
+      const meta = session.inputMetadata.find((m) => m.name === input);
+      if (meta === undefined) throw new Error(`decoder: ${modelPath} has no input ${input}`);
+      if (meta.isTensor) {
+        if (meta.type !== 'float32') {
+          throw new Error(`decoder: ${modelPath} keeps its KV cache as ${meta.type}; only float32 caches are supported`);
+        }
+        const [, heads, , dim] = meta.shape;
+        if ((typeof heads === 'number' && heads !== config.numKvHeads) || (typeof dim === 'number' && dim !== config.headDim)) {
+          throw new Error(
+            `decoder: ${input} of ${modelPath} is [${meta.shape.join(', ')}], config.json implies ` +
+              `[batch, ${config.numKvHeads}, past, ${config.headDim}]`,
+          );
+        }
+      }
+      if (!session.outputNames.includes(`present.${l}.${kind}`)) {
+        throw new Error(`decoder: ${modelPath} has no output present.${l}.${kind}`);
+      }
+    }
+  }
+  if (!session.outputNames.includes('logits')) throw new Error(`decoder: ${modelPath} has no "logits" output`);
+
+  const intType = (name: string): IntType => {
+    const meta = session.inputMetadata.find((m) => m.name === name);
+    if (meta === undefined || !meta.isTensor) return 'int64';
+    if (meta.type === 'int64' || meta.type === 'int32') return meta.type;
+    throw new Error(`decoder: ${modelPath} input ${name} is ${meta.type}, expected int64 or int32`);
+  };
+  return { ids: intType('input_ids'), mask: intType('attention_mask'), positions: intType('position_ids') };
+}

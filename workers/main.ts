@@ -100,6 +100,8 @@ async function main(): Promise<void> {
       concurrency: model.concurrency,
       log,
       delivery,
+      lockDurationMs: env.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
       timings: metrics.jobTimings(model.queueName, model.id),
     });
     worker.on('completed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'completed' }));
@@ -120,7 +122,10 @@ async function main(): Promise<void> {
     const info = {
       id: workerId,
       pid: process.pid,
-      models: [...engines.values()].map((e) => ({ id: e.model.id, provider: e.provider, dimensions: e.dimensions })),
+      models: [
+        ...[...engines.values()].map((e) => ({ id: e.model.id, provider: e.provider, dimensions: e.dimensions })),
+        ...[...chatBackends.keys()].map((id) => ({ id, provider: 'chat' })),
+      ],
       at: Date.now(),
     };
     await connection.hset(workersKey(env.QUEUE_PREFIX), workerId, JSON.stringify(info));
@@ -135,7 +140,7 @@ async function main(): Promise<void> {
   if (env.WORKER_METRICS_PORT !== undefined) {
     const { server, port } = await metrics.serve(env.WORKER_METRICS_PORT, env.HOST, () => ({
       ok: workers.every((w) => w.isRunning()),
-      detail: { workerId, models: [...engines.keys()], queuedTexts: [...engines.values()].map((e) => e.batcher.queuedTexts) },
+      detail: { workerId, models: served.map((m) => m.id), queuedTexts: [...engines.values()].map((e) => e.batcher.queuedTexts) },
     }));
     shutdown.register('metrics server', () => new Promise((r) => server.close(r)));
     log.info({ port }, 'worker metrics listening');

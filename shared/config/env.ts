@@ -59,6 +59,10 @@ export const envSchema = z.object({
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   /** Port of the worker's own /metrics and /healthz listener; 0 picks a free port, unset disables. */
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** BullMQ lock of a running job; a killed worker's jobs count as stalled once it lapses. */
+  WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1000).default(30_000),
+  /** How often workers look for stalled jobs (those whose worker died). */
+  WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().positive().default(10_000),
   /** Where the all-in-one launcher keeps the data of the Redis it starts itself. */
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),

@@ -213,9 +213,13 @@ export class DecoderSession {
   }
 
   /** Runs several prompts (of any lengths) in one session run, each into a new cache. */
-  async prefillBatch(prompts: readonly (readonly number[])[], options: ForwardOptions = {}): Promise<PrefillResult[]> {
+  async prefillBatch(
+    prompts: readonly (readonly number[])[],
+    options: ForwardOptions = {},
+    onStats?: (stats: ForwardStats) => void,
+  ): Promise<PrefillResult[]> {
     const items = prompts.map((ids) => ({ ids, cache: this.newCache(Math.max(32, ids.length + 32)) }));
-    const logits = await this.forward(items, options);
+    const logits = await this.forward(items, options, onStats);
     return items.map((item, i) => ({ cache: item.cache, logits: logits[i]! }));
   }
 

@@ -32,6 +32,10 @@ export interface JobWorkerOptions<K extends JobType> {
   delivery: ResultDelivery;
   /** Per-job timings for metrics; the runner knows nothing of Prometheus. */
   timings?: JobTimings;
+  /** How long a job's lock lasts without renewal: a killed worker's jobs are found stalled after it. */
+  lockDurationMs?: number;
+  /** How often this worker looks for stalled jobs. */
+  stalledIntervalMs?: number;
 }
 
 /** Seconds are measured from BullMQ's own timestamps: `timestamp` (added), `processedOn` (taken). */
@@ -126,7 +130,9 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     concurrency: opts.concurrency,
     autorun: false,
     // Inference runs in model threads, so this thread stays free to renew locks on time.
-    lockDuration: 30_000,
-    maxStalledCount: 1,
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    // A stalled chat job is failed, not retried: its subscribers already have part of its text.
+    maxStalledCount: (jobCatalog[type].defaults as { attempts: number }).attempts > 1 ? 1 : 0,
   });
 }

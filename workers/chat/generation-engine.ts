@@ -1,0 +1,508 @@
+import type { IncrementalDetokenizer } from './chat-tokenizer.js';
+import type { DecodeItem, ForwardOptions, ForwardStats, KvCache, PrefillResult } from './decoder-session.js';
+import { Sampler, validateSamplingParams } from './sampler.js';
+
+/**
+ * Continuous-batching text generation over one decoder session, inside one thread.
+ *
+ * An async loop runs while anything is active or waiting. Each iteration, at a step boundary:
+ *   1. cancelled sequences leave (their slots free up);
+ *   2. waiting sequences take the free slots (up to `maxBatch` active, FIFO) and are prefilled
+ *      together in one session run; each samples its first token and JOINS the decode batch;
+ *   3. one decode step feeds every active sequence's last token in ONE batched session run (each
+ *      with its own KV cache, see DecoderSession.forward) and samples each one's next token;
+ *      sequences that finish LEAVE;
+ *   4. the loop yields to the thread's event loop (setImmediate), so control messages that
+ *      arrived meanwhile (submit, cancel) are handled before the next step.
+ *
+ * A reply ends with `stop` on an end-of-sequence id (tokenizer.stopTokenIds: eos, <|im_end|>…)
+ * or a stop string, with `length` after `maxTokens` tokens or when prompt + completion fill the
+ * context, or with `cancelled`. Stop strings never reach the output: text that could be the start
+ * of one is held back until it is decided.
+ *
+ * Callbacks run synchronously inside the loop: onToken once per generated token, in order, with
+ * the text that became final at that token (often '', e.g. while a UTF-8 character or a possible
+ * stop string is incomplete); the texts of all onToken calls concatenate to onDone's `text`.
+ * A callback that throws cancels its sequence and is reported through onError.
+ */
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface GenerationRequest {
+  id: string;
+  promptIds: readonly number[];
+  /** Most completion tokens (default: until the context is full). */
+  maxTokens?: number;
+  /** 0 = greedy (default 1). */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  repetitionPenalty?: number;
+  /** Same seed (and parameters and prompt) → same text. Random when left out. */
+  seed?: number;
+  /** Strings that end the reply; they are not part of the text. */
+  stop?: readonly string[];
+}
+
+export interface GenerationResult {
+  finishReason: FinishReason;
+  promptTokens: number;
+  /** Tokens sampled, the end-of-sequence token included. */
+  completionTokens: number;
+  text: string;
+  timings: {
+    /** Submit → start of its prefill. */
+    queuedMs: number;
+    /** Submit → first token (undefined if cancelled before it). */
+    firstTokenMs?: number;
+    /** Submit → done. */
+    totalMs: number;
+  };
+}
+
+export interface GenerationCallbacks {
+  onToken(index: number, text: string, tokenId: number): void;
+  onDone(result: GenerationResult): void;
+  /** The sequence failed (session error or a throwing callback); onDone is not called. */
+  onError?(error: Error): void;
+}
+
+export interface StepReport {
+  kind: 'prefill' | 'decode';
+  batchSize: number;
+  /** Real tokens fed (prompt tokens for prefill, one per sequence for decode). */
+  tokens: number;
+  /** Longest past in the batch (all were padded to it). */
+  pastLength: number;
+  /** Session run time. */
+  runMs: number;
+  /** Whole step: batch assembly, run, sampling and callbacks. */
+  stepMs: number;
+  /** Sequences decoding and waiting after the step. */
+  active: number;
+  waiting: number;
+}
+
+export interface GenerationEngineOptions {
+  /** Most sequences decoding at once (default 8); later ones wait. */
+  maxBatch?: number;
+  /** Most prompt tokens prefilled in one run (default 4096); one prompt always goes. */
+  maxPrefillTokens?: number;
+  /** Context limit (prompt + completion); default and ceiling: the model's max_position_embeddings. */
+  maxContextTokens?: number;
+  onStep?(report: StepReport): void;
+  /** Errors of sequences without their own onError (default: console.error). */
+  onError?(error: Error, id: string): void;
+}
+
+/** What the engine needs of a decoder session (DecoderSession implements it). */
+export interface EngineDecoder {
+  readonly config: { readonly vocabSize: number; readonly maxPositions: number };
+  prefillBatch(
+    prompts: readonly (readonly number[])[],
+    options?: ForwardOptions,
+    onStats?: (stats: ForwardStats) => void,
+  ): Promise<PrefillResult[]>;
+  decodeStep(sequences: readonly DecodeItem[], onStats?: (stats: ForwardStats) => void): Promise<Float32Array[]>;
+}
+
+/** What the engine needs of a tokenizer (ChatTokenizer implements it). */
+export interface EngineTokenizer {
+  readonly stopTokenIds: ReadonlySet<number>;
+  createDetokenizer(contextIds?: readonly number[]): IncrementalDetokenizer;
+}
+
+export interface EngineStats {
+  active: number;
+  waiting: number;
+  prefillRuns: number;
+  decodeRuns: number;
+  /** Completion tokens sampled, all sequences. */
+  generatedTokens: number;
+}
+
+interface Sequence {
+  id: string;
+  callbacks: GenerationCallbacks;
+  promptIds: readonly number[];
+  /** Most completion tokens: maxTokens, capped by the room left in the context. */
+  limit: number;
+  sampler: Sampler;
+  /** Distinct ids of prompt + completion, for the repetition penalty. */
+  seen: Set<number>;
+  stops: string[];
+  cache?: KvCache;
+  /** Last sampled token, fed at the next decode step. */
+  nextToken: number;
+  generated: number;
+  detokenizer: IncrementalDetokenizer;
+  /** Decoded text so far; its first `emitted` characters have been delivered. */
+  text: string;
+  emitted: number;
+  cancelRequested: boolean;
+  done: boolean;
+  submittedAt: number;
+  startedAt?: number;
+  firstTokenAt?: number;
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class GenerationEngine {
+  readonly maxBatch: number;
+  readonly maxPrefillTokens: number;
+  readonly maxContextTokens: number;
+
+  private readonly waiting: Sequence[] = [];
+  private active: Sequence[] = [];
+  private readonly byId = new Map<string, Sequence>();
+  private loop: Promise<void> | undefined;
+  private counters = { prefillRuns: 0, decodeRuns: 0, generatedTokens: 0 };
+
+  constructor(
+    private readonly decoder: EngineDecoder,
+    private readonly tokenizer: EngineTokenizer,
+    private readonly options: GenerationEngineOptions = {},
+  ) {
+    const positive = (value: number | undefined, fallback: number, name: string): number => {
+      const v = value ?? fallback;
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+      return v;
+    };
+    this.maxBatch = positive(options.maxBatch, 8, 'maxBatch');
+    this.maxPrefillTokens = positive(options.maxPrefillTokens, 4096, 'maxPrefillTokens');
+    this.maxContextTokens = Math.min(
+      positive(options.maxContextTokens, decoder.config.maxPositions, 'maxContextTokens'),
+      decoder.config.maxPositions,
+    );
+  }
+
+  get stats(): EngineStats {
+    return { active: this.active.length, waiting: this.waiting.length, ...this.counters };
+  }
+
+  /**
+   * Queues a request; it starts at the next step boundary with a free slot. Throws (RangeError)
+   * on an invalid request or an id already in use; nothing is queued then.
+   */
+  submit(request: GenerationRequest, callbacks: GenerationCallbacks): void {
+    const { id, promptIds } = request;
+    if (typeof id !== 'string' || id.length === 0) throw new RangeError('a generation request needs an id');
+    if (this.byId.has(id)) throw new RangeError(`generation ${id} is already running`);
+    if (!Array.isArray(promptIds) || promptIds.length === 0) throw new RangeError('promptIds must be a non-empty array');
+    const vocab = this.decoder.config.vocabSize;
+    for (const t of promptIds) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new RangeError(`prompt token id ${t} is outside the vocabulary`);
+    }
+    if (promptIds.length >= this.maxContextTokens) {
+      throw new RangeError(
+        `the prompt has ${promptIds.length} tokens; the context holds ${this.maxContextTokens}, which leaves no room for a reply`,
+      );
+    }
+    if (request.maxTokens !== undefined && !(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) {
+      throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+    }
+    const stop = request.stop ?? [];
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw new RangeError('stop must be a list of strings');
+    const samplingParams = {
+      temperature: request.temperature,
+      topP: request.topP,
+      topK: request.topK,
+      repetitionPenalty: request.repetitionPenalty,
+      seed: request.seed,
+    };
+    validateSamplingParams(samplingParams);
+
+    const room = this.maxContextTokens - promptIds.length;
+    const seq: Sequence = {
+      id,
+      callbacks,
+      promptIds: [...promptIds],
+      limit: Math.min(request.maxTokens ?? room, room),
+      sampler: new Sampler(samplingParams),
+      seen: new Set(promptIds),
+      stops: stop.filter((s) => s.length > 0),
+      nextToken: -1,
+      generated: 0,
+      detokenizer: this.tokenizer.createDetokenizer(promptIds),
+      text: '',
+      emitted: 0,
+      cancelRequested: false,
+      done: false,
+      submittedAt: performance.now(),
+    };
+    this.byId.set(id, seq);
+    this.waiting.push(seq);
+    this.loop ??= this.run().finally(() => {
+      this.loop = undefined;
+    });
+  }
+
+  /**
+   * Cancels a waiting or running request at the next step boundary (no token of it is delivered
+   * after this call returns); its onDone gets finishReason 'cancelled'. False for an unknown id.
+   */
+  cancel(id: string): boolean {
+    const seq = this.byId.get(id);
+    if (seq === undefined || seq.done) return false;
+    seq.cancelRequested = true;
+    return true;
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  /** Resolves when nothing is active or waiting. */
+  async idle(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** Cancels everything and waits for the loop to stop. */
+  async close(): Promise<void> {
+    for (const seq of this.byId.values()) seq.cancelRequested = true;
+    await this.idle();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    try {
+      // Start on the next turn, so requests submitted together are prefilled together.
+      await yieldToEventLoop();
+      while (this.active.length > 0 || this.waiting.length > 0) {
+        this.reapCancelled();
+        if (this.active.length < this.maxBatch && this.waiting.length > 0) await this.admit();
+        if (this.active.length > 0) await this.decodeStep();
+        await yieldToEventLoop();
+      }
+    } catch (err) {
+      // A bug, not a session error (those fail their batch): fail everything rather than hang.
+      const error = new Error(`generation engine stopped: ${asError(err).message}`);
+      for (const seq of [...this.active, ...this.waiting]) this.fail(seq, error);
+      this.active = [];
+      this.waiting.length = 0;
+    }
+  }
+
+  private reapCancelled(): void {
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      const seq = this.waiting[i]!;
+      if (seq.cancelRequested) {
+        this.waiting.splice(i, 1);
+        this.finish(seq, 'cancelled');
+      }
+    }
+    for (const seq of this.active) if (seq.cancelRequested) this.finish(seq, 'cancelled');
+    this.active = this.active.filter((s) => !s.done);
+  }
+
+  /** Prefills waiting sequences into the free slots, in one run, and samples their first tokens. */
+  private async admit(): Promise<void> {
+    const batch: Sequence[] = [];
+    let tokens = 0;
+    while (this.waiting.length > 0 && this.active.length + batch.length < this.maxBatch) {
+      const next = this.waiting[0]!;
+      if (batch.length > 0 && tokens + next.promptIds.length > this.maxPrefillTokens) break;
+      this.waiting.shift();
+      batch.push(next);
+      tokens += next.promptIds.length;
+    }
+    if (batch.length === 0) return;
+
+    const started = performance.now();
+    for (const seq of batch) seq.startedAt = started;
+    let stats: ForwardStats | undefined;
+    let results: PrefillResult[];
+    try {
+      results = await this.decoder.prefillBatch(
+        batch.map((s) => s.promptIds),
+        {},
+        (s) => void (stats = s),
+      );
+    } catch (err) {
+      for (const seq of batch) this.fail(seq, asError(err));
+      return;
+    }
+    this.counters.prefillRuns++;
+    batch.forEach((seq, i) => {
+      const { cache, logits } = results[i]!;
+      seq.cache = cache;
+      if (seq.cancelRequested) return this.finish(seq, 'cancelled');
+      if (this.accept(seq, seq.sampler.sample(logits, seq.seen))) this.active.push(seq);
+    });
+    this.report('prefill', batch.length, tokens, stats, started);
+  }
+
+  /** One batched decode run for every active sequence. */
+  private async decodeStep(): Promise<void> {
+    const batch = this.active;
+    const started = performance.now();
+    let stats: ForwardStats | undefined;
+    let logits: Float32Array[];
+    try {
+      logits = await this.decoder.decodeStep(
+        batch.map((s) => ({ cache: s.cache!, tokenId: s.nextToken })),
+        (s) => void (stats = s),
+      );
+    } catch (err) {
+      for (const seq of batch) this.fail(seq, asError(err));
+      this.active = this.active.filter((s) => !s.done);
+      return;
+    }
+    this.counters.decodeRuns++;
+    batch.forEach((seq, i) => {
+      if (seq.done) return;
+      if (seq.cancelRequested) return this.finish(seq, 'cancelled');
+      this.accept(seq, seq.sampler.sample(logits[i]!, seq.seen));
+    });
+    this.active = this.active.filter((s) => !s.done);
+    this.report('decode', batch.length, batch.length, stats, started);
+  }
+
+  /** Takes a sampled token: delivers its text, decides whether the sequence goes on. */
+  private accept(seq: Sequence, token: number): boolean {
+    const index = seq.generated++;
+    this.counters.generatedTokens++;
+    seq.firstTokenAt ??= performance.now();
+    seq.seen.add(token);
+
+    if (this.tokenizer.stopTokenIds.has(token)) {
+      const { delta } = this.settle(seq);
+      return this.deliver(seq, index, delta, token) && this.finish(seq, 'stop');
+    }
+
+    seq.text += seq.detokenizer.push(token);
+    const stopAt = this.findStop(seq);
+    if (stopAt >= 0) {
+      const delta = seq.text.slice(seq.emitted, stopAt);
+      seq.text = seq.text.slice(0, stopAt);
+      seq.emitted = stopAt;
+      return this.deliver(seq, index, delta, token) && this.finish(seq, 'stop');
+    }
+
+    if (seq.generated >= seq.limit) {
+      const { delta, stopped } = this.settle(seq);
+      return this.deliver(seq, index, delta, token) && this.finish(seq, stopped ? 'stop' : 'length');
+    }
+
+    // Hold back the longest tail that could still grow into a stop string.
+    let hold = 0;
+    const pending = seq.text.length - seq.emitted;
+    for (const stop of seq.stops) {
+      for (let n = Math.min(stop.length - 1, pending); n > hold; n--) {
+        if (seq.text.endsWith(stop.slice(0, n))) {
+          hold = n;
+          break;
+        }
+      }
+    }
+    const end = seq.text.length - hold;
+    const delta = seq.text.slice(seq.emitted, end);
+    seq.emitted = end;
+    if (!this.deliver(seq, index, delta, token)) return false;
+    seq.nextToken = token;
+    return true;
+  }
+
+  /** End of the reply: flushes the detokenizer and releases held-back text, up to any stop string. */
+  private settle(seq: Sequence): { delta: string; stopped: boolean } {
+    seq.text += seq.detokenizer.flush();
+    const stopAt = this.findStop(seq);
+    const end = stopAt >= 0 ? stopAt : seq.text.length;
+    const delta = seq.text.slice(seq.emitted, end);
+    seq.text = seq.text.slice(0, end);
+    seq.emitted = end;
+    return { delta, stopped: stopAt >= 0 };
+  }
+
+  /**
+   * Earliest stop string in the undelivered text. Delivered text never holds the start of one:
+   * a tail that could begin a stop string is always held back, and text only grows at the end.
+   */
+  private findStop(seq: Sequence): number {
+    let first = -1;
+    for (const stop of seq.stops) {
+      const at = seq.text.indexOf(stop, seq.emitted);
+      if (at >= 0 && (first < 0 || at < first)) first = at;
+    }
+    return first;
+  }
+
+  private deliver(seq: Sequence, index: number, text: string, token: number): boolean {
+    try {
+      seq.callbacks.onToken(index, text, token);
+      return true;
+    } catch (err) {
+      this.fail(seq, new Error(`onToken of generation ${seq.id} threw: ${asError(err).message}`));
+      return false;
+    }
+  }
+
+  /** Always returns false (the sequence does not go on). */
+  private finish(seq: Sequence, finishReason: FinishReason): false {
+    if (seq.done) return false;
+    seq.done = true;
+    this.byId.delete(seq.id);
+    const now = performance.now();
+    const result: GenerationResult = {
+      finishReason,
+      promptTokens: seq.promptIds.length,
+      completionTokens: seq.generated,
+      text: seq.text.slice(0, seq.emitted),
+      timings: {
+        queuedMs: (seq.startedAt ?? now) - seq.submittedAt,
+        ...(seq.firstTokenAt === undefined ? {} : { firstTokenMs: seq.firstTokenAt - seq.submittedAt }),
+        totalMs: now - seq.submittedAt,
+      },
+    };
+    seq.cache = undefined;
+    try {
+      seq.callbacks.onDone(result);
+    } catch (err) {
+      this.reportError(seq, new Error(`onDone of generation ${seq.id} threw: ${asError(err).message}`));
+    }
+    return false;
+  }
+
+  private fail(seq: Sequence, error: Error): void {
+    if (seq.done) return;
+    seq.done = true;
+    this.byId.delete(seq.id);
+    seq.cache = undefined;
+    this.reportError(seq, error);
+  }
+
+  private reportError(seq: Sequence, error: Error): void {
+    try {
+      if (seq.callbacks.onError) seq.callbacks.onError(error);
+      else if (this.options.onError) this.options.onError(error, seq.id);
+      else console.error(`generation ${seq.id}: ${error.message}`);
+    } catch (err) {
+      console.error(`generation ${seq.id}: error handler threw: ${asError(err).message}`);
+    }
+  }
+
+  private report(kind: StepReport['kind'], batchSize: number, tokens: number, stats: ForwardStats | undefined, started: number): void {
+    const onStep = this.options.onStep;
+    if (!onStep) return;
+    try {
+      onStep({
+        kind,
+        batchSize,
+        tokens,
+        pastLength: stats?.pastLength ?? 0,
+        runMs: stats?.runMs ?? 0,
+        stepMs: performance.now() - started,
+        active: this.active.length,
+        waiting: this.waiting.length,
+      });
+    } catch (err) {
+      console.error(`generation engine: onStep threw: ${asError(err).message}`);
+    }
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

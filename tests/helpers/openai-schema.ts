@@ -29,6 +29,8 @@ function rewriteNullable(node: unknown): unknown {
   for (const [k, v] of Object.entries(node)) obj[k] = rewriteNullable(v);
   if (obj.nullable === true) {
     delete obj.nullable;
+    // An enum must list null too, or it rejects the null that the type now allows.
+    if (Array.isArray(obj.enum) && !obj.enum.includes(null)) obj.enum = [...obj.enum, null];
     if (typeof obj.type === 'string') obj.type = [obj.type, 'null'];
     else if (Array.isArray(obj.type)) obj.type = [...obj.type, 'null'];
     else if (obj.$ref || obj.allOf || obj.oneOf || obj.anyOf) return { anyOf: [obj, { type: 'null' }] };

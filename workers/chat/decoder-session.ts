@@ -52,6 +52,13 @@ export interface ForwardItem {
 export interface ForwardOptions {
   /** Return logits for every new position ([s * vocab]) instead of only the last ([vocab]). */
   allLogits?: boolean;
+  /**
+   * Run in buffers the session keeps and reuses (past inputs, logits and present outputs) instead
+   * of allocating them per run: no garbage and no fresh pages per step, which matters at small
+   * batch sizes. The returned logits are then views that the NEXT run with `reuseBuffers`
+   * overwrites: use (or copy) them before.
+   */
+  reuseBuffers?: boolean;
 }
 
 export interface DecodeItem {
@@ -224,10 +231,14 @@ export class DecoderSession {
   }
 
   /** Feeds one token per sequence (caches of any lengths) in one session run; returns next-token logits. */
-  async decodeStep(sequences: readonly DecodeItem[], onStats?: (stats: ForwardStats) => void): Promise<Float32Array[]> {
+  async decodeStep(
+    sequences: readonly DecodeItem[],
+    onStats?: (stats: ForwardStats) => void,
+    options: ForwardOptions = {},
+  ): Promise<Float32Array[]> {
     return this.forward(
       sequences.map((s) => ({ cache: s.cache, ids: [s.tokenId] })),
-      {},
+      options,
       onStats,
     );
   }
@@ -283,16 +294,34 @@ export class DecoderSession {
       attention_mask: mask.tensor([batch, total]),
     };
     if (this.usesPositionIds) feeds['position_ids'] = positionIds.tensor([batch, width]);
+    const reuse = options.reuseBuffers === true;
+    const fetches: Record<string, ort.Tensor> = {};
+    if (reuse) {
+      fetches['logits'] = new ort.Tensor('float32', this.pooled('logits', batch * width * vocabSize), [batch, width, vocabSize]);
+    }
     for (let l = 0; l < numLayers; l++) {
       for (const [kind, which] of [['key', 'keys'], ['value', 'values']] as const) {
-        const data = new Float32Array(batch * heads * past * d);
-        if (past > 0) items.forEach(({ cache }, b) => cache.writeTo(data, which, l, b, past));
-        feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', data, [batch, heads, past, d]);
+        const name = `past_key_values.${l}.${kind}`;
+        const size = batch * heads * past * d;
+        const data = reuse ? this.pooled(name, size) : new Float32Array(size);
+        if (past > 0) {
+          items.forEach(({ cache }, b) => {
+            // A reused buffer holds old values where this run pads: clear them (masked, but
+            // they must at least be finite).
+            if (reuse && cache.length < past) data.fill(0, b * heads * past * d, (b + 1) * heads * past * d);
+            cache.writeTo(data, which, l, b, past);
+          });
+        }
+        feeds[name] = new ort.Tensor('float32', data, [batch, heads, past, d]);
+        if (reuse) {
+          const present = `present.${l}.${kind}`;
+          fetches[present] = new ort.Tensor('float32', this.pooled(present, batch * heads * total * d), [batch, heads, total, d]);
+        }
       }
     }
 
     const started = performance.now();
-    const results = await this.session.run(feeds);
+    const results = reuse ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
     const runMs = performance.now() - started;
     if (past > 0 && width === 1) this.runs.decode++;
     else this.runs.prefill++;
@@ -301,7 +330,7 @@ export class DecoderSession {
     if (logits === undefined || logits.type !== 'float32') {
       throw new Error(`decoder: ${this.modelPath} gave no float32 logits`);
     }
-    const logitsData = logits.data as Float32Array;
+    const logitsData = (reuse ? fetches['logits']!.data : logits.data) as Float32Array;
     if (logitsData.length !== batch * width * vocabSize) {
       throw new Error(`decoder: logits have shape [${logits.dims.join(', ')}], expected [${batch}, ${width}, ${vocabSize}]`);
     }
@@ -312,7 +341,7 @@ export class DecoderSession {
         if (t === undefined || t.type !== 'float32' || t.dims[2] !== total) {
           throw new Error(`decoder: output present.${l}.${kind} is missing or has shape [${t?.dims.join(', ') ?? ''}]`);
         }
-        return t.data as Float32Array;
+        return (reuse ? fetches[`present.${l}.${kind}`]!.data : t.data) as Float32Array;
       });
       presents.push(pair);
     }
@@ -333,7 +362,20 @@ export class DecoderSession {
   }
 
   release(): Promise<void> {
+    this.pool.clear();
     return this.session.release();
+  }
+
+  private readonly pool = new Map<string, Float32Array>();
+
+  /** A view of `size` floats of the session's reusable buffer `name` (grown by half as needed). */
+  private pooled(name: string, size: number): Float32Array {
+    let buffer = this.pool.get(name);
+    if (buffer === undefined || buffer.length < size) {
+      buffer = new Float32Array(Math.max(size, Math.ceil((buffer?.length ?? 0) * 1.5)));
+      this.pool.set(name, buffer);
+    }
+    return buffer.subarray(0, size);
   }
 }
 

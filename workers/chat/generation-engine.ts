@@ -7,8 +7,9 @@ import { Sampler, validateSamplingParams } from './sampler.js';
  *
  * An async loop runs while anything is active or waiting. Each iteration, at a step boundary:
  *   1. cancelled sequences leave (their slots free up);
- *   2. waiting sequences take the free slots (up to `maxBatch` active, FIFO) and are prefilled
- *      together in one session run; each samples its first token and JOINS the decode batch;
+ *   2. waiting sequences take the free slots (up to `maxBatch` active, FIFO) and are prefilled,
+ *      prompts of similar length together in one session run; each samples its first token and
+ *      JOINS the decode batch;
  *   3. one decode step feeds every active sequence's last token in ONE batched session run (each
  *      with its own KV cache, see DecoderSession.forward) and samples each one's next token;
  *      sequences that finish LEAVE;
@@ -103,7 +104,11 @@ export interface EngineDecoder {
     options?: ForwardOptions,
     onStats?: (stats: ForwardStats) => void,
   ): Promise<PrefillResult[]>;
-  decodeStep(sequences: readonly DecodeItem[], onStats?: (stats: ForwardStats) => void): Promise<Float32Array[]>;
+  decodeStep(
+    sequences: readonly DecodeItem[],
+    onStats?: (stats: ForwardStats) => void,
+    options?: ForwardOptions,
+  ): Promise<Float32Array[]>;
 }
 
 /** What the engine needs of a tokenizer (ChatTokenizer implements it). */
@@ -297,19 +302,24 @@ export class GenerationEngine {
     this.active = this.active.filter((s) => !s.done);
   }
 
-  /** Prefills waiting sequences into the free slots, in one run, and samples their first tokens. */
+  /**
+   * Moves waiting sequences into the free slots: prefills them (prompts of similar length share a
+   * run, see groupByLength) and samples their first tokens; those not finished join the batch.
+   */
   private async admit(): Promise<void> {
-    const batch: Sequence[] = [];
+    const admitted: Sequence[] = [];
     let tokens = 0;
-    while (this.waiting.length > 0 && this.active.length + batch.length < this.maxBatch) {
+    while (this.waiting.length > 0 && this.active.length + admitted.length < this.maxBatch) {
       const next = this.waiting[0]!;
-      if (batch.length > 0 && tokens + next.promptIds.length > this.maxPrefillTokens) break;
+      if (admitted.length > 0 && tokens + next.promptIds.length > this.maxPrefillTokens) break;
       this.waiting.shift();
-      batch.push(next);
+      admitted.push(next);
       tokens += next.promptIds.length;
     }
-    if (batch.length === 0) return;
+    for (const group of groupByLength(admitted)) await this.prefill(group);
+  }
 
+  private async prefill(batch: Sequence[]): Promise<void> {
     const started = performance.now();
     for (const seq of batch) seq.startedAt = started;
     let stats: ForwardStats | undefined;
@@ -331,6 +341,7 @@ export class GenerationEngine {
       if (seq.cancelRequested) return this.finish(seq, 'cancelled');
       if (this.accept(seq, seq.sampler.sample(logits, seq.seen))) this.active.push(seq);
     });
+    const tokens = batch.reduce((n, s) => n + s.promptIds.length, 0);
     this.report('prefill', batch.length, tokens, stats, started);
   }
 
@@ -341,9 +352,11 @@ export class GenerationEngine {
     let stats: ForwardStats | undefined;
     let logits: Float32Array[];
     try {
+      // Reused buffers: the logits are sampled before the next run overwrites them.
       logits = await this.decoder.decodeStep(
         batch.map((s) => ({ cache: s.cache!, tokenId: s.nextToken })),
         (s) => void (stats = s),
+        { reuseBuffers: true },
       );
     } catch (err) {
       for (const seq of batch) this.fail(seq, asError(err));
@@ -501,6 +514,33 @@ export class GenerationEngine {
       console.error(`generation engine: onStep threw: ${asError(err).message}`);
     }
   }
+}
+
+/**
+ * Most padding a shared prefill run may add, as a fraction of its real tokens. Prefill cost is
+ * proportional to padded tokens (and exports compute logits for every position), so prompts of
+ * very different lengths are cheaper in separate runs than padded to the longest.
+ */
+const PREFILL_PADDING_RATIO = 0.25;
+
+/** Splits sequences into runs of similar prompt length (shortest first). */
+function groupByLength(sequences: readonly Sequence[]): Sequence[][] {
+  const sorted = [...sequences].sort((a, b) => a.promptIds.length - b.promptIds.length);
+  const groups: Sequence[][] = [];
+  let group: Sequence[] = [];
+  let real = 0;
+  for (const seq of sorted) {
+    const length = seq.promptIds.length; // the longest so far: the group pads to it
+    if (group.length > 0 && length * (group.length + 1) > (real + length) * (1 + PREFILL_PADDING_RATIO)) {
+      groups.push(group);
+      group = [];
+      real = 0;
+    }
+    group.push(seq);
+    real += length;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
 
 function asError(err: unknown): Error {

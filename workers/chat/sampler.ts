@@ -108,6 +108,8 @@ const LOG_PROB_FLOOR = -40;
 /** Top-p buckets tokens by log-probability, 1/16 nat wide, and sorts only the boundary bucket. */
 const BUCKETS_PER_NAT = 16;
 const BUCKETS = -LOG_PROB_FLOOR * BUCKETS_PER_NAT + 1;
+/** Above this top_k, selecting the k-th logit by heap costs more than by quickselect. */
+const HEAP_TOP_K_LIMIT = 2048;
 
 const LOG2E = 1.4426950408889634;
 const LN2 = 0.6931471805599453;
@@ -128,6 +130,23 @@ function expNonPositive(z: number): number {
   return POW2_NEG[k]! * poly;
 }
 
+/**
+ * Work space shared by every sampler of the thread: sampling is synchronous, one row at a time,
+ * and one set of vocabulary-sized buffers stays in cache where one per sequence would not.
+ */
+const scratch = {
+  logits: new Float64Array(0),
+  probs: new Float64Array(0),
+  buckets: new Int16Array(0),
+  bucketMass: new Float64Array(BUCKETS),
+  ensure(vocab: number): void {
+    if (this.logits.length >= vocab) return;
+    this.logits = new Float64Array(vocab);
+    this.probs = new Float64Array(vocab);
+    this.buckets = new Int16Array(vocab);
+  },
+};
+
 export class Sampler {
   readonly temperature: number;
   readonly topK: number;
@@ -135,10 +154,6 @@ export class Sampler {
   readonly repetitionPenalty: number;
   readonly seed: number;
   private readonly rng: Prng;
-  /** Per-token work space: penalised logits, then unnormalised probabilities. */
-  private probs = new Float64Array(0);
-  private buckets = new Int16Array(0);
-  private readonly bucketMass = new Float64Array(BUCKETS);
 
   constructor(params: SamplingParams = {}) {
     validateSamplingParams(params);
@@ -161,14 +176,11 @@ export class Sampler {
   sample(logits: Float32Array, seen?: Iterable<number>): number {
     const vocab = logits.length;
     const penalise = this.repetitionPenalty !== 1 && seen !== undefined;
-    if (this.temperature === 0 && !penalise) return argmax(logits);
+    if (this.temperature === 0 && !penalise) return argmax32(logits);
 
-    if (this.probs.length !== vocab) {
-      this.probs = new Float64Array(vocab);
-      this.buckets = new Int16Array(vocab);
-    }
-    const x = this.probs;
-    x.set(logits);
+    scratch.ensure(vocab);
+    const x = scratch.logits.subarray(0, vocab);
+    copyInto(x, logits);
     if (penalise) {
       const penalty = this.repetitionPenalty;
       for (const id of seen) {
@@ -177,57 +189,24 @@ export class Sampler {
         x[id] = v > 0 ? v / penalty : v * penalty;
       }
     }
-    const best = argmax(x);
+    const best = argmax64(x);
     if (this.temperature === 0) return best;
-
     const invT = 1 / this.temperature;
     const max = x[best]!;
-    // Logits below `cut` are removed by top-k (−Infinity = keep all).
-    const cut = this.topK > 0 && this.topK < vocab ? kthLargest(x, this.topK) : -Infinity;
-    const nucleus = this.topP < 1;
-    const buckets = this.buckets;
 
-    let sum = 0;
-    for (let i = 0; i < vocab; i++) {
-      const v = x[i]!;
-      const z = (v - max) * invT;
-      if (v < cut || z < LOG_PROB_FLOOR) {
-        x[i] = 0;
-        continue;
-      }
-      const p = expNonPositive(z);
-      x[i] = p;
-      sum += p;
-      if (nucleus) buckets[i] = Math.floor(-z * BUCKETS_PER_NAT);
-    }
-    if (nucleus) sum = this.keepNucleus(x, sum);
+    if (this.topK > 0 && this.topK < vocab) return this.sampleTopK(x, max, invT);
 
-    let r = this.rng.next() * sum;
-    let last = best;
-    for (let i = 0; i < vocab; i++) {
-      const p = x[i]!;
-      if (p === 0) continue;
-      r -= p;
-      last = i;
-      if (r < 0) return i;
-    }
-    return last; // rounding left r a hair above 0
-  }
+    const p = scratch.probs.subarray(0, vocab);
+    if (this.topP >= 1) return draw(p, this.rng.next() * exponentiate(x, p, max, invT), best);
 
-  /**
-   * Zeroes every probability outside the nucleus (the most likely tokens whose mass first
-   * reaches top_p of `sum`) and returns the nucleus's mass. Whole log-probability buckets are
-   * kept or dropped; only the bucket where the mass crosses top_p is sorted.
-   */
-  private keepNucleus(p: Float64Array, sum: number): number {
-    const vocab = p.length;
-    const buckets = this.buckets;
-    const mass = this.bucketMass.fill(0);
-    for (let i = 0; i < vocab; i++) if (p[i] !== 0) mass[buckets[i]!]! += p[i]!;
-
+    const buckets = scratch.buckets.subarray(0, vocab);
+    const mass = scratch.bucketMass.fill(0);
+    const sum = exponentiateBucketed(x, p, max, invT, buckets, mass);
+    // The nucleus: whole buckets from the top while their mass stays under top_p, then the
+    // boundary bucket's tokens in order until the mass reaches it.
     const target = this.topP * sum;
     let before = 0;
-    let boundary = -1;
+    let boundary = BUCKETS - 1;
     for (let b = 0; b < BUCKETS; b++) {
       if (before + mass[b]! >= target) {
         boundary = b;
@@ -235,21 +214,111 @@ export class Sampler {
       }
       before += mass[b]!;
     }
-    if (boundary < 0) return sum; // rounding: top_p of everything is everything
-
     const members: number[] = [];
-    for (let i = 0; i < vocab; i++) if (p[i] !== 0 && buckets[i] === boundary) members.push(i);
+    for (let i = 0; i < vocab; i++) if (buckets[i] === boundary && p[i] !== 0) members.push(i);
     members.sort((a, b) => p[b]! - p[a]! || a - b);
     let kept = before;
     let count = 0;
     while (count < members.length && kept < target) kept += p[members[count++]!]!;
     for (let k = count; k < members.length; k++) p[members[k]!] = 0;
-    for (let i = 0; i < vocab; i++) if (p[i] !== 0 && buckets[i]! > boundary) p[i] = 0;
-    return kept;
+    return drawBelow(p, buckets, boundary, this.rng.next() * kept, best);
+  }
+
+  /** top_k (then top_p) on the k best tokens only: no pass over the vocabulary but the selection. */
+  private sampleTopK(x: Float64Array, max: number, invT: number): number {
+    const ids = topKIndices(x, this.topK);
+    // Best first, lowest id on ties (the order HF's sort gives, and the order top_p needs).
+    ids.sort((a, b) => x[b]! - x[a]! || a - b);
+    const probs = ids.map((id) => ((x[id]! - max) * invT < LOG_PROB_FLOOR ? 0 : expNonPositive((x[id]! - max) * invT)));
+    let total = 0;
+    for (const q of probs) total += q;
+    let n = probs.length;
+    if (this.topP < 1) {
+      const target = this.topP * total;
+      let mass = 0;
+      n = 0;
+      while (n < probs.length && mass < target) mass += probs[n++]!;
+      total = mass;
+    }
+    let r = this.rng.next() * total;
+    for (let i = 0; i < n; i++) {
+      r -= probs[i]!;
+      if (r < 0) return ids[i]!;
+    }
+    return ids[0]!;
   }
 }
 
-function argmax(x: Float32Array | Float64Array): number {
+/** Float32 → Float64 copy. A plain loop: TypedArray.set between element types is slow in V8. */
+function copyInto(target: Float64Array, source: Float32Array): void {
+  for (let i = 0; i < source.length; i++) target[i] = source[i]!;
+}
+
+/**
+ * Unnormalised probabilities (best token 1, tokens under LOG_PROB_FLOOR 0) into `p`; returns
+ * their sum. Small and separate so that V8 inlines expNonPositive into the loop.
+ */
+function exponentiate(x: Float64Array, p: Float64Array, max: number, invT: number): number {
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    const z = (x[i]! - max) * invT;
+    const q = z < LOG_PROB_FLOOR ? 0 : expNonPositive(z);
+    p[i] = q;
+    sum += q;
+  }
+  return sum;
+}
+
+/** exponentiate, also recording each token's log-probability bucket and each bucket's mass. */
+function exponentiateBucketed(
+  x: Float64Array,
+  p: Float64Array,
+  max: number,
+  invT: number,
+  buckets: Int16Array,
+  mass: Float64Array,
+): number {
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    const z = (x[i]! - max) * invT;
+    if (z < LOG_PROB_FLOOR) {
+      p[i] = 0;
+      buckets[i] = BUCKETS - 1;
+      continue;
+    }
+    const q = expNonPositive(z);
+    const b = (-z * BUCKETS_PER_NAT) | 0; // floor, as -z ≥ 0
+    p[i] = q;
+    buckets[i] = b;
+    mass[b]! += q;
+    sum += q;
+  }
+  return sum;
+}
+
+/** The token where the running sum of `p` passes `r` (r uniform in [0, sum of p)). */
+function draw(p: Float64Array, r: number, fallback: number): number {
+  for (let i = 0; i < p.length; i++) {
+    r -= p[i]!;
+    if (r < 0) return i;
+  }
+  // Rounding left r a hair above 0: the last token with any probability.
+  for (let i = p.length - 1; i >= 0; i--) if (p[i]! > 0) return i;
+  return fallback;
+}
+
+/** `draw` over the tokens whose bucket is at most `boundary` (branch-free on the bucket test). */
+function drawBelow(p: Float64Array, buckets: Int16Array, boundary: number, r: number, fallback: number): number {
+  for (let i = 0; i < p.length; i++) {
+    r -= p[i]! * +(buckets[i]! <= boundary);
+    if (r < 0) return i;
+  }
+  for (let i = p.length - 1; i >= 0; i--) if (p[i]! > 0 && buckets[i]! <= boundary) return i;
+  return fallback;
+}
+
+/** Index of the largest value, lowest index on ties (one function per array type keeps V8 monomorphic). */
+function argmax32(x: Float32Array): number {
   let best = 0;
   let max = x[0]!;
   for (let i = 1; i < x.length; i++) {
@@ -261,12 +330,48 @@ function argmax(x: Float32Array | Float64Array): number {
   return best;
 }
 
-/** The k-th largest value of `x` (1-based), by quickselect on a copy. */
+function argmax64(x: Float64Array): number {
+  let best = 0;
+  let max = x[0]!;
+  for (let i = 1; i < x.length; i++) {
+    if (x[i]! > max) {
+      max = x[i]!;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * Ids of the k largest values, plus any tied with the k-th (HF keeps ties: it removes only
+ * values strictly below the k-th largest). Unordered.
+ */
+function topKIndices(x: Float64Array, k: number): number[] {
+  const cut = kthLargest(x, k);
+  const ids: number[] = [];
+  for (let i = 0; i < x.length; i++) if (x[i]! >= cut) ids.push(i);
+  return ids;
+}
+
+/** The k-th largest value of `x` (1-based): a k-element min-heap for small k, else quickselect. */
 function kthLargest(x: Float64Array, k: number): number {
+  if (k <= HEAP_TOP_K_LIMIT) {
+    const heap = new Float64Array(k);
+    for (let i = 0; i < k; i++) heap[i] = x[i]!;
+    for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(heap, i, k);
+    for (let i = k; i < x.length; i++) {
+      const v = x[i]!;
+      if (v > heap[0]!) {
+        heap[0] = v;
+        siftDown(heap, 0, k);
+      }
+    }
+    return heap[0]!;
+  }
   const a = Float64Array.from(x);
+  const target = k - 1; // index in descending order
   let lo = 0;
   let hi = a.length - 1;
-  const target = k - 1; // index in descending order
   while (lo < hi) {
     const pivot = a[(lo + hi) >>> 1]!;
     let i = lo;
@@ -287,4 +392,18 @@ function kthLargest(x: Float64Array, k: number): number {
     else return a[target]!;
   }
   return a[target]!;
+}
+
+/** Min-heap sift-down of heap[i] within heap[0, size). */
+function siftDown(heap: Float64Array, i: number, size: number): void {
+  const v = heap[i]!;
+  for (;;) {
+    let child = 2 * i + 1;
+    if (child >= size) break;
+    if (child + 1 < size && heap[child + 1]! < heap[child]!) child++;
+    if (heap[child]! >= v) break;
+    heap[i] = heap[child]!;
+    i = child;
+  }
+  heap[i] = v;
 }

@@ -193,7 +193,7 @@ async function pipeline() {
 const fmt = (n: number, d = 1) => n.toFixed(d);
 
 async function main() {
-  await ensureModels(parseModelRegistry({ models: [useLiteModel()] }, ROOT).models);
+  await ensureModels(parseModelRegistry({ models: [useLiteModel({ build: 'use-lite' })] }, ROOT).models);
   log(`# embeddings benchmark: USE-Lite ONNX, ${THREADS} intra-op threads, ${texts.length} real sentences, ${os.cpus().length} CPUs`);
   const raw = await rawBaseline();
   log(`(a) raw onnxruntime: ${Object.entries(raw.textsPerSecByBatch).map(([b, r]) => `b${b} ${fmt(r, 0)}/s`).join(', ')} (length-sorted); unsorted b32 ${fmt(raw.unsortedBatch32, 0)}/s; short text p50 ${fmt(raw.shortText.p50, 2)} ms`);

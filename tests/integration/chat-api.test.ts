@@ -190,6 +190,40 @@ describe('chat: OpenAI endpoint, SSE, token streams, cancellation, routing, upst
     assert.deepEqual(lateTokens, indices);
   });
 
+  test('an API replica that dies mid-stream loses nothing: the client resumes on another replica, each token once', async () => {
+    const replicaA = await svc.startApi();
+    const replicaB = await svc.startApi();
+    const id = await submitChat({ model: 'tiny-serial', max_tokens: 200, seed: 9 });
+    const onA = connect(replicaA.baseUrl, { auth: { token: KEYS.acme }, transports: ['websocket'], reconnection: false });
+    sockets.push(onA);
+    const seen: number[] = [];
+    const texts: string[] = [];
+    await new Promise<void>((resolve) => {
+      onA.on('token', (e) => {
+        seen.push(e.index);
+        texts.push(e.text);
+        if (seen.length === 3) {
+          replicaA.child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      onA.on('connect', () => void onA.emitWithAck('subscribe', id));
+    });
+    await new Promise<void>((resolve) => onA.once('disconnect', () => resolve()));
+    const onB = connect(replicaB.baseUrl, { auth: { token: KEYS.acme }, transports: ['websocket'], reconnection: false });
+    sockets.push(onB);
+    const done = new Promise<any>((resolve) => onB.once('completed', resolve));
+    onB.on('token', (e) => {
+      seen.push(e.index);
+      texts.push(e.text);
+    });
+    await new Promise<void>((resolve) => onB.once('connect', () => resolve()));
+    await onB.timeout(5000).emitWithAck('subscribe', { id, from: (seen.at(-1) ?? -1) + 1 });
+    const end = await done;
+    assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => i), 'every index once, in order');
+    assert.equal(texts.join(''), end.result.message.content);
+  });
+
   test('DELETE stops generation within a step: the job ends cancelled and subscribers hear it', async () => {
     const s = await socket();
     const id = await submitChat({ max_tokens: 200, seed: 1 });

@@ -22,21 +22,12 @@ import { ChatTokenizer } from '../workers/chat/chat-tokenizer.js';
 import { DecoderSession } from '../workers/chat/decoder-session.js';
 import { GenerationEngine, type GenerationRequest } from '../workers/chat/generation-engine.js';
 import { Sampler, type SamplingParams } from '../workers/chat/sampler.js';
+import { CHAT_PROMPTS } from './corpus.js';
 
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 128);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 const STREAMS = 8;
-const QUESTIONS = [
-  'Write a short story about a lighthouse keeper.',
-  'Explain how a queue differs from a stack.',
-  'List three uses of vector search.',
-  'What is the capital of France and why is it famous?',
-  'Summarise the benefits of batching for inference.',
-  'Describe the weather on a windy autumn day.',
-  'How do I make a cup of green tea?',
-  'Give advice to a new programmer.',
-];
 const MODES: [string, SamplingParams][] = [
   ['greedy', { temperature: 0 }],
   ['sampled', { temperature: 0.8, topP: 0.95 }],
@@ -69,7 +60,7 @@ async function main(): Promise<void> {
     const tokenizer = await ChatTokenizer.load(modelDir);
     const session = await DecoderSession.open(modelDir, { intraOpThreads: THREADS, executionProviders: ['cpu'] });
     const { config } = session;
-    const prompts = QUESTIONS.map((q) => tokenizer.applyChatTemplate([{ role: 'user', content: q }]));
+    const prompts = CHAT_PROMPTS.map((q) => tokenizer.applyChatTemplate([{ role: 'user', content: q }]));
     console.log(
       `model ${modelDir}: ${config.modelType}, ${config.numLayers} layers, ${config.numHeads}/${config.numKvHeads} heads x ${config.headDim}, ` +
         `vocab ${config.vocabSize}; ${session.provider}, ${THREADS} intra-op thread(s); ${TOKENS} tokens per stream, ` +

@@ -1,6 +1,6 @@
 /**
  * npm run bench:chat: chat generation through the pipeline against the raw decode loop, in one
- * run, on the same model (the generated tiny decoder, or CHAT_MODEL_DIR), thread count and prompts.
+ * run, on the same model (the generated tiny decoder, or CHAT_MODEL_DIR), thread count and CHAT_PROMPTS.
  *   raw:      GenerationEngine + DecoderSession in this process, called directly;
  *   pipeline: REST submit → BullMQ → worker → token stream → Socket.IO client, and the SSE path
  *             (POST /v1/chat/completions with stream: true, read by the official openai client).
@@ -19,23 +19,13 @@ import { KEYS, ROOT, authHeaders, startService, writeModelsConfig } from '../tes
 import { ChatTokenizer } from '../workers/chat/chat-tokenizer.js';
 import { DecoderSession } from '../workers/chat/decoder-session.js';
 import { GenerationEngine } from '../workers/chat/generation-engine.js';
-import { summarise } from './corpus.js';
+import { CHAT_PROMPTS, summarise } from './corpus.js';
 
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 128);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const CONCURRENT = 8;
-const prompts = [
-  'Write a short story about a lighthouse keeper.',
-  'Explain how a queue differs from a stack.',
-  'List three uses of vector search.',
-  'What is the capital of France and why is it famous?',
-  'Summarise the benefits of batching for inference.',
-  'Describe the weather on a windy autumn day.',
-  'How do I make a cup of green tea?',
-  'Give advice to a new programmer.',
-];
-const messages = (i: number) => [{ role: 'user' as const, content: prompts[i % prompts.length]! }];
+const messages = (i: number) => [{ role: 'user' as const, content: CHAT_PROMPTS[i % CHAT_PROMPTS.length]! }];
 const log = (s: string) => console.log(s);
 
 interface StreamTiming {

@@ -60,3 +60,15 @@ export function summarise(latenciesMs: number[]) {
   const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
   return { n: s.length, mean, p50: percentile(s, 50), p99: percentile(s, 99) };
 }
+
+/** Prompts for the chat benchmarks: short everyday requests, one per concurrent stream. */
+export const CHAT_PROMPTS = [
+  'Write a short story about a lighthouse keeper.',
+  'Explain how a queue differs from a stack.',
+  'List three uses of vector search.',
+  'What is the capital of France and why is it famous?',
+  'Summarise the benefits of batching for inference.',
+  'Describe the weather on a windy autumn day.',
+  'How do I make a cup of green tea?',
+  'Give advice to a new programmer.',
+];

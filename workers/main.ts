@@ -8,7 +8,7 @@ import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
 import { appendEnd } from '../shared/streams/token-stream.js';
-import { createRedis, waitForRedis } from '../shared/redis/redis-connections.js';
+import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
 import type { ChatBackend } from './chat/chat-backend.js';
 import { startDecoderBackend } from './chat/decoder-backend.js';
@@ -16,7 +16,7 @@ import { createUpstreamBackend } from './chat/upstream-backend.js';
 import { createChatHandler } from './handlers/chat.handler.js';
 import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
 import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
-import { createJobWorker, type ResultDelivery } from './jobs/job-runner.js';
+import { createJobWorker, WORKER_SHUTDOWN_REASON, type ResultDelivery } from './jobs/job-runner.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 
 /** Composition root of a worker process: load config, models, connections; run; shut down. */
@@ -55,10 +55,11 @@ async function main(): Promise<void> {
     metrics.modelLoadSeconds.set({ model: model.id }, (performance.now() - loadStarted) / 1000);
   }
 
-  const connection = createRedis(env.REDIS_URL, 'worker', `worker:${workerId}`);
-  const publisher = createRedis(env.REDIS_URL, 'worker', `worker-pub:${workerId}`);
-  const subscriber = createRedis(env.REDIS_URL, 'subscriber', `worker-sub:${workerId}`);
-  shutdown.register('redis', () => Promise.allSettled([connection.quit(), publisher.quit(), subscriber.quit()]));
+  const target = redisTarget(env);
+  const connection = createRedis(target, 'worker', `worker:${workerId}`);
+  const publisher = createRedis(target, 'worker', `worker-pub:${workerId}`);
+  const subscriber = createRedis(target, 'subscriber', `worker-sub:${workerId}`);
+  shutdown.register('redis', () => Promise.allSettled([connection, publisher, subscriber].map((r) => closeRedis(r))));
   await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
 
   const emitter = new Emitter(publisher);
@@ -109,8 +110,24 @@ async function main(): Promise<void> {
     worker.on('error', (err) => log.error({ err, queue: model.queueName }, 'worker error'));
     return worker;
   });
-  // Closing a Worker waits for its active jobs, which need the engines: so workers close first.
-  shutdown.register('job workers', () => Promise.allSettled(workers.map((w) => w.close())));
+  // Closing a Worker stops it taking jobs and waits for its active ones, which need the engines:
+  // so workers close first. Jobs still running when the grace period is nearly over are handed
+  // back to the queue (retryable ones) or failed with a reason, never left to stall.
+  shutdown.register('job workers', async () => {
+    const closed = Promise.allSettled(workers.map((w) => w.close()));
+    const reserveMs = Math.min(2000, env.SHUTDOWN_GRACE_MS / 4);
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      closed.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, shutdown.remainingMs() - reserveMs)))),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      log.warn('grace period nearly over: handing running jobs back');
+      for (const w of workers) w.cancelAllJobs(WORKER_SHUTDOWN_REASON);
+      await closed;
+    }
+  });
 
   // Cancellation of running jobs: the API publishes the job id; whichever worker holds it aborts it.
   await subscriber.subscribe(cancelChannel(env.QUEUE_PREFIX));

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../../shared/logger.js';
+import { withTimeout } from '../../shared/with-timeout.js';
 
 /** BullMQ states reported by `queue_jobs{queue,state}`; `waiting` is the list KEDA scales workers on. */
 export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -99,20 +100,4 @@ function readableRegExp(re: RegExp): string {
     .replace(/\(\?<(\w+)>[^)]*\)/g, ':$1')
     .replace(/\([^)]*\)/g, '*')
     .replace(/\\\//g, '/');
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

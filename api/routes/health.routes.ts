@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import { WORKER_HEARTBEAT_TTL_MS, workersKey } from '../../shared/jobs/job-views.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
+import { withTimeout } from '../../shared/with-timeout.js';
 
 interface WorkerBeat {
   id: string;
@@ -51,20 +52,4 @@ export function healthRoutes(deps: { redis: Redis; registry: ModelRegistry; pref
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks });
   });
   return router;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

@@ -8,6 +8,9 @@ const booleanish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no', ''])])
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
+/** `VAR=` (empty) means unset, as in .env files. */
+const unsetWhenEmpty = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema);
+
 const tenantKeyPairs = z
   .string()
   .default('')
@@ -29,11 +32,48 @@ const tenantKeyPairs = z
     return pairs;
   });
 
+const clusterNodes = z
+  .string()
+  .optional()
+  .transform((raw, ctx) => {
+    const items = (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    if (items.length === 0) return undefined;
+    const nodes: { host: string; port: number }[] = [];
+    let username: string | undefined;
+    let password: string | undefined;
+    let tls = false;
+    for (const item of items) {
+      let url: URL;
+      try {
+        url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(item) ? item : `redis://${item}`);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `REDIS_CLUSTER_NODES entries must be host:port (bad entry '${item}')` });
+        continue;
+      }
+      const port = Number(url.port || 6379);
+      if (!['redis:', 'rediss:'].includes(url.protocol) || !url.hostname || !Number.isInteger(port)) {
+        ctx.addIssue({ code: 'custom', message: `REDIS_CLUSTER_NODES entries must be host:port (bad entry '${item}')` });
+        continue;
+      }
+      nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port });
+      if (url.username) username = decodeURIComponent(url.username);
+      if (url.password) password = decodeURIComponent(url.password);
+      if (url.protocol === 'rediss:') tls = true;
+    }
+    return { nodes, username, password, tls };
+  });
+
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /**
+   * Redis Cluster seed nodes, comma-separated `host:port` (or `redis://user:pass@host:port`,
+   * `rediss://` for TLS; credentials and TLS apply to every node). When set, REDIS_URL is not
+   * used and QUEUE_PREFIX must carry a hash tag such as `{qi}`.
+   */
+  REDIS_CLUSTER_NODES: clusterNodes,
   /** BullMQ key prefix; tests give each run its own. */
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_{}-]+$/).default('qi'),
   API_KEYS: tenantKeyPairs,
@@ -68,9 +108,66 @@ export const envSchema = z.object({
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
   PRETTY_LOGS: booleanish.default(false),
+  /**
+   * Security (api/auth, api/limits, api/cache). JWT_SECRET signs the tokens of POST /v1/auth/token
+   * (HS256) and verifies HS256 bearer tokens; JWT_JWKS_URL verifies RS256/ES256 tokens of an
+   * external identity provider. Without either, JWTs are refused.
+   */
+  JWT_SECRET: unsetWhenEmpty(z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional()),
+  JWT_JWKS_URL: unsetWhenEmpty(z.string().url().optional()),
+  JWT_ISSUER: z.string().min(1).default('queue-inference'),
+  JWT_AUDIENCE: z.string().min(1).default('queue-inference'),
+  /** Lifetime of tokens minted by POST /v1/auth/token. */
+  JWT_TTL_SECONDS: z.coerce.number().int().min(30).max(86_400).default(900),
+  /** Signed requests: how far X-Timestamp may be from the server's clock (nonces are kept twice as long). */
+  SIGNATURE_WINDOW_SECONDS: z.coerce.number().int().min(5).max(3600).default(300),
+  /** Per-key defaults (a key may carry its own); 0 turns a limit off. */
+  RATE_LIMIT_RPM: z.coerce.number().int().min(0).default(600),
+  RATE_LIMIT_TPM: z.coerce.number().int().min(0).default(1_000_000),
+  /** Per-tenant defaults across all its keys (a tenant may carry its own); 0 = no tenant-wide limit. */
+  TENANT_RATE_LIMIT_RPM: z.coerce.number().int().min(0).default(0),
+  TENANT_RATE_LIMIT_TPM: z.coerce.number().int().min(0).default(0),
+  /** Queued + running jobs one tenant may have at once (429 with a wait estimate past it). */
+  TENANT_MAX_JOBS: z.coerce.number().int().min(1).default(5000),
+  /** Fair scheduling: a tenant's jobs lose one priority step per this many of its jobs in flight. */
+  FAIRNESS_STEP: z.coerce.number().int().min(1).default(50),
+  /** Exact-match response cache for embeddings and deterministic chat; 0 turns it off. */
+  CACHE_TTL_SECONDS: z.coerce.number().int().min(0).default(3600),
+  /** HTTPS: both files (PEM) make the API serve TLS only. */
+  TLS_CERT_FILE: unsetWhenEmpty(z.string().min(1).optional()),
+  TLS_KEY_FILE: unsetWhenEmpty(z.string().min(1).optional()),
+  /** Comma-separated origins allowed by CORS (REST and Socket.IO); empty = CORS off. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   /** `npm run models:pull`: the Hugging Face hub (or a mirror) and an optional access token. */
   HF_ENDPOINT: z.string().url().default('https://huggingface.co'),
   HF_TOKEN: z.string().optional(),
+  /**
+   * Documents and vector search (api/documents, workers/documents, workers/index). DOCUMENTS_DIR
+   * holds uploads and stage outputs and must be shared by the API and the workers (one machine, or
+   * a shared volume); INDEX_DIR holds each worker's HNSW snapshots (its own disk is fine).
+   */
+  DOCUMENTS_DIR: z.string().default('.data/documents'),
+  INDEX_DIR: z.string().default('.data/index'),
+  /** Largest upload; bigger ones are cut off while streaming with 413. */
+  DOCUMENTS_MAX_BYTES: z.coerce.number().int().positive().default(50 * 1024 * 1024),
+  /** PDFs with more pages are refused (the job fails with the reason). */
+  DOCUMENTS_MAX_PAGES: z.coerce.number().int().positive().default(500),
+  /** The embedding model documents and queries are embedded with (a worker serving it runs the document stages). */
+  DOCUMENTS_EMBEDDING_MODEL: z.string().default('use-lite'),
+  /** Chunk overlap in tokens (the window is the embedding model's own, 128 for use-lite). */
+  CHUNK_OVERLAP_TOKENS: z.coerce.number().int().min(0).default(24),
+  /** OCR of images and of PDF pages without a text layer (PaddleOCR via onnxruntime). */
+  DOCUMENTS_OCR: booleanish.default(true),
+  /** HNSW parameters of every collection index (hnswlib, cosine). */
+  HNSW_M: z.coerce.number().int().min(2).max(128).default(16),
+  HNSW_EF_CONSTRUCTION: z.coerce.number().int().min(8).max(2000).default(200),
+  HNSW_EF_SEARCH: z.coerce.number().int().min(1).max(5000).default(64),
+  /** A collection's index is snapshotted to INDEX_DIR after this many new chunks (and at most every INDEX_SNAPSHOT_SECONDS). */
+  INDEX_SNAPSHOT_EVERY: z.coerce.number().int().min(1).default(2000),
+  INDEX_SNAPSHOT_SECONDS: z.coerce.number().int().min(0).default(30),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -95,6 +192,13 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`));
+  }
+  if (Boolean(parsed.data.TLS_CERT_FILE) !== Boolean(parsed.data.TLS_KEY_FILE)) {
+    throw new ConfigError(['TLS_CERT_FILE and TLS_KEY_FILE: set both (HTTPS) or neither (HTTP)']);
+  }
+  // BullMQ's scripts touch several keys of a queue at once: on a cluster they must share a slot.
+  if (parsed.data.REDIS_CLUSTER_NODES && !/\{[^{}]+\}/.test(parsed.data.QUEUE_PREFIX)) {
+    throw new ConfigError([`QUEUE_PREFIX: on Redis Cluster it must contain a hash tag, e.g. {${parsed.data.QUEUE_PREFIX.replace(/[{}]/g, '')}}`]);
   }
   return parsed.data;
 }

@@ -35,6 +35,7 @@ export class ShutdownManager {
 
   /** Closes everything; safe to call more than once. */
   close(): Promise<void> {
+    if (this.deadline === Infinity) this.deadline = Date.now() + this.graceMs;
     this.shuttingDown ??= (async () => {
       for (const c of [...this.closers].reverse()) {
         try {
@@ -58,7 +59,6 @@ export class ShutdownManager {
           process.exit(code);
         }
         this.log.info({ signal, graceMs: this.graceMs }, 'shutting down');
-        this.deadline = Date.now() + this.graceMs;
         const timer = setTimeout(() => {
           this.log.error('shutdown timed out: exiting');
           process.exit(code);

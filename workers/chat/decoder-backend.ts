@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/logger.js';
 import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
-import { spawnThread } from '../inference/spawn-thread.js';
+import { spawnThread, waitForThreadReady } from '../inference/spawn-thread.js';
 import { ChatError, type ChatBackend, type GenerationOutcome } from './chat-backend.js';
 import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 
@@ -86,21 +86,9 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
 }
 
 function waitReady(thread: Worker): Promise<Extract<ChatThreadReply, { type: 'ready' }>> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: ChatThreadReply) => {
-      if (msg.type === 'ready') done(() => resolve(msg));
-      else if (msg.type === 'load-error') done(() => reject(new Error(`chat model failed to load: ${msg.message}`)));
-    };
-    const onError = (err: Error) => done(() => reject(err));
-    const onExit = (code: number) => done(() => reject(new Error(`chat thread exited with code ${code} while loading`)));
-    const done = (f: () => void) => {
-      thread.off('message', onMessage);
-      thread.off('error', onError);
-      thread.off('exit', onExit);
-      f();
-    };
-    thread.on('message', onMessage);
-    thread.on('error', onError);
-    thread.on('exit', onExit);
-  });
+  return waitForThreadReady(
+    thread,
+    (msg: ChatThreadReply): msg is Extract<ChatThreadReply, { type: 'ready' }> => msg.type === 'ready',
+    (msg) => (msg.type === 'load-error' ? `chat model failed to load: ${msg.message}` : undefined),
+  );
 }

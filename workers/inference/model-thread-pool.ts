@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { EmbeddingFormat } from '../embeddings/embedding-formats.js';
 import type { EmbeddingSessionOptions } from '../embeddings/embedding-model.js';
 import type { ThreadReply, ThreadRequest } from './model-thread.protocol.js';
-import { spawnThread } from './spawn-thread.js';
+import { spawnThread, waitForThreadReady } from './spawn-thread.js';
 
 export interface BatchOutcome {
   vectors: Float32Array[];
@@ -142,31 +142,9 @@ function spawnModelThread(workerData: unknown): Worker {
 }
 
 function waitReady(worker: Worker): Promise<{ dimensions: number; provider: string; loadMs: number }> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: ThreadReply) => {
-      if (msg.type === 'ready') {
-        cleanup();
-        resolve({ dimensions: msg.dimensions, provider: msg.provider, loadMs: msg.loadMs });
-      } else if (msg.type === 'load-error') {
-        cleanup();
-        reject(new Error(`model failed to load: ${msg.message}`));
-      }
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onExit = (code: number) => {
-      cleanup();
-      reject(new Error(`model thread exited with code ${code} while loading`));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-  });
+  return waitForThreadReady(
+    worker,
+    (msg: ThreadReply): msg is Extract<ThreadReply, { type: 'ready' }> => msg.type === 'ready',
+    (msg) => (msg.type === 'load-error' ? `model failed to load: ${msg.message}` : undefined),
+  );
 }

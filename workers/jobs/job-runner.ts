@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
@@ -20,6 +20,13 @@ export interface ResultDelivery {
   completed(type: JobType, jobId: string, result: unknown): Promise<void>;
   failed(type: JobType, jobId: string, status: 'failed' | 'cancelled', error: { message: string; code: string }): Promise<void>;
 }
+
+/**
+ * Abort reason the worker process gives its running jobs when its shutdown grace period is running
+ * out (`worker.cancelAllJobs(WORKER_SHUTDOWN_REASON)`): retryable jobs are handed back to the queue
+ * for another worker, the others fail with a reason instead of being left to stall.
+ */
+export const WORKER_SHUTDOWN_REASON = 'worker shutting down';
 
 export interface JobWorkerOptions<K extends JobType> {
   queueName: string;
@@ -56,7 +63,8 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
   const { type, handler, delivery } = opts;
   const spec = jobCatalog[type];
 
-  const processor = async (job: Job, _token?: string, signal?: AbortSignal): Promise<unknown> => {
+  const retryable = (jobCatalog[type].defaults as { attempts: number }).attempts > 1;
+  const processor = async (job: Job, token?: string, signal?: AbortSignal): Promise<unknown> => {
     const jobId = job.id!;
     const attempt = job.attemptsMade + 1;
     opts.timings?.taken(Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp) / 1000);
@@ -97,6 +105,18 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       await delivery.completed(type, jobId, publicResult(type, result as never));
       return result;
     } catch (err) {
+      if (abort.aborted && abort.reason === WORKER_SHUTDOWN_REASON) {
+        if (retryable && token) {
+          // Back to the queue as it was (no attempt spent): another worker takes it from the start.
+          log.warn('worker shutting down: job handed back to the queue');
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
+        const message = 'the worker shut down before the job finished';
+        log.warn(message);
+        announceFailure(jobId, reply_to, 'failed', { message, code: 'worker_shutdown' });
+        throw new UnrecoverableError(message);
+      }
       if (abort.aborted) {
         outcome = 'cancelled';
         const reason = `${CANCELLED_REASON_PREFIX}: ${String(abort.reason instanceof Error ? abort.reason.message : (abort.reason ?? 'by request'))}`;
@@ -133,6 +153,9 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     lockDuration: opts.lockDurationMs ?? 30_000,
     stalledInterval: opts.stalledIntervalMs ?? 30_000,
     // A stalled chat job is failed, not retried: its subscribers already have part of its text.
-    maxStalledCount: (jobCatalog[type].defaults as { attempts: number }).attempts > 1 ? 1 : 0,
+    // Retryable jobs survive as many worker deaths as they have attempts.
+    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+    // After a Redis outage, look for jobs again within a second (BullMQ's default waits 15 s).
+    runRetryDelay: 1000,
   });
 }

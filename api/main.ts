@@ -9,7 +9,8 @@ import { appendEnd } from '../shared/streams/token-stream.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
-import { createRedis, waitForRedis } from '../shared/redis/redis-connections.js';
+import { errors } from '../shared/errors/app-error.js';
+import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { createApp } from './app.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { ChatService } from './jobs/chat-service.js';
@@ -17,7 +18,7 @@ import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { ReplyHub } from './jobs/reply-hub.js';
-import { createSocketServer } from './realtime/socket-server.js';
+import { createSocketServer, pendingStreams } from './realtime/socket-server.js';
 import { TokenRelay } from './realtime/token-relay.js';
 
 /** Composition root of an API process. */
@@ -30,14 +31,18 @@ async function main(): Promise<void> {
   if (env.API_KEYS.length === 0) log.warn('API_KEYS is empty: every /v1 request will be refused with 401');
   if (!env.ADMIN_API_KEY) log.warn('ADMIN_API_KEY is not set: Bull Board and admin routes are closed');
 
-  const redis = createRedis(env.REDIS_URL, 'producer', 'api');
-  const subscriber = createRedis(env.REDIS_URL, 'subscriber', 'api-sub');
-  const socketPub = createRedis(env.REDIS_URL, 'worker', 'api-io-pub');
-  const socketSub = createRedis(env.REDIS_URL, 'subscriber', 'api-io-sub');
-  shutdown.register('redis', () => Promise.allSettled([redis, subscriber, socketPub, socketSub].map((r) => r.quit())));
+  const target = redisTarget(env);
+  const redis = createRedis(target, 'producer', 'api');
+  const subscriber = createRedis(target, 'subscriber', 'api-sub');
+  const socketPub = createRedis(target, 'worker', 'api-io-pub');
+  const socketSub = createRedis(target, 'subscriber', 'api-io-sub');
+  shutdown.register('redis', () => Promise.allSettled([redis, subscriber, socketPub, socketSub].map((r) => closeRedis(r))));
   await waitForRedis(redis, 30_000);
 
   const queues = createQueues(registry, redis, env.QUEUE_PREFIX);
+  // While Redis is down every command fails and BullMQ re-emits it: requests answer 503 (see
+  // JobService), and the process must not die of an unhandled 'error' event.
+  for (const q of queues.values()) q.on('error', (err) => log.debug({ err: err.message, queue: q.name }, 'queue connection error'));
   shutdown.register('queues', () => Promise.allSettled([...queues.values()].map((q) => q.close())));
 
   const replies = new ReplyHub(subscriber, env.QUEUE_PREFIX);
@@ -60,17 +65,24 @@ async function main(): Promise<void> {
   const chat = new ChatService({ jobs, relay, registry });
   // A chat job can fail without its worker saying so (the worker was killed and the job was then
   // marked stalled): the queue's event stream still tells, and the stream gets its end entry here.
+  const eventConnections: ReturnType<typeof createRedis>[] = [];
   const chatEvents = registry.models
     .filter((m) => m.task === 'chat')
     .map((m) => {
-      const events = new QueueEvents(m.queueName, { connection: createRedis(env.REDIS_URL, 'worker', `api-events:${m.queueName}`), prefix: env.QUEUE_PREFIX });
+      const connection = createRedis(target, 'worker', `api-events:${m.queueName}`);
+      eventConnections.push(connection);
+      const events = new QueueEvents(m.queueName, { connection, prefix: env.QUEUE_PREFIX });
+      events.on('error', (err) => log.debug({ err: err.message, queue: m.queueName }, 'queue events connection error'));
       events.on('failed', ({ jobId, failedReason }) => {
         const status = failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
         void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status, error: { message: failedReason ?? 'failed', code: status === 'cancelled' ? 'cancelled' : 'job_failed' } }, env.JOB_RETENTION_SECONDS).catch(() => {});
       });
       return events;
     });
-  shutdown.register('chat queue events', () => Promise.allSettled(chatEvents.map((e) => e.close())));
+  shutdown.register('chat queue events', async () => {
+    await Promise.allSettled(chatEvents.map((e) => e.close()));
+    await Promise.allSettled(eventConnections.map((c) => closeRedis(c)));
+  });
   const app = createApp({
     log,
     auth,
@@ -87,7 +99,22 @@ async function main(): Promise<void> {
     metrics: new ApiMetrics({ queues, log }),
   });
 
-  const httpServer = createServer(app);
+  // In-flight requests, counted so that shutdown can wait for them (SSE streams included).
+  let inFlight = 0;
+  const httpServer = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => inFlight--);
+    if (shutdown.isShuttingDown) {
+      // Draining: keep-alive connections close after this answer, and new API work goes elsewhere.
+      res.setHeader('connection', 'close');
+      if (req.url?.startsWith('/v1/')) {
+        const e = errors.unavailable('The server is shutting down; retry the request.', 'shutting_down');
+        res.writeHead(503, { ...e.headers, 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(e.toBody()));
+        return;
+      }
+    }
+    app(req, res);
+  });
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log });
   notify = (jobId, type, event, data) => {
@@ -100,11 +127,26 @@ async function main(): Promise<void> {
     httpServer.listen(env.PORT, env.HOST, () => resolve());
   });
   shutdown.register('http server', async () => {
-    // Stop accepting, let in-flight requests finish, then drop idle keep-alive sockets.
+    // Stop accepting connections; let in-flight requests (SSE streams included) and Socket.IO
+    // subscriptions waiting for their job's outcome finish, until shortly before the grace period
+    // ends, closing keep-alive connections as they go idle. Then close Socket.IO and what is left.
     const closed = new Promise<void>((r) => httpServer.close(() => r()));
-    httpServer.closeIdleConnections();
-    await io.close().catch(() => {});
-    await closed;
+    const reserveMs = Math.min(2000, env.SHUTDOWN_GRACE_MS / 4);
+    const until = Date.now() + Math.max(0, shutdown.remainingMs() - reserveMs);
+    while ((inFlight > 0 || pendingStreams(io) > 0) && Date.now() < until) {
+      httpServer.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (inFlight > 0 || pendingStreams(io) > 0) {
+      log.warn({ requests: inFlight, streams: pendingStreams(io) }, 'grace period nearly over: closing what is still open');
+      // Requests waiting for a synchronous result get a 503 rather than a cut connection.
+      replies.close();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    void io.close();
+    await new Promise((r) => setTimeout(r, 50));
+    httpServer.closeAllConnections();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, reserveMs / 2))]);
   });
   const port = (httpServer.address() as AddressInfo).port;
   log.info({ port, host: env.HOST, models: registry.models.map((m) => m.id) }, 'api listening');

@@ -12,6 +12,17 @@ import type { TokenRelay } from './token-relay.js';
 
 interface SocketData {
   principal: Principal;
+  /** Jobs this socket follows whose outcome it has not been sent yet (shutdown waits for them). */
+  pending: Set<string>;
+}
+
+export type JobSocketServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+/** Subscriptions, across this instance's sockets, still waiting for their job's outcome. */
+export function pendingStreams(io: JobSocketServer): number {
+  let n = 0;
+  for (const socket of io.of('/').sockets.values()) n += socket.data.pending?.size ?? 0;
+  return n;
 }
 
 /**
@@ -47,9 +58,24 @@ export function createSocketServer(deps: {
     const log = deps.log.child({ socket: socket.id, tenant: socket.data.principal.tenant });
     /** Token streams this socket follows, by job id. */
     const follows = new Map<string, () => void>();
+    const pending = (socket.data.pending = new Set<string>());
+    /**
+     * Jobs whose outcome this socket was sent. An outcome reaches a socket once: the socket leaves
+     * the job's room as the first one goes out (synchronously, so a second broadcast, e.g. from a
+     * retry after a worker died between announcing and recording a result, finds it gone), and the
+     * late-subscriber path below does not repeat an outcome the room already delivered.
+     */
+    const ended = new Set<string>();
+    socket.onAnyOutgoing((event: string, data: { id?: unknown } | undefined) => {
+      if ((event !== 'completed' && event !== 'failed') || typeof data?.id !== 'string') return;
+      ended.add(data.id);
+      pending.delete(data.id);
+      void socket.leave(jobRoom(data.id));
+    });
     socket.on('disconnect', () => {
       for (const unfollow of follows.values()) unfollow();
       follows.clear();
+      pending.clear();
     });
     socket.on('subscribe', async (req, ack) => {
       const reply = (r: SubscribeAck) => (typeof ack === 'function' ? ack(r) : undefined);
@@ -67,6 +93,9 @@ export function createSocketServer(deps: {
           // Chat jobs: tokens, then how the job ended, from the resumable token stream.
           follows.get(jobId)?.();
           const view = await deps.jobs.get(tenant, jobId);
+          // A chat subscription replays its stream from `from`, outcome included.
+          ended.delete(jobId);
+          pending.add(jobId);
           const unfollow = await deps.relay.follow(jobId, from, (entry) => {
             if (entry.kind === 'token') socket.emit('token', { id: jobId, index: entry.i, text: entry.text });
             else if (entry.status === 'completed') socket.emit('completed', { id: jobId, status: 'completed', result: entry.result });
@@ -77,14 +106,21 @@ export function createSocketServer(deps: {
         }
         // Join before reading the state: an event published in between then reaches us.
         await socket.join(jobRoom(jobId));
+        if (!ended.has(jobId)) pending.add(jobId);
         const view = await deps.jobs.get(tenant, jobId);
         reply({ ok: true, id: jobId, status: view.status });
-        // A late subscriber still learns how the job ended.
-        if (view.status === 'completed') socket.emit('completed', { id: jobId, status: 'completed', result: view.result });
-        else if (view.status === 'failed' || view.status === 'cancelled') {
-          socket.emit('failed', { id: jobId, status: view.status, error: view.error ?? { message: 'failed', code: 'job_failed' } });
+        const finished = view.status === 'completed' || view.status === 'failed' || view.status === 'cancelled';
+        if (finished) {
+          // Leave first: from here no broadcast reaches this socket, and `ended` says whether one already did.
+          void socket.leave(jobRoom(jobId));
+          pending.delete(jobId);
         }
+        // A late subscriber still learns how the job ended (once).
+        if (!finished || ended.has(jobId)) return;
+        if (view.status === 'completed') socket.emit('completed', { id: jobId, status: 'completed', result: view.result });
+        else socket.emit('failed', { id: jobId, status: view.status as 'failed' | 'cancelled', error: view.error ?? { message: 'failed', code: 'job_failed' } });
       } catch (err) {
+        pending.delete(jobId);
         log.warn({ err, jobId }, 'subscribe failed');
         const e = err instanceof AppError ? err : undefined;
         reply({ ok: false, error: { message: e?.message ?? 'subscribe failed', code: e?.code ?? 'internal_error' } });
@@ -94,6 +130,8 @@ export function createSocketServer(deps: {
       if (typeof jobId === 'string') {
         follows.get(jobId)?.();
         follows.delete(jobId);
+        pending.delete(jobId);
+        ended.delete(jobId);
         await socket.leave(jobRoom(jobId));
       }
       if (typeof ack === 'function') ack({ ok: true });

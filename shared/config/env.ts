@@ -179,6 +179,18 @@ export class ConfigError extends Error {
   }
 }
 
+/** Settings of the command-line client (bin/qi.mjs): where the service is and which key to use. */
+export const clientEnvSchema = z.object({
+  QI_URL: z.string().url().default('http://127.0.0.1:3000'),
+  QI_API_KEY: z.string().min(1, 'set QI_API_KEY to an API key of the service').optional(),
+});
+
+export function loadClientEnv(source: NodeJS.ProcessEnv = process.env): z.infer<typeof clientEnvSchema> {
+  const parsed = clientEnvSchema.safeParse(source);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  return parsed.data;
+}
+
 /**
  * Secrets whose variable names come from configuration (an upstream model's `api_key_env`):
  * read here, so that this stays the only module that touches process.env.

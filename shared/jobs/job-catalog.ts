@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { documentJobCatalog } from '../documents/document-jobs.js';
 
 /**
  * The job catalog: per job type, its payload schema, its result schema and its default retry
@@ -73,6 +74,8 @@ export const jobCatalog = {
     // A worker that dies mid-generation makes the job fail (as stalled), and subscribers hear so.
     defaults: { attempts: 1 } satisfies JobsOptions,
   },
+  // Documents and vector search: ingestion stages (a BullMQ flow) and search.
+  ...documentJobCatalog,
 } as const;
 
 export type JobType = keyof typeof jobCatalog;

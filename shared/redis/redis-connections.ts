@@ -74,7 +74,7 @@ export async function closeRedis(redis: Redis, timeoutMs = 2000): Promise<void> 
     /* already closed, or Redis unreachable */
   } finally {
     clearTimeout(timer);
-    if (redis.status !== 'end') redis.disconnect();
+    if ((redis.status as string) !== 'end') redis.disconnect();
   }
 }
 

@@ -56,7 +56,7 @@ export const useLiteModel = (overrides: Record<string, unknown> = {}) => ({
   ...overrides,
 });
 
-function spawnEntry(entry: string, env: NodeJS.ProcessEnv): ProcessHandle {
+export function spawnEntry(entry: string, env: NodeJS.ProcessEnv): ProcessHandle {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
     cwd: ROOT,
     env,

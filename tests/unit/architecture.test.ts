@@ -6,10 +6,12 @@ import { ROOT } from '../helpers/service.js';
 
 /**
  * Import direction is the architecture: api → shared, workers → shared, dashboards → shared,
- * api → dashboards. shared imports none of them; api and workers never import each other.
+ * api → dashboards, client → shared. shared imports none of them; api and workers never import
+ * each other, and the client talks to the service only over HTTP and Socket.IO.
  */
-const layers = ['api', 'workers', 'shared', 'dashboards'] as const;
+const layers = ['api', 'workers', 'shared', 'dashboards', 'client'] as const;
 const allowed: Record<(typeof layers)[number], string[]> = {
+  client: ['client', 'shared'],
   api: ['api', 'shared', 'dashboards'],
   workers: ['workers', 'shared'],
   shared: ['shared'],

@@ -1,0 +1,100 @@
+/**
+ * qi: a terminal client for the service.
+ *   qi models
+ *   qi chat "hello" [--model tiny-chat] [--max-tokens 64] [--temperature 0.7] [--seed 1] [--no-stream]
+ *   qi embed "text" ["more text" ...] [--model use-lite]
+ *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
+ * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
+ */
+import { parseArgs } from 'node:util';
+import { loadClientEnv } from '../shared/config/env.js';
+import { InferenceClient, InferenceError } from './inference-client.js';
+
+const USAGE = `usage: qi <command> [options]
+  models                              list the models you may use
+  chat <message> [--model M] [--max-tokens N] [--temperature T] [--seed S] [--no-stream]
+  embed <text>... [--model M]         print one line per text: its dimensions and first values
+  jobs <id>                           show a job
+  jobs follow <id>                    follow a job live (tokens, progress) until it ends
+  jobs cancel <id>                    cancel a job
+environment: QI_URL (default http://127.0.0.1:3000), QI_API_KEY`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      seed: { type: 'string' },
+      'no-stream': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...args] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return command ? 0 : 2;
+  }
+  const env = loadClientEnv();
+  if (!env.QI_API_KEY) throw new Error('set QI_API_KEY to an API key of the service');
+  const client = new InferenceClient({ baseUrl: env.QI_URL, apiKey: env.QI_API_KEY });
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  try {
+    switch (command) {
+      case 'models':
+        for (const m of await client.models()) console.log(`${m.id}\t${m.task}\t${m.description ?? ''}`);
+        return 0;
+      case 'chat': {
+        const message = args.join(' ');
+        if (!message) throw new Error('chat needs a message: qi chat "hello"');
+        const opts = { max_tokens: num(values['max-tokens']), temperature: num(values.temperature), seed: num(values.seed) };
+        const model = values.model ?? 'tiny-chat';
+        const messages = [{ role: 'user' as const, content: message }];
+        if (values['no-stream']) {
+          console.log((await client.chat(model, messages, opts)).content);
+        } else {
+          for await (const text of client.chatStream(model, messages, opts)) process.stdout.write(text);
+          process.stdout.write('\n');
+        }
+        return 0;
+      }
+      case 'embed': {
+        if (args.length === 0) throw new Error('embed needs at least one text');
+        const vectors = await client.embed(values.model ?? 'use-lite', args);
+        vectors.forEach((v, i) => console.log(`${i}\t${v.length} dims\t[${v.slice(0, 4).map((x) => x.toFixed(4)).join(', ')}, ...]`));
+        return 0;
+      }
+      case 'jobs': {
+        const [sub, id] = args[0] === 'cancel' || args[0] === 'follow' ? [args[0], args[1]] : ['show', args[0]];
+        if (!id) throw new Error('jobs needs a job id');
+        if (sub === 'cancel') console.log(JSON.stringify(await client.cancelJob(id), null, 2));
+        else if (sub === 'show') console.log(JSON.stringify(await client.getJob(id), null, 2));
+        else {
+          const result = await client.follow(id, {
+            onToken: (e) => process.stdout.write(e.text),
+            onProgress: (p) => process.stderr.write(`\rprogress ${JSON.stringify(p)}`),
+          });
+          process.stdout.write('\n');
+          console.log(JSON.stringify(result, null, 2).slice(0, 2000));
+        }
+        return 0;
+      }
+      default:
+        console.error(`unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } finally {
+    client.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    const e = err as Error;
+    console.error(e instanceof InferenceError ? `error ${e.status}${e.code ? ` (${e.code})` : ''}: ${e.message}` : `error: ${e.message}`);
+    process.exit(1);
+  },
+);

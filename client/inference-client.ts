@@ -1,0 +1,222 @@
+import { io, type Socket } from 'socket.io-client';
+import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
+import type { JobStatus } from '../shared/jobs/job-catalog.js';
+
+/**
+ * A typed client for this service: REST (embeddings, chat, jobs, models) and Socket.IO (job
+ * events, live tokens with resumption). It uses only `fetch` and `socket.io-client`, so the same
+ * code runs in Node and in a browser bundle.
+ */
+export interface ClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  fetch?: typeof fetch;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface ChatOptions {
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  stop?: string[];
+  priority?: number;
+}
+
+export interface JobView {
+  id: string;
+  object: 'job';
+  type: 'embedding' | 'chat';
+  model: string;
+  status: JobStatus;
+  progress: unknown;
+  attempts: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  timings: { queued_ms: number | null; run_ms: number | null };
+  result?: unknown;
+  error?: { message: string; code: string };
+}
+
+export interface ChatResult {
+  model: string;
+  message: { role: 'assistant'; content: string };
+  finish_reason: 'stop' | 'length' | 'cancelled';
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  timings: { ttft_ms: number | null; total_ms: number; tokens_per_second: number | null };
+}
+
+export type JobSubmission =
+  | { type: 'embedding'; model: string; input: string | string[]; dimensions?: number }
+  | ({ type: 'chat'; model: string; messages: ChatMessage[] } & ChatOptions);
+
+/** An error answer of the service, with its OpenAI-shaped body. */
+export class InferenceError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string | null,
+    message: string,
+    readonly type?: string,
+  ) {
+    super(message);
+    this.name = 'InferenceError';
+  }
+}
+
+export class InferenceClient {
+  private readonly baseUrl: string;
+  private readonly fetchImpl: typeof fetch;
+  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | undefined;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/$/, '');
+    this.fetchImpl = opts.fetch ?? fetch;
+  }
+
+  async models(): Promise<{ id: string; task: string; description: string | null }[]> {
+    return ((await this.request('GET', '/v1/models')) as { data: { id: string; task: string; description: string | null }[] }).data;
+  }
+
+  async embed(model: string, input: string | string[], opts: { dimensions?: number } = {}): Promise<number[][]> {
+    const res = (await this.request('POST', '/v1/embeddings', { model, input, encoding_format: 'float', ...opts })) as { data: { embedding: number[] }[] };
+    return res.data.map((d) => d.embedding);
+  }
+
+  async chat(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<{ content: string; model: string; finish_reason: string; usage: ChatResult['usage'] }> {
+    const res = (await this.request('POST', '/v1/chat/completions', { model, messages, ...opts })) as {
+      model: string;
+      choices: { message: { content: string }; finish_reason: string }[];
+      usage: ChatResult['usage'];
+    };
+    return { content: res.choices[0]?.message.content ?? '', model: res.model, finish_reason: res.choices[0]?.finish_reason ?? 'stop', usage: res.usage };
+  }
+
+  /** Streams a chat answer over server-sent events; yields text pieces as they arrive. */
+  async *chatStream(model: string, messages: ChatMessage[], opts: ChatOptions & { signal?: AbortSignal } = {}): AsyncGenerator<string> {
+    const { signal, ...params } = opts;
+    const res = await this.fetchImpl(`${this.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: this.headers(),
+      body: JSON.stringify({ model, messages, ...params, stream: true }),
+      signal,
+    });
+    if (!res.ok || !res.body) throw await toError(res);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let sep: number;
+      while ((sep = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, sep);
+        buffer = buffer.slice(sep + 2);
+        const data = event.startsWith('data: ') ? event.slice(6) : '';
+        if (!data || data === '[DONE]') continue;
+        const parsed = JSON.parse(data) as { error?: { message: string; code: string | null }; choices?: { delta?: { content?: string } }[] };
+        if (parsed.error) throw new InferenceError(500, parsed.error.code, parsed.error.message);
+        const text = parsed.choices?.[0]?.delta?.content;
+        if (text) yield text;
+      }
+    }
+  }
+
+  submitJob(job: JobSubmission, opts: { idempotencyKey?: string } = {}): Promise<JobView> {
+    return this.request('POST', '/v1/jobs', job, opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {}) as Promise<JobView>;
+  }
+
+  getJob(id: string): Promise<JobView> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`) as Promise<JobView>;
+  }
+
+  cancelJob(id: string): Promise<JobView> {
+    return this.request('DELETE', `/v1/jobs/${encodeURIComponent(id)}`) as Promise<JobView>;
+  }
+
+  /**
+   * Follows a job over Socket.IO until it ends: progress and (chat) tokens as they come, then the
+   * result, or an InferenceError for a failed or cancelled job. `from` resumes a chat stream.
+   */
+  follow(
+    id: string,
+    handlers: { onToken?: (e: JobTokenEvent) => void; onProgress?: (progress: unknown) => void; from?: number } = {},
+  ): Promise<unknown> {
+    const socket = this.connect();
+    return new Promise((resolve, reject) => {
+      const onToken = (e: JobTokenEvent) => e.id === id && handlers.onToken?.(e);
+      const onProgress = (e: { id: string; progress: unknown }) => e.id === id && handlers.onProgress?.(e.progress);
+      const onCompleted = (e: JobCompletedEvent) => {
+        if (e.id !== id) return;
+        cleanup();
+        resolve(e.result);
+      };
+      const onFailed = (e: JobFailedEvent) => {
+        if (e.id !== id) return;
+        cleanup();
+        reject(new InferenceError(e.status === 'cancelled' ? 409 : 500, e.error.code, e.error.message));
+      };
+      const cleanup = () => {
+        socket.off('token', onToken);
+        socket.off('progress', onProgress);
+        socket.off('completed', onCompleted);
+        socket.off('failed', onFailed);
+        socket.emit('unsubscribe', id);
+      };
+      socket.on('token', onToken);
+      socket.on('progress', onProgress);
+      socket.on('completed', onCompleted);
+      socket.on('failed', onFailed);
+      socket
+        .timeout(10_000)
+        .emitWithAck('subscribe', handlers.from ? { id, from: handlers.from } : id)
+        .then((ack: SubscribeAck) => {
+          if (!ack.ok) {
+            cleanup();
+            reject(new InferenceError(404, ack.error.code, ack.error.message));
+          }
+        }, (err: Error) => {
+          cleanup();
+          reject(err);
+        });
+    });
+  }
+
+  close(): void {
+    this.socket?.disconnect();
+    this.socket = undefined;
+  }
+
+  private connect(): Socket<ServerToClientEvents, ClientToServerEvents> {
+    this.socket ??= io(this.baseUrl, { auth: { token: this.opts.apiKey }, transports: ['websocket'] });
+    return this.socket;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { authorization: `Bearer ${this.opts.apiKey}`, 'content-type': 'application/json', ...extra };
+  }
+
+  private async request(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<unknown> {
+    const res = await this.fetchImpl(`${this.baseUrl}${route}`, {
+      method,
+      headers: this.headers(headers),
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw await toError(res);
+    return res.json();
+  }
+}
+
+async function toError(res: Response): Promise<InferenceError> {
+  const text = await res.text();
+  try {
+    const { error } = JSON.parse(text) as { error: { message: string; code: string | null; type?: string } };
+    return new InferenceError(res.status, error.code, error.message, error.type);
+  } catch {
+    return new InferenceError(res.status, null, text.slice(0, 500) || res.statusText);
+  }
+}

@@ -1,0 +1,303 @@
+import type { Redis } from 'ioredis';
+import {
+  documentKeys,
+  parseDocumentRecord,
+  type DocumentKeys,
+  type DocumentRecord,
+} from './documents.js';
+
+/** A chunk as committed to a collection: where it came from, its text and its vector. */
+export interface ChunkToCommit {
+  index: number;
+  page: number;
+  start: number;
+  end: number;
+  text: string;
+  vector: Float32Array;
+}
+
+export type LogEntry =
+  | { id: string; op: 'add'; doc: string; from: number; to: number }
+  | { id: string; op: 'del'; doc: string; ranges: [number, number][] };
+
+export class DocumentStoreError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Commits a batch of a document's chunks atomically: labels, chunk hashes, the log entry every
+ * replica replays, and the document's progress appear together or not at all. It refuses when the
+ * document or its collection was deleted meanwhile, and when `expected` is not the number of chunks
+ * already committed (a stale attempt), so a retried index stage never commits a chunk twice.
+ */
+const COMMIT_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if (not state) or state == 'deleted' then return {-1, 'document_deleted'} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, 'collection_deleted'} end
+local indexed = tonumber(redis.call('HGET', KEYS[1], 'indexed') or '0')
+if indexed ~= tonumber(ARGV[2]) then return {-2, tostring(indexed)} end
+local n = tonumber(ARGV[4])
+local to = redis.call('INCRBY', KEYS[3], n)
+local from = to - n
+for i = 0, n - 1 do
+  local b = 6 + i * 6
+  redis.call('HSET', ARGV[3] .. (from + i), 'doc', ARGV[1], 'idx', ARGV[b], 'page', ARGV[b + 1], 'start', ARGV[b + 2], 'end', ARGV[b + 3], 'text', ARGV[b + 4], 'vec', ARGV[b + 5])
+end
+local id = redis.call('XADD', KEYS[4], '*', 'op', 'add', 'doc', ARGV[1], 'from', from, 'to', to)
+local ranges = cjson.decode(redis.call('HGET', KEYS[1], 'ranges') or '[]')
+local last = ranges[#ranges]
+if last and last[2] == from then last[2] = to else ranges[#ranges + 1] = {from, to} end
+redis.call('HSET', KEYS[1], 'indexed', indexed + n, 'ranges', cjson.encode(ranges), 'updated_at', ARGV[5])
+return {from, id}
+`;
+
+/** Deletes a document's chunks and logs it, so every replica stops returning them at its next search. */
+const DELETE_DOCUMENT_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if (not state) or state == 'deleted' then return 0 end
+local ranges = cjson.decode(redis.call('HGET', KEYS[1], 'ranges') or '[]')
+for _, r in ipairs(ranges) do
+  for l = r[1], r[2] - 1 do redis.call('UNLINK', ARGV[1] .. l) end
+end
+if #ranges > 0 then redis.call('XADD', KEYS[2], '*', 'op', 'del', 'doc', ARGV[2], 'ranges', cjson.encode(ranges)) end
+redis.call('HSET', KEYS[1], 'state', 'deleted', 'updated_at', ARGV[3], 'indexed', 0, 'ranges', '[]')
+redis.call('ZREM', KEYS[3], ARGV[2])
+local sha = redis.call('HGET', KEYS[1], 'sha256')
+if sha and redis.call('HGET', KEYS[4], sha) == ARGV[2] then redis.call('HDEL', KEYS[4], sha) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+`;
+
+/** Drops a collection's name and record in one step; its other keys are cleaned up afterwards. */
+const DROP_COLLECTION_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+`;
+
+const RENEW_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+/** How long a deleted document's record stays, so stages still running learn it was deleted. */
+const TOMBSTONE_SECONDS = 86_400;
+
+/**
+ * Documents and collections in Redis, for the API and the workers alike. Redis (append-only in
+ * production) is the durable store: chunk text, vectors and the per-collection log live here, and
+ * every HNSW index on a worker is a replica rebuilt from a snapshot plus this log.
+ */
+export class DocumentStore {
+  readonly keys: DocumentKeys;
+
+  constructor(
+    readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = documentKeys(prefix);
+  }
+
+  async findCollection(tenant: string, name: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.tenantCollections(tenant), name)) ?? undefined;
+  }
+
+  /** The collection's id, creating the collection on first use. */
+  async ensureCollection(tenant: string, name: string, newCid: string, model: string): Promise<string> {
+    const key = this.keys.tenantCollections(tenant);
+    if (await this.redis.hsetnx(key, name, newCid)) {
+      await this.redis.hset(this.keys.collection(newCid), { tenant, name, model, created_at: String(Date.now()) });
+      return newCid;
+    }
+    const cid = await this.redis.hget(key, name);
+    if (!cid) return this.ensureCollection(tenant, name, newCid, model);
+    return cid;
+  }
+
+  async collectionInfo(cid: string): Promise<{ tenant: string; name: string; model: string; created_at: number } | undefined> {
+    const h = await this.redis.hgetall(this.keys.collection(cid));
+    if (!h.tenant) return undefined;
+    return { tenant: h.tenant, name: h.name ?? '', model: h.model ?? '', created_at: Number(h.created_at ?? 0) };
+  }
+
+  async listCollections(tenant: string): Promise<{ name: string; cid: string; documents: number; chunks: number; created_at: number }[]> {
+    const all = await this.redis.hgetall(this.keys.tenantCollections(tenant));
+    const entries = Object.entries(all).sort(([a], [b]) => a.localeCompare(b));
+    const pipe = this.redis.pipeline();
+    for (const [, cid] of entries) {
+      pipe.zcard(this.keys.collectionDocs(cid));
+      pipe.hget(this.keys.collection(cid), 'created_at');
+      pipe.get(this.keys.nextLabel(cid));
+    }
+    const res = (await pipe.exec()) ?? [];
+    return entries.map(([name, cid], i) => ({
+      name,
+      cid,
+      documents: Number(res[i * 3]?.[1] ?? 0),
+      created_at: Number(res[i * 3 + 1]?.[1] ?? 0),
+      chunks: Number(res[i * 3 + 2]?.[1] ?? 0),
+    }));
+  }
+
+  /** Claims a content hash for a new document; answers the document that already has it, if any. */
+  async claimHash(cid: string, sha256: string, docId: string): Promise<string | undefined> {
+    const key = this.keys.collectionHashes(cid);
+    if (await this.redis.hsetnx(key, sha256, docId)) return undefined;
+    return (await this.redis.hget(key, sha256)) ?? undefined;
+  }
+
+  async replaceHash(cid: string, sha256: string, docId: string): Promise<void> {
+    await this.redis.hset(this.keys.collectionHashes(cid), sha256, docId);
+  }
+
+  async releaseHash(cid: string, sha256: string, docId: string): Promise<void> {
+    const key = this.keys.collectionHashes(cid);
+    if ((await this.redis.hget(key, sha256)) === docId) await this.redis.hdel(key, sha256);
+  }
+
+  async createDocument(doc: DocumentRecord): Promise<void> {
+    const fields: Record<string, string> = {};
+    for (const [k, v] of Object.entries(doc)) {
+      if (v === null || v === undefined) continue;
+      fields[k] = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    }
+    await this.redis.multi().hset(this.keys.document(doc.id), fields).zadd(this.keys.collectionDocs(doc.cid), doc.created_at, doc.id).exec();
+  }
+
+  async getDocument(id: string): Promise<DocumentRecord | undefined> {
+    return parseDocumentRecord(await this.redis.hgetall(this.keys.document(id)));
+  }
+
+  async listDocuments(cid: string, limit = 1000): Promise<DocumentRecord[]> {
+    const ids = await this.redis.zrange(this.keys.collectionDocs(cid), 0, limit - 1);
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.keys.document(id));
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([, h]) => parseDocumentRecord(h as Record<string, string>)).filter((d): d is DocumentRecord => d !== undefined);
+  }
+
+  /** Updates progress fields of a live document (never resurrects a deleted one). */
+  async updateDocument(id: string, fields: Partial<Record<keyof DocumentRecord, string | number | null>>): Promise<void> {
+    const flat: Record<string, string> = { updated_at: String(Date.now()) };
+    for (const [k, v] of Object.entries(fields)) flat[k] = v === null ? '' : String(v);
+    const key = this.keys.document(id);
+    await this.redis.eval(
+      `local s = redis.call('HGET', KEYS[1], 'state') if (not s) or s == 'deleted' then return 0 end redis.call('HSET', KEYS[1], unpack(ARGV)) return 1`,
+      1,
+      key,
+      ...Object.entries(flat).flat(),
+    );
+  }
+
+  async markFailed(id: string, error: { message: string; code: string }): Promise<void> {
+    await this.updateDocument(id, { state: 'failed', error: JSON.stringify(error) });
+  }
+
+  async commitChunks(doc: DocumentRecord, expected: number, chunks: readonly ChunkToCommit[]): Promise<{ from: number; logId: string }> {
+    const k = this.keys;
+    const args: (string | Buffer | number)[] = [doc.id, expected, k.chunkPrefix(doc.cid), chunks.length, Date.now()];
+    for (const c of chunks) {
+      args.push(c.index, c.page, c.start, c.end, c.text, Buffer.from(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength));
+    }
+    const [a, b] = (await this.redis.eval(COMMIT_SCRIPT, 4, k.document(doc.id), k.collection(doc.cid), k.nextLabel(doc.cid), k.log(doc.cid), ...args)) as [
+      number,
+      string,
+    ];
+    if (a === -1) throw new DocumentStoreError(b, b === 'collection_deleted' ? 'The collection was deleted during ingestion.' : 'The document was deleted during ingestion.');
+    if (a === -2) throw new DocumentStoreError('stale_commit', `expected ${expected} committed chunks, found ${b}`);
+    return { from: a, logId: b };
+  }
+
+  async deleteDocument(doc: DocumentRecord): Promise<boolean> {
+    const k = this.keys;
+    const r = await this.redis.eval(
+      DELETE_DOCUMENT_SCRIPT,
+      4,
+      k.document(doc.id),
+      k.log(doc.cid),
+      k.collectionDocs(doc.cid),
+      k.collectionHashes(doc.cid),
+      k.chunkPrefix(doc.cid),
+      doc.id,
+      Date.now(),
+      TOMBSTONE_SECONDS,
+    );
+    return r === 1;
+  }
+
+  /** Drops the collection, marks its documents deleted and removes its keys. */
+  async deleteCollection(tenant: string, name: string, cid: string): Promise<boolean> {
+    const k = this.keys;
+    const dropped = await this.redis.eval(DROP_COLLECTION_SCRIPT, 2, k.tenantCollections(tenant), k.collection(cid), name, cid);
+    if (dropped !== 1) return false;
+    const ids = await this.redis.zrange(k.collectionDocs(cid), 0, -1);
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hset(k.document(id), 'state', 'deleted', 'updated_at', String(Date.now())).expire(k.document(id), TOMBSTONE_SECONDS);
+    await pipe.exec();
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', k.collectionPattern(cid), 'COUNT', 1000);
+      cursor = next;
+      if (found.length) await this.redis.unlink(...found);
+    } while (cursor !== '0');
+    return true;
+  }
+
+  async readLog(cid: string, after: string, count = 200): Promise<LogEntry[]> {
+    const raw = (await this.redis.xrange(this.keys.log(cid), after === '0-0' ? '-' : `(${after}`, '+', 'COUNT', count)) as [string, string[]][];
+    return raw.map(([id, fields]) => {
+      const f: Record<string, string> = {};
+      for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+      return f.op === 'del'
+        ? { id, op: 'del' as const, doc: f.doc!, ranges: JSON.parse(f.ranges ?? '[]') as [number, number][] }
+        : { id, op: 'add' as const, doc: f.doc!, from: Number(f.from), to: Number(f.to) };
+    });
+  }
+
+  /** The id of the log's last entry ('0-0' when empty). */
+  async logHead(cid: string): Promise<string> {
+    const last = (await this.redis.xrevrange(this.keys.log(cid), '+', '-', 'COUNT', 1)) as [string, string[]][];
+    return last[0]?.[0] ?? '0-0';
+  }
+
+  /** Vectors and document ids of labels (null where the chunk was deleted since). */
+  async chunkVectors(cid: string, labels: readonly number[]): Promise<({ doc: string; vector: Float32Array } | null)[]> {
+    const pipe = this.redis.pipeline();
+    for (const l of labels) pipe.hmgetBuffer(this.keys.chunk(cid, l), 'doc', 'vec');
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([err, v]) => {
+      const [doc, vec] = (v ?? []) as (Buffer | null)[];
+      if (err || !doc || !vec) return null;
+      const out = new Float32Array(vec.byteLength / 4);
+      new Uint8Array(out.buffer).set(vec);
+      return { doc: doc.toString(), vector: out };
+    });
+  }
+
+  async chunkFields(cid: string, labels: readonly number[]): Promise<({ doc: string; idx: number; page: number; start: number; end: number; text: string } | null)[]> {
+    const pipe = this.redis.pipeline();
+    for (const l of labels) pipe.hmget(this.keys.chunk(cid, l), 'doc', 'idx', 'page', 'start', 'end', 'text');
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([err, v]) => {
+      const [doc, idx, page, start, end, text] = (v ?? []) as (string | null)[];
+      if (err || !doc) return null;
+      return { doc, idx: Number(idx), page: Number(page), start: Number(start), end: Number(end), text: text ?? '' };
+    });
+  }
+
+  async acquireLease(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(key, token, 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async renewLease(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.eval(RENEW_SCRIPT, 1, key, token, ttlMs)) === 1;
+  }
+
+  async releaseLease(key: string, token: string): Promise<void> {
+    await this.redis.eval(RELEASE_SCRIPT, 1, key, token);
+  }
+}

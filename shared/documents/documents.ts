@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * Names, shapes and Redis keys of documents and collections, shared by the API (uploads, reads,
+ * deletes) and the workers (ingestion stages, index replicas). Everything lives under
+ * `<QUEUE_PREFIX>:docs:` so a test prefix isolates it like the queues.
+ *
+ * A collection is addressed by its tenant and name, but stored under an id (`cid`) made when it is
+ * first used: deleting a collection drops the name, so a new collection of the same name never sees
+ * the old one's chunks, labels or snapshots.
+ */
+export const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const collectionNameSchema = z
+  .string()
+  .regex(COLLECTION_NAME, 'collection names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit');
+
+/** The kinds of document the pipeline understands, decided from the bytes, never from the name. */
+export const DOCUMENT_KINDS = ['pdf', 'text', 'markdown', 'html', 'png', 'jpeg'] as const;
+export type DocumentKind = (typeof DOCUMENT_KINDS)[number];
+
+export const DOCUMENT_STATES = ['queued', 'processing', 'ready', 'failed', 'deleted'] as const;
+export type DocumentState = (typeof DOCUMENT_STATES)[number];
+export const STAGES = ['parse', 'chunk', 'embed', 'index'] as const;
+export type Stage = (typeof STAGES)[number];
+
+/** Metadata given at upload: a flat JSON object of scalars, so search filters can compare by equality. */
+export const documentMetadataSchema = z
+  .record(z.string().min(1).max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
+  .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys');
+export type DocumentMetadata = z.infer<typeof documentMetadataSchema>;
+
+/** The document record (a Redis hash): the source of truth for GET /v1/documents/:id and for stage hand-offs. */
+export interface DocumentRecord {
+  id: string;
+  tenant: string;
+  collection: string;
+  cid: string;
+  filename: string;
+  kind: DocumentKind;
+  mime: string;
+  bytes: number;
+  sha256: string;
+  metadata: DocumentMetadata;
+  state: DocumentState;
+  stage: Stage | 'done' | null;
+  job_id: string;
+  pages_total: number | null;
+  pages_done: number;
+  chunks_total: number | null;
+  chunks_done: number;
+  /** Chunks committed to the collection (acknowledged: durable in Redis, visible to every search). */
+  indexed: number;
+  /** Label ranges [from, to) of its chunks in the collection's index. */
+  ranges: [number, number][];
+  error: { message: string; code: string } | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export function parseDocumentRecord(h: Record<string, string>): DocumentRecord | undefined {
+  if (!h.id) return undefined;
+  const num = (v: string | undefined) => (v === undefined || v === '' ? null : Number(v));
+  return {
+    id: h.id,
+    tenant: h.tenant ?? '',
+    collection: h.collection ?? '',
+    cid: h.cid ?? '',
+    filename: h.filename ?? '',
+    kind: h.kind as DocumentKind,
+    mime: h.mime ?? '',
+    bytes: Number(h.bytes ?? 0),
+    sha256: h.sha256 ?? '',
+    metadata: h.metadata ? (JSON.parse(h.metadata) as DocumentMetadata) : {},
+    state: (h.state ?? 'queued') as DocumentState,
+    stage: (h.stage || null) as DocumentRecord['stage'],
+    job_id: h.job_id ?? '',
+    pages_total: num(h.pages_total),
+    pages_done: Number(h.pages_done ?? 0),
+    chunks_total: num(h.chunks_total),
+    chunks_done: Number(h.chunks_done ?? 0),
+    indexed: Number(h.indexed ?? 0),
+    ranges: h.ranges ? (JSON.parse(h.ranges) as [number, number][]) : [],
+    error: h.error ? (JSON.parse(h.error) as { message: string; code: string }) : null,
+    created_at: Number(h.created_at ?? 0),
+    updated_at: Number(h.updated_at ?? 0),
+  };
+}
+
+/** Redis keys. `cid` and document ids are server-made uuids, so no user input ever shapes a key but the tenant's collection names (hashed). */
+export function documentKeys(prefix: string) {
+  const p = `${prefix}:docs`;
+  return {
+    /** HASH collection name -> cid, per tenant. */
+    tenantCollections: (tenant: string) => `${p}:t:${sha1(tenant)}:cols`,
+    /** HASH {tenant, name, created_at, model}: exists while the collection does. */
+    collection: (cid: string) => `${p}:c:${cid}`,
+    /** ZSET document id by creation time. */
+    collectionDocs: (cid: string) => `${p}:c:${cid}:docs`,
+    /** HASH content sha256 -> document id: uploads are idempotent per collection. */
+    collectionHashes: (cid: string) => `${p}:c:${cid}:hash`,
+    /** Next free label of the collection's index (INCRBY). */
+    nextLabel: (cid: string) => `${p}:c:${cid}:next`,
+    /** STREAM of index operations (add/del/drop): the write-ahead log every replica replays. */
+    log: (cid: string) => `${p}:c:${cid}:log`,
+    /** Prefix of chunk hashes `<prefix><label>` {doc, page, start, end, text, vec}. */
+    chunkPrefix: (cid: string) => `${p}:c:${cid}:ch:`,
+    chunk: (cid: string, label: number) => `${p}:c:${cid}:ch:${label}`,
+    /** The collection's writer lease (one index writer at a time, across worker processes). */
+    writer: (cid: string) => `${p}:c:${cid}:writer`,
+    document: (id: string) => `${p}:d:${id}`,
+    /** Pattern of every key of a collection (for cleanup after a delete). */
+    collectionPattern: (cid: string) => `${p}:c:${cid}:*`,
+  };
+}
+export type DocumentKeys = ReturnType<typeof documentKeys>;
+
+function sha1(s: string): string {
+  return createHash('sha1').update(s).digest('hex');
+}
+
+/** Queues of the document pipeline: one per stage, so each stage has its own concurrency and retries. */
+export const DOCUMENT_QUEUES = {
+  ingest: 'documents.ingest',
+  parse: 'documents.parse',
+  chunk: 'documents.chunk',
+  embed: 'documents.embed',
+  index: 'documents.index',
+  search: 'documents.search',
+} as const;
+
+/** A search hit as the API returns it. */
+export interface SearchHit {
+  score: number;
+  text: string;
+  document_id: string;
+  chunk: number;
+  page: number;
+  char_start: number;
+  char_end: number;
+  metadata: DocumentMetadata;
+}
+
+/** Stage failures that are the document's fault (no retry helps): they carry a code the API shows. */
+export const DOCUMENT_ERROR_CODES = [
+  'unsupported_type',
+  'empty_document',
+  'corrupt_pdf',
+  'encrypted_pdf',
+  'too_many_pages',
+  'no_text',
+  'invalid_text',
+  'document_deleted',
+  'collection_deleted',
+  'stage_failed',
+] as const;

@@ -17,6 +17,7 @@ import { chatRoutes } from './routes/chat.routes.js';
 import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
+import { playgroundRoutes } from './routes/playground.routes.js';
 import { jobsRoutes } from './routes/jobs.routes.js';
 import { metricsRoutes } from './routes/metrics.routes.js';
 import { modelsRoutes } from './routes/models.routes.js';
@@ -57,6 +58,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
+  app.use(playgroundRoutes());
   app.use(healthRoutes({ redis: deps.redis, registry: deps.registry, prefix: deps.prefix, isShuttingDown: deps.isShuttingDown }));
   app.use(metricsRoutes({ metrics: deps.metrics, auth: deps.auth }));
   app.use(docsRoutes({ document: () => buildOpenApiDocument() }));

@@ -18,6 +18,7 @@ import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { ReplyHub } from './jobs/reply-hub.js';
+import { HttpDrain } from './http/drain.js';
 import { createSocketServer, pendingStreams } from './realtime/socket-server.js';
 import { TokenRelay } from './realtime/token-relay.js';
 
@@ -99,14 +100,11 @@ async function main(): Promise<void> {
     metrics: new ApiMetrics({ queues, log }),
   });
 
-  // In-flight requests, counted so that shutdown can wait for them (SSE streams included).
-  let inFlight = 0;
+  // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).
   const httpServer = createServer((req, res) => {
-    inFlight++;
-    res.once('close', () => inFlight--);
+    drain.track(req, res);
     if (shutdown.isShuttingDown) {
-      // Draining: keep-alive connections close after this answer, and new API work goes elsewhere.
-      res.setHeader('connection', 'close');
+      // Draining: connections close after this answer, and new API work goes elsewhere.
       if (req.url?.startsWith('/v1/')) {
         const e = errors.unavailable('The server is shutting down; retry the request.', 'shutting_down');
         res.writeHead(503, { ...e.headers, 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(e.toBody()));
@@ -115,6 +113,7 @@ async function main(): Promise<void> {
     }
     app(req, res);
   });
+  const drain = new HttpDrain(httpServer);
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log });
   notify = (jobId, type, event, data) => {
@@ -131,22 +130,23 @@ async function main(): Promise<void> {
     // subscriptions waiting for their job's outcome finish, until shortly before the grace period
     // ends, closing keep-alive connections as they go idle. Then close Socket.IO and what is left.
     const closed = new Promise<void>((r) => httpServer.close(() => r()));
+    const draining = drain;
+    draining.start();
     const reserveMs = Math.min(2000, env.SHUTDOWN_GRACE_MS / 4);
     const until = Date.now() + Math.max(0, shutdown.remainingMs() - reserveMs);
-    while ((inFlight > 0 || pendingStreams(io) > 0) && Date.now() < until) {
-      httpServer.closeIdleConnections();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    if (inFlight > 0 || pendingStreams(io) > 0) {
-      log.warn({ requests: inFlight, streams: pendingStreams(io) }, 'grace period nearly over: closing what is still open');
+    const busy = () => draining.inFlight > 0 || pendingStreams(io) > 0;
+    while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    if (busy()) {
+      log.warn({ requests: draining.inFlight, streams: pendingStreams(io) }, 'grace period nearly over: closing what is still open');
       // Requests waiting for a synchronous result get a 503 rather than a cut connection.
       replies.close();
       await new Promise((r) => setTimeout(r, 100));
     }
-    void io.close();
-    await new Promise((r) => setTimeout(r, 50));
-    httpServer.closeAllConnections();
-    await Promise.race([closed, new Promise((r) => setTimeout(r, reserveMs / 2))]);
+    // Socket.IO closes its clients (and waits for the server's connections to end).
+    const ioClosed = io.close().catch(() => {});
+    await Promise.race([Promise.all([ioClosed, closed]), new Promise((r) => setTimeout(r, reserveMs / 2))]);
+    draining.destroyAll();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 200))]);
   });
   const port = (httpServer.address() as AddressInfo).port;
   log.info({ port, host: env.HOST, models: registry.models.map((m) => m.id) }, 'api listening');

@@ -77,7 +77,8 @@ export class InferenceClient {
 
   constructor(private readonly opts: ClientOptions) {
     this.baseUrl = opts.baseUrl.replace(/\/$/, '');
-    this.fetchImpl = opts.fetch ?? fetch;
+    // Bound: browsers refuse fetch called as a method of another object ("Illegal invocation").
+    this.fetchImpl = opts.fetch ?? fetch.bind(globalThis);
   }
 
   async models(): Promise<{ id: string; task: string; description: string | null }[]> {

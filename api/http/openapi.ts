@@ -269,6 +269,24 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   registry.registerPath({
     method: 'get',
+    path: '/',
+    tags: ['playground'],
+    summary: 'The web playground: chat with live tokens, embeddings, recent jobs (uses the public API with a pasted key)',
+    security: [],
+    responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } },
+  });
+
+  registry.registerPath({
+    method: 'get',
+    path: '/playground.js',
+    tags: ['playground'],
+    summary: "The playground's script: the typed client bundled with its UI code",
+    security: [],
+    responses: { 200: { description: 'JavaScript module', content: { 'application/javascript': { schema: { type: 'string' } } } } },
+  });
+
+  registry.registerPath({
+    method: 'get',
     path: '/healthz',
     tags: ['operations'],
     summary: 'Liveness: the process is up',

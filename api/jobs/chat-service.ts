@@ -3,6 +3,7 @@ import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { StreamEntry } from '../../shared/streams/token-stream.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
+import type { CacheContext } from '../cache/response-cache.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
 
 export interface ChatParams {
@@ -81,7 +82,13 @@ export class ChatService {
     tenant: string,
     model: ChatModelConfig,
     payload: JobPayload<'chat'>,
-    opts: SubmitOptions & { signal?: AbortSignal; onStart?: (jobId: string, model: string) => void; onToken?: (text: string, index: number) => void },
+    opts: SubmitOptions & {
+      signal?: AbortSignal;
+      onStart?: (jobId: string, model: string) => void;
+      onToken?: (text: string, index: number) => void;
+      /** The request's cache policy; read by CachingChatService (api/cache/response-cache.ts). */
+      cache?: CacheContext;
+    },
   ): Promise<ChatOutcome> {
     const tried = new Set<string>();
     let current = model;

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import {
   CANCELLED_REASON_PREFIX,
+  EXPIRED_REASON_PREFIX,
   jobCatalog,
   makeJobId,
   queueOfJobId,
@@ -37,6 +38,14 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   /** 1 (most urgent) to 10. BullMQ serves lower numbers first. */
   priority?: number;
+  /** Epoch ms: a job still queued then is dropped as expired instead of running late. */
+  deadline?: number;
+}
+
+/** Per-tenant admission (api/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
+export interface TenantAdmission {
+  admit(tenant: string, jobId: string, basePriority?: number): Promise<number>;
+  release(jobId: string): Promise<void>;
 }
 
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -57,6 +66,7 @@ export class JobService {
       retentionSeconds: number;
       /** Tells the job's Socket.IO room about outcomes the API decides itself (a queued job cancelled). */
       notify?: (jobId: string, type: JobType, event: 'failed', data: { id: string; status: 'cancelled'; error: { message: string; code: string } }) => void;
+      admission?: TenantAdmission;
     },
   ) {}
 
@@ -74,21 +84,25 @@ export class JobService {
       const existing = await this.get(tenant, idem.jobId);
       return { view: existing, created: false };
     }
+    let admitted: string | undefined;
     try {
       await this.ensureRoom(queue, model);
       const jobId = idem?.jobId ?? makeJobId(queue.name, randomUUID());
-      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey };
+      const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId, opts.priority) : opts.priority;
+      admitted = this.deps.admission ? jobId : undefined;
+      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey, ...(opts.deadline ? { deadline: opts.deadline } : {}) };
       const job = await queue.add(type, envelope, {
         ...jobCatalog[type].defaults,
         jobId,
-        ...(opts.priority ? { priority: opts.priority } : {}),
+        ...(priority ? { priority } : {}),
         removeOnComplete: { age: this.deps.retentionSeconds },
         removeOnFail: { age: this.deps.retentionSeconds },
       });
       return { view: await this.view(job, 'waiting'), created: true };
     } catch (err) {
-      // A submission that did not happen must not hold its idempotency key hostage.
+      // A submission that did not happen must not hold its idempotency key hostage, nor a place in its tenant's quota.
       if (idem?.claimed) await this.deps.redis.del(idem.key).catch(() => {});
+      if (admitted) await this.deps.admission?.release(admitted).catch(() => {});
       throw this.redisAware(err);
     }
   }
@@ -98,11 +112,13 @@ export class JobService {
     const queue = this.queueFor(model);
     await this.ensureRoom(queue, model);
     const jobId = makeJobId(queue.name, randomUUID());
+    const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId).catch((e) => Promise.reject(this.redisAware(e))) : undefined;
     const reply = this.deps.replies.expect(jobId, timeoutMs);
     const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
     const jobOpts: JobsOptions = {
       ...jobCatalog[type].defaults,
       jobId,
+      ...(priority ? { priority } : {}),
       // The caller holds the result; keeping it in Redis would only cost memory.
       removeOnComplete: true,
       removeOnFail: { age: this.deps.retentionSeconds },
@@ -111,6 +127,7 @@ export class JobService {
       await queue.add(type, envelope, jobOpts);
     } catch (err) {
       reply.cancel();
+      if (this.deps.admission) await this.deps.admission.release(jobId).catch(() => {});
       throw this.redisAware(err);
     }
     try {
@@ -166,6 +183,7 @@ export class JobService {
         const view = await this.view(job, state);
         const cancelled: JobView = { ...view, status: 'cancelled', finished_at: nowSeconds(), error: { message: `${CANCELLED_REASON_PREFIX}: by request`, code: 'cancelled' } };
         await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
+        await this.deps.admission?.release(jobId).catch(() => {});
         this.deps.notify?.(jobId, view.type, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error! });
         return cancelled;
       } catch {
@@ -272,7 +290,10 @@ export class JobService {
       },
     };
     if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
-    if (status === 'failed' || status === 'cancelled') view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : 'job_failed' };
+    if (status === 'failed' || status === 'cancelled') {
+      const code = status === 'cancelled' ? 'cancelled' : job.failedReason?.startsWith(EXPIRED_REASON_PREFIX) ? 'expired' : 'job_failed';
+      view.error = { message: job.failedReason, code };
+    }
     return view;
   }
 

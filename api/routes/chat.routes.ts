@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Router, type Response } from 'express';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
+import { cacheContext } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 
 /**
@@ -25,7 +26,7 @@ export function chatRoutes(deps: { chat: ChatService }): Router {
     const created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
-      const outcome = await deps.chat.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}) });
+      const outcome = await deps.chat.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}), cache: cacheContext(req, res) });
       if (outcome.status !== 'completed') throw failure(outcome);
       res.setHeader('x-job-id', outcome.jobId);
       res.json({
@@ -59,6 +60,7 @@ export function chatRoutes(deps: { chat: ChatService }): Router {
       requestId: String(req.id),
       ...(body.priority ? { priority: body.priority } : {}),
       signal: abort.signal,
+      cache: cacheContext(req, res),
       onStart: (startedJob, modelId) => {
         jobId = startedJob;
         answering = modelId;

@@ -3,16 +3,16 @@ import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { embeddingList } from '../../shared/jobs/job-views.js';
 import { isEmbeddingModel, type EmbeddingModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
-import type { EmbeddingCoalescer } from '../jobs/embedding-coalescer.js';
+import { cacheContext, type Embedder } from '../cache/response-cache.js';
 
 /** POST /v1/embeddings, OpenAI's shape: enqueue an embedding job and answer with its result. */
-export function embeddingsRoutes(deps: { coalescer: EmbeddingCoalescer; registry: ModelRegistry; maxInputs: number }): Router {
+export function embeddingsRoutes(deps: { coalescer: Embedder; registry: ModelRegistry; maxInputs: number }): Router {
   const router = Router();
   router.post('/v1/embeddings', async (req, res) => {
     const body = embeddingsRequestSchema.parse(req.body);
     const model = resolveEmbeddingModel(deps.registry, body.model);
     checkEmbeddingInput(body.input, body.dimensions, model, deps.maxInputs);
-    const result = await deps.coalescer.embed(req.principal!.tenant, model, body.input, body.dimensions, String(req.id));
+    const result = await deps.coalescer.embed(req.principal!.tenant, model, body.input, body.dimensions, String(req.id), cacheContext(req, res));
     res.json(embeddingList(result, body.encoding_format));
   });
   return router;

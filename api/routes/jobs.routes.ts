@@ -12,7 +12,12 @@ export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry
   router.post('/v1/jobs', async (req, res) => {
     const body = createJobRequestSchema.parse(req.body);
     const tenant = req.principal!.tenant;
-    const opts = { requestId: String(req.id), idempotencyKey: req.header('idempotency-key') || undefined };
+    const opts = {
+      requestId: String(req.id),
+      idempotencyKey: req.header('idempotency-key') || undefined,
+      // `timeout` (seconds): a job still queued then is dropped as expired rather than run late.
+      ...(body.timeout ? { deadline: Date.now() + body.timeout * 1000 } : {}),
+    };
     let submitted: { view: JobView; created: boolean };
     switch (body.type) {
       case 'embedding': {
@@ -23,7 +28,7 @@ export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry
       }
       case 'chat': {
         const model = deps.chat.resolveModel(body.model);
-        const { priority, ...params } = body;
+        const { priority, timeout: _timeout, ...params } = body;
         submitted = await deps.chat.submit(tenant, model, deps.chat.payload(model, params), { ...opts, ...(priority ? { priority } : {}) });
         break;
       }

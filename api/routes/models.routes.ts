@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { errors } from '../../shared/errors/app-error.js';
 import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
+import { canUseModel } from '../auth/model-access.js';
 
 /** GET /v1/models in OpenAI's list shape, with our serving details alongside. */
 export function modelsRoutes(deps: { registry: ModelRegistry; startedAt: number }): Router {
@@ -16,14 +17,15 @@ export function modelsRoutes(deps: { registry: ModelRegistry; startedAt: number 
     execution_providers: 'execution_providers' in m ? m.execution_providers : ['upstream'],
     description: m.description ?? null,
   });
-  router.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: deps.registry.models.map(view) });
+  // Only what the caller may use: models restricted to other tenants are neither listed nor found.
+  router.get('/v1/models', (req, res) => {
+    res.json({ object: 'list', data: deps.registry.models.filter((m) => canUseModel(m, req.principal)).map(view) });
   });
   // Model ids may contain '/', as Hugging Face ids do (BAAI/bge-small-en-v1.5).
   router.get(/^\/v1\/models\/(.+)$/, (req, res) => {
     const id = decodeURIComponent((req.params as Record<string, string>)[0] ?? '');
     const m = deps.registry.get(id);
-    if (!m) throw errors.modelNotFound(id);
+    if (!m || !canUseModel(m, req.principal)) throw errors.modelNotFound(id);
     res.json(view(m));
   });
   return router;

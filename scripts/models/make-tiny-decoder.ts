@@ -33,15 +33,18 @@
  * CLI: tsx scripts/models/make-tiny-decoder.ts [outDir] [--onnx-subdir] [--no-position-ids]
  *        [--max-positions=N] [--seed=N]          (default outDir: models/tiny-chat)
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import onnxProto from 'onnx-proto';
-import type { onnx as Onnx } from 'onnx-proto';
-
-const { onnx } = onnxProto;
+import {
+  DataType,
+  OnnxGraphBuilder,
+  isEntryPoint,
+  seededNormal,
+  tensorValueInfo,
+  writeFileAtomically,
+  writeJsonFile,
+} from './onnx-builder.js';
 
 export interface TinyDecoderOptions {
   /** Put the graph at onnx/model.onnx instead of model.onnx (default false). */
@@ -187,115 +190,24 @@ function buildTokenizerFiles({ vocab, merges }: Gpt2Vocab): TokenizerFiles {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deterministic weights
-// ---------------------------------------------------------------------------------------------
-
-/** 32-bit seeded generator (mulberry32 mixing), uniform in [0, 1). */
-function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal samples by the Box-Muller transform, both halves used. */
-function seededNormal(seed: number): () => number {
-  const uniform = seededUniform(seed);
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const v = spare;
-      spare = undefined;
-      return v;
-    }
-    const radius = Math.sqrt(-2 * Math.log(1 - uniform()));
-    const angle = 2 * Math.PI * uniform();
-    spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // ONNX graph
 // ---------------------------------------------------------------------------------------------
 
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
-const ATTR = onnx.AttributeProto.AttributeType;
+const { FLOAT, INT64 } = DataType;
 
-type Attribute = { name: string } & ({ i: number } | { f: number } | { ints: number[] });
-
-class DecoderGraph {
-  readonly nodes: Onnx.INodeProto[] = [];
-  readonly initializers: Onnx.ITensorProto[] = [];
-  private serial = 0;
-
-  constructor(private readonly normal: () => number) {}
-
-  /** Adds one node and returns the name of its (only) output. */
-  node(opType: string, inputs: string[], attributes: Attribute[] = [], output?: string): string {
-    const out = output ?? `${opType.toLowerCase()}_${this.serial++}`;
-    this.nodes.push({
-      opType,
-      name: `${opType}_${this.nodes.length}`,
-      input: inputs,
-      output: [out],
-      attribute: attributes.map((a) =>
-        'i' in a
-          ? { name: a.name, type: ATTR.INT, i: a.i }
-          : 'f' in a
-            ? { name: a.name, type: ATTR.FLOAT, f: a.f }
-            : { name: a.name, type: ATTR.INTS, ints: a.ints },
-      ),
-    });
-    return out;
-  }
-
-  floats(name: string, dims: number[], values: Float32Array): string {
-    this.initializers.push({
-      name,
-      dims,
-      dataType: FLOAT,
-      rawData: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-    });
-    return name;
-  }
-
-  int64s(name: string, dims: number[], values: number[]): string {
-    const data = BigInt64Array.from(values, (v) => BigInt(v));
-    this.initializers.push({ name, dims, dataType: INT64, rawData: new Uint8Array(data.buffer) });
-    return name;
-  }
-
-  scalar(name: string, value: number): string {
-    return this.floats(name, [], Float32Array.of(value));
-  }
-
-  /** N(mean, std²) weights from the seeded generator. */
-  random(name: string, dims: number[], std: number, mean = 0): string {
-    const values = new Float32Array(dims.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < values.length; i++) values[i] = mean + std * this.normal();
-    return this.floats(name, dims, values);
-  }
-
+/** The graph builder plus Llama's two parametrised layers, with seeded random weights. */
+class DecoderGraph extends OnnxGraphBuilder {
   /** Llama RMSNorm over the last axis: x / sqrt(mean(x²) + eps) * weight. */
   rmsNorm(x: string, name: string, hidden: number, eps: string, output?: string): string {
-    const weight = this.random(`${name}.weight`, [hidden], 0.05, 1);
-    const meanSquare = this.node('ReduceMean', [this.node('Mul', [x, x])], [
-      { name: 'axes', ints: [-1] },
-      { name: 'keepdims', i: 1 },
-    ]);
+    const weight = this.randomNormal(`${name}.weight`, [hidden], 0.05, 1);
+    const meanSquare = this.node('ReduceMean', [this.node('Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const inverseRms = this.node('Reciprocal', [this.node('Sqrt', [this.node('Add', [meanSquare, eps])])]);
-    return this.node('Mul', [this.node('Mul', [x, inverseRms]), weight], [], output);
+    return this.node('Mul', [this.node('Mul', [x, inverseRms]), weight], {}, output);
   }
 
   /** Bias-free projection x @ W with W stored [in, out]. */
   project(x: string, name: string, inDim: number, outDim: number): string {
-    return this.node('MatMul', [x, this.random(`${name}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim))]);
+    return this.node('MatMul', [x, this.randomNormal(`${name}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim))]);
   }
 }
 
@@ -309,35 +221,36 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   const { hiddenSize: H, numLayers, numHeads, numKvHeads, intermediateSize: I, ropeTheta } = TINY_DECODER_CONFIG;
   const headDim = H / numHeads;
   const groups = numHeads / numKvHeads;
-  const g = new DecoderGraph(seededNormal(seed));
+  // Both Box-Muller halves are used: one normal sample per uniform, how these weights were always drawn.
+  const g = new DecoderGraph(seededNormal(seed, { useBothHalves: true }));
 
   const eps = g.scalar('const.rms_norm_eps', TINY_DECODER_CONFIG.rmsNormEps);
   const attnScale = g.scalar('const.attention_scale', 1 / Math.sqrt(headDim));
   const zeroF = g.scalar('const.zero', 0);
   const maskedF = g.scalar('const.masked', -1e9);
-  const zeroI = g.int64s('const.zero_i64', [], [0]);
-  const oneI = g.int64s('const.one_i64', [], [1]);
-  const axis0 = g.int64s('const.axis_0', [1], [0]);
-  const axis1 = g.int64s('const.axis_1', [1], [1]);
-  const axisLast = g.int64s('const.axis_last', [1], [-1]);
-  const axis3 = g.int64s('const.axis_3', [1], [3]);
-  const halfStart = g.int64s('const.half_start', [1], [0]);
-  const halfMid = g.int64s('const.half_mid', [1], [headDim / 2]);
-  const halfEnd = g.int64s('const.half_end', [1], [headDim]);
-  const qShape = g.int64s('const.q_shape', [4], [0, 0, numHeads, headDim]);
-  const kvShape = g.int64s('const.kv_shape', [4], [0, 0, numKvHeads, headDim]);
-  const mergeShape = g.int64s('const.merge_shape', [3], [0, 0, H]);
-  const repeatKv = g.int64s('const.repeat_kv', [5], [1, 1, groups, 1, 1]);
-  const repeatedShape = g.int64s('const.repeated_kv_shape', [4], [0, numHeads, -1, headDim]);
-  const unsqueezeGroups = g.int64s('const.axis_2', [1], [2]);
+  const zeroI = g.int64Tensor('const.zero_i64', [], [0]);
+  const oneI = g.int64Tensor('const.one_i64', [], [1]);
+  const axis0 = g.int64Tensor('const.axis_0', [1], [0]);
+  const axis1 = g.int64Tensor('const.axis_1', [1], [1]);
+  const axisLast = g.int64Tensor('const.axis_last', [1], [-1]);
+  const axis3 = g.int64Tensor('const.axis_3', [1], [3]);
+  const halfStart = g.int64Tensor('const.half_start', [1], [0]);
+  const halfMid = g.int64Tensor('const.half_mid', [1], [headDim / 2]);
+  const halfEnd = g.int64Tensor('const.half_end', [1], [headDim]);
+  const qShape = g.int64Tensor('const.q_shape', [4], [0, 0, numHeads, headDim]);
+  const kvShape = g.int64Tensor('const.kv_shape', [4], [0, 0, numKvHeads, headDim]);
+  const mergeShape = g.int64Tensor('const.merge_shape', [3], [0, 0, H]);
+  const repeatKv = g.int64Tensor('const.repeat_kv', [5], [1, 1, groups, 1, 1]);
+  const repeatedShape = g.int64Tensor('const.repeated_kv_shape', [4], [0, numHeads, -1, headDim]);
+  const unsqueezeGroups = g.int64Tensor('const.axis_2', [1], [2]);
 
   // Token embeddings, shared with the output projection (tie_word_embeddings).
-  const embeddings = g.random('model.embed_tokens.weight', [vocabSize, H], TINY_DECODER_CONFIG.embeddingStd);
-  let hidden = g.node('Gather', [embeddings, 'input_ids'], [{ name: 'axis', i: 0 }]);
+  const embeddings = g.randomNormal('model.embed_tokens.weight', [vocabSize, H], TINY_DECODER_CONFIG.embeddingStd);
+  let hidden = g.node('Gather', [embeddings, 'input_ids'], { axis: 0 });
 
   // Sequence lengths: S new tokens, T = past + S keys.
-  const newLength = g.node('Gather', [g.node('Shape', ['input_ids']), oneI], [{ name: 'axis', i: 0 }]);
-  const totalLength = g.node('Gather', [g.node('Shape', ['attention_mask']), oneI], [{ name: 'axis', i: 0 }]);
+  const newLength = g.node('Gather', [g.node('Shape', ['input_ids']), oneI], { axis: 0 });
+  const totalLength = g.node('Gather', [g.node('Shape', ['attention_mask']), oneI], { axis: 0 });
   const pastLength = g.node('Sub', [totalLength, newLength]);
 
   // Positions [B, S]: the input, or (exports without one) cumsum(mask) - 1 over the last S columns.
@@ -357,16 +270,16 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   // half-width angles repeated twice, cos / sin as [B, 1, S, d] to broadcast over heads.
   const inverseFrequencies = new Float32Array(headDim / 2);
   for (let j = 0; j < headDim / 2; j++) inverseFrequencies[j] = 1 / Math.pow(ropeTheta, (2 * j) / headDim);
-  const invFreq = g.floats('const.inv_freq', [headDim / 2], inverseFrequencies);
-  const positionsF = g.node('Unsqueeze', [g.node('Cast', [positions], [{ name: 'to', i: FLOAT }]), axisLast]);
+  const invFreq = g.floatTensor('const.inv_freq', [headDim / 2], inverseFrequencies);
+  const positionsF = g.node('Unsqueeze', [g.node('Cast', [positions], { to: FLOAT }), axisLast]);
   const halfAngles = g.node('Mul', [positionsF, invFreq]);
-  const angles = g.node('Concat', [halfAngles, halfAngles], [{ name: 'axis', i: -1 }]);
+  const angles = g.node('Concat', [halfAngles, halfAngles], { axis: -1 });
   const cos = g.node('Unsqueeze', [g.node('Cos', [angles]), axis1]);
   const sin = g.node('Unsqueeze', [g.node('Sin', [angles]), axis1]);
   const rotary = (x: string): string => {
     const first = g.node('Slice', [x, halfStart, halfMid, axis3]);
     const second = g.node('Slice', [x, halfMid, halfEnd, axis3]);
-    const rotated = g.node('Concat', [g.node('Neg', [second]), first], [{ name: 'axis', i: 3 }]);
+    const rotated = g.node('Concat', [g.node('Neg', [second]), first], { axis: 3 });
     return g.node('Add', [g.node('Mul', [x, cos]), g.node('Mul', [rotated, sin])]);
   };
 
@@ -380,8 +293,8 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   ]); // [S, 1]
   const causal = g.node('LessOrEqual', [keyIndex, queryIndex]); // [S, T]
   const padding = g.node('Unsqueeze', [
-    g.node('Cast', ['attention_mask'], [{ name: 'to', i: onnx.TensorProto.DataType.BOOL }]),
-    g.int64s('const.mask_axes', [2], [1, 2]),
+    g.node('Cast', ['attention_mask'], { to: DataType.BOOL }),
+    g.int64Tensor('const.mask_axes', [2], [1, 2]),
   ]); // [B, 1, 1, T]
   const visible = g.node('And', [causal, padding]); // [B, 1, S, T]
   const attentionBias = g.node('Where', [visible, zeroF, maskedF]);
@@ -391,16 +304,16 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
     const p = `model.layers.${layer}`;
     const normed = g.rmsNorm(hidden, `${p}.input_layernorm`, H, eps);
     const toHeads = (x: string, shape: string): string =>
-      g.node('Transpose', [g.node('Reshape', [x, shape])], [{ name: 'perm', ints: [0, 2, 1, 3] }]);
+      g.node('Transpose', [g.node('Reshape', [x, shape])], { perm: [0, 2, 1, 3] });
     const q = rotary(toHeads(g.project(normed, `${p}.self_attn.q_proj`, H, H), qShape)); // [B, h, S, d]
     const k = rotary(toHeads(g.project(normed, `${p}.self_attn.k_proj`, H, numKvHeads * headDim), kvShape));
     const v = toHeads(g.project(normed, `${p}.self_attn.v_proj`, H, numKvHeads * headDim), kvShape);
 
-    const presentKey = g.node('Concat', [`past_key_values.${layer}.key`, k], [{ name: 'axis', i: 2 }], `present.${layer}.key`);
+    const presentKey = g.node('Concat', [`past_key_values.${layer}.key`, k], { axis: 2 }, `present.${layer}.key`);
     const presentValue = g.node(
       'Concat',
       [`past_key_values.${layer}.value`, v],
-      [{ name: 'axis', i: 2 }],
+      { axis: 2 },
       `present.${layer}.value`,
     );
     presentNames.push(presentKey, presentValue);
@@ -410,11 +323,11 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
       groups === 1
         ? x
         : g.node('Reshape', [g.node('Tile', [g.node('Unsqueeze', [x, unsqueezeGroups]), repeatKv]), repeatedShape]);
-    const keysT = g.node('Transpose', [repeat(presentKey)], [{ name: 'perm', ints: [0, 1, 3, 2] }]); // [B, h, d, T]
+    const keysT = g.node('Transpose', [repeat(presentKey)], { perm: [0, 1, 3, 2] }); // [B, h, d, T]
     const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q, keysT]), attnScale]), attentionBias]);
-    const probs = g.node('Softmax', [scores], [{ name: 'axis', i: -1 }]);
+    const probs = g.node('Softmax', [scores], { axis: -1 });
     const context = g.node('Reshape', [
-      g.node('Transpose', [g.node('MatMul', [probs, repeat(presentValue)])], [{ name: 'perm', ints: [0, 2, 1, 3] }]),
+      g.node('Transpose', [g.node('MatMul', [probs, repeat(presentValue)])], { perm: [0, 2, 1, 3] }),
       mergeShape,
     ]);
     hidden = g.node('Add', [hidden, g.project(context, `${p}.self_attn.o_proj`, H, H)]);
@@ -427,49 +340,36 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   }
 
   const finalNorm = g.rmsNorm(hidden, 'model.norm', H, eps);
-  const lmHead = g.node('Transpose', [embeddings], [{ name: 'perm', ints: [1, 0] }]); // [H, V]
-  g.node('MatMul', [finalNorm, lmHead], [], 'logits');
+  const lmHead = g.node('Transpose', [embeddings], { perm: [1, 0] }); // [H, V]
+  g.node('MatMul', [finalNorm, lmHead], {}, 'logits');
 
-  const tensor = (name: string, elemType: number, dims: (string | number)[]): Onnx.IValueInfoProto => ({
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  });
   const inputs = [
-    tensor('input_ids', INT64, ['batch_size', 'sequence_length']),
-    tensor('attention_mask', INT64, ['batch_size', 'total_sequence_length']),
+    tensorValueInfo('input_ids', INT64, ['batch_size', 'sequence_length']),
+    tensorValueInfo('attention_mask', INT64, ['batch_size', 'total_sequence_length']),
   ];
-  if (positionIds) inputs.push(tensor('position_ids', INT64, ['batch_size', 'sequence_length']));
-  const outputs = [tensor('logits', FLOAT, ['batch_size', 'sequence_length', vocabSize])];
+  if (positionIds) inputs.push(tensorValueInfo('position_ids', INT64, ['batch_size', 'sequence_length']));
+  const outputs = [tensorValueInfo('logits', FLOAT, ['batch_size', 'sequence_length', vocabSize])];
   for (let layer = 0; layer < numLayers; layer++) {
     for (const kind of ['key', 'value']) {
-      inputs.push(tensor(`past_key_values.${layer}.${kind}`, FLOAT, ['batch_size', numKvHeads, 'past_sequence_length', headDim]));
-      outputs.push(tensor(`present.${layer}.${kind}`, FLOAT, ['batch_size', numKvHeads, 'total_sequence_length', headDim]));
+      inputs.push(tensorValueInfo(`past_key_values.${layer}.${kind}`, FLOAT, ['batch_size', numKvHeads, 'past_sequence_length', headDim]));
+      outputs.push(tensorValueInfo(`present.${layer}.${kind}`, FLOAT, ['batch_size', numKvHeads, 'total_sequence_length', headDim]));
     }
   }
 
-  const model = onnx.ModelProto.create({
+  return g.encodeModel({
+    graphName: 'tiny_llama',
+    inputs,
+    outputs,
     irVersion: 8,
+    opsetVersion: 14,
     producerName: 'make-tiny-decoder',
     producerVersion: '1',
-    opsetImport: [{ domain: '', version: 14 }],
-    graph: { name: 'tiny_llama', node: g.nodes, initializer: g.initializers, input: inputs, output: outputs },
   });
-  return onnx.ModelProto.encode(model).finish();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry points
 // ---------------------------------------------------------------------------------------------
-
-async function writeJson(file: string, value: unknown): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, `${JSON.stringify(value, null, 2)}\n`);
-}
 
 export interface TinyDecoderInfo {
   modelPath: string;
@@ -491,10 +391,9 @@ export async function makeTinyDecoder(outDir: string, options: TinyDecoderOption
   const { ids, vocabSize } = tokenizer;
 
   const modelPath = opts.onnxSubdir ? path.join(outDir, 'onnx', 'model.onnx') : path.join(outDir, 'model.onnx');
-  await mkdir(path.dirname(modelPath), { recursive: true });
-  await writeFile(modelPath, buildDecoderModel({ vocabSize, positionIds: opts.positionIds, seed: opts.seed }));
+  await writeFileAtomically(modelPath, buildDecoderModel({ vocabSize, positionIds: opts.positionIds, seed: opts.seed }));
 
-  await writeJson(path.join(outDir, 'config.json'), {
+  await writeJsonFile(path.join(outDir, 'config.json'), {
     _name_or_path: 'tiny-chat',
     architectures: ['LlamaForCausalLM'],
     attention_bias: false,
@@ -522,7 +421,7 @@ export async function makeTinyDecoder(outDir: string, options: TinyDecoderOption
     use_cache: true,
     vocab_size: vocabSize,
   });
-  await writeJson(path.join(outDir, 'generation_config.json'), {
+  await writeJsonFile(path.join(outDir, 'generation_config.json'), {
     bos_token_id: ids.endOfText,
     eos_token_id: [ids.imEnd, ids.endOfText],
     pad_token_id: ids.endOfText,
@@ -532,23 +431,13 @@ export async function makeTinyDecoder(outDir: string, options: TinyDecoderOption
     top_k: 50,
     repetition_penalty: 1.05,
   });
-  await writeJson(path.join(outDir, 'tokenizer.json'), tokenizer.tokenizerJson);
-  await writeJson(path.join(outDir, 'tokenizer_config.json'), tokenizer.tokenizerConfig);
-  await writeJson(path.join(outDir, 'special_tokens_map.json'), tokenizer.specialTokensMap);
+  await writeJsonFile(path.join(outDir, 'tokenizer.json'), tokenizer.tokenizerJson);
+  await writeJsonFile(path.join(outDir, 'tokenizer_config.json'), tokenizer.tokenizerConfig);
+  await writeJsonFile(path.join(outDir, 'special_tokens_map.json'), tokenizer.specialTokensMap);
   return { modelPath, vocabSize, maxPositions: opts.maxPositions, specialIds: ids };
 }
 
-function isMain(): boolean {
-  const entry = process.argv[1];
-  if (!entry) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) {
+if (isEntryPoint(import.meta.url)) {
   const args = process.argv.slice(2);
   const positional = args.filter((a) => !a.startsWith('--'));
   const flags = args.filter((a) => a.startsWith('--'));

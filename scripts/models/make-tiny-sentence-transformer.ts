@@ -22,14 +22,16 @@
  * CLI: tsx scripts/models/make-tiny-sentence-transformer.ts [outDir] [--no-token-type-ids]
  *        [--onnx-subdir] [--pooling=mean|cls|max] [--no-normalize]
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import onnxProto from 'onnx-proto';
-import type { onnx as Onnx } from 'onnx-proto';
-
-const { onnx } = onnxProto;
+import {
+  DataType,
+  OnnxGraphBuilder,
+  isEntryPoint,
+  seededNormal,
+  tensorValueInfo,
+  writeFileAtomically,
+  writeJsonFile,
+} from './onnx-builder.js';
 
 export interface TinySentenceTransformerOptions {
   /** Whether the graph declares a `token_type_ids` input (default true, like BERT exports). */
@@ -231,122 +233,38 @@ function buildTokenizerConfig(vocab: readonly string[]): unknown {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deterministic weights
-// ---------------------------------------------------------------------------------------------
-
-/** mulberry32: tiny 32-bit seeded PRNG, uniform in [0, 1). */
-function makeUniform(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function makeNormal(seed: number): () => number {
-  const uniform = makeUniform(seed);
-  return () => {
-    // Box-Muller; 1 - u keeps the log argument in (0, 1].
-    const u1 = 1 - uniform();
-    const u2 = uniform();
-    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // ONNX graph
 // ---------------------------------------------------------------------------------------------
 
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
-const AttrType = onnx.AttributeProto.AttributeType;
+const { FLOAT, INT64 } = DataType;
 
-type Attr = { name: string } & ({ i: number } | { f: number } | { ints: number[] });
-
-class GraphBuilder {
-  readonly nodes: Onnx.INodeProto[] = [];
-  readonly initializers: Onnx.ITensorProto[] = [];
-  private counter = 0;
-
-  constructor(private readonly normal: () => number) {}
-
-  /** Adds a node and returns the name of its (single) output. */
-  op(opType: string, inputs: string[], attrs: Attr[] = [], outputName?: string): string {
-    const output = outputName ?? `${opType.toLowerCase()}_${this.counter++}`;
-    this.nodes.push({
-      opType,
-      name: `${opType}_${this.nodes.length}`,
-      input: inputs,
-      output: [output],
-      attribute: attrs.map((a) => {
-        if ('i' in a) return { name: a.name, type: AttrType.INT, i: a.i };
-        if ('f' in a) return { name: a.name, type: AttrType.FLOAT, f: a.f };
-        return { name: a.name, type: AttrType.INTS, ints: a.ints };
-      }),
-    });
-    return output;
-  }
-
-  floatTensor(name: string, dims: number[], values: Float32Array): string {
-    this.initializers.push({
-      name,
-      dims,
-      dataType: FLOAT,
-      rawData: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-    });
-    return name;
-  }
-
-  int64Tensor(name: string, dims: number[], values: number[]): string {
-    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
-    this.initializers.push({
-      name,
-      dims,
-      dataType: INT64,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    });
-    return name;
-  }
-
-  /** Random N(0, std²) weights, optionally shifted by `mean`. */
-  random(name: string, dims: number[], std: number, mean = 0): string {
-    const size = dims.reduce((a, b) => a * b, 1);
-    const values = new Float32Array(size);
-    for (let i = 0; i < size; i++) values[i] = mean + std * this.normal();
-    return this.floatTensor(name, dims, values);
-  }
-
-  scalar(name: string, value: number): string {
-    return this.floatTensor(name, [], Float32Array.of(value));
-  }
-
+/** The graph builder plus BERT's two parametrised layers, with seeded random weights. */
+class TinyBertGraph extends OnnxGraphBuilder {
   /** PyTorch-style decomposed LayerNorm over the last axis. */
   layerNorm(x: string, prefix: string, hidden: number, eps: string, outputName?: string): string {
-    const gamma = this.random(`${prefix}.weight`, [hidden], 0.05, 1);
-    const beta = this.random(`${prefix}.bias`, [hidden], 0.02);
-    const mean = this.op('ReduceMean', [x], [{ name: 'axes', ints: [-1] }, { name: 'keepdims', i: 1 }]);
-    const centered = this.op('Sub', [x, mean]);
-    const squared = this.op('Mul', [centered, centered]);
-    const variance = this.op('ReduceMean', [squared], [{ name: 'axes', ints: [-1] }, { name: 'keepdims', i: 1 }]);
-    const std = this.op('Sqrt', [this.op('Add', [variance, eps])]);
-    const normed = this.op('Div', [centered, std]);
-    return this.op('Add', [this.op('Mul', [normed, gamma]), beta], [], outputName);
+    const gamma = this.randomNormal(`${prefix}.weight`, [hidden], 0.05, 1);
+    const beta = this.randomNormal(`${prefix}.bias`, [hidden], 0.02);
+    const mean = this.node('ReduceMean', [x], { axes: [-1], keepdims: 1 });
+    const centered = this.node('Sub', [x, mean]);
+    const squared = this.node('Mul', [centered, centered]);
+    const variance = this.node('ReduceMean', [squared], { axes: [-1], keepdims: 1 });
+    const std = this.node('Sqrt', [this.node('Add', [variance, eps])]);
+    const normed = this.node('Div', [centered, std]);
+    return this.node('Add', [this.node('Mul', [normed, gamma]), beta], {}, outputName);
   }
 
   linear(x: string, prefix: string, inDim: number, outDim: number): string {
-    const weight = this.random(`${prefix}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim));
-    const bias = this.random(`${prefix}.bias`, [outDim], 0.02);
-    return this.op('Add', [this.op('MatMul', [x, weight]), bias]);
+    const weight = this.randomNormal(`${prefix}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim));
+    const bias = this.randomNormal(`${prefix}.bias`, [outDim], 0.02);
+    return this.node('Add', [this.node('MatMul', [x, weight]), bias]);
   }
 }
 
 function buildModel(vocabSize: number, options: Required<TinySentenceTransformerOptions>): Uint8Array {
   const { hiddenSize: H, numLayers, numHeads, intermediateSize: I, maxPositions, typeVocabSize } = TINY_CONFIG;
   const headDim = H / numHeads;
-  const g = new GraphBuilder(makeNormal(options.seed));
+  // One normal sample per two uniforms (the sine half is dropped): how these weights were always drawn.
+  const g = new TinyBertGraph(seededNormal(options.seed, { useBothHalves: false }));
 
   // Shared constants.
   const eps = g.scalar('const.layer_norm_eps', TINY_CONFIG.layerNormEps);
@@ -362,49 +280,49 @@ function buildModel(vocabSize: number, options: Required<TinySentenceTransformer
   const oneI64 = g.int64Tensor('const.one_i64', [], [1]);
 
   // Embeddings.
-  const wordEmb = g.random('embeddings.word_embeddings.weight', [vocabSize, H], 1);
-  const posEmb = g.random('embeddings.position_embeddings.weight', [maxPositions, H], 0.3);
-  const typeEmb = g.random('embeddings.token_type_embeddings.weight', [typeVocabSize, H], 0.1);
+  const wordEmb = g.randomNormal('embeddings.word_embeddings.weight', [vocabSize, H], 1);
+  const posEmb = g.randomNormal('embeddings.position_embeddings.weight', [maxPositions, H], 0.3);
+  const typeEmb = g.randomNormal('embeddings.token_type_embeddings.weight', [typeVocabSize, H], 0.1);
 
-  const words = g.op('Gather', [wordEmb, 'input_ids'], [{ name: 'axis', i: 0 }]);
-  const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), oneI64], [{ name: 'axis', i: 0 }]);
-  const positionIds = g.op('Range', [zeroI64, seqLen, oneI64]);
-  const positions = g.op('Gather', [posEmb, positionIds], [{ name: 'axis', i: 0 }]);
+  const words = g.node('Gather', [wordEmb, 'input_ids'], { axis: 0 });
+  const seqLen = g.node('Gather', [g.node('Shape', ['input_ids']), oneI64], { axis: 0 });
+  const positionIds = g.node('Range', [zeroI64, seqLen, oneI64]);
+  const positions = g.node('Gather', [posEmb, positionIds], { axis: 0 });
   // Without a token_type_ids input, every position uses token type 0 (what BERT does when the
   // caller leaves token_type_ids out): a single [hidden] row broadcast over batch and sequence.
   const types = options.tokenTypeIds
-    ? g.op('Gather', [typeEmb, 'token_type_ids'], [{ name: 'axis', i: 0 }])
-    : g.op('Gather', [typeEmb, zeroI64], [{ name: 'axis', i: 0 }]);
-  const embedded = g.op('Add', [g.op('Add', [words, positions]), types]);
+    ? g.node('Gather', [typeEmb, 'token_type_ids'], { axis: 0 })
+    : g.node('Gather', [typeEmb, zeroI64], { axis: 0 });
+  const embedded = g.node('Add', [g.node('Add', [words, positions]), types]);
   let hidden = g.layerNorm(embedded, 'embeddings.LayerNorm', H, eps);
 
   // Attention mask [B, S] int64 → additive bias [B, 1, 1, S]: 0 for tokens, -10000 for padding.
-  const mask4d = g.op('Cast', [g.op('Unsqueeze', ['attention_mask', maskAxes])], [{ name: 'to', i: FLOAT }]);
-  const maskBias = g.op('Mul', [g.op('Sub', [one, mask4d]), maskValue]);
+  const mask4d = g.node('Cast', [g.node('Unsqueeze', ['attention_mask', maskAxes])], { to: FLOAT });
+  const maskBias = g.node('Mul', [g.node('Sub', [one, mask4d]), maskValue]);
 
   for (let layer = 0; layer < numLayers; layer++) {
     const p = `encoder.layer.${layer}`;
     const heads = (x: string, perm: number[]): string =>
-      g.op('Transpose', [g.op('Reshape', [x, splitHeadsShape])], [{ name: 'perm', ints: perm }]);
+      g.node('Transpose', [g.node('Reshape', [x, splitHeadsShape])], { perm });
     const q = heads(g.linear(hidden, `${p}.attention.self.query`, H, H), [0, 2, 1, 3]); // [B,h,S,d]
     const k = heads(g.linear(hidden, `${p}.attention.self.key`, H, H), [0, 2, 3, 1]); // [B,h,d,S]
     const v = heads(g.linear(hidden, `${p}.attention.self.value`, H, H), [0, 2, 1, 3]); // [B,h,S,d]
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, k]), attnScale]), maskBias]);
-    const probs = g.op('Softmax', [scores], [{ name: 'axis', i: -1 }]);
-    const context = g.op('Reshape', [
-      g.op('Transpose', [g.op('MatMul', [probs, v])], [{ name: 'perm', ints: [0, 2, 1, 3] }]),
+    const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q, k]), attnScale]), maskBias]);
+    const probs = g.node('Softmax', [scores], { axis: -1 });
+    const context = g.node('Reshape', [
+      g.node('Transpose', [g.node('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }),
       mergeHeadsShape,
     ]);
     const attnOut = g.linear(context, `${p}.attention.output.dense`, H, H);
-    const attnNormed = g.layerNorm(g.op('Add', [attnOut, hidden]), `${p}.attention.output.LayerNorm`, H, eps);
+    const attnNormed = g.layerNorm(g.node('Add', [attnOut, hidden]), `${p}.attention.output.LayerNorm`, H, eps);
 
     const inter = g.linear(attnNormed, `${p}.intermediate.dense`, H, I);
     // Exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)).
-    const gelu = g.op('Mul', [inter, g.op('Mul', [half, g.op('Add', [one, g.op('Erf', [g.op('Div', [inter, sqrt2])])])])]);
+    const gelu = g.node('Mul', [inter, g.node('Mul', [half, g.node('Add', [one, g.node('Erf', [g.node('Div', [inter, sqrt2])])])])]);
     const ffnOut = g.linear(gelu, `${p}.output.dense`, I, H);
     const last = layer === numLayers - 1;
     hidden = g.layerNorm(
-      g.op('Add', [ffnOut, attnNormed]),
+      g.node('Add', [ffnOut, attnNormed]),
       `${p}.output.LayerNorm`,
       H,
       eps,
@@ -412,52 +330,24 @@ function buildModel(vocabSize: number, options: Required<TinySentenceTransformer
     );
   }
 
-  const tokenInput = (name: string): Onnx.IValueInfoProto => ({
-    name,
-    type: {
-      tensorType: {
-        elemType: INT64,
-        shape: { dim: [{ dimParam: 'batch_size' }, { dimParam: 'sequence_length' }] },
-      },
-    },
-  });
+  const tokenInput = (name: string) => tensorValueInfo(name, INT64, ['batch_size', 'sequence_length']);
   const inputs = [tokenInput('input_ids'), tokenInput('attention_mask')];
   if (options.tokenTypeIds) inputs.push(tokenInput('token_type_ids'));
 
-  const model = onnx.ModelProto.create({
+  return g.encodeModel({
+    graphName: 'tiny_bert',
+    inputs,
+    outputs: [tensorValueInfo('last_hidden_state', FLOAT, ['batch_size', 'sequence_length', H])],
     irVersion: 8,
+    opsetVersion: 14,
     producerName: 'make-tiny-sentence-transformer',
     producerVersion: '1',
-    opsetImport: [{ domain: '', version: 14 }],
-    graph: {
-      name: 'tiny_bert',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: inputs,
-      output: [
-        {
-          name: 'last_hidden_state',
-          type: {
-            tensorType: {
-              elemType: FLOAT,
-              shape: { dim: [{ dimParam: 'batch_size' }, { dimParam: 'sequence_length' }, { dimValue: H }] },
-            },
-          },
-        },
-      ],
-    },
   });
-  return onnx.ModelProto.encode(model).finish();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry points
 // ---------------------------------------------------------------------------------------------
-
-async function writeJson(file: string, value: unknown): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, `${JSON.stringify(value, null, 2)}\n`);
-}
 
 export async function makeTinySentenceTransformer(
   outDir: string,
@@ -473,21 +363,19 @@ export async function makeTinySentenceTransformer(
   const vocab = buildVocab();
   const maxSeqLength = TINY_CONFIG.maxPositions;
 
-  await mkdir(outDir, { recursive: true });
   const modelPath = opts.onnxSubdir ? path.join(outDir, 'onnx', 'model.onnx') : path.join(outDir, 'model.onnx');
-  await mkdir(path.dirname(modelPath), { recursive: true });
-  await writeFile(modelPath, buildModel(vocab.length, opts));
+  await writeFileAtomically(modelPath, buildModel(vocab.length, opts));
 
-  await writeJson(path.join(outDir, 'tokenizer.json'), buildTokenizerJson(vocab, maxSeqLength));
-  await writeJson(path.join(outDir, 'tokenizer_config.json'), buildTokenizerConfig(vocab));
-  await writeJson(path.join(outDir, 'special_tokens_map.json'), {
+  await writeJsonFile(path.join(outDir, 'tokenizer.json'), buildTokenizerJson(vocab, maxSeqLength));
+  await writeJsonFile(path.join(outDir, 'tokenizer_config.json'), buildTokenizerConfig(vocab));
+  await writeJsonFile(path.join(outDir, 'special_tokens_map.json'), {
     cls_token: '[CLS]',
     mask_token: '[MASK]',
     pad_token: '[PAD]',
     sep_token: '[SEP]',
     unk_token: '[UNK]',
   });
-  await writeJson(path.join(outDir, 'config.json'), {
+  await writeJsonFile(path.join(outDir, 'config.json'), {
     _name_or_path: 'tiny-minilm',
     architectures: ['BertModel'],
     attention_probs_dropout_prob: 0.1,
@@ -508,7 +396,7 @@ export async function makeTinySentenceTransformer(
     use_cache: true,
     vocab_size: vocab.length,
   });
-  await writeJson(path.join(outDir, 'sentence_bert_config.json'), {
+  await writeJsonFile(path.join(outDir, 'sentence_bert_config.json'), {
     max_seq_length: maxSeqLength,
     do_lower_case: false,
   });
@@ -520,8 +408,8 @@ export async function makeTinySentenceTransformer(
   if (opts.normalize) {
     modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' });
   }
-  await writeJson(path.join(outDir, 'modules.json'), modules);
-  await writeJson(path.join(outDir, '1_Pooling', 'config.json'), {
+  await writeJsonFile(path.join(outDir, 'modules.json'), modules);
+  await writeJsonFile(path.join(outDir, '1_Pooling', 'config.json'), {
     word_embedding_dimension: TINY_CONFIG.hiddenSize,
     pooling_mode_cls_token: opts.pooling === 'cls',
     pooling_mode_mean_tokens: opts.pooling === 'mean',
@@ -533,17 +421,7 @@ export async function makeTinySentenceTransformer(
   });
 }
 
-function isMain(): boolean {
-  const entry = process.argv[1];
-  if (!entry) return false;
-  try {
-    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) {
+if (isEntryPoint(import.meta.url)) {
   const args = process.argv.slice(2);
   const positional = args.filter((a) => !a.startsWith('--'));
   const flags = new Set(args.filter((a) => a.startsWith('--')));

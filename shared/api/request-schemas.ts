@@ -98,6 +98,9 @@ export const chatCompletionRequestSchema = z
 
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 
+/** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
+const jobTimeout = z.number().positive().max(7 * 86_400).optional();
+
 /** POST /v1/jobs: one variant per job type, chosen by `type`. */
 export const createJobRequestSchema = z.discriminatedUnion('type', [
   z
@@ -106,6 +109,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       model: z.string().min(1, 'is required'),
       input: textInput,
       dimensions: z.number().int().positive().optional(),
+      timeout: jobTimeout,
     })
     .strict(),
   z
@@ -114,6 +118,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       model: z.string().min(1, 'is required'),
       messages: z.array(chatMessage).min(1, 'must contain at least one message'),
       ...samplingFields,
+      timeout: jobTimeout,
     })
     .strict(),
 ]);

@@ -173,7 +173,7 @@ export class DocumentStore {
   }
 
   async listDocuments(cid: string, limit = 1000): Promise<DocumentRecord[]> {
-    const ids = await this.redis.zrange(this.keys.collectionDocs(cid), 0, limit - 1);
+    const ids = await this.redis.zrange(this.keys.collectionDocs(cid), '0', String(limit - 1));
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hgetall(this.keys.document(id));
     const res = (await pipe.exec()) ?? [];
@@ -199,9 +199,9 @@ export class DocumentStore {
 
   async commitChunks(doc: DocumentRecord, expected: number, chunks: readonly ChunkToCommit[]): Promise<{ from: number; logId: string }> {
     const k = this.keys;
-    const args: (string | Buffer | number)[] = [doc.id, expected, k.chunkPrefix(doc.cid), chunks.length, Date.now()];
+    const args: (string | Buffer)[] = [doc.id, String(expected), k.chunkPrefix(doc.cid), String(chunks.length), String(Date.now())];
     for (const c of chunks) {
-      args.push(c.index, c.page, c.start, c.end, c.text, Buffer.from(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength));
+      args.push(String(c.index), String(c.page), String(c.start), String(c.end), c.text, Buffer.from(c.vector.buffer, c.vector.byteOffset, c.vector.byteLength));
     }
     const [a, b] = (await this.redis.eval(COMMIT_SCRIPT, 4, k.document(doc.id), k.collection(doc.cid), k.nextLabel(doc.cid), k.log(doc.cid), ...args)) as [
       number,
@@ -234,7 +234,7 @@ export class DocumentStore {
     const k = this.keys;
     const dropped = await this.redis.eval(DROP_COLLECTION_SCRIPT, 2, k.tenantCollections(tenant), k.collection(cid), name, cid);
     if (dropped !== 1) return false;
-    const ids = await this.redis.zrange(k.collectionDocs(cid), 0, -1);
+    const ids = await this.redis.zrange(k.collectionDocs(cid), '0', '-1');
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hset(k.document(id), 'state', 'deleted', 'updated_at', String(Date.now())).expire(k.document(id), TOMBSTONE_SECONDS);
     await pipe.exec();

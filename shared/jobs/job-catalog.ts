@@ -93,6 +93,8 @@ export interface JobEnvelope<K extends JobType = JobType> {
   reply_to?: string;
   /** Idempotency key the job was submitted with (already scoped to the tenant). */
   idempotency_key?: string;
+  /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
+  deadline?: number;
 }
 
 export const jobEnvelopeSchema = z.object({
@@ -102,6 +104,7 @@ export const jobEnvelopeSchema = z.object({
   request_id: z.string().optional(),
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
+  deadline: z.number().int().positive().optional(),
 });
 
 /** Public job states (GET /v1/jobs/:id). */
@@ -109,6 +112,9 @@ export type JobStatus = 'queued' | 'active' | 'completed' | 'failed' | 'cancelle
 
 /** Failed reasons that start with this mean the job was cancelled, not that it broke. */
 export const CANCELLED_REASON_PREFIX = 'cancelled';
+
+/** Failed reasons that start with this mean the job was still queued at its deadline and never ran. */
+export const EXPIRED_REASON_PREFIX = 'expired';
 
 /**
  * Public job ids carry the queue they live in, so GET/DELETE /v1/jobs/:id find the job with one

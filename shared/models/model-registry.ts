@@ -12,6 +12,17 @@ const executionProvider = z.enum(['cpu', 'cuda']);
 
 const modelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/, 'model ids are 1-128 characters of [A-Za-z0-9._/:-]');
 
+/**
+ * Tenancy (optional on every model): `tenants` makes the model visible to those tenants only (others
+ * get 404 and do not see it in /v1/models); `default_for` makes it the model of its task that those
+ * tenants get when a request says `"model": "default"`.
+ */
+const tenantId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tenant ids are 1-64 characters of [A-Za-z0-9_.-]');
+const tenancy = {
+  tenants: z.array(tenantId).min(1).optional(),
+  default_for: z.array(tenantId).optional(),
+};
+
 const batchingSchema = z
   .object({
     /** Most texts in one ONNX run. */
@@ -50,6 +61,7 @@ const embeddingModelSchema = z
     /** Waiting jobs past which new submissions are refused with 429. */
     max_queue: z.number().int().min(1).default(5000),
     batching: batchingSchema.default(batchingSchema.parse({})),
+    ...tenancy,
   })
   .strict();
 
@@ -78,6 +90,7 @@ const decoderModelSchema = z
     concurrency: z.number().int().min(1).max(256).default(8),
     max_queue: z.number().int().min(1).default(1000),
     ...chatLimits,
+    ...tenancy,
   })
   .strict();
 
@@ -98,6 +111,7 @@ const upstreamModelSchema = z
     concurrency: z.number().int().min(1).max(1024).default(32),
     max_queue: z.number().int().min(1).default(1000),
     ...chatLimits,
+    ...tenancy,
   })
   .strict();
 
@@ -157,6 +171,15 @@ export function parseModelRegistry(raw: unknown, baseDir: string): ModelRegistry
     if (!target) problems.push(`models config: model "${m.id}" falls back to unknown model "${m.fallback}"`);
     else if (target.task !== 'chat') problems.push(`models config: model "${m.id}" falls back to "${m.fallback}", which is not a chat model`);
     else if (target.id === m.id) problems.push(`models config: model "${m.id}" falls back to itself`);
+  }
+  const defaults = new Map<string, string>();
+  for (const m of models) {
+    for (const t of m.default_for ?? []) {
+      if (m.tenants && !m.tenants.includes(t)) problems.push(`models config: model "${m.id}" is the default for tenant "${t}", which may not use it`);
+      const other = defaults.get(`${m.task}\n${t}`);
+      if (other) problems.push(`models config: tenant "${t}" has two default ${m.task} models ("${other}", "${m.id}")`);
+      defaults.set(`${m.task}\n${t}`, m.id);
+    }
   }
   if (problems.length) throw new ConfigError(problems);
   const byId = new Map(models.map((m) => [m.id, m]));

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
   CANCELLED_REASON_PREFIX,
+  EXPIRED_REASON_PREFIX,
   jobCatalog,
   jobEnvelopeSchema,
   type JobType,
@@ -74,7 +75,14 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       log.error({ issues: envelope.error?.issues }, 'job data does not match the job catalog');
       throw new UnrecoverableError(`invalid job data for ${type} job`);
     }
-    const { tenant, reply_to } = envelope.data;
+    const { tenant, reply_to, deadline } = envelope.data;
+    // A job still queued at its deadline is dropped, not run late (POST /v1/jobs `timeout`).
+    if (deadline !== undefined && Date.now() > deadline) {
+      const message = `${EXPIRED_REASON_PREFIX}: still queued ${Math.ceil((Date.now() - deadline) / 1000)} s past its deadline`;
+      log.info({ deadline }, 'job expired before it ran');
+      announceFailure(jobId, reply_to, 'failed', { message, code: 'expired' });
+      throw new UnrecoverableError(message);
+    }
     const payload = spec.payload.safeParse(envelope.data.payload);
     if (!payload.success) {
       const message = `invalid ${type} payload: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;

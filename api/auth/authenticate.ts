@@ -1,0 +1,60 @@
+import type { IncomingMessage } from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
+import { SIGNATURE_HEADERS, sha256Hex } from '../../shared/api/sign-request.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { requiredScope, type IdentityService } from './identity.js';
+
+/**
+ * The /v1 authentication chain, in the order app.ts mounts it:
+ * 1. `authenticate` (before the body is read): an API key or JWT resolves to an identity; a
+ *    signed request has its headers, key and timestamp checked and waits for its body;
+ * 2. the JSON parser, with `recordBodyHash` as its `verify` hook;
+ * 3. `completeSignature`: the HMAC over method, path, timestamp, nonce and body hash, then the nonce;
+ * 4. `requireScope`: the key's scopes must include what the route needs (403 otherwise).
+ */
+export function authenticate(identity: () => IdentityService) {
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    if (req.headers[SIGNATURE_HEADERS.signature] !== undefined || req.headers[SIGNATURE_HEADERS.keyId] !== undefined) {
+      if (req.headers.authorization !== undefined || req.headers['x-api-key'] !== undefined) {
+        throw errors.unauthorized('Send either a signature or a key, not both.', 'ambiguous_credentials');
+      }
+      req.pendingSignature = await identity().beginSignature(req.headers);
+      return next();
+    }
+    const id = await identity().fromHeaders(req.headers);
+    req.identity = id;
+    req.principal = id;
+    req.log?.setBindings?.({ tenant: id.tenant, keyId: id.keyId });
+    next();
+  };
+}
+
+/** `verify` hook of express.json: the SHA-256 of the exact bytes received, for signed requests. */
+export function recordBodyHash(req: IncomingMessage, _res: unknown, buf: Buffer): void {
+  (req as Request).bodySha256 = sha256Hex(buf);
+}
+
+export function completeSignature(identity: () => IdentityService) {
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    const pending = req.pendingSignature;
+    if (!pending) return next();
+    req.pendingSignature = undefined;
+    const id = await identity().finishSignature(pending, req.method, req.originalUrl, req.bodySha256 ?? sha256Hex(''));
+    req.identity = id;
+    req.principal = id;
+    req.log?.setBindings?.({ tenant: id.tenant, keyId: id.keyId });
+    next();
+  };
+}
+
+export function requireScope() {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const id = req.identity;
+    if (!id) return next(errors.unauthorized('Not authenticated.', 'missing_api_key'));
+    const scope = requiredScope(req.method, req.originalUrl.split('?')[0] ?? '', req.body);
+    if (scope && !id.scopes.includes(scope)) {
+      return next(errors.forbidden(`This key does not have the '${scope}' scope this request needs.`, 'insufficient_scope'));
+    }
+    next();
+  };
+}

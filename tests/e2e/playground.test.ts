@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
+import { startPrivateRedis } from '../helpers/redis.js';
+import { KEYS, ROOT, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+
+/**
+ * The playground in a real browser: Debian's Chromium driven by playwright-core (never a
+ * downloaded browser), against the running service. Each step leaves a screenshot in
+ * test-results/playground/.
+ */
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = path.join(ROOT, 'test-results', 'playground');
+
+describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium)` }, () => {
+  let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
+  let svc: ServiceHandle;
+  let browser: Browser;
+  let page: Page;
+  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    const chatDir = mkdtempSync(path.join(tmpdir(), 'qi-pg-chat-'));
+    await makeTinyDecoder(chatDir, { maxPositions: 512 });
+    redis = await startPrivateRedis();
+    svc = await startService({
+      redisUrl: redis.url,
+      modelsConfig: writeModelsConfig([useLiteModel(), { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: chatDir, threads: 1 }]),
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await svc?.stop();
+    await redis?.cleanup();
+  });
+
+  test('paste a key: the page connects and lists the models', async () => {
+    await page.goto(svc.baseUrl);
+    await page.fill('#api-key', KEYS.acme);
+    await page.dispatchEvent('#api-key', 'change');
+    await page.waitForFunction(() => document.querySelector('#connection')?.textContent?.startsWith('connected'));
+    assert.deepEqual(await page.$$eval('#chat-model option', (os) => os.map((o) => (o as HTMLOptionElement).value)), ['tiny-chat']);
+    assert.deepEqual(await page.$$eval('#embed-model option', (os) => os.map((o) => (o as HTMLOptionElement).value)), ['use-lite']);
+    await shot('1-connected');
+  });
+
+  test('send a chat: tokens stream into the page over Socket.IO, then usage and timings', async () => {
+    await page.fill('#chat-max-tokens', '48');
+    await page.click('#chat-send');
+    // Tokens arrive before the job ends: catch the output while it is still growing.
+    await page.waitForFunction(() => (document.querySelector('#chat-output')?.textContent ?? '').length > 0);
+    const partialMeta = await page.textContent('#chat-meta');
+    await shot('2-streaming');
+    await page.waitForFunction(() => document.querySelector('#chat-meta')?.textContent?.startsWith('done'));
+    const meta = (await page.textContent('#chat-meta')) ?? '';
+    assert.match(meta, /done \((length|stop)\): \d+ prompt \+ \d+ completion tokens/);
+    assert.ok((await page.textContent('#chat-output'))!.length > 0);
+    assert.ok(partialMeta !== null);
+    await shot('3-chat-done');
+  });
+
+  test('embeddings: the paraphrase pair scores above the unrelated one', async () => {
+    await page.click('#embed-send');
+    await page.waitForFunction(() => document.querySelector('#embed-output')?.textContent?.includes('cosine'));
+    const text = (await page.textContent('#embed-output')) ?? '';
+    assert.match(text, /3 vectors of 512 dimensions/);
+    const row1 = text.split('\n').find((l) => l.startsWith('1:'))!.split(/\s+/).slice(1).map(Number);
+    assert.ok(row1[1]! > row1[2]! + 0.3, `paraphrase ${row1[1]} vs unrelated ${row1[2]}`);
+    await shot('4-embeddings');
+  });
+
+  test('recent jobs list the chat job as completed', async () => {
+    await page.click('#jobs-refresh');
+    await page.waitForFunction(() => document.querySelectorAll('#jobs-list tr').length > 0);
+    const cells = await page.$$eval('#jobs-list tr td', (tds) => tds.map((td) => td.textContent));
+    assert.ok(cells.includes('chat') && cells.includes('completed'), cells.join(' | '));
+    await shot('5-jobs');
+  });
+});

@@ -6,14 +6,27 @@ import { pinoHttp } from 'pino-http';
 import { createBullBoardRouter } from '../dashboards/bull-board.js';
 import type { Logger } from '../shared/logger.js';
 import type { ModelRegistry } from '../shared/models/model-registry.js';
-import { requireAdmin, requireApiKey, type ApiKeyAuthenticator } from './auth/api-key.auth.js';
+import { requireAdmin, type ApiKeyAuthenticator } from './auth/api-key.auth.js';
+import { authenticate, completeSignature, recordBodyHash, requireScope } from './auth/authenticate.js';
+import type { IdentityService } from './auth/identity.js';
+import type { JwtService } from './auth/jwt.js';
+import type { KeyStore } from './auth/key-store.js';
+import { modelAccess } from './auth/model-access.js';
+import type { Embedder } from './cache/response-cache.js';
+import { corsPolicy, securityHeaders } from './http/security-headers.js';
+import type { RateLimits } from './limits/rate-limits.js';
+import { adminRoutes, authRoutes } from './routes/admin.routes.js';
 import { errorHandler, notFoundRoute } from './http/error-handler.js';
 import { buildOpenApiDocument } from './http/openapi.js';
 import type { ChatService } from './jobs/chat-service.js';
-import type { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import type { JobService } from './jobs/job-service.js';
 import type { ApiMetrics } from './metrics/api-metrics.js';
 import { chatRoutes } from './routes/chat.routes.js';
+import { chatbotRoutes } from './routes/chatbot.routes.js';
+import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
+import type { TokenRelay } from './realtime/token-relay.js';
+import { documentsRoutes } from './routes/documents.routes.js';
+import type { DocumentService } from './documents/document-service.js';
 import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
 import { healthRoutes } from './routes/health.routes.js';
@@ -32,16 +45,33 @@ export interface AppDeps {
   prefix: string;
   maxBodyBytes: number;
   maxInputs: number;
-  coalescer: EmbeddingCoalescer;
+  coalescer: Embedder;
   chat: ChatService;
+  chatbot: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
   metrics: ApiMetrics;
+  /** Documents and vector search (api/documents); the routes are mounted when present. */
+  documents?: { service: DocumentService; maxBytes: number };
+  /** Identity, limits and transport settings (README, "Security"). */
+  security: SecurityDeps;
+}
+
+export interface SecurityDeps {
+  identity: IdentityService;
+  store: KeyStore;
+  jwt: JwtService;
+  limits: RateLimits;
+  tls: boolean;
+  corsOrigins: readonly string[];
 }
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  app.use(securityHeaders({ tls: deps.security?.tls ?? false }));
+  const cors = corsPolicy(deps.security?.corsOrigins ?? []);
+  if (cors) app.use(cors);
   // First, so every request is timed and counted (by route pattern, once a route matched).
   app.use(deps.metrics.httpMiddleware());
   app.use(
@@ -64,13 +94,25 @@ export function createApp(deps: AppDeps): Express {
   app.use(docsRoutes({ document: () => buildOpenApiDocument() }));
   app.use('/admin/queues', requireAdmin(deps.auth, { basicChallenge: true }), createBullBoardRouter(deps.queues.values(), '/admin/queues'));
 
-  // Authenticate before parsing, so an anonymous caller cannot make us parse megabytes of JSON.
-  app.use('/v1', requireApiKey(deps.auth));
-  app.use('/v1', express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  // Authenticate (and count the request) before parsing, so an anonymous or throttled caller cannot
+  // make us parse megabytes of JSON; signed requests finish their check once the body is hashed.
+  const sec = () => deps.security;
+  app.use('/v1', authenticate(() => sec().identity));
+  app.use('/v1', (req, res, next) => sec().limits.requests()(req, res, next));
+  app.use('/v1', express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'], verify: recordBodyHash }));
+  app.use('/v1', completeSignature(() => sec().identity));
+  app.use('/v1', (req, res, next) => sec().limits.requests()(req, res, next));
+  app.use('/v1', requireScope());
+  app.use('/v1', modelAccess(() => deps.registry));
+  app.use('/v1', (req, res, next) => sec().limits.tokens(() => deps.registry)(req, res, next));
+  app.use(authRoutes({ jwt: () => sec().jwt }));
+  app.use(adminRoutes({ store: () => sec().store }));
   app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
   app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
   app.use(chatRoutes({ chat: deps.chat }));
+  app.use(chatbotRoutes({ config: deps.chatbot.config, jobs: deps.jobs, relay: deps.chatbot.relay }));
   app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
+  if (deps.documents) app.use(documentsRoutes({ documents: deps.documents.service, maxBytes: deps.documents.maxBytes }));
 
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

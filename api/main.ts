@@ -1,19 +1,30 @@
-import { QueueEvents } from 'bullmq';
-import { createServer } from 'node:http';
+import { Queue, QueueEvents } from 'bullmq';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { loadEnv } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
 import { createQueues } from '../shared/jobs/queues.js';
+import { DOCUMENT_QUEUES } from '../shared/documents/documents.js';
 import { CANCELLED_REASON_PREFIX } from '../shared/jobs/job-catalog.js';
-import { appendEnd } from '../shared/streams/token-stream.js';
+import { STREAMING_JOB_TYPES, appendEnd, isStreamingQueue } from '../shared/streams/token-stream.js';
+import { CHATBOT_QUEUE, loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { createApp } from './app.js';
+import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
-import { ChatService } from './jobs/chat-service.js';
+import { IdentityService } from './auth/identity.js';
+import { JwtService } from './auth/jwt.js';
+import { KeyStore } from './auth/key-store.js';
+import { CachingChatService, CachingEmbedder, ResponseCache } from './cache/response-cache.js';
+import { RateLimits } from './limits/rate-limits.js';
+import { TenantLoad } from './limits/tenant-load.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
@@ -41,6 +52,12 @@ async function main(): Promise<void> {
   await waitForRedis(redis, 30_000);
 
   const queues = createQueues(registry, redis, env.QUEUE_PREFIX);
+  // The document pipeline's queues: GET /v1/jobs/:id, Socket.IO and Bull Board see its jobs like any other.
+  for (const name of Object.values(DOCUMENT_QUEUES)) queues.set(name, new Queue(name, { connection: redis, prefix: env.QUEUE_PREFIX, streams: { events: { maxLen: 1000 } } }));
+  const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
+  if (Object.keys(chatbotConfig.tenants).length > 0) {
+    queues.set(CHATBOT_QUEUE, new Queue(CHATBOT_QUEUE, { connection: redis, prefix: env.QUEUE_PREFIX, streams: { events: { maxLen: 1000 } } }));
+  }
   // While Redis is down every command fails and BullMQ re-emits it: requests answer 503 (see
   // JobService), and the process must not die of an unhandled 'error' event.
   for (const q of queues.values()) q.on('error', (err) => log.debug({ err: err.message, queue: q.name }, 'queue connection error'));
@@ -51,6 +68,22 @@ async function main(): Promise<void> {
   shutdown.register('reply hub', () => replies.close());
 
   const auth = new ApiKeyAuthenticator(env.API_KEYS, env.ADMIN_API_KEY);
+  // Security (README, "Security"): managed keys and tenants, JWTs, signed requests, limits, cache.
+  const store = new KeyStore({ redis, prefix: env.QUEUE_PREFIX });
+  await store.ensureBootstrapTenants(env.API_KEYS.map((k) => k.tenant));
+  const jwt = new JwtService({ secret: env.JWT_SECRET, jwksUrl: env.JWT_JWKS_URL, issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE, ttlSeconds: env.JWT_TTL_SECONDS });
+  const identity = new IdentityService({ bootstrap: auth, store, jwt, redis, prefix: env.QUEUE_PREFIX, signatureWindowSeconds: env.SIGNATURE_WINDOW_SECONDS });
+  const limits = new RateLimits({
+    redis,
+    prefix: env.QUEUE_PREFIX,
+    log,
+    defaults: { keyRpm: env.RATE_LIMIT_RPM, keyTpm: env.RATE_LIMIT_TPM, tenantRpm: env.TENANT_RATE_LIMIT_RPM, tenantTpm: env.TENANT_RATE_LIMIT_TPM },
+  });
+  const tenantLoad = new TenantLoad({ redis, prefix: env.QUEUE_PREFIX, maxJobs: env.TENANT_MAX_JOBS, fairnessStep: env.FAIRNESS_STEP, log });
+  tenantLoad.watch(queues.keys(), (name) => createRedis(target, 'worker', name));
+  shutdown.register('tenant load events', () => tenantLoad.close());
+  const metrics = new ApiMetrics({ queues, log });
+  const cache = new ResponseCache({ redis, prefix: env.QUEUE_PREFIX, ttlSeconds: env.CACHE_TTL_SECONDS, counters: metrics, log });
   const relay = new TokenRelay(redis, subscriber, env.QUEUE_PREFIX);
   // The Socket.IO server needs the job service to authorise subscriptions, and the job service
   // tells rooms about cancellations: the late-bound `notify` breaks that cycle.
@@ -62,18 +95,19 @@ async function main(): Promise<void> {
     prefix: env.QUEUE_PREFIX,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     notify: (jobId, type, event, data) => notify(jobId, type, event, data),
+    admission: tenantLoad,
   });
-  const chat = new ChatService({ jobs, relay, registry });
+  const chat = new CachingChatService({ jobs, relay, registry }, cache);
   // A chat job can fail without its worker saying so (the worker was killed and the job was then
   // marked stalled): the queue's event stream still tells, and the stream gets its end entry here.
   const eventConnections: ReturnType<typeof createRedis>[] = [];
-  const chatEvents = registry.models
-    .filter((m) => m.task === 'chat')
-    .map((m) => {
-      const connection = createRedis(target, 'worker', `api-events:${m.queueName}`);
+  const chatEvents = [...queues.keys()]
+    .filter((name) => isStreamingQueue(name))
+    .map((queueName) => {
+      const connection = createRedis(target, 'worker', `api-events:${queueName}`);
       eventConnections.push(connection);
-      const events = new QueueEvents(m.queueName, { connection, prefix: env.QUEUE_PREFIX });
-      events.on('error', (err) => log.debug({ err: err.message, queue: m.queueName }, 'queue events connection error'));
+      const events = new QueueEvents(queueName, { connection, prefix: env.QUEUE_PREFIX });
+      events.on('error', (err) => log.debug({ err: err.message, queue: queueName }, 'queue events connection error'));
       events.on('failed', ({ jobId, failedReason }) => {
         const status = failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
         void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status, error: { message: failedReason ?? 'failed', code: status === 'cancelled' ? 'cancelled' : 'job_failed' } }, env.JOB_RETENTION_SECONDS).catch(() => {});
@@ -84,7 +118,18 @@ async function main(): Promise<void> {
     await Promise.allSettled(chatEvents.map((e) => e.close()));
     await Promise.allSettled(eventConnections.map((c) => closeRedis(c)));
   });
+  const documents = new DocumentService({
+    redis,
+    prefix: env.QUEUE_PREFIX,
+    jobs,
+    documentsDir: path.resolve(env.DOCUMENTS_DIR),
+    model: env.DOCUMENTS_EMBEDDING_MODEL,
+    retentionSeconds: env.JOB_RETENTION_SECONDS,
+    searchTimeoutMs: env.SYNC_TIMEOUT_MS,
+  });
+  shutdown.register('documents', () => documents.close());
   const app = createApp({
+    chatbot: { config: chatbotConfig, relay },
     log,
     auth,
     jobs,
@@ -95,13 +140,15 @@ async function main(): Promise<void> {
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     chat,
-    coalescer: new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }),
+    coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,
-    metrics: new ApiMetrics({ queues, log }),
+    metrics,
+    security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
+    documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
   });
 
   // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).
-  const httpServer = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     drain.track(req, res);
     if (shutdown.isShuttingDown) {
       // Draining: connections close after this answer, and new API work goes elsewhere.
@@ -112,13 +159,17 @@ async function main(): Promise<void> {
       }
     }
     app(req, res);
-  });
+  };
+  // HTTPS when given a certificate and key (TLS_CERT_FILE, TLS_KEY_FILE); plain HTTP otherwise.
+  const httpServer = env.TLS_CERT_FILE && env.TLS_KEY_FILE
+    ? createHttpsServer({ cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) }, handler)
+    : createServer(handler);
   const drain = new HttpDrain(httpServer);
   httpServer.keepAliveTimeout = 65_000;
-  const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log });
+  const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log, identity, corsOrigins: env.CORS_ORIGINS });
   notify = (jobId, type, event, data) => {
     // Chat subscribers follow the token stream, whose end entry says how the job ended.
-    if (type === 'chat') void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status: data.status, error: data.error }, env.JOB_RETENTION_SECONDS).catch(() => {});
+    if (STREAMING_JOB_TYPES.has(type)) void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status: data.status, error: data.error }, env.JOB_RETENTION_SECONDS).catch(() => {});
     else io.to(jobRoom(jobId)).emit(event, data);
   };
   await new Promise<void>((resolve, reject) => {
@@ -149,7 +200,7 @@ async function main(): Promise<void> {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 200))]);
   });
   const port = (httpServer.address() as AddressInfo).port;
-  log.info({ port, host: env.HOST, models: registry.models.map((m) => m.id) }, 'api listening');
+  log.info({ port, host: env.HOST, tls: Boolean(env.TLS_CERT_FILE), models: registry.models.map((m) => m.id) }, 'api listening');
 }
 
 main().catch((err) => {

@@ -1,22 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
-import type { Worker } from 'bullmq';
+import { UnrecoverableError, type Worker } from 'bullmq';
 import { loadEnv, readNamedSecret } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
-import { appendEnd } from '../shared/streams/token-stream.js';
+import { STREAMING_JOB_TYPES, appendEnd } from '../shared/streams/token-stream.js';
+import { CHATBOT_QUEUE, loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
 import type { ChatBackend } from './chat/chat-backend.js';
 import { startDecoderBackend } from './chat/decoder-backend.js';
 import { createUpstreamBackend } from './chat/upstream-backend.js';
 import { createChatHandler } from './handlers/chat.handler.js';
+import { createChatbotHandler } from './chatbot/chatbot.handler.js';
+import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
+import { DocumentStore } from '../shared/documents/document-store.js';
 import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
 import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
 import { createJobWorker, WORKER_SHUTDOWN_REASON, type ResultDelivery } from './jobs/job-runner.js';
+import { startDocumentRuntime } from './documents/document-runtime.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 
 /** Composition root of a worker process: load config, models, connections; run; shut down. */
@@ -72,16 +77,24 @@ async function main(): Promise<void> {
     },
     // Chat subscribers follow the token stream, so a chat job's outcome is its stream's end entry.
     completed: async (type, jobId, result) => {
-      if (type === 'chat') await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status: 'completed', result }, env.JOB_RETENTION_SECONDS);
+      if (STREAMING_JOB_TYPES.has(type)) await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status: 'completed', result }, env.JOB_RETENTION_SECONDS);
       else emitter.to(jobRoom(jobId)).emit('completed', { id: jobId, status: 'completed', result });
     },
     failed: async (type, jobId, status, error) => {
-      if (type === 'chat') await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status, error }, env.JOB_RETENTION_SECONDS);
+      if (STREAMING_JOB_TYPES.has(type)) await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status, error }, env.JOB_RETENTION_SECONDS);
       else emitter.to(jobRoom(jobId)).emit('failed', { id: jobId, status, error });
     },
   };
 
+  // Documents and vector search (workers/documents, workers/index): served where DOCUMENTS_EMBEDDING_MODEL is.
+  const documents = startDocumentRuntime({ env, log, engines, connection, emitter, workerId });
+  shutdown.register('documents', () => documents.close());
+  // The chatbot queue has its own worker below; the map covers it with a handler that refuses.
   const handlers = {
+    ...documents.handlers,
+    chatbot: async () => {
+      throw new UnrecoverableError('chatbot jobs are served by the chatbot queue worker');
+    },
     embedding: createEmbedTextHandler(engines),
     chat: createChatHandler({
       backends: chatBackends,
@@ -110,6 +123,41 @@ async function main(): Promise<void> {
     worker.on('error', (err) => log.error({ err, queue: model.queueName }, 'worker error'));
     return worker;
   });
+  // The chatbot's queue is consumed where every bot's embedding and chat model is served.
+  const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
+  const bots = Object.values(chatbotConfig.tenants);
+  if (bots.length > 0 && bots.every((b) => engines.has(b.embedding_model) && chatBackends.has(b.chat_model))) {
+    const chatbot = createChatbotHandler({
+      config: chatbotConfig,
+      engines,
+      chatBackends,
+      redis: publisher,
+      prefix: env.QUEUE_PREFIX,
+      retentionSeconds: env.JOB_RETENTION_SECONDS,
+      // Knowledge answers search the tenant's document collections where this worker serves them.
+      ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
+        ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }
+        : {}),
+    });
+    const worker = createJobWorker({
+      queueName: CHATBOT_QUEUE,
+      type: 'chatbot',
+      handler: chatbot,
+      connection,
+      prefix: env.QUEUE_PREFIX,
+      concurrency: 16,
+      log,
+      delivery,
+      lockDurationMs: env.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+      timings: metrics.jobTimings(CHATBOT_QUEUE, 'chatbot'),
+    });
+    worker.on('error', (err) => log.error({ err, queue: CHATBOT_QUEUE }, 'worker error'));
+    workers.push(worker);
+  } else if (bots.length > 0) {
+    log.info('not serving the chatbot: this worker lacks the embedding or chat model of some bot');
+  }
+  workers.push(...documents.createWorkers(delivery, (queue) => metrics.jobTimings(queue, env.DOCUMENTS_EMBEDDING_MODEL)));
   // Closing a Worker stops it taking jobs and waits for its active ones, which need the engines:
   // so workers close first. Jobs still running when the grace period is nearly over are handed
   // back to the queue (retryable ones) or failed with a reason, never left to stall.

@@ -1,8 +1,10 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { registerSecurityPaths } from './openapi-security.js';
+import { registerDocumentPaths } from './openapi-documents.js';
 
 /**
  * The OpenAPI 3.1 document of the HTTP API. Request bodies are the very zod schemas the routes
@@ -126,7 +128,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'Request body over MAX_BODY_BYTES',
   415: 'Unsupported body encoding',
   422: 'Well-formed request that cannot be processed',
-  429: "The model's queue is full",
+  429: "Rate limit reached (x-ratelimit-* headers), the tenant's job cap (TENANT_MAX_JOBS) or the model's queue is full",
   500: 'Internal error',
   502: 'The upstream model server failed or timed out',
   503: 'Redis unreachable or shutting down',
@@ -141,7 +143,7 @@ function errorsFor(...statuses: number[]) {
   return out;
 }
 
-const tenantSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }];
+const tenantSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { signedRequest: [] }];
 const adminSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { adminBasic: [] }];
 
 export interface OpenApiDocument {
@@ -157,7 +159,16 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   registry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
     scheme: 'bearer',
-    description: 'A tenant key from API_KEYS (or, on admin routes, ADMIN_API_KEY): `Authorization: Bearer <key>`.',
+    description:
+      'A tenant API key (API_KEYS or /v1/admin/keys), a JWT from POST /v1/auth/token or the configured identity provider, or (on admin routes) ADMIN_API_KEY: `Authorization: Bearer <key or token>`.',
+    bearerFormat: 'API key or JWT',
+  });
+  registry.registerComponent('securitySchemes', 'signedRequest', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-QI-Signature',
+    description:
+      'HMAC-SHA256 signed request (docs/SIGNED_REQUESTS.md): X-QI-Key-Id, X-QI-Timestamp, X-QI-Nonce and X-QI-Signature instead of the key; required for keys created with `require_signature`.',
   });
   registry.registerComponent('securitySchemes', 'apiKeyHeader', {
     type: 'apiKey',
@@ -202,6 +213,28 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
         },
       },
       ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/chatbot',
+    tags: ['chat'],
+    summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer",
+    description:
+      'Answers `{reply, intent, confidence, session_id, sources, tool_calls, metadata}`. With `stream: true`: server-sent `{"type":"token","text"}` events, then `{"type":"result", ...}` and `[DONE]`. ' +
+      'The `x-job-id` header names the job, which Socket.IO clients can follow.',
+    security: tenantSecurity,
+    request: { body: { required: true, content: { 'application/json': { schema: chatbotRequestSchema.meta({ id: 'ChatbotRequest' }) } } } },
+    responses: {
+      200: {
+        description: 'The reply, or (stream: true) its pieces as server-sent events',
+        content: {
+          'application/json': { schema: z.object({ reply: z.string(), intent: z.string(), confidence: z.number(), session_id: z.string(), sources: z.array(z.object({}).passthrough()), tool_calls: z.array(z.object({}).passthrough()), metadata: z.object({}).passthrough() }) },
+          'text/event-stream': { schema: z.string() },
+        },
+      },
+      ...errorsFor(400, 401, 404, 409, 429, 500, 503),
     },
   });
 
@@ -285,6 +318,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     responses: { 200: { description: 'JavaScript module', content: { 'application/javascript': { schema: { type: 'string' } } } } },
   });
 
+  registerDocumentPaths(registry, { json, errorsFor, security: tenantSecurity });
+
   registry.registerPath({
     method: 'get',
     path: '/healthz',
@@ -352,6 +387,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } }, ...errorsFor(401, 403) },
   });
 
+  registerSecurityPaths(registry, { json, errorsFor, security: tenantSecurity });
+
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
     info: {
@@ -366,6 +403,9 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
       { name: 'chat', description: 'OpenAI-compatible chat completions' },
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
+      { name: 'documents', description: 'Documents, collections and vector search' },
+      { name: 'auth', description: 'Short-lived tokens for API keys' },
+      { name: 'admin', description: 'Tenants and API keys (admin key, or a key with the admin scope for its own tenant)' },
       { name: 'operations', description: 'Health, metrics, documentation and dashboards' },
     ],
   }) as unknown as OpenApiDocument;

@@ -1,10 +1,10 @@
 import { errors } from '../../shared/errors/app-error.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
-import type { StreamEntry } from '../../shared/streams/token-stream.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { CacheContext } from '../cache/response-cache.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
+import { runStreamingJob } from './stream-runner.js';
 
 export interface ChatParams {
   messages: { role: 'system' | 'user' | 'assistant'; content: string }[];
@@ -109,33 +109,11 @@ export class ChatService {
     payload: JobPayload<'chat'>,
     opts: SubmitOptions & { signal?: AbortSignal; onStart?: (jobId: string, model: string) => void; onToken?: (text: string, index: number) => void },
   ): Promise<{ outcome: ChatOutcome; tokensSent: boolean }> {
-    const { view } = await this.deps.jobs.submit('chat', tenant, model, payload, { priority: INTERACTIVE_PRIORITY, ...opts });
-    const jobId = view.id;
-    opts.onStart?.(jobId, model.id);
-    let tokensSent = false;
-    let unfollow: (() => void) | undefined;
-    const ended = new Promise<Extract<StreamEntry, { kind: 'end' }>>((resolve) => {
-      const onAbort = () => {
-        void this.deps.jobs.cancel(tenant, jobId).catch(() => {});
-        resolve({ kind: 'end', status: 'cancelled', error: { message: 'cancelled: client went away', code: 'cancelled' } });
-      };
-      if (opts.signal?.aborted) return onAbort();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      void this.deps.relay
-        .follow(jobId, 0, (entry) => {
-          if (entry.kind === 'token') {
-            tokensSent = true;
-            opts.onToken?.(entry.text, entry.i);
-          } else {
-            opts.signal?.removeEventListener('abort', onAbort);
-            resolve(entry);
-          }
-        })
-        .then((u) => (unfollow = u))
-        .catch(() => resolve({ kind: 'end', status: 'failed', error: { message: 'lost the token stream', code: 'stream_error' } }));
+    const { jobId, end, tokensSent } = await runStreamingJob(this.deps, 'chat', tenant, model, payload, {
+      priority: INTERACTIVE_PRIORITY,
+      ...opts,
+      onStart: (id) => opts.onStart?.(id, model.id),
     });
-    const end = await ended;
-    unfollow?.();
     if (end.status === 'completed') {
       const result = end.result as JobResult<'chat'>;
       return { outcome: { status: 'completed', jobId, model: result.model, result }, tokensSent };

@@ -17,6 +17,9 @@ import { cancelChannel, publicResult } from '../../shared/jobs/job-views.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { ReplyHub } from './reply-hub.js';
 
+/** Where a job goes: a model's queue, or another queue with the same bound (the chatbot's). */
+export type QueueTarget = Pick<ModelConfig, 'id' | 'queueName' | 'max_queue'>;
+
 export interface JobView {
   id: string;
   object: 'job';
@@ -74,7 +77,7 @@ export class JobService {
   async submit<K extends JobType>(
     type: K,
     tenant: string,
-    model: ModelConfig,
+    model: QueueTarget,
     payload: JobPayload<K>,
     opts: SubmitOptions = {},
   ): Promise<{ view: JobView; created: boolean }> {
@@ -108,7 +111,7 @@ export class JobService {
   }
 
   /** Synchronous submission: enqueues with this instance's reply channel and waits for the result. */
-  async run<K extends JobType>(type: K, tenant: string, model: ModelConfig, payload: JobPayload<K>, timeoutMs: number, requestId?: string): Promise<unknown> {
+  async run<K extends JobType>(type: K, tenant: string, model: QueueTarget, payload: JobPayload<K>, timeoutMs: number, requestId?: string): Promise<unknown> {
     const queue = this.queueFor(model);
     await this.ensureRoom(queue, model);
     const jobId = makeJobId(queue.name, randomUUID());
@@ -220,7 +223,7 @@ export class JobService {
     return name ? this.deps.queues.get(name) : undefined;
   }
 
-  private queueFor(model: ModelConfig): Queue {
+  private queueFor(model: QueueTarget): Queue {
     const q = this.deps.queues.get(model.queueName);
     if (!q) throw errors.modelNotFound(model.id);
     return q;
@@ -230,7 +233,7 @@ export class JobService {
    * Bounded queues: past max_queue waiting jobs, refuse with 429 instead of growing without limit.
    * The depth is cached for 50 ms so a burst of requests costs Redis one count, not one each.
    */
-  private async ensureRoom(queue: Queue, model: ModelConfig): Promise<void> {
+  private async ensureRoom(queue: Queue, model: QueueTarget): Promise<void> {
     const now = Date.now();
     let cached = this.depthCache.get(queue.name);
     if (!cached || now - cached.at > 50) {

@@ -47,6 +47,7 @@ export class TenantLoad {
   /** Completion times per tenant (this replica's view), for wait estimates. */
   private readonly finishedAt = new Map<string, number[]>();
   private events: QueueEvents[] = [];
+  private connections: Redis[] = [];
 
   constructor(
     private readonly deps: { redis: Redis; prefix: string; maxJobs: number; fairnessStep: number; log: Logger },
@@ -101,19 +102,23 @@ export class TenantLoad {
   /** Listens to every queue's completed/failed events to release jobs (one blocking connection per queue). */
   watch(queueNames: Iterable<string>, connect: (name: string) => Redis): void {
     for (const name of queueNames) {
-      const events = new QueueEvents(name, { connection: connect(`api-load:${name}`), prefix: this.deps.prefix });
+      const connection = connect(`api-load:${name}`);
+      this.connections.push(connection);
+      const events = new QueueEvents(name, { connection, prefix: this.deps.prefix });
       const release = ({ jobId }: { jobId: string }) => void this.release(jobId).catch(() => {});
       events.on('completed', release);
       events.on('failed', release);
       events.on('removed', release);
-      events.on('error', (err) => this.deps.log.warn({ err, queue: name }, 'tenant load: queue events error'));
+      events.on('error', (err) => this.deps.log.debug({ err: err.message, queue: name }, 'tenant load: queue events error'));
       this.events.push(events);
     }
   }
 
   async close(): Promise<void> {
     await Promise.allSettled(this.events.map((e) => e.close()));
+    await Promise.allSettled(this.connections.map((c) => c.quit().catch(() => c.disconnect())));
     this.events = [];
+    this.connections = [];
   }
 
   private async reserve(tenant: string, jobId: string): Promise<number> {

@@ -37,6 +37,18 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  /** The response cache (api/cache): embeddings count per text, chat per request. */
+  readonly cacheLookups = new Counter({
+    name: 'cache_lookups_total',
+    help: 'Response cache lookups by kind (embedding: per text, chat: per request) and result (hit, miss)',
+    labelNames: ['kind', 'result'],
+    registers: [this.registry],
+  });
+
+  cacheLookup(kind: 'embedding' | 'chat', result: 'hit' | 'miss', n = 1): void {
+    this.cacheLookups.inc({ kind, result }, n);
+  }
+
   constructor(private readonly deps: { queues: ReadonlyMap<string, Queue>; log: Logger; queueTimeoutMs?: number }) {
     collectDefaultMetrics({ register: this.registry });
     const queues = deps.queues;

@@ -1,12 +1,15 @@
 import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Server } from 'socket.io';
 import { jobRoom, type ClientToServerEvents, type ServerToClientEvents, type SubscribeAck } from '../../shared/events/job-events.js';
 import { AppError } from '../../shared/errors/app-error.js';
 import { queueOfJobId } from '../../shared/jobs/job-catalog.js';
+import { isStreamingQueue } from '../../shared/streams/token-stream.js';
 import type { Logger } from '../../shared/logger.js';
 import { presentedKey, type ApiKeyAuthenticator, type Principal } from '../auth/api-key.auth.js';
+import type { IdentityService } from '../auth/identity.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { TokenRelay } from './token-relay.js';
 
@@ -31,27 +34,34 @@ export function pendingStreams(io: JobSocketServer): number {
  * the Redis emitter; the Redis adapter makes them reach the replica that holds the socket.
  */
 export function createSocketServer(deps: {
-  httpServer: HttpServer;
+  httpServer: HttpServer | HttpsServer;
   pubClient: Redis;
   subClient: Redis;
   auth: ApiKeyAuthenticator;
   jobs: JobService;
   relay: TokenRelay;
   log: Logger;
-  corsOrigins?: string[];
+  corsOrigins?: readonly string[];
+  /** Handshakes then accept what REST accepts (API keys and JWTs), not only bootstrap keys. */
+  identity?: IdentityService;
 }): Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData> {
   const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>(deps.httpServer, {
     adapter: createAdapter(deps.pubClient, deps.subClient),
-    cors: deps.corsOrigins?.length ? { origin: deps.corsOrigins } : undefined,
+    cors: deps.corsOrigins?.length ? { origin: [...deps.corsOrigins] } : undefined,
     maxHttpBufferSize: 1e6,
   });
 
   io.use((socket, next) => {
     const token = typeof socket.handshake.auth?.token === 'string' ? socket.handshake.auth.token : presentedKey(socket.handshake.headers);
-    const principal = token ? deps.auth.authenticate(token) : undefined;
-    if (!principal) return next(Object.assign(new Error(token ? 'invalid API key' : 'missing API key'), { data: { code: 401 } }));
-    socket.data.principal = principal;
-    next();
+    if (!token) return next(Object.assign(new Error('missing API key'), { data: { code: 401 } }));
+    const verified = deps.identity ? deps.identity.fromToken(token) : Promise.resolve(deps.auth.authenticate(token));
+    // Why a credential was refused is not the client's to learn here (REST answers say it).
+    const refuse = () => next(Object.assign(new Error('invalid API key'), { data: { code: 401 } }));
+    verified.then((principal) => {
+      if (!principal) return refuse();
+      socket.data.principal = principal;
+      next();
+    }, refuse);
   });
 
   io.on('connection', (socket) => {
@@ -89,7 +99,7 @@ export function createSocketServer(deps: {
         if ((await deps.jobs.tenantOf(jobId)) !== tenant) {
           return reply({ ok: false, error: { message: `No job with id '${jobId}'.`, code: 'job_not_found' } });
         }
-        if (queueOfJobId(jobId)?.startsWith('chat.')) {
+        if (isStreamingQueue(queueOfJobId(jobId))) {
           // Chat jobs: tokens, then how the job ended, from the resumable token stream.
           follows.get(jobId)?.();
           const view = await deps.jobs.get(tenant, jobId);

@@ -124,3 +124,14 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
 ]);
 
 export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
+
+/** POST /v1/chatbot: one turn of the tenant's chatbot. */
+export const chatbotRequestSchema = z
+  .object({
+    user_id: z.string().min(1).max(128),
+    message: z.string().min(1, 'must not be empty').max(8000),
+    session_id: z.string().min(1).max(128).optional(),
+    collection: z.string().min(1).max(128).optional(),
+    stream: z.boolean().optional(),
+  })
+  .strict();

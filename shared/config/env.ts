@@ -79,6 +79,8 @@ export const envSchema = z.object({
   API_KEYS: tenantKeyPairs,
   ADMIN_API_KEY: z.string().min(16, 'ADMIN_API_KEY must be at least 16 characters').optional(),
   MODELS_CONFIG: z.string().default('config/models.json'),
+  /** Per-tenant chatbots (intents, tools, knowledge base); unset: /v1/chatbot answers 404 for every tenant. */
+  CHATBOT_CONFIG: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** How long POST /v1/embeddings waits for its job before answering 504. */
   SYNC_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),

@@ -44,6 +44,8 @@ export interface DocumentRecord {
   metadata: DocumentMetadata;
   state: DocumentState;
   stage: Stage | 'done' | null;
+  /** The last stage that finished (a retried or resumed flow skips it and everything before). */
+  stage_done: Stage | null;
   job_id: string;
   pages_total: number | null;
   pages_done: number;
@@ -74,6 +76,7 @@ export function parseDocumentRecord(h: Record<string, string>): DocumentRecord |
     metadata: h.metadata ? (JSON.parse(h.metadata) as DocumentMetadata) : {},
     state: (h.state ?? 'queued') as DocumentState,
     stage: (h.stage || null) as DocumentRecord['stage'],
+    stage_done: (h.stage_done || null) as Stage | null,
     job_id: h.job_id ?? '',
     pages_total: num(h.pages_total),
     pages_done: Number(h.pages_done ?? 0),

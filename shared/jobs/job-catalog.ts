@@ -58,6 +58,25 @@ export const chatResultSchema = z.object({
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
 });
 
+export const chatbotPayloadSchema = z
+  .object({
+    user_id: z.string().min(1).max(128),
+    session_id: z.string().min(1).max(128),
+    message: z.string().min(1),
+    collection: z.string().optional(),
+  })
+  .strict();
+
+export const chatbotResultSchema = z.object({
+  reply: z.string(),
+  intent: z.string(),
+  confidence: z.number(),
+  session_id: z.string(),
+  sources: z.array(z.object({ document_id: z.string(), page: z.number().nullable(), score: z.number(), text: z.string() })),
+  tool_calls: z.array(z.object({ name: z.string(), ok: z.boolean(), ms: z.number(), error: z.string().optional(), result: z.unknown().optional() })),
+  metadata: z.record(z.string(), z.unknown()),
+});
+
 export const jobCatalog = {
   embedding: {
     payload: embeddingPayloadSchema,
@@ -72,6 +91,12 @@ export const jobCatalog = {
     result: chatResultSchema,
     // Generation is not retried: a retry would re-stream text its subscribers already have.
     // A worker that dies mid-generation makes the job fail (as stalled), and subscribers hear so.
+    defaults: { attempts: 1 } satisfies JobsOptions,
+  },
+  chatbot: {
+    payload: chatbotPayloadSchema,
+    result: chatbotResultSchema,
+    // Not retried, for the reason chat is not: the reply streams as it is made, and a tool may have been called.
     defaults: { attempts: 1 } satisfies JobsOptions,
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.

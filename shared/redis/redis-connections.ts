@@ -43,7 +43,7 @@ export function createRedis(target: string | RedisTarget, role: RedisRole, name:
       : role === 'worker'
         ? { maxRetriesPerRequest: null, enableReadyCheck: true }
         : { maxRetriesPerRequest: null };
-  if (!t.cluster) return new Redis(t.url, { ...common, ...byRole });
+  if (!t.cluster) return quiet(new Redis(t.url, { ...common, ...byRole }));
 
   const { nodes, username, password, tls } = t.cluster;
   const options: ClusterOptions = {
@@ -57,7 +57,16 @@ export function createRedis(target: string | RedisTarget, role: RedisRole, name:
     retryDelayOnClusterDown: 300,
     retryDelayOnFailover: 200,
   };
-  return new Cluster(nodes, options) as unknown as Redis;
+  return quiet(new Cluster(nodes, options) as unknown as Redis);
+}
+
+/**
+ * Connection errors while Redis is away are expected: the client reconnects by itself, BullMQ and
+ * the health checks report the outage. Without a listener ioredis prints every failed attempt.
+ */
+function quiet(redis: Redis): Redis {
+  redis.on('error', () => {});
+  return redis;
 }
 
 export function isCluster(redis: Redis): boolean {

@@ -12,6 +12,11 @@ export type StreamEntry =
   | { kind: 'token'; i: number; text: string }
   | { kind: 'end'; status: 'completed' | 'failed' | 'cancelled'; result?: unknown; error?: { message: string; code: string } };
 
+/** Job types whose workers stream tokens; their subscribers follow the token stream, end entry included. */
+export const STREAMING_JOB_TYPES: ReadonlySet<string> = new Set(['chat', 'chatbot']);
+/** Queues of those job types (chat models' queues and the chatbot's). */
+export const isStreamingQueue = (queueName: string | undefined) => !!queueName && (queueName.startsWith('chat.') || queueName.startsWith('chatbot.'));
+
 export const tokenStreamKey = (prefix: string, jobId: string) => `${prefix}:tokens:${jobId}`;
 const endGuardKey = (prefix: string, jobId: string) => `${prefix}:tokens-end:${jobId}`;
 

@@ -122,6 +122,11 @@ export async function startService(opts: {
     MODELS_CONFIG: opts.modelsConfig,
     LOG_LEVEL: 'info',
     SHUTDOWN_GRACE_MS: '8000',
+    // Functional suites send bursts and repeat texts: no rate limits and no response cache unless a
+    // suite asks for them (security, rate-limits, cache and fairness tests set their own).
+    RATE_LIMIT_RPM: '0',
+    RATE_LIMIT_TPM: '0',
+    CACHE_TTL_SECONDS: '0',
     ...opts.env,
   };
   const api = spawnEntry('api/main.ts', env);

@@ -86,7 +86,7 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
       const dir = documentDir(deps.documentsDir, doc.id);
       try {
         const out = await run(doc, dir, ctx);
-        await store.updateDocument(doc.id, { stage_done: name } as never);
+        await store.updateDocument(doc.id, { stage_done: name });
         return { document_id: doc.id, stage: name, ...out };
       } catch (err) {
         if (ctx.signal.aborted) throw err;
@@ -259,8 +259,7 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
 }
 
 function stageDone(doc: DocumentRecord, stage: Stage): boolean {
-  const done = (doc as unknown as { stage_done?: string }).stage_done;
-  return done !== undefined && STAGES.indexOf(done as Stage) >= STAGES.indexOf(stage);
+  return doc.stage_done !== null && STAGES.indexOf(doc.stage_done) >= STAGES.indexOf(stage);
 }
 
 function toPermanent(err: unknown): Error | undefined {

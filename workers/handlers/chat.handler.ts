@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { appendTokens } from '../../shared/streams/token-stream.js';
+import { TokenWriter } from '../jobs/token-writer.js';
 import type { ChatBackend } from '../chat/chat-backend.js';
 import type { JobHandler } from '../jobs/job-handler.js';
 
@@ -12,11 +12,7 @@ export interface ChatTimings {
   completionTokens: number;
 }
 
-/**
- * Generates a chat answer and streams its tokens into the job's token stream as they come. Tokens
- * produced while a write is in flight go out together in the next write, so a fast model costs
- * Redis one round trip per burst rather than one per token, and order is kept.
- */
+/** Generates a chat answer and streams its tokens into the job's token stream as they come. */
 export function createChatHandler(deps: {
   backends: ReadonlyMap<string, ChatBackend>;
   redis: Redis;
@@ -31,27 +27,7 @@ export function createChatHandler(deps: {
     let firstAt: number | undefined;
     let lastAt = started;
     const gaps: number[] = [];
-    let index = 0;
-    let pending: { i: number; text: string }[] = [];
-    let writing: Promise<void> | undefined;
-    let writeError: unknown;
-    const drain = async () => {
-      while (pending.length > 0) {
-        const batch = pending;
-        pending = [];
-        await appendTokens(deps.redis, deps.prefix, ctx.jobId, batch, deps.retentionSeconds);
-      }
-    };
-    const schedule = () => {
-      writing ??= drain()
-        .catch((err) => {
-          writeError = err;
-        })
-        .finally(() => {
-          writing = undefined;
-          if (pending.length > 0 && !writeError) schedule();
-        });
-    };
+    const tokens = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds);
 
     const outcome = await backend.generate(ctx.jobId, payload, {
       signal: ctx.signal,
@@ -60,12 +36,10 @@ export function createChatHandler(deps: {
         if (firstAt === undefined) firstAt = now;
         else gaps.push(now - lastAt);
         lastAt = now;
-        pending.push({ i: index++, text });
-        schedule();
+        tokens.push(text);
       },
     });
-    while (writing) await writing;
-    if (writeError) throw writeError;
+    await tokens.flush();
     if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('cancelled');
 
     const totalMs = performance.now() - started;

@@ -1,0 +1,135 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import busboy from 'busboy';
+import type { Request } from 'express';
+import { AppError, errors } from '../../shared/errors/app-error.js';
+import { SNIFF_BYTES } from './sniff.js';
+
+export interface ReceivedUpload {
+  /** The file as written, inside the upload folder, under a server-made name. */
+  tmpPath: string;
+  bytes: number;
+  sha256: string;
+  /** Its first bytes, for type detection. */
+  head: Buffer;
+  /** The client's file name, for display only (never used as a path). */
+  filename: string;
+  fields: Record<string, string>;
+}
+
+/** Multipart overhead allowed on top of the file in Content-Length before a request is refused unread. */
+const ENVELOPE_BYTES = 256 * 1024;
+
+/**
+ * Streams a multipart upload's `file` part to disk (busboy: the body is never held in memory),
+ * hashing it and keeping its first bytes on the way, and collects the text fields. The size limit
+ * is enforced while streaming: the part is cut off at `maxBytes`, the partial file removed, and the
+ * request answered 413 (Content-Length alone already refuses what is announced as too large).
+ * The file name the client sent is kept as a display name only; the file is written under a
+ * random name in `incomingDir`, so no name can point anywhere else.
+ */
+export function receiveUpload(req: Request, opts: { incomingDir: string; maxBytes: number }): Promise<ReceivedUpload> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^multipart\/form-data\b/i.test(type)) {
+    return Promise.reject(
+      new AppError(415, 'invalid_request_error', 'unsupported_media_type', 'POST /v1/documents takes multipart/form-data with a `file` part and a `collection` field.'),
+    );
+  }
+  const announced = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(announced) && announced > opts.maxBytes + ENVELOPE_BYTES) {
+    return Promise.reject(tooLarge(opts.maxBytes));
+  }
+
+  return new Promise<ReceivedUpload>((resolve, reject) => {
+    let settled = false;
+    let tmpPath: string | undefined;
+    let written: Promise<void> | undefined;
+    let bytes = 0;
+    const hash = createHash('sha256');
+    const headParts: Buffer[] = [];
+    let headBytes = 0;
+    let filename = '';
+    const fields: Record<string, string> = {};
+
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({
+        headers: req.headers,
+        limits: { fileSize: opts.maxBytes, files: 1, fields: 16, fieldSize: 64 * 1024, parts: 20, headerPairs: 50 },
+      });
+    } catch (err) {
+      return reject(errors.invalidRequest(`Malformed multipart request: ${(err as Error).message}`, null, 'invalid_multipart'));
+    }
+
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      req.unpipe(bb);
+      bb.removeAllListeners('close');
+      if (tmpPath) {
+        const p = tmpPath;
+        void (written ?? Promise.resolve()).catch(() => {}).finally(() => void unlink(p).catch(() => {}));
+      }
+      reject(err);
+    };
+
+    bb.on('file', (name, stream, info) => {
+      if (name !== 'file' || tmpPath) {
+        stream.resume();
+        return;
+      }
+      filename = displayName(info.filename);
+      tmpPath = path.join(opts.incomingDir, `${randomUUID()}.part`);
+      stream.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        hash.update(chunk);
+        if (headBytes < SNIFF_BYTES) {
+          headParts.push(chunk.subarray(0, SNIFF_BYTES - headBytes));
+          headBytes += Math.min(chunk.length, SNIFF_BYTES - headBytes);
+        }
+      });
+      stream.on('limit', () => fail(tooLarge(opts.maxBytes)));
+      const target = tmpPath;
+      written = mkdir(opts.incomingDir, { recursive: true }).then(() => pipeline(stream, createWriteStream(target, { flags: 'wx', mode: 0o600 })));
+      written.catch((err) => fail(errors.internal('Could not store the upload.', err)));
+    });
+    bb.on('field', (name, value, info) => {
+      if (info.valueTruncated) return fail(errors.invalidRequest(`The field '${name}' is too long.`, name));
+      fields[name] = value;
+    });
+    bb.on('filesLimit', () => fail(errors.invalidRequest('Send one file per request.', 'file', 'too_many_files')));
+    bb.on('fieldsLimit', () => fail(errors.invalidRequest('Too many fields.', null)));
+    bb.on('partsLimit', () => fail(errors.invalidRequest('Too many parts.', null)));
+    bb.on('error', (err) => fail(errors.invalidRequest(`Malformed multipart request: ${(err as Error).message}`, null, 'invalid_multipart')));
+    bb.on('close', () => {
+      void (async () => {
+        try {
+          await written;
+        } catch {
+          return; // already failed
+        }
+        if (settled) return;
+        if (!tmpPath) return fail(errors.invalidRequest('The request has no `file` part.', 'file', 'missing_file'));
+        settled = true;
+        resolve({ tmpPath, bytes, sha256: hash.digest('hex'), head: Buffer.concat(headParts), filename, fields });
+      })();
+    });
+    req.on('aborted', () => fail(errors.invalidRequest('The upload was aborted.', null, 'upload_aborted')));
+    req.on('error', (err) => fail(errors.invalidRequest(`The upload failed: ${err.message}`, null, 'upload_failed')));
+    req.pipe(bb);
+  });
+}
+
+function tooLarge(maxBytes: number): AppError {
+  return errors.payloadTooLarge(`The file exceeds the ${maxBytes} byte upload limit (DOCUMENTS_MAX_BYTES).`);
+}
+
+/** The last path segment of a client file name, without control characters: for display only. */
+export function displayName(name: string | undefined): string {
+  const base = (name ?? '').split(/[\\/]/).pop() ?? '';
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
+  return clean === '.' || clean === '..' ? '' : clean;
+}

@@ -1,0 +1,54 @@
+import type { JobPayload, JobType } from '../../shared/jobs/job-catalog.js';
+import type { StreamEntry } from '../../shared/streams/token-stream.js';
+import type { TokenRelay } from '../realtime/token-relay.js';
+import type { JobService, QueueTarget, SubmitOptions } from './job-service.js';
+
+export type StreamedEnd = Extract<StreamEntry, { kind: 'end' }>;
+
+export interface StreamRunOptions extends SubmitOptions {
+  /** Aborting cancels the job (the client went away). */
+  signal?: AbortSignal;
+  onStart?: (jobId: string) => void;
+  onToken?: (text: string, index: number) => void;
+}
+
+/**
+ * Submits a job whose worker streams tokens (chat, chatbot) and follows its token stream to the
+ * end entry. Used by every endpoint that answers synchronously or over SSE.
+ */
+export async function runStreamingJob<K extends JobType>(
+  deps: { jobs: JobService; relay: TokenRelay },
+  type: K,
+  tenant: string,
+  target: QueueTarget,
+  payload: JobPayload<K>,
+  opts: StreamRunOptions,
+): Promise<{ jobId: string; end: StreamedEnd; tokensSent: boolean }> {
+  const { view } = await deps.jobs.submit(type, tenant, target, payload, opts);
+  const jobId = view.id;
+  opts.onStart?.(jobId);
+  let tokensSent = false;
+  let unfollow: (() => void) | undefined;
+  const end = await new Promise<StreamedEnd>((resolve) => {
+    const onAbort = () => {
+      void deps.jobs.cancel(tenant, jobId).catch(() => {});
+      resolve({ kind: 'end', status: 'cancelled', error: { message: 'cancelled: client went away', code: 'cancelled' } });
+    };
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    void deps.relay
+      .follow(jobId, 0, (entry) => {
+        if (entry.kind === 'token') {
+          tokensSent = true;
+          opts.onToken?.(entry.text, entry.i);
+        } else {
+          opts.signal?.removeEventListener('abort', onAbort);
+          resolve(entry);
+        }
+      })
+      .then((u) => (unfollow = u))
+      .catch(() => resolve({ kind: 'end', status: 'failed', error: { message: 'lost the token stream', code: 'stream_error' } }));
+  });
+  unfollow?.();
+  return { jobId, end, tokensSent };
+}

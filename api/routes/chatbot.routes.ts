@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type Response } from 'express';
+import { chatbotRequestSchema } from '../../shared/api/request-schemas.js';
+import { CHATBOT_MAX_QUEUE, CHATBOT_QUEUE, type ChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
+import { AppError, errors } from '../../shared/errors/app-error.js';
+import type { JobService } from '../jobs/job-service.js';
+import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
+import type { TokenRelay } from '../realtime/token-relay.js';
+
+
+/**
+ * POST /v1/chatbot: one turn of the tenant's chatbot, run as a job like everything else. Whole
+ * answer as JSON, or with `stream: true` server-sent events: `{"type":"token","text"}` per piece,
+ * then `{"type":"result", ...}` and `[DONE]`. Socket.IO clients can follow the job named in the
+ * `x-job-id` header (token events, then completed).
+ */
+export function chatbotRoutes(deps: { config: ChatbotConfig; jobs: JobService; relay: TokenRelay }): Router {
+  const router = Router();
+  router.post('/v1/chatbot', async (req, res) => {
+    const body = chatbotRequestSchema.parse(req.body);
+    const tenant = req.principal!.tenant;
+    if (!deps.config.tenants[tenant]) throw errors.notFound('No chatbot is configured for your tenant.', 'chatbot_not_configured');
+    const sessionId = body.session_id ?? randomUUID();
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let jobId = '';
+    const open = () => {
+      if (res.headersSent) return;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
+    };
+    const { end } = await runStreamingJob(
+      deps,
+      'chatbot',
+      tenant,
+      { id: 'chatbot', queueName: CHATBOT_QUEUE, max_queue: CHATBOT_MAX_QUEUE },
+      { user_id: body.user_id, session_id: sessionId, message: body.message, ...(body.collection ? { collection: body.collection } : {}) },
+      {
+        requestId: String(req.id),
+        priority: 1,
+        signal: abort.signal,
+        onStart: (id) => {
+          jobId = id;
+        },
+        onToken: (text) => {
+          if (!body.stream) return;
+          open();
+          sse(res, { type: 'token', text });
+        },
+      },
+    );
+    if (abort.signal.aborted || res.writableEnded) return;
+    if (end.status !== 'completed') {
+      const e = failure(end);
+      if (!res.headersSent) throw e;
+      sse(res, e.toBody());
+    } else if (body.stream) {
+      open();
+      sse(res, { type: 'result', ...(end.result as object) });
+    } else {
+      res.setHeader('x-job-id', jobId);
+      res.json(end.result);
+      return;
+    }
+    res.write('data: [DONE]\n\n');
+    res.end();
+  });
+  return router;
+}
+
+function sse(res: Response, data: unknown): void {
+  res.write(`data: ${JSON.stringify(data)}\n\n`);
+}
+
+function failure(end: StreamedEnd): AppError {
+  const { message, code } = end.error ?? { message: 'failed', code: 'job_failed' };
+  return code === 'cancelled' ? errors.conflict(message, 'cancelled') : errors.internal(`The chatbot failed: ${message}`);
+}

@@ -1,0 +1,63 @@
+import { Router, type Request, type Response } from 'express';
+import { searchRequestSchema } from '../../shared/documents/document-api.js';
+import { AppError } from '../../shared/errors/app-error.js';
+import type { DocumentService } from '../documents/document-service.js';
+import { receiveUpload } from '../documents/upload.js';
+
+/** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
+export function documentsRoutes(deps: { documents: DocumentService; maxBytes: number }): Router {
+  const router = Router();
+
+  router.post('/v1/documents', async (req, res) => {
+    let upload;
+    try {
+      upload = await receiveUpload(req, { incomingDir: deps.documents.incomingDir, maxBytes: deps.maxBytes });
+    } catch (err) {
+      if (err instanceof AppError && err.status === 413) closeAfterAnswer(req, res);
+      throw err;
+    }
+    const { view, created } = await deps.documents.ingest(req.principal!.tenant, upload, String(req.id));
+    if (!created) res.setHeader('Idempotent-Replayed', 'true');
+    res.status(created ? 202 : 200).location(`/v1/documents/${view.id}`).json(view);
+  });
+
+  router.get('/v1/documents/:id', async (req, res) => {
+    res.json(await deps.documents.get(req.principal!.tenant, req.params.id as string));
+  });
+
+  router.delete('/v1/documents/:id', async (req, res) => {
+    res.json(await deps.documents.remove(req.principal!.tenant, req.params.id as string));
+  });
+
+  router.get('/v1/collections', async (req, res) => {
+    res.json({ object: 'list', data: await deps.documents.collections(req.principal!.tenant) });
+  });
+
+  router.delete('/v1/collections/:name', async (req, res) => {
+    res.json(await deps.documents.dropCollection(req.principal!.tenant, req.params.name as string));
+  });
+
+  router.get('/v1/collections/:name/documents', async (req, res) => {
+    res.json({ object: 'list', data: await deps.documents.list(req.principal!.tenant, req.params.name as string) });
+  });
+
+  router.post('/v1/collections/:name/search', async (req, res) => {
+    const body = searchRequestSchema.parse(req.body ?? {});
+    res.json(await deps.documents.search(req.principal!.tenant, req.params.name as string, body, String(req.id)));
+  });
+
+  return router;
+}
+
+/**
+ * An upload refused for its size is answered at once, without reading the rest of the body: the
+ * connection is closed after the answer. The little that is still in flight is read and dropped for
+ * a moment first, so the client gets to read the answer instead of a reset.
+ */
+function closeAfterAnswer(req: Request, res: Response): void {
+  res.setHeader('Connection', 'close');
+  res.once('finish', () => {
+    req.resume();
+    setTimeout(() => req.socket.destroy(), 1000).unref();
+  });
+}

@@ -135,11 +135,13 @@ function resolveIntent(bot: BotConfig, classified: string, message: string, stat
   return { intent, slots: { ...carried, ...(intent ? extractSlots(intent, message) : {}) }, followUp };
 }
 
+/** Slot name → the text its pattern captured in the message. */
 function extractSlots(intent: IntentConfig, message: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [slot, pattern] of Object.entries(intent.slots)) {
-    const m = new RegExp(pattern, 'iu').exec(message);
-    if (m?.[1]) out[slot] = m[1];
+    // The first group that matched: a pattern may offer alternatives ("in (\w+)|(北京|上海)").
+    const value = new RegExp(pattern, 'iu').exec(message)?.slice(1).find(Boolean);
+    if (value) out[slot] = value;
   }
   return out;
 }

@@ -64,7 +64,7 @@ describe('fairness: one tenant flooding the queue cannot starve another', () => 
           `B job ${r.json.id}`,
           async () => {
             const j = await (await fetch(`${svc.baseUrl}/v1/jobs/${encodeURIComponent(r.json.id)}`, { headers: authHeaders(KEYS.globex) })).json() as any;
-            return j.status === 'completed' ? j : undefined;
+            return j.status === 'completed' && j.result ? j : undefined; // (a read racing completion can see the state before the result)
           },
           30_000,
         );
@@ -166,7 +166,7 @@ describe('bounded per-tenant queues and job deadlines', () => {
       assert.equal(view.attempts, 1);
       const ok = await waitFor('job with a generous deadline', async () => {
         const j = await (await fetch(`${svc.baseUrl}/v1/jobs/${encodeURIComponent(onTime.json.id)}`, { headers: authHeaders(KEYS.globex) })).json() as any;
-        return j.status === 'completed' ? j : undefined;
+        return j.status === 'completed' && j.result ? j : undefined; // (a read racing completion can see the state before the result)
       }, 60_000);
       assert.equal(ok.result.data.length, 1);
       assert.ok(svc.workers[0]!.output().includes('job expired before it ran'));

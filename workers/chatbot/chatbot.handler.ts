@@ -54,7 +54,7 @@ export function createChatbotHandler(deps: {
 
     const state = await dialogues.load(ctx.tenant, payload.user_id, payload.session_id);
     const match = await classifier.classify(payload.message);
-    const { intent, slots, followUp } = resolveIntent(bot, match.intent, payload.message, state);
+    const { intent, slots, followUp } = resolveIntent(bot, match.intent, match.confidence, payload.message, state);
     const out = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds);
     const toolCalls: ToolCall[] = [];
     let sources: KnowledgeHit[] = [];
@@ -123,11 +123,18 @@ export function createChatbotHandler(deps: {
  * over. A message that falls below the threshold but fills a slot of the previous intent is a
  * follow-up of it ("and tomorrow?" after a weather question).
  */
-function resolveIntent(bot: BotConfig, classified: string, message: string, state: DialogueState): { intent: IntentConfig | undefined; slots: Record<string, string>; followUp: boolean } {
+const FOLLOW_UP_OVERRIDE = 0.8;
+
+function resolveIntent(bot: BotConfig, classified: string, confidence: number, message: string, state: DialogueState): { intent: IntentConfig | undefined; slots: Record<string, string>; followUp: boolean } {
   let intent = bot.intents.find((i) => i.name === classified);
   let followUp = false;
   const previous = bot.intents.find((i) => i.name === state.last_intent);
-  if (!intent && previous && Object.keys(extractSlots(previous, message)).length > 0) {
+  // A short message that fills a slot of the previous intent and none of its own continues the
+  // previous intent, unless the classifier is sure ("and tomorrow?" is no greeting, however
+  // close "tomorrow" sits to "good morning").
+  const fillsPrevious = !!previous && previous.name !== intent?.name && Object.keys(extractSlots(previous, message)).length > 0;
+  const fillsOwn = !!intent && Object.keys(extractSlots(intent, message)).length > 0;
+  if (fillsPrevious && !fillsOwn && (!intent || (confidence < FOLLOW_UP_OVERRIDE && message.trim().split(/\s+/).length <= 6))) {
     intent = previous;
     followUp = true;
   }

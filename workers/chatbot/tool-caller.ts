@@ -1,4 +1,4 @@
-import { ConsecutiveBreaker, ExponentialBackoff, TimeoutStrategy, circuitBreaker, handleAll, retry, timeout, wrap, type IPolicy } from 'cockatiel';
+import { BrokenCircuitError, ConsecutiveBreaker, TaskCancelledError, ExponentialBackoff, TimeoutStrategy, circuitBreaker, handleAll, retry, timeout, wrap, type IPolicy } from 'cockatiel';
 import type { ToolConfig } from '../../shared/chatbot/chatbot-config.js';
 
 export interface ToolCall {
@@ -44,7 +44,7 @@ export class ToolCaller {
       return { name: tool.name, ok: true, ms: ms(), result };
     } catch (err) {
       const e = err as Error;
-      const reason = e.name === 'BrokenCircuitError' ? 'circuit open after repeated failures' : e.name === 'TaskCancelledError' ? `timed out after ${tool.timeout_ms} ms` : e.message;
+      const reason = err instanceof BrokenCircuitError ? 'circuit open after repeated failures' : err instanceof TaskCancelledError ? `timed out after ${tool.timeout_ms} ms` : e.message;
       return { name: tool.name, ok: false, ms: ms(), error: reason };
     }
   }

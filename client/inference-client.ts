@@ -53,6 +53,16 @@ export interface ChatResult {
   timings: { ttft_ms: number | null; total_ms: number; tokens_per_second: number | null };
 }
 
+export interface ChatbotReply {
+  reply: string;
+  intent: string;
+  confidence: number;
+  session_id: string;
+  sources: { document_id: string; page: number | null; score: number; text: string }[];
+  tool_calls: { name: string; ok: boolean; ms: number; error?: string; result?: unknown }[];
+  metadata: Record<string, unknown>;
+}
+
 export type JobSubmission =
   | { type: 'embedding'; model: string; input: string | string[]; dimensions?: number }
   | ({ type: 'chat'; model: string; messages: ChatMessage[] } & ChatOptions);
@@ -125,6 +135,11 @@ export class InferenceClient {
         if (text) yield text;
       }
     }
+  }
+
+  /** One chatbot turn; pass the returned session_id back to continue the dialogue. */
+  chatbot(body: { user_id: string; message: string; session_id?: string; collection?: string }): Promise<ChatbotReply> {
+    return this.request('POST', '/v1/chatbot', body) as Promise<ChatbotReply>;
   }
 
   submitJob(job: JobSubmission, opts: { idempotencyKey?: string } = {}): Promise<JobView> {

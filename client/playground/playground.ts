@@ -101,6 +101,27 @@ $('embed-send').addEventListener('click', async () => {
   }
 });
 
+let botSession: string | undefined;
+$('bot-reset').addEventListener('click', () => {
+  botSession = undefined;
+  $('bot-log').textContent = '';
+});
+$('bot-send').addEventListener('click', async () => {
+  if (!client) return;
+  const input = $<HTMLInputElement>('bot-input');
+  const log = $('bot-log');
+  try {
+    const r = await client.chatbot({ user_id: 'playground', message: input.value, ...(botSession ? { session_id: botSession } : {}) });
+    botSession = r.session_id;
+    const tools = r.tool_calls.map((t) => `${t.name}: ${t.ok ? 'ok' : `failed (${t.error})`}`).join(', ');
+    const sources = r.sources.map((s) => `${s.document_id.slice(0, 8)} p.${s.page ?? '-'} (${s.score.toFixed(2)})`).join(', ');
+    log.append(`you: ${input.value}\nbot [${r.intent} ${r.confidence}]: ${r.reply}\n${tools ? `  tools: ${tools}\n` : ''}${sources ? `  sources: ${sources}\n` : ''}`);
+    input.value = '';
+  } catch (err) {
+    log.append(`error: ${(err as Error).message}\n`);
+  }
+});
+
 $('jobs-refresh').addEventListener('click', () => void refreshJobs());
 
 async function refreshJobs(): Promise<void> {

@@ -84,10 +84,12 @@ describe('fairness: one tenant flooding the queue cannot starve another', () => 
     assert.ok(backlogWhenBDone >= backlogAtB / 3, `most of A's backlog was still waiting when B was done (${backlogWhenBDone} of ${backlogAtB})`);
 
     // A's jobs all complete too (nothing starved the other way), and its in-flight count returns to 0.
+    const drainStart = performance.now();
     await waitFor('A backlog drained', async () => {
       const c = await queue.getJobCounts('wait', 'prioritized', 'active');
       return (c.wait ?? 0) + (c.prioritized ?? 0) + (c.active ?? 0) === 0 ? true : undefined;
     }, 120_000);
+    console.log(`# A's remaining backlog took another ${((performance.now() - drainStart) / 1000).toFixed(1)} s to drain: under FIFO, B would have waited about that long`);
     await waitFor('tenant in-flight sets emptied', async () => ((await conn.zcard(`${svc.prefix}:tenant-jobs:acme`)) === 0 && (await conn.zcard(`${svc.prefix}:tenant-jobs:globex`)) === 0 ? true : undefined), 10_000);
     const sample = await (await fetch(`${svc.baseUrl}/v1/jobs/${encodeURIComponent(aIds[aIds.length - 1]!)}`, { headers: authHeaders(KEYS.acme) })).json() as any;
     assert.equal(sample.status, 'completed');

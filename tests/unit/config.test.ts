@@ -54,3 +54,13 @@ test('models config: unknown fields, bad values and duplicate ids are refused wi
   assert.throws(bad([{ ...base, id: 'a:b' }, { ...base, id: 'a/b' }]), /maps to queue/);
   assert.throws(() => parseModelRegistry({ models: [] }, '/x'), /models/);
 });
+
+test('the example chatbot config parses; a bot naming an unknown tool or a broken pattern is refused', async () => {
+  const { loadChatbotConfig, chatbotConfigSchema } = await import('../../shared/chatbot/chatbot-config.js');
+  const example = loadChatbotConfig('config/chatbot.example.json');
+  assert.equal(example.tenants.demo?.intents.length, 4);
+  const bot = (extra: Record<string, unknown>) => ({ embedding_model: 'e', chat_model: 'c', intents: [{ name: 'x', examples: ['hi'], ...extra }] });
+  assert.equal(chatbotConfigSchema.safeParse({ tenants: { t: bot({ tool: 'nope' }) } }).success, false);
+  assert.equal(chatbotConfigSchema.safeParse({ tenants: { t: bot({ slots: { a: '(' } }) } }).success, false);
+  assert.equal(chatbotConfigSchema.safeParse({ tenants: { t: bot({}) } }).success, true);
+});

@@ -45,7 +45,10 @@ async function main(): Promise<void> {
 
   const children: ChildProcess[] = [];
   const run = (entry: string) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], { stdio: 'inherit', env: childEnv, cwd: root });
+    // Detached (a process group of their own): Ctrl-C reaches the launcher only, which passes one
+    // SIGTERM on. Otherwise the terminal's SIGINT and the launcher's SIGTERM would be two signals,
+    // and the second one makes a process skip its graceful shutdown.
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], { stdio: 'inherit', env: childEnv, cwd: root, detached: true });
     children.push(child);
     child.once('exit', (code, signal) => {
       if (!stopping) {
@@ -72,8 +75,11 @@ async function main(): Promise<void> {
     await redis?.stop();
     process.exit(code);
   };
-  process.on('SIGINT', () => void stop(130));
-  process.on('SIGTERM', () => void stop(143));
+  // A second signal is passed on as a second SIGTERM: the processes then exit at once.
+  const onSignal = (code: number) => (stopping ? children.forEach((c) => c.kill('SIGTERM')) : void stop(code));
+  process.on('SIGINT', () => onSignal(130));
+  process.on('SIGTERM', () => onSignal(143));
+  process.on('exit', () => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')));
 
   run('workers/main.ts');
   run('api/main.ts');

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { IncomingHttpHeaders } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { SIGNATURE_HEADERS, computeSignature, stringToSign } from '../../shared/api/sign-request.js';
-import { errors } from '../../shared/errors/app-error.js';
+import { AppError, errors } from '../../shared/errors/app-error.js';
 import { SCOPES, type Limits, type Scope } from './admin-schemas.js';
 import { presentedKey, type ApiKeyAuthenticator, type Principal } from './api-key.auth.js';
 import { looksLikeJwt, type JwtService } from './jwt.js';
@@ -64,7 +64,7 @@ export class IdentityService {
         ? { ...boot, scopes: ALL_SCOPES, limits: { rpm: 0, tpm: 0 }, tenantLimits: { rpm: 0, tpm: 0 }, via: 'admin_key' }
         : { ...boot, scopes: ALL_SCOPES, limits: {}, tenantLimits: {}, via: 'bootstrap_key' };
     }
-    const found = await this.deps.store.verify(key);
+    const found = await storeCall(this.deps.store.verify(key));
     if (!found) throw errors.unauthorized('Invalid API key.');
     if (found.record.require_signature) {
       throw errors.unauthorized('This key only accepts signed requests (see docs/SIGNED_REQUESTS.md); the key itself must not be sent.', 'signature_required');
@@ -76,7 +76,7 @@ export class IdentityService {
     const claims = await this.deps.jwt.verify(token);
     if (claims.keyId) {
       // Our own tokens die with the key they were minted from.
-      const found = await this.deps.store.liveKey(claims.keyId);
+      const found = await storeCall(this.deps.store.liveKey(claims.keyId));
       if (found) {
         if (found.tenant.id !== claims.tenant) throw errors.unauthorized('Invalid bearer token.', 'invalid_token');
         return { ...managed(found.record, found.tenant.limits, 'jwt'), scopes: claims.scopes.filter((s) => found.record.scopes.includes(s)) };
@@ -84,7 +84,7 @@ export class IdentityService {
       if (!claims.keyId.startsWith('boot:')) throw errors.unauthorized('The key this token was issued for has been revoked.', 'key_revoked');
     }
     if (claims.tenant === ADMIN_TENANT && claims.issuerKind !== 'local') throw errors.unauthorized('Invalid bearer token.', 'invalid_token');
-    const tenant = await this.deps.store.getTenant(claims.tenant);
+    const tenant = await storeCall(this.deps.store.getTenant(claims.tenant));
     if (tenant?.revoked_at) throw errors.unauthorized('This tenant has been revoked.', 'tenant_revoked');
     return {
       tenant: claims.tenant,
@@ -134,7 +134,7 @@ export class IdentityService {
     if (skew > this.deps.signatureWindowSeconds) {
       throw errors.unauthorized(`The request timestamp is outside the allowed window of ${this.deps.signatureWindowSeconds} s.`, 'signature_expired');
     }
-    const found = await this.deps.store.liveKey(keyId);
+    const found = await storeCall(this.deps.store.liveKey(keyId));
     if (!found) throw errors.unauthorized('Invalid signature.', 'invalid_signature');
     return { keyId, timestamp, nonce, signature, signingKey: found.record.signing_key, identity: managed(found.record, found.tenant.limits, 'signed_request') };
   }
@@ -145,9 +145,19 @@ export class IdentityService {
     const given = Buffer.from(pending.signature, 'hex');
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw errors.unauthorized('Invalid signature.', 'invalid_signature');
     // Remembered for twice the window: any replay still inside the window finds it.
-    const fresh = await this.deps.redis.set(`${this.deps.prefix}:auth:nonce:${pending.keyId}:${pending.nonce}`, '1', 'EX', this.deps.signatureWindowSeconds * 2, 'NX');
+    const fresh = await storeCall(this.deps.redis.set(`${this.deps.prefix}:auth:nonce:${pending.keyId}:${pending.nonce}`, '1', 'EX', this.deps.signatureWindowSeconds * 2, 'NX'));
     if (!fresh) throw errors.unauthorized('This nonce was already used: signed requests cannot be replayed.', 'nonce_reused');
     return pending.identity;
+  }
+}
+
+/** Redis failing while checking a credential is the service being unavailable (503), not a bad credential or a crash. */
+async function storeCall<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw errors.unavailable('The key store (Redis) is unreachable; retry shortly.', 'redis_unavailable', 2);
   }
 }
 

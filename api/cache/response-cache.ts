@@ -55,7 +55,7 @@ export class ResponseCache {
     try {
       return await this.deps.redis.mget(keys);
     } catch (err) {
-      this.deps.log.warn({ err }, 'response cache unavailable; treating as a miss');
+      this.deps.log.debug({ err: (err as Error).message }, 'response cache unavailable; treating as a miss');
       return keys.map(() => null);
     }
   }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 /**
  * Connection bookkeeping for a graceful stop of an HTTP server. Node's own `closeIdleConnections`
@@ -16,7 +17,8 @@ export class HttpDrain {
   private draining = false;
 
   constructor(server: Server) {
-    server.on('connection', (socket: Socket) => {
+    // Over HTTPS a request's socket is the TLS socket, not the TCP one under it.
+    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
       this.connections.set(socket, 0);
       socket.once('close', () => this.connections.delete(socket));
     });

@@ -78,7 +78,7 @@ export class RateLimits {
         r = await this.limiter(dim, points).consume(subject, amount);
       } catch (rej) {
         if (!(rej instanceof RateLimiterRes)) {
-          this.deps.log.warn({ err: rej }, 'rate limiter unavailable; request let through');
+          this.deps.log.debug({ err: (rej as Error).message }, 'rate limiter unavailable; request let through');
           return;
         }
         const outcome = { limit: points, remaining: 0, resetMs: rej.msBeforeNext };

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { scanKeys } from '../redis/redis-connections.js';
 import {
   documentKeys,
   parseDocumentRecord,
@@ -238,12 +239,8 @@ export class DocumentStore {
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hset(k.document(id), 'state', 'deleted', 'updated_at', String(Date.now())).expire(k.document(id), TOMBSTONE_SECONDS);
     await pipe.exec();
-    let cursor = '0';
-    do {
-      const [next, found] = await this.redis.scan(cursor, 'MATCH', k.collectionPattern(cid), 'COUNT', 1000);
-      cursor = next;
-      if (found.length) await this.redis.unlink(...found);
-    } while (cursor !== '0');
+    // Every node's keys (a cluster's SCAN would see one node only); found keys share the prefix's slot.
+    for await (const found of scanKeys(this.redis, k.collectionPattern(cid))) await this.redis.unlink(...found);
     return true;
   }
 

@@ -73,6 +73,22 @@ export function isCluster(redis: Redis): boolean {
   return (redis as unknown as { isCluster?: boolean }).isCluster === true || redis instanceof Cluster;
 }
 
+/**
+ * SCAN MATCH over every key space: on a cluster a plain SCAN reaches one (random) node, so this
+ * scans each master in turn. Yields the keys found, batch by batch.
+ */
+export async function* scanKeys(redis: Redis, match: string, count = 1000): AsyncGenerator<string[]> {
+  const nodes = isCluster(redis) ? (redis as unknown as Cluster).nodes('master') : [redis];
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', match, 'COUNT', count);
+      cursor = next;
+      if (found.length) yield found;
+    } while (cursor !== '0');
+  }
+}
+
 /** QUIT, bounded: a connection to a Redis that is down would otherwise wait for it forever. */
 export async function closeRedis(redis: Redis, timeoutMs = 2000): Promise<void> {
   if (redis.status === 'end') return;

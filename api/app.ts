@@ -47,7 +47,8 @@ export interface AppDeps {
   maxInputs: number;
   coalescer: Embedder;
   chat: ChatService;
-  chatbot: { config: ChatbotConfig; relay: TokenRelay };
+  /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
+  chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
   metrics: ApiMetrics;
   /** Documents and vector search (api/documents); the routes are mounted when present. */
@@ -110,7 +111,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
   app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
   app.use(chatRoutes({ chat: deps.chat }));
-  app.use(chatbotRoutes({ config: deps.chatbot.config, jobs: deps.jobs, relay: deps.chatbot.relay }));
+  app.use(chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }));
   app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
   if (deps.documents) app.use(documentsRoutes({ documents: deps.documents.service, maxBytes: deps.documents.maxBytes }));
 

@@ -14,12 +14,13 @@ import type { TokenRelay } from '../realtime/token-relay.js';
  * then `{"type":"result", ...}` and `[DONE]`. Socket.IO clients can follow the job named in the
  * `x-job-id` header (token events, then completed).
  */
-export function chatbotRoutes(deps: { config: ChatbotConfig; jobs: JobService; relay: TokenRelay }): Router {
+export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: ChatbotConfig; relay: TokenRelay } | undefined }): Router {
   const router = Router();
   router.post('/v1/chatbot', async (req, res) => {
     const body = chatbotRequestSchema.parse(req.body);
     const tenant = req.principal!.tenant;
-    if (!deps.config.tenants[tenant]) throw errors.notFound('No chatbot is configured for your tenant.', 'chatbot_not_configured');
+    const chatbot = deps.chatbot;
+    if (!chatbot?.config.tenants[tenant]) throw errors.notFound('No chatbot is configured for your tenant.', 'chatbot_not_configured');
     const sessionId = body.session_id ?? randomUUID();
     const abort = new AbortController();
     res.on('close', () => {
@@ -31,7 +32,7 @@ export function chatbotRoutes(deps: { config: ChatbotConfig; jobs: JobService; r
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
     };
     const { end } = await runStreamingJob(
-      deps,
+      { jobs: deps.jobs, relay: chatbot.relay },
       'chatbot',
       tenant,
       { id: 'chatbot', queueName: CHATBOT_QUEUE, max_queue: CHATBOT_MAX_QUEUE },

@@ -51,7 +51,7 @@ export interface AppDeps {
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
   metrics: ApiMetrics;
-  /** Documents and vector search (api/documents); the routes are mounted when present. */
+  /** Documents and vector search (api/documents); without it those routes answer 503. */
   documents?: { service: DocumentService; maxBytes: number };
   /** Identity, limits and transport settings (README, "Security"). */
   security: SecurityDeps;
@@ -113,7 +113,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(chatRoutes({ chat: deps.chat }));
   app.use(chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }));
   app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
-  if (deps.documents) app.use(documentsRoutes({ documents: deps.documents.service, maxBytes: deps.documents.maxBytes }));
+  app.use(documentsRoutes({ documents: () => deps.documents }));
 
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

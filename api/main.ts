@@ -167,6 +167,7 @@ async function main(): Promise<void> {
   const drain = new HttpDrain(httpServer);
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log, identity, corsOrigins: env.CORS_ORIGINS });
+  drain.watchSocketIo(httpServer);
   notify = (jobId, type, event, data) => {
     // Chat subscribers follow the token stream, whose end entry says how the job ended.
     if (STREAMING_JOB_TYPES.has(type)) void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status: data.status, error: data.error }, env.JOB_RETENTION_SECONDS).catch(() => {});

@@ -43,10 +43,15 @@ export function receiveUpload(req: Request, opts: { incomingDir: string; maxByte
     return Promise.reject(tooLarge(opts.maxBytes));
   }
 
+  return mkdir(opts.incomingDir, { recursive: true }).then(() => receive(req, opts));
+}
+
+function receive(req: Request, opts: { incomingDir: string; maxBytes: number }): Promise<ReceivedUpload> {
   return new Promise<ReceivedUpload>((resolve, reject) => {
     let settled = false;
     let tmpPath: string | undefined;
     let written: Promise<void> | undefined;
+    let part: NodeJS.ReadableStream & { destroy(): void } | undefined;
     let bytes = 0;
     const hash = createHash('sha256');
     const headParts: Buffer[] = [];
@@ -69,6 +74,7 @@ export function receiveUpload(req: Request, opts: { incomingDir: string; maxByte
       settled = true;
       req.unpipe(bb);
       bb.removeAllListeners('close');
+      part?.destroy();
       if (tmpPath) {
         const p = tmpPath;
         void (written ?? Promise.resolve()).catch(() => {}).finally(() => void unlink(p).catch(() => {}));
@@ -82,6 +88,7 @@ export function receiveUpload(req: Request, opts: { incomingDir: string; maxByte
         return;
       }
       filename = displayName(info.filename);
+      part = stream;
       tmpPath = path.join(opts.incomingDir, `${randomUUID()}.part`);
       stream.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
@@ -92,8 +99,8 @@ export function receiveUpload(req: Request, opts: { incomingDir: string; maxByte
         }
       });
       stream.on('limit', () => fail(tooLarge(opts.maxBytes)));
-      const target = tmpPath;
-      written = mkdir(opts.incomingDir, { recursive: true }).then(() => pipeline(stream, createWriteStream(target, { flags: 'wx', mode: 0o600 })));
+      // The write stream is attached in the same tick as the 'data' listener, so both see every byte.
+      written = pipeline(stream, createWriteStream(tmpPath, { flags: 'wx', mode: 0o600 }));
       written.catch((err) => fail(errors.internal('Could not store the upload.', err)));
     });
     bb.on('field', (name, value, info) => {

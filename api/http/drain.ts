@@ -7,12 +7,13 @@ import { Server as TlsServer } from 'node:tls';
  * and `closeAllConnections` destroy sockets, which drops a response still in the socket's write
  * buffer (a 5 MB embeddings answer that has "finished" but not left the machine yet); here
  * connections are ended instead, after their last response, so every answer arrives whole.
- * Upgraded connections (Socket.IO's websockets) are left to Socket.IO.
+ * Socket.IO's connections (websockets, long-polling) are left to Socket.IO.
  */
 export class HttpDrain {
   /** Requests in progress, by connection. */
   private readonly connections = new Map<Socket, number>();
-  private readonly upgraded = new WeakSet<Socket>();
+  /** Connections Socket.IO holds (websockets, long-polling): Socket.IO closes them itself. */
+  private readonly socketIo = new WeakSet<Socket>();
   private readonly responses = new Set<ServerResponse>();
   private draining = false;
 
@@ -22,7 +23,18 @@ export class HttpDrain {
       this.connections.set(socket, 0);
       socket.once('close', () => this.connections.delete(socket));
     });
-    server.on('upgrade', (_req: IncomingMessage, socket: Socket) => this.upgraded.add(socket));
+    server.on('upgrade', (_req: IncomingMessage, socket: Socket) => this.socketIo.add(socket));
+  }
+
+  /**
+   * Call once Socket.IO is attached (it takes over the server's request listeners): its
+   * long-polling requests are not counted as in flight (a poll waits up to pingInterval for data),
+   * and their connections are left for Socket.IO to close.
+   */
+  watchSocketIo(server: Server, prefix = '/socket.io/'): void {
+    server.prependListener('request', (req: IncomingMessage) => {
+      if (req.url?.startsWith(prefix)) this.socketIo.add(req.socket);
+    });
   }
 
   /** Call first thing for every request. */
@@ -35,7 +47,7 @@ export class HttpDrain {
       this.responses.delete(res);
       const left = (this.connections.get(socket) ?? 1) - 1;
       if (this.connections.has(socket)) this.connections.set(socket, left);
-      if (this.draining && left === 0) socket.end();
+      if (this.draining && left === 0 && !this.socketIo.has(socket)) socket.end();
     });
   }
 
@@ -48,10 +60,10 @@ export class HttpDrain {
   start(): void {
     this.draining = true;
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
-    for (const [socket, active] of this.connections) if (active === 0 && !this.upgraded.has(socket)) socket.end();
+    for (const [socket, active] of this.connections) if (active === 0 && !this.socketIo.has(socket)) socket.end();
   }
 
-  /** Whatever is still open goes now. */
+  /** Whatever is still open goes now (Socket.IO's connections included). */
   destroyAll(): void {
     for (const socket of this.connections.keys()) socket.destroy();
   }

@@ -155,7 +155,14 @@ export class JobService {
       }
       throw errors.notFound(`No job with id '${jobId}'.`, 'job_not_found', 'id');
     }
-    return this.view(job);
+    const view = await this.view(job);
+    // The job's data and its state are two reads: a job that finished in between would read as
+    // finished without its result or reason. BullMQ records both at once, so a second read has them.
+    if (!job.finishedOn && ['completed', 'failed', 'cancelled'].includes(view.status)) {
+      const fresh = await this.find(tenant, jobId);
+      if (fresh) return this.view(fresh);
+    }
+    return view;
   }
 
   /** Tenant of a job, or undefined when it does not exist: the Socket.IO server authorises with it. */

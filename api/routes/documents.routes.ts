@@ -1,49 +1,54 @@
 import { Router, type Request, type Response } from 'express';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
-import { AppError } from '../../shared/errors/app-error.js';
+import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { DocumentService } from '../documents/document-service.js';
 import { receiveUpload } from '../documents/upload.js';
 
 /** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
-export function documentsRoutes(deps: { documents: DocumentService; maxBytes: number }): Router {
+export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): Router {
   const router = Router();
+  const service = () => {
+    const d = deps.documents();
+    if (!d) throw errors.unavailable('Documents are not configured on this API instance.', 'documents_unavailable');
+    return d;
+  };
 
   router.post('/v1/documents', async (req, res) => {
     let upload;
     try {
-      upload = await receiveUpload(req, { incomingDir: deps.documents.incomingDir, maxBytes: deps.maxBytes });
+      upload = await receiveUpload(req, { incomingDir: service().service.incomingDir, maxBytes: service().maxBytes });
     } catch (err) {
       if (err instanceof AppError && err.status === 413) closeAfterAnswer(req, res);
       throw err;
     }
-    const { view, created } = await deps.documents.ingest(req.principal!.tenant, upload, String(req.id));
+    const { view, created } = await service().service.ingest(req.principal!.tenant, upload, String(req.id));
     if (!created) res.setHeader('Idempotent-Replayed', 'true');
     res.status(created ? 202 : 200).location(`/v1/documents/${view.id}`).json(view);
   });
 
   router.get('/v1/documents/:id', async (req, res) => {
-    res.json(await deps.documents.get(req.principal!.tenant, req.params.id as string));
+    res.json(await service().service.get(req.principal!.tenant, req.params.id as string));
   });
 
   router.delete('/v1/documents/:id', async (req, res) => {
-    res.json(await deps.documents.remove(req.principal!.tenant, req.params.id as string));
+    res.json(await service().service.remove(req.principal!.tenant, req.params.id as string));
   });
 
   router.get('/v1/collections', async (req, res) => {
-    res.json({ object: 'list', data: await deps.documents.collections(req.principal!.tenant) });
+    res.json({ object: 'list', data: await service().service.collections(req.principal!.tenant) });
   });
 
   router.delete('/v1/collections/:name', async (req, res) => {
-    res.json(await deps.documents.dropCollection(req.principal!.tenant, req.params.name as string));
+    res.json(await service().service.dropCollection(req.principal!.tenant, req.params.name as string));
   });
 
   router.get('/v1/collections/:name/documents', async (req, res) => {
-    res.json({ object: 'list', data: await deps.documents.list(req.principal!.tenant, req.params.name as string) });
+    res.json({ object: 'list', data: await service().service.list(req.principal!.tenant, req.params.name as string) });
   });
 
   router.post('/v1/collections/:name/search', async (req, res) => {
     const body = searchRequestSchema.parse(req.body ?? {});
-    res.json(await deps.documents.search(req.principal!.tenant, req.params.name as string, body, String(req.id)));
+    res.json(await service().service.search(req.principal!.tenant, req.params.name as string, body, String(req.id)));
   });
 
   return router;

@@ -86,7 +86,8 @@ export async function textPdf(pages: string[]): Promise<Buffer> {
   const font = await doc.embedFont(StandardFonts.Helvetica);
   for (const text of pages) {
     const page = doc.addPage([612, 792]);
-    const words = text.split(/\s+/);
+    // The standard fonts speak WinAnsi only.
+    const words = text.replace(/[^\x20-\x7e\u00a0-\u00ff]/g, ' ').split(/\s+/);
     let line = '';
     let y = 740;
     for (const w of words) {

@@ -26,9 +26,9 @@ export function isRunning(p: ProcessHandle): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;
 }
 
-/** A connected Socket.IO client (websocket only, no reconnection) with a tenant key. */
-export async function socketClient(baseUrl: string, key = KEYS.acme): Promise<Socket> {
-  const s = connect(baseUrl, { auth: { token: key }, transports: ['websocket'], reconnection: false });
+/** A connected Socket.IO client (one transport, websocket by default; no reconnection) with a tenant key. */
+export async function socketClient(baseUrl: string, key = KEYS.acme, transport: 'websocket' | 'polling' = 'websocket'): Promise<Socket> {
+  const s = connect(baseUrl, { auth: { token: key }, transports: [transport], reconnection: false });
   await new Promise<void>((resolve, reject) => {
     s.once('connect', () => resolve());
     s.once('connect_error', reject);

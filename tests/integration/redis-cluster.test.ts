@@ -91,6 +91,7 @@ describe('Redis Cluster: BullMQ, token streams, pub/sub and Socket.IO on three n
     const completions = [here, there].map((s) => new Promise<any>((resolve) => s.on('completed', (e) => e.id === id && resolve(e))));
     for (const s of [here, there]) assert.equal((await s.timeout(5000).emitWithAck('subscribe', id)).ok, true);
     const [a, b] = await Promise.all(completions);
+    assert.ok(a.result && b.result, JSON.stringify({ a, b }));
     assert.equal(a.result.data.length, 3);
     assert.deepEqual(b.result, a.result);
     assert.equal((await getJob(id)).status, 'completed');

@@ -61,8 +61,8 @@ describe('graceful shutdown: API and worker processes', () => {
     await waitFor('api /healthz', async () => ((await fetch(`${api.baseUrl}/healthz`)).ok ? true : undefined), 60_000, () => api.output().slice(-2000));
     return api;
   };
-  const socket = async (baseUrl: string) => {
-    const s = await socketClient(baseUrl);
+  const socket = async (baseUrl: string, transport: 'websocket' | 'polling' = 'websocket') => {
+    const s = await socketClient(baseUrl, undefined, transport);
     sockets.push(s);
     return s;
   };
@@ -89,12 +89,14 @@ describe('graceful shutdown: API and worker processes', () => {
     return ended;
   };
 
-  test('API, SIGTERM: stops accepting, finishes an SSE stream, a synchronous request and a Socket.IO subscription, exits 143', { timeout: 60_000 }, async () => {
+  test('API, SIGTERM: stops accepting, finishes an SSE stream, a synchronous request and Socket.IO subscriptions, exits 143', { timeout: 60_000 }, async () => {
     const api = await startApi();
     const s = await socket(api.baseUrl);
-    // A 3 s generation followed by Socket.IO, and a 3 s SSE stream.
+    const polling = await socket(api.baseUrl, 'polling');
+    // A 3 s generation followed over Socket.IO (websocket and long-polling), and a 3 s SSE stream.
     const jobId = await submit({ type: 'chat', model: 'slow-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 30 });
     const jobEnded = outcome(s, jobId);
+    const pollEnded = outcome(polling, jobId);
     const sse = await fetch(`${api.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: authHeaders(),
@@ -127,9 +129,11 @@ describe('graceful shutdown: API and worker processes', () => {
     const r = await sync;
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.data.length, 500);
-    const end = await jobEnded;
-    assert.equal(end.event, 'completed');
-    assert.equal(end.data.result.usage.completion_tokens, 30);
+    for (const ended of [jobEnded, pollEnded]) {
+      const end = await ended;
+      assert.equal(end.event, 'completed');
+      assert.equal(end.data.result.usage.completion_tokens, 30);
+    }
 
     const { code, at } = await exited;
     assert.equal(code, 143);

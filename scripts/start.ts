@@ -33,7 +33,8 @@ async function main(): Promise<void> {
   const url = new URL(env.REDIS_URL);
   const host = url.hostname || '127.0.0.1';
   const port = Number(url.port || 6379);
-  if (!(await redisAnswers(host, port))) {
+  // On Redis Cluster (REDIS_CLUSTER_NODES) there is nothing to start here: REDIS_URL is not used.
+  if (!env.REDIS_CLUSTER_NODES && !(await redisAnswers(host, port))) {
     const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host);
     if (env.EMBEDDED_REDIS === 'never' || !local) {
       throw new Error(`Nothing answers at REDIS_URL=${env.REDIS_URL}. Start Redis there, or unset REDIS_URL to use an embedded one.`);

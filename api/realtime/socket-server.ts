@@ -21,10 +21,16 @@ interface SocketData {
 
 export type JobSocketServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-/** Subscriptions, across this instance's sockets, still waiting for their job's outcome. */
+/**
+ * Subscriptions, across this instance's websocket clients, still waiting for their job's outcome
+ * (what a graceful shutdown waits for). Long-polling clients are not counted: once the listener is
+ * closed their next poll cannot connect, so they reconnect to another replica and subscribe again.
+ */
 export function pendingStreams(io: JobSocketServer): number {
   let n = 0;
-  for (const socket of io.of('/').sockets.values()) n += socket.data.pending?.size ?? 0;
+  for (const socket of io.of('/').sockets.values()) {
+    if (socket.conn.transport.name === 'websocket') n += socket.data.pending?.size ?? 0;
+  }
   return n;
 }
 

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import type { Socket } from 'socket.io-client';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../scripts/lib/redis-server.js';
+import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { queueNameFor } from '../../shared/models/model-registry.js';
 import { exitOf, isRunning, sleep, socketClient } from '../helpers/ops.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
@@ -34,11 +35,16 @@ describe('drill: Redis stopped mid-run and restarted with its data', () => {
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'qi-drill-redis-'));
+    const modelDir = mkdtempSync(path.join(tmpdir(), 'qi-drill-redis-chat-'));
+    await makeTinyDecoder(modelDir, { maxPositions: 256 });
     port = await freePort();
     redis = await startRedis();
     svc = await startService({
       redisUrl: redis.url,
-      modelsConfig: writeModelsConfig([useLiteModel({ concurrency: 4 })]),
+      modelsConfig: writeModelsConfig([
+        useLiteModel({ concurrency: 4 }),
+        { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 4, max_tokens_limit: 64, default_max_tokens: 8 },
+      ]),
       workers: 2,
       env: { WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', SYNC_TIMEOUT_MS: '20000', LOG_LEVEL: 'warn' },
     });
@@ -90,15 +96,17 @@ describe('drill: Redis stopped mid-run and restarted with its data', () => {
     };
     let probes = 0;
     while (Date.now() - downAt < DOWN_MS) {
-      const [emb, job, get, chatless, ready, health] = await Promise.all([
+      const [emb, job, get, chat, chatStream, chatless, ready, health] = await Promise.all([
         timed('POST /v1/embeddings', () => fetch(`${svc.baseUrl}/v1/embeddings`, { method: 'POST', headers: authHeaders(), body: JSON.stringify({ model: 'use-lite', input: 'hello' }) })),
         timed('POST /v1/jobs', () => fetch(`${svc.baseUrl}/v1/jobs`, { method: 'POST', headers: authHeaders(), body: JSON.stringify({ type: 'embedding', model: 'use-lite', input: ['x'] }) })),
         timed('GET /v1/jobs/:id', () => fetch(`${svc.baseUrl}/v1/jobs/${encodeURIComponent(ids[0]!)}`, { headers: authHeaders() })),
+        timed('POST /v1/chat/completions', () => fetch(`${svc.baseUrl}/v1/chat/completions`, { method: 'POST', headers: authHeaders(), body: JSON.stringify({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }) })),
+        timed('POST /v1/chat/completions (stream)', () => fetch(`${svc.baseUrl}/v1/chat/completions`, { method: 'POST', headers: authHeaders(), body: JSON.stringify({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }) })),
         timed('GET /v1/models', () => fetch(`${svc.baseUrl}/v1/models`, { headers: authHeaders() })),
         timed('GET /readyz', () => fetch(`${svc.baseUrl}/readyz`)),
         timed('GET /healthz', () => fetch(`${svc.baseUrl}/healthz`)),
       ]);
-      for (const r of [emb, job, get]) {
+      for (const r of [emb, job, get, chat, chatStream]) {
         assert.equal(r.status, 503, JSON.stringify(r.json));
         assert.deepEqual(validError(r.json), []);
         assert.equal(r.json.error.code, 'redis_unavailable');

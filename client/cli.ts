@@ -3,9 +3,12 @@
  *   qi models
  *   qi chat "hello" [--model tiny-chat] [--max-tokens 64] [--temperature 0.7] [--seed 1] [--no-stream]
  *   qi embed "text" ["more text" ...] [--model use-lite]
+ *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N]
  *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
  * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
  */
+import { createReadStream, statSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
 import { InferenceClient, InferenceError } from './inference-client.js';
@@ -14,6 +17,8 @@ const USAGE = `usage: qi <command> [options]
   models                              list the models you may use
   chat <message> [--model M] [--max-tokens N] [--temperature T] [--seed S] [--no-stream]
   embed <text>... [--model M]         print one line per text: its dimensions and first values
+  upload <file> --collection C         upload a document, with progress bars for the upload and its ingestion
+  search <query> --collection C [--top-k N]
   jobs <id>                           show a job
   jobs follow <id>                    follow a job live (tokens, progress) until it ends
   jobs cancel <id>                    cancel a job
@@ -29,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
       temperature: { type: 'string' },
       seed: { type: 'string' },
       'no-stream': { type: 'boolean' },
+      collection: { type: 'string' },
+      'top-k': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -66,6 +73,36 @@ async function main(argv: string[]): Promise<number> {
         vectors.forEach((v, i) => console.log(`${i}\t${v.length} dims\t[${v.slice(0, 4).map((x) => x.toFixed(4)).join(', ')}, ...]`));
         return 0;
       }
+      case 'upload': {
+        const file = args[0];
+        if (!file || !values.collection) throw new Error('usage: qi upload <file> --collection <name>');
+        const size = statSync(file).size;
+        const doc = await client.uploadDocument(createReadStream(file), {
+          filename: path.basename(file),
+          collection: values.collection,
+          size,
+          onProgress: (sent) => bar('upload', sent, size),
+        });
+        process.stderr.write('\n');
+        await client.follow(doc.job_id, {
+          onProgress: (p) => {
+            const pr = p as { stage?: string; pages_done?: number; pages_total?: number; chunks_done?: number; chunks_total?: number };
+            if (pr.chunks_total) bar(pr.stage ?? 'ingest', pr.chunks_done ?? 0, pr.chunks_total);
+            else if (pr.pages_total) bar(pr.stage ?? 'ingest', pr.pages_done ?? 0, pr.pages_total);
+          },
+        });
+        process.stderr.write('\n');
+        const final = await client.getDocument(doc.id);
+        console.log(`${doc.id}\t${final.status}\t${final.chunks} chunks`);
+        return final.status === 'ready' ? 0 : 1;
+      }
+      case 'search': {
+        const query = args.join(' ');
+        if (!query || !values.collection) throw new Error('usage: qi search "query" --collection <name>');
+        const hits = await client.search(values.collection, query, { top_k: num(values['top-k']) ?? 5 });
+        for (const h of hits) console.log(`${h.score.toFixed(3)}\t${h.document_id.slice(0, 8)} p.${h.page}\t${h.text.replace(/\s+/g, ' ').slice(0, 100)}`);
+        return 0;
+      }
       case 'jobs': {
         const [sub, id] = args[0] === 'cancel' || args[0] === 'follow' ? [args[0], args[1]] : ['show', args[0]];
         if (!id) throw new Error('jobs needs a job id');
@@ -88,6 +125,14 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/** A one-line progress bar on stderr, redrawn in place. */
+function bar(label: string, done: number, total: number): void {
+  const width = 30;
+  const frac = total > 0 ? Math.min(1, done / total) : 0;
+  const filled = Math.round(frac * width);
+  process.stderr.write(`\r${label.padEnd(8)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(frac * 100)}% (${done}/${total})`);
 }
 
 main(process.argv.slice(2)).then(

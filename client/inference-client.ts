@@ -63,6 +63,28 @@ export interface ChatbotReply {
   metadata: Record<string, unknown>;
 }
 
+export interface DocumentView {
+  id: string;
+  collection: string;
+  filename: string;
+  status: 'queued' | 'processing' | 'ready' | 'failed';
+  stage: string | null;
+  job_id: string;
+  progress: { pages_done: number; pages_total: number | null; chunks_done: number; chunks_total: number | null };
+  chunks: number;
+  error: { message: string; code: string } | null;
+}
+
+export interface SearchHit {
+  score: number;
+  text: string;
+  document_id: string;
+  page: number;
+  char_start: number;
+  char_end: number;
+  metadata: Record<string, unknown>;
+}
+
 export type JobSubmission =
   | { type: 'embedding'; model: string; input: string | string[]; dimensions?: number }
   | ({ type: 'chat'; model: string; messages: ChatMessage[] } & ChatOptions);
@@ -135,6 +157,58 @@ export class InferenceClient {
         if (text) yield text;
       }
     }
+  }
+
+  /**
+   * Uploads a document into a collection. The body streams from `file` (a Blob, or chunks of
+   * bytes), and `onProgress(sentBytes)` reports how much has gone out, for progress bars.
+   */
+  async uploadDocument(
+    file: Blob | AsyncIterable<Uint8Array>,
+    opts: { filename: string; collection: string; metadata?: Record<string, unknown>; size?: number; onProgress?: (sent: number) => void },
+  ): Promise<DocumentView> {
+    const boundary = `----qi-${Math.random().toString(16).slice(2)}`;
+    const enc = new TextEncoder();
+    const field = (name: string, value: string) => enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+    const safeName = opts.filename.replace(/["\r\n]/g, '_');
+    const head = [
+      field('collection', opts.collection),
+      ...(opts.metadata ? [field('metadata', JSON.stringify(opts.metadata))] : []),
+      enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    ];
+    const tail = enc.encode(`\r\n--${boundary}--\r\n`);
+    const source: AsyncIterable<Uint8Array> = file instanceof Blob ? (file.stream() as unknown as AsyncIterable<Uint8Array>) : file;
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (const part of head) controller.enqueue(part);
+        for await (const chunk of source) {
+          controller.enqueue(chunk);
+          sent += chunk.byteLength;
+          opts.onProgress?.(sent);
+        }
+        controller.enqueue(tail);
+        controller.close();
+      },
+    });
+    const res = await this.fetchImpl(`${this.baseUrl}/v1/documents`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.opts.apiKey}`, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      body,
+      // Needed by fetch for a streamed request body.
+      duplex: 'half',
+    } as RequestInit);
+    if (!res.ok) throw await toError(res);
+    return (await res.json()) as DocumentView;
+  }
+
+  getDocument(id: string): Promise<DocumentView> {
+    return this.request('GET', `/v1/documents/${encodeURIComponent(id)}`) as Promise<DocumentView>;
+  }
+
+  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number } = {}): Promise<SearchHit[]> {
+    const res = (await this.request('POST', `/v1/collections/${encodeURIComponent(collection)}/search`, { query, top_k: opts.top_k ?? 5, ...opts })) as { data: SearchHit[] };
+    return res.data;
   }
 
   /** One chatbot turn; pass the returned session_id back to continue the dialogue. */

@@ -101,6 +101,47 @@ $('embed-send').addEventListener('click', async () => {
   }
 });
 
+$('doc-upload').addEventListener('click', async () => {
+  const file = $<HTMLInputElement>('doc-file').files?.[0];
+  const progress = $('doc-progress');
+  if (!client || !file) return;
+  try {
+    const doc = await client.uploadDocument(file, {
+      filename: file.name,
+      collection: $<HTMLInputElement>('doc-collection').value,
+      onProgress: (sent) => (progress.textContent = `uploading ${Math.round((sent / file.size) * 100)}%`),
+    });
+    progress.textContent = `uploaded; ingesting (job ${doc.job_id})…`;
+    await client.follow(doc.job_id, {
+      onProgress: (p) => {
+        const pr = p as { stage?: string; pages_done?: number; pages_total?: number; chunks_done?: number; chunks_total?: number };
+        progress.textContent = `${pr.stage ?? 'ingesting'}: pages ${pr.pages_done ?? 0}/${pr.pages_total ?? '?'}, chunks ${pr.chunks_done ?? 0}/${pr.chunks_total ?? '?'}`;
+      },
+    });
+    const final = await client.getDocument(doc.id);
+    progress.textContent = `${file.name}: ${final.status}, ${final.chunks} chunks`;
+  } catch (err) {
+    progress.textContent = `failed: ${(err as Error).message}`;
+  }
+  void refreshJobs();
+});
+
+$('search-send').addEventListener('click', async () => {
+  if (!client) return;
+  try {
+    const hits = await client.search($<HTMLInputElement>('doc-collection').value, $<HTMLInputElement>('search-query').value, { top_k: 5 });
+    $('search-hits').replaceChildren(
+      ...hits.map((h) => {
+        const tr = document.createElement('tr');
+        for (const v of [h.score.toFixed(3), h.document_id.slice(0, 8), String(h.page), h.text.slice(0, 160)]) tr.append(Object.assign(document.createElement('td'), { textContent: v }));
+        return tr;
+      }),
+    );
+  } catch (err) {
+    $('search-hits').replaceChildren(Object.assign(document.createElement('tr'), { textContent: `error: ${(err as Error).message}` }));
+  }
+});
+
 let botSession: string | undefined;
 $('bot-reset').addEventListener('click', () => {
   botSession = undefined;

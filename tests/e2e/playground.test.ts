@@ -80,11 +80,28 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
     await shot('4-embeddings');
   });
 
+  test('upload a document: progress, then ready; search it and see the hit with its source', async () => {
+    const text = 'The lighthouse keeper climbs one hundred and twelve steps every evening to light the lamp.\n\nTea is best brewed with water just below boiling.';
+    await page.fill('#doc-collection', 'e2e-docs');
+    await page.setInputFiles('#doc-file', { name: 'handbook.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
+    await page.click('#doc-upload');
+    await page.waitForFunction(() => /handbook\.txt: (ready|failed)/.test(document.querySelector('#doc-progress')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    assert.match((await page.textContent('#doc-progress')) ?? '', /handbook\.txt: ready, \d+ chunks/);
+    await shot('5-document-ready');
+    await page.fill('#search-query', 'How many steps does the keeper climb?');
+    await page.click('#search-send');
+    await page.waitForFunction(() => document.querySelectorAll('#search-hits tr').length > 0);
+    const first = await page.$$eval('#search-hits tr:first-child td', (tds) => tds.map((td) => td.textContent ?? ''));
+    assert.match(first[3]!, /lighthouse keeper climbs/);
+    assert.equal(first[2], '1');
+    await shot('6-search');
+  });
+
   test('recent jobs list the chat job as completed', async () => {
     await page.click('#jobs-refresh');
     await page.waitForFunction(() => document.querySelectorAll('#jobs-list tr').length > 0);
     const cells = await page.$$eval('#jobs-list tr td', (tds) => tds.map((td) => td.textContent));
     assert.ok(cells.includes('chat') && cells.includes('completed'), cells.join(' | '));
-    await shot('5-jobs');
+    await shot('7-jobs');
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -61,6 +61,32 @@ describe('the typed client and the qi CLI against the running service', () => {
     assert.equal((await client.getJob(job.id)).status, 'completed');
     await assert.rejects(client.chat('nope', [{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof InferenceError && e.status === 404 && e.code === 'model_not_found');
     await assert.rejects(client.follow('chat.tiny-chat~00000000-0000-0000-0000-000000000000'), (e: unknown) => e instanceof InferenceError && e.code === 'job_not_found');
+  });
+
+  test('documents through the client and the CLI: upload with progress, ingestion to ready, search', async () => {
+    const text = 'Bees pollinate many of the crops we eat.\n\nThe museum is closed on Mondays and open late on Fridays.';
+    let sent = 0;
+    const doc = await client.uploadDocument(new Blob([text]), { filename: 'notes.txt', collection: 'client-docs', onProgress: (n) => (sent = n) });
+    assert.equal(sent, Buffer.byteLength(text));
+    const stages: string[] = [];
+    await client.follow(doc.job_id, { onProgress: (p) => stages.push((p as { stage: string }).stage) });
+    assert.equal((await client.getDocument(doc.id)).status, 'ready');
+    assert.ok(stages.length > 0);
+    const hits = await client.search('client-docs', 'When is the museum open?', { top_k: 2 });
+    assert.match(hits[0]!.text, /museum/);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'qi-cli-doc-')), 'facts.txt');
+    writeFileSync(file, 'Water boils at one hundred degrees Celsius at sea level.');
+    const env = { QI_URL: svc.baseUrl, QI_API_KEY: KEYS.acme };
+    const up = await qi(['upload', file, '--collection', 'cli-docs'], env);
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /\tready\t1 chunks/);
+    assert.match(up.stderr, /upload\s+\[#+\] 100%/);
+    const found = await qi(['search', 'At what temperature does water boil?', '--collection', 'cli-docs'], env);
+    assert.equal(found.code, 0, found.stderr);
+    assert.match(found.stdout, /Water boils/);
+    const missing = await qi(['upload', file], env);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--collection/);
   });
 
   test('qi CLI: chat streams to stdout, embed prints dimensions, a bad key exits 1 with the reason', async () => {

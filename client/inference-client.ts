@@ -160,13 +160,25 @@ export class InferenceClient {
   }
 
   /**
-   * Uploads a document into a collection. The body streams from `file` (a Blob, or chunks of
-   * bytes), and `onProgress(sentBytes)` reports how much has gone out, for progress bars.
+   * Uploads a document into a collection. From a stream of bytes (Node: a file's read stream) the
+   * body streams out and `onProgress(sentBytes)` follows it, for progress bars. A Blob (browsers)
+   * goes as ordinary form data, because browsers stream request bodies only over HTTP/2; its
+   * progress is reported once, when it has gone out.
    */
   async uploadDocument(
     file: Blob | AsyncIterable<Uint8Array>,
     opts: { filename: string; collection: string; metadata?: Record<string, unknown>; size?: number; onProgress?: (sent: number) => void },
   ): Promise<DocumentView> {
+    if (file instanceof Blob) {
+      const form = new FormData();
+      form.set('collection', opts.collection);
+      if (opts.metadata) form.set('metadata', JSON.stringify(opts.metadata));
+      form.set('file', file, opts.filename);
+      const res = await this.fetchImpl(`${this.baseUrl}/v1/documents`, { method: 'POST', headers: { authorization: `Bearer ${this.opts.apiKey}` }, body: form });
+      if (!res.ok) throw await toError(res);
+      opts.onProgress?.(file.size);
+      return (await res.json()) as DocumentView;
+    }
     const boundary = `----qi-${Math.random().toString(16).slice(2)}`;
     const enc = new TextEncoder();
     const field = (name: string, value: string) => enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
@@ -177,7 +189,7 @@ export class InferenceClient {
       enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
     ];
     const tail = enc.encode(`\r\n--${boundary}--\r\n`);
-    const source: AsyncIterable<Uint8Array> = file instanceof Blob ? (file.stream() as unknown as AsyncIterable<Uint8Array>) : file;
+    const source = file;
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {

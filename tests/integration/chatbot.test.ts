@@ -8,7 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, authHeaders, postJson, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { uploadDocument } from '../helpers/documents.js';
+import { KEYS, authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 /** Real local HTTP services for the bot's tools: one that works, one that answers garbage, one that hangs. */
 function startToolServers() {
@@ -53,6 +54,7 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
             embedding_model: 'use-lite',
             chat_model: 'tiny-chat',
             intent_threshold: 0.45,
+            knowledge_threshold: 0.3,
             history_turns: 2,
             max_tokens: 16,
             intents: [
@@ -163,6 +165,28 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
     assert.equal(r.json.intent, 'manual');
     assert.deepEqual(r.json.sources, []);
     assert.match(r.json.reply, /I don't know/);
+  });
+
+  test('a knowledge question over an uploaded document: the best chunk comes back as a source, with page and score', async () => {
+    const doc = await uploadDocument(svc.baseUrl, 'Device manual.\n\nTo reset the device, hold the power button for ten seconds until the light blinks twice.\n\nThe battery lasts about two days.', {
+      collection: 'manual',
+      filename: 'manual.txt',
+    });
+    assert.equal(doc.status, 202, JSON.stringify(doc.json));
+    await waitFor('document ready', async () => {
+      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${doc.json.id}`, { headers: authHeaders() })).json()) as any;
+      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
+      return d.status === 'ready' ? true : undefined;
+    }, 60_000);
+    const r = await turn({ message: 'How do I reset the device?', session_id: 's-kb-2', collection: 'manual' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.intent, 'manual');
+    assert.ok(r.json.sources.length >= 1, JSON.stringify(r.json));
+    assert.match(r.json.sources[0].text, /hold the power button/);
+    assert.equal(r.json.sources[0].document_id, doc.json.id);
+    assert.equal(r.json.sources[0].page, 1);
+    assert.ok(r.json.sources[0].score >= 0.3);
+    assert.equal(r.json.metadata.model, 'tiny-chat', 'the answer is generated from the retrieved chunks');
   });
 
   test('small talk below every threshold goes to the chat model', async () => {

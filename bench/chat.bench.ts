@@ -116,7 +116,7 @@ async function main() {
       const { id } = (await res.json()) as { id: string };
       await new Promise<void>((done) => {
         listeners.set(id, { onToken, done });
-        void socket.emitWithAck('subscribe', id);
+        socket.emitWithAck('subscribe', id).catch(() => {});
       });
       listeners.delete(id);
     };

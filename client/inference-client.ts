@@ -1,6 +1,9 @@
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
-import type { JobStatus } from '../shared/jobs/job-catalog.js';
+import type { DocumentView } from '../shared/documents/document-api.js';
+import type { JobView } from '../shared/jobs/job-views.js';
+
+export type { DocumentView, JobView };
 
 /**
  * A typed client for this service: REST (embeddings, chat, jobs, models) and Socket.IO (job
@@ -29,21 +32,6 @@ export interface ChatOptions {
   priority?: number;
 }
 
-export interface JobView {
-  id: string;
-  object: 'job';
-  type: 'embedding' | 'chat';
-  model: string;
-  status: JobStatus;
-  progress: unknown;
-  attempts: number;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  timings: { queued_ms: number | null; run_ms: number | null };
-  result?: unknown;
-  error?: { message: string; code: string };
-}
 
 export interface ChatResult {
   model: string;
@@ -63,17 +51,6 @@ export interface ChatbotReply {
   metadata: Record<string, unknown>;
 }
 
-export interface DocumentView {
-  id: string;
-  collection: string;
-  filename: string;
-  status: 'queued' | 'processing' | 'ready' | 'failed';
-  stage: string | null;
-  job_id: string;
-  progress: { pages_done: number; pages_total: number | null; chunks_done: number; chunks_total: number | null };
-  chunks: number;
-  error: { message: string; code: string } | null;
-}
 
 export interface SearchHit {
   score: number;

@@ -19,26 +19,10 @@ import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { JobService } from '../jobs/job-service.js';
 import { sniffDocument } from './sniff.js';
 import type { ReceivedUpload } from './upload.js';
+import type { DocumentView } from '../../shared/documents/document-api.js';
 
-export interface DocumentView {
-  id: string;
-  object: 'document';
-  collection: string;
-  filename: string;
-  type: string;
-  mime: string;
-  bytes: number;
-  sha256: string;
-  metadata: DocumentMetadata;
-  status: 'queued' | 'processing' | 'ready' | 'failed';
-  stage: string | null;
-  job_id: string;
-  progress: { pages_done: number; pages_total: number | null; chunks_done: number; chunks_total: number | null };
-  chunks: number;
-  error: { message: string; code: string } | null;
-  created_at: number;
-  updated_at: number;
-}
+
+export type { DocumentView };
 
 export interface CollectionView {
   object: 'collection';

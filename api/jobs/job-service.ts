@@ -13,28 +13,15 @@ import {
   type JobStatus,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
-import { cancelChannel, publicResult } from '../../shared/jobs/job-views.js';
+import { cancelChannel, publicResult, type JobView } from '../../shared/jobs/job-views.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { ReplyHub } from './reply-hub.js';
+
+export type { JobView };
 
 /** Where a job goes: a model's queue, or another queue with the same bound (the chatbot's). */
 export type QueueTarget = Pick<ModelConfig, 'id' | 'queueName' | 'max_queue'>;
 
-export interface JobView {
-  id: string;
-  object: 'job';
-  type: JobType;
-  model: string;
-  status: JobStatus;
-  progress: unknown;
-  attempts: number;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  timings: { queued_ms: number | null; run_ms: number | null };
-  result?: unknown;
-  error?: { message: string; code: string };
-}
 
 export interface SubmitOptions {
   requestId?: string;

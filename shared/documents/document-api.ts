@@ -1,3 +1,4 @@
+import type { DocumentMetadata } from './documents.js';
 import { z } from 'zod';
 import { searchFilterSchema } from './document-jobs.js';
 
@@ -11,3 +12,24 @@ export const searchRequestSchema = z
   })
   .strict();
 export type SearchRequest = z.infer<typeof searchRequestSchema>;
+
+/** A document as GET /v1/documents/:id shows it, and as the typed client receives it. */
+export interface DocumentView {
+  id: string;
+  object: 'document';
+  collection: string;
+  filename: string;
+  type: string;
+  mime: string;
+  bytes: number;
+  sha256: string;
+  metadata: DocumentMetadata;
+  status: 'queued' | 'processing' | 'ready' | 'failed';
+  stage: string | null;
+  job_id: string;
+  progress: { pages_done: number; pages_total: number | null; chunks_done: number; chunks_total: number | null };
+  chunks: number;
+  error: { message: string; code: string } | null;
+  created_at: number;
+  updated_at: number;
+}

@@ -1,4 +1,4 @@
-import { decodeVector, type JobResult, type JobType } from './job-catalog.js';
+import { decodeVector, type JobResult, type JobStatus, type JobType } from './job-catalog.js';
 
 /**
  * How a stored job result looks to clients (GET /v1/jobs/:id and the Socket.IO `completed`
@@ -25,6 +25,23 @@ export function embeddingList(result: JobResult<'embedding'>, encoding: 'float' 
     model: result.model,
     usage: { prompt_tokens: result.prompt_tokens, total_tokens: result.prompt_tokens },
   };
+}
+
+/** A job as GET /v1/jobs/:id shows it, and as the typed client receives it. */
+export interface JobView {
+  id: string;
+  object: 'job';
+  type: JobType;
+  model: string;
+  status: JobStatus;
+  progress: unknown;
+  attempts: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  timings: { queued_ms: number | null; run_ms: number | null };
+  result?: unknown;
+  error?: { message: string; code: string };
 }
 
 /** Messages on an API instance's reply channel, for requests that wait synchronously. */

@@ -1,6 +1,8 @@
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
+import type { ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
+import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
 
 export type { DocumentView, JobView };
@@ -21,25 +23,8 @@ export interface ChatMessage {
   content: string;
 }
 
-export interface ChatOptions {
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  repetition_penalty?: number;
-  seed?: number;
-  stop?: string[];
-  priority?: number;
-}
 
 
-export interface ChatResult {
-  model: string;
-  message: { role: 'assistant'; content: string };
-  finish_reason: 'stop' | 'length' | 'cancelled';
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  timings: { ttft_ms: number | null; total_ms: number; tokens_per_second: number | null };
-}
 
 export interface ChatbotReply {
   reply: string;
@@ -62,9 +47,10 @@ export interface SearchHit {
   metadata: Record<string, unknown>;
 }
 
-export type JobSubmission =
-  | { type: 'embedding'; model: string; input: string | string[]; dimensions?: number }
-  | ({ type: 'chat'; model: string; messages: ChatMessage[] } & ChatOptions);
+export type JobSubmission = CreateJobRequestInput;
+export type { ChatOptions };
+/** A finished chat job's result. */
+export type ChatResult = JobResult<'chat'>;
 
 /** An error answer of the service, with its OpenAI-shaped body. */
 export class InferenceError extends Error {

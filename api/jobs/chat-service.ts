@@ -2,20 +2,12 @@ import { errors } from '../../shared/errors/app-error.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
+import type { ChatParams } from '../../shared/api/request-schemas.js';
 import type { CacheContext } from '../cache/response-cache.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
 import { runStreamingJob } from './stream-runner.js';
 
-export interface ChatParams {
-  messages: { role: 'system' | 'user' | 'assistant'; content: string }[];
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  repetition_penalty?: number;
-  seed?: number;
-  stop?: string[];
-}
+export type { ChatParams };
 
 export type ChatOutcome =
   | { status: 'completed'; jobId: string; model: string; result: JobResult<'chat'> }

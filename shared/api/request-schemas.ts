@@ -124,6 +124,12 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
 ]);
 
 export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
+/** What a client may send to POST /v1/jobs (before defaults and normalisation). */
+export type CreateJobRequestInput = z.input<typeof createJobRequestSchema>;
+/** A chat request's messages and sampling settings, as validated (the API's view). */
+export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority'>;
+/** A chat request's sampling settings as a client sends them. */
+export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages'>;
 
 /** POST /v1/chatbot: one turn of the tenant's chatbot. */
 export const chatbotRequestSchema = z

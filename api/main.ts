@@ -1,4 +1,4 @@
-import { Queue, QueueEvents } from 'bullmq';
+import { QueueEvents } from 'bullmq';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -51,13 +51,12 @@ async function main(): Promise<void> {
   shutdown.register('redis', () => Promise.allSettled([redis, subscriber, socketPub, socketSub].map((r) => closeRedis(r))));
   await waitForRedis(redis, 30_000);
 
-  const queues = createQueues(registry, redis, env.QUEUE_PREFIX);
-  // The document pipeline's queues: GET /v1/jobs/:id, Socket.IO and Bull Board see its jobs like any other.
-  for (const name of Object.values(DOCUMENT_QUEUES)) queues.set(name, new Queue(name, { connection: redis, prefix: env.QUEUE_PREFIX, streams: { events: { maxLen: 1000 } } }));
   const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
-  if (Object.keys(chatbotConfig.tenants).length > 0) {
-    queues.set(CHATBOT_QUEUE, new Queue(CHATBOT_QUEUE, { connection: redis, prefix: env.QUEUE_PREFIX, streams: { events: { maxLen: 1000 } } }));
-  }
+  // The document pipeline's queues and the chatbot's: GET /v1/jobs/:id, Socket.IO and Bull Board see their jobs like any other.
+  const queues = createQueues(registry, redis, env.QUEUE_PREFIX, [
+    ...Object.values(DOCUMENT_QUEUES),
+    ...(Object.keys(chatbotConfig.tenants).length > 0 ? [CHATBOT_QUEUE] : []),
+  ]);
   // While Redis is down every command fails and BullMQ re-emits it: requests answer 503 (see
   // JobService), and the process must not die of an unhandled 'error' event.
   for (const q of queues.values()) q.on('error', (err) => log.debug({ err: err.message, queue: q.name }, 'queue connection error'));

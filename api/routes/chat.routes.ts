@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { cacheContext } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
+import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -48,12 +49,12 @@ export function chatRoutes(deps: { chat: ChatService }): Router {
     let answering = model.id;
     let jobId = '';
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      sse(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
+      sendEvent(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
     // The stream opens with the first token, not at submission: a job that fails before producing
     // anything (a prompt longer than the context) still gets a plain HTTP error status.
     const open = () => {
       if (res.headersSent) return;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
+      openEventStream(res, jobId);
       chunk({ role: 'assistant', content: '' }, null);
     };
     const outcome = await deps.chat.run(tenant, model, payload, {
@@ -76,20 +77,15 @@ export function chatRoutes(deps: { chat: ChatService }): Router {
     if (outcome.status === 'completed') {
       answering = outcome.model;
       chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
-      if (body.stream_options?.include_usage) sse(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
+      if (body.stream_options?.include_usage) sendEvent(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
     } else {
       const e = failure(outcome);
-      sse(res, e.toBody());
+      sendEvent(res, e.toBody());
     }
-    res.write('data: [DONE]\n\n');
-    res.end();
+    endEventStream(res);
   });
 
   return router;
-}
-
-function sse(res: Response, data: unknown): void {
-  res.write(`data: ${JSON.stringify(data)}\n\n`);
 }
 
 function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {

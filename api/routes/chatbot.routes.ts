@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { chatbotRequestSchema } from '../../shared/api/request-schemas.js';
 import { CHATBOT_MAX_QUEUE, CHATBOT_QUEUE, type ChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { JobService } from '../jobs/job-service.js';
 import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
-
+import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
 
 /**
  * POST /v1/chatbot: one turn of the tenant's chatbot, run as a job like everything else. Whole
@@ -27,10 +27,6 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
       if (!res.writableFinished) abort.abort();
     });
     let jobId = '';
-    const open = () => {
-      if (res.headersSent) return;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
-    };
     const { end } = await runStreamingJob(
       { jobs: deps.jobs, relay: chatbot.relay },
       'chatbot',
@@ -46,8 +42,8 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
         },
         onToken: (text) => {
           if (!body.stream) return;
-          open();
-          sse(res, { type: 'token', text });
+          openEventStream(res, jobId);
+          sendEvent(res, { type: 'token', text });
         },
       },
     );
@@ -55,23 +51,18 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
     if (end.status !== 'completed') {
       const e = failure(end);
       if (!res.headersSent) throw e;
-      sse(res, e.toBody());
+      sendEvent(res, e.toBody());
     } else if (body.stream) {
-      open();
-      sse(res, { type: 'result', ...(end.result as object) });
+      openEventStream(res, jobId);
+      sendEvent(res, { type: 'result', ...(end.result as object) });
     } else {
       res.setHeader('x-job-id', jobId);
       res.json(end.result);
       return;
     }
-    res.write('data: [DONE]\n\n');
-    res.end();
+    endEventStream(res);
   });
   return router;
-}
-
-function sse(res: Response, data: unknown): void {
-  res.write(`data: ${JSON.stringify(data)}\n\n`);
 }
 
 function failure(end: StreamedEnd): AppError {

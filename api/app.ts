@@ -13,7 +13,7 @@ import type { JwtService } from './auth/jwt.js';
 import type { KeyStore } from './auth/key-store.js';
 import { modelAccess } from './auth/model-access.js';
 import type { Embedder } from './cache/response-cache.js';
-import { corsPolicy, securityHeaders } from './http/security-headers.js';
+import { corsPolicy, dashboardSecurityHeaders, securityHeaders } from './http/security-headers.js';
 import type { RateLimits } from './limits/rate-limits.js';
 import { adminRoutes, authRoutes } from './routes/admin.routes.js';
 import { errorHandler, notFoundRoute } from './http/error-handler.js';
@@ -93,7 +93,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(healthRoutes({ redis: deps.redis, registry: deps.registry, prefix: deps.prefix, isShuttingDown: deps.isShuttingDown }));
   app.use(metricsRoutes({ metrics: deps.metrics, auth: deps.auth }));
   app.use(docsRoutes({ document: () => buildOpenApiDocument() }));
-  app.use('/admin/queues', requireAdmin(deps.auth, { basicChallenge: true }), createBullBoardRouter(deps.queues.values(), '/admin/queues'));
+  app.use('/admin/queues', requireAdmin(deps.auth, { basicChallenge: true }), dashboardSecurityHeaders(), createBullBoardRouter(deps.queues.values(), '/admin/queues'));
 
   // Authenticate (and count the request) before parsing, so an anonymous or throttled caller cannot
   // make us parse megabytes of JSON; signed requests finish their check once the body is hashed.

@@ -2,9 +2,14 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
-import type { Router } from 'express';
+import { Router } from 'express';
 
-/** Bull Board over every queue, mounted by the API behind the admin key. */
+/**
+ * Bull Board over every queue, mounted by the API behind the admin key. The bare mount path
+ * (`/admin/queues`, the README's URL) is redirected to `/admin/queues/`: Bull Board's client
+ * router takes `<base href>` (always with its trailing slash) as its basename and renders nothing
+ * at a path outside it, and its relative asset URLs only resolve from inside that folder.
+ */
 export function createBullBoardRouter(queues: Iterable<Queue>, basePath: string): Router {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(basePath);
@@ -13,5 +18,14 @@ export function createBullBoardRouter(queues: Iterable<Queue>, basePath: string)
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Inference queues' } },
   });
-  return serverAdapter.getRouter() as Router;
+  const router = Router();
+  router.get('/', (req, res, next) => {
+    const q = req.originalUrl.indexOf('?');
+    const pathname = q < 0 ? req.originalUrl : req.originalUrl.slice(0, q);
+    if (pathname.endsWith('/')) return next();
+    // The Location is built from the configured base path, never from the request's path.
+    res.redirect(301, `${basePath.replace(/\/$/, '')}/${q < 0 ? '' : req.originalUrl.slice(q)}`);
+  });
+  router.use(serverAdapter.getRouter() as Router);
+  return router;
 }

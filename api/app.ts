@@ -25,7 +25,7 @@ import { chatRoutes } from './routes/chat.routes.js';
 import { chatbotRoutes } from './routes/chatbot.routes.js';
 import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
-import { documentsRoutes } from './routes/documents.routes.js';
+import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
 import type { DocumentService } from './documents/document-service.js';
 import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
@@ -101,7 +101,14 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', authenticate(() => sec().identity));
   app.use('/v1', (req, res, next) => sec().limits.requests()(req, res, next));
   app.use('/v1', express.json({ limit: deps.maxBodyBytes, type: ['application/json', 'application/*+json'], verify: recordBodyHash }));
-  app.use('/v1', completeSignature(() => sec().identity));
+  app.use(
+    '/v1',
+    completeSignature(() => sec().identity, {
+      maxBodyBytes: deps.maxBodyBytes,
+      streamsBody: streamsRequestBody,
+      countRequest: (identity, res) => sec().limits.consume(identity, 'requests', 1, res),
+    }),
+  );
   app.use('/v1', (req, res, next) => sec().limits.requests()(req, res, next));
   app.use('/v1', requireScope());
   app.use('/v1', modelAccess(() => deps.registry));

@@ -4,6 +4,8 @@ import type { ChatOptions, CreateJobRequestInput } from '../shared/api/request-s
 import type { DocumentView } from '../shared/documents/document-api.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
+import { signRequestWeb } from '../shared/api/sign-request-web.js';
+import { multipartBody } from '../shared/api/signature-scheme.js';
 
 export type { DocumentView, JobView };
 
@@ -15,6 +17,13 @@ export type { DocumentView, JobView };
 export interface ClientOptions {
   baseUrl: string;
   apiKey: string;
+  /**
+   * Sign every request with the key (docs/SIGNED_REQUESTS.md) instead of sending it: required for
+   * keys created with `require_signature`. Uploads are then built in memory first, since the
+   * signature covers their exact bytes; Socket.IO connects with a token minted by a signed
+   * `POST /v1/auth/token` (the deployment needs JWT_SECRET).
+   */
+  signRequests?: boolean;
   fetch?: typeof fetch;
 }
 
@@ -97,10 +106,11 @@ export class InferenceClient {
   /** Streams a chat answer over server-sent events; yields text pieces as they arrive. */
   async *chatStream(model: string, messages: ChatMessage[], opts: ChatOptions & { signal?: AbortSignal } = {}): AsyncGenerator<string> {
     const { signal, ...params } = opts;
+    const body = JSON.stringify({ model, messages, ...params, stream: true });
     const res = await this.fetchImpl(`${this.baseUrl}/v1/chat/completions`, {
       method: 'POST',
-      headers: this.headers(),
-      body: JSON.stringify({ model, messages, ...params, stream: true }),
+      headers: await this.headers('POST', '/v1/chat/completions', body),
+      body,
       signal,
     });
     if (!res.ok || !res.body) throw await toError(res);
@@ -132,6 +142,7 @@ export class InferenceClient {
     file: Blob | AsyncIterable<Uint8Array>,
     opts: { filename: string; collection: string; metadata?: Record<string, unknown>; size?: number; onProgress?: (sent: number) => void },
   ): Promise<DocumentView> {
+    if (this.opts.signRequests) return this.uploadSigned(file, opts);
     if (file instanceof Blob) {
       const form = new FormData();
       form.set('collection', opts.collection);
@@ -174,6 +185,33 @@ export class InferenceClient {
       duplex: 'half',
     } as RequestInit);
     if (!res.ok) throw await toError(res);
+    return (await res.json()) as DocumentView;
+  }
+
+  /** A signed upload: the form is built in memory, so its exact bytes can be hashed before they are sent. */
+  private async uploadSigned(
+    file: Blob | AsyncIterable<Uint8Array>,
+    opts: { filename: string; collection: string; metadata?: Record<string, unknown>; onProgress?: (sent: number) => void },
+  ): Promise<DocumentView> {
+    let content: Blob;
+    if (file instanceof Blob) content = file;
+    else {
+      const chunks: Uint8Array<ArrayBuffer>[] = [];
+      for await (const chunk of file) chunks.push(new Uint8Array(chunk));
+      content = new Blob(chunks);
+    }
+    const form = new FormData();
+    form.set('collection', opts.collection);
+    if (opts.metadata) form.set('metadata', JSON.stringify(opts.metadata));
+    form.set('file', content, opts.filename);
+    const { body, contentType } = await multipartBody(form);
+    const res = await this.fetchImpl(`${this.baseUrl}/v1/documents`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, ...(await this.signatureOf('POST', '/v1/documents', body)) },
+      body: body as Uint8Array<ArrayBuffer>,
+    });
+    if (!res.ok) throw await toError(res);
+    opts.onProgress?.(content.size);
     return (await res.json()) as DocumentView;
   }
 
@@ -257,19 +295,36 @@ export class InferenceClient {
   }
 
   private connect(): Socket<ServerToClientEvents, ClientToServerEvents> {
-    this.socket ??= io(this.baseUrl, { auth: { token: this.opts.apiKey }, transports: ['websocket'] });
+    // A key that only signs cannot be sent in the handshake: each (re)connect mints a short-lived token.
+    const auth = this.opts.signRequests
+      ? (cb: (data: { token: string }) => void) =>
+          void (this.request('POST', '/v1/auth/token', {}) as Promise<{ access_token: string }>).then(
+            (t) => cb({ token: t.access_token }),
+            () => cb({ token: '' }),
+          )
+      : { token: this.opts.apiKey };
+    this.socket ??= io(this.baseUrl, { auth, transports: ['websocket'] });
     return this.socket;
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { authorization: `Bearer ${this.opts.apiKey}`, 'content-type': 'application/json', ...extra };
+  /** The headers of a JSON request (with its exact body, when it is signed). */
+  private async headers(method: string, route: string, body: string | undefined, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    const credentials = this.opts.signRequests ? await this.signatureOf(method, route, body) : { authorization: `Bearer ${this.opts.apiKey}` };
+    return { ...credentials, 'content-type': 'application/json', ...extra };
+  }
+
+  /** The signature headers; the path signed is the one on the request line, base URL's path included. */
+  private signatureOf(method: string, route: string, body: string | Uint8Array | undefined): Promise<Record<string, string>> {
+    const url = new URL(`${this.baseUrl}${route}`);
+    return signRequestWeb({ apiKey: this.opts.apiKey, method, path: `${url.pathname}${url.search}`, body });
   }
 
   private async request(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<unknown> {
+    const text = body === undefined ? undefined : JSON.stringify(body);
     const res = await this.fetchImpl(`${this.baseUrl}${route}`, {
       method,
-      headers: this.headers(headers),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: await this.headers(method, route, text, headers),
+      ...(text === undefined ? {} : { body: text }),
     });
     if (!res.ok) throw await toError(res);
     return res.json();

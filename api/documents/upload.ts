@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import type { Request } from 'express';
@@ -20,6 +21,18 @@ export interface ReceivedUpload {
   fields: Record<string, string>;
 }
 
+export interface UploadOptions {
+  incomingDir: string;
+  maxBytes: number;
+  /** Where the body is read from instead of the request: a signed request's hashing stream. */
+  body?: Readable;
+}
+
+/** Whether the request is a multipart form (the only kind of body the upload route reads). */
+export function isMultipart(req: Pick<Request, 'headers'>): boolean {
+  return /^multipart\/form-data\b/i.test(req.headers['content-type'] ?? '');
+}
+
 /** Multipart overhead allowed on top of the file in Content-Length before a request is refused unread. */
 const ENVELOPE_BYTES = 256 * 1024;
 
@@ -31,9 +44,8 @@ const ENVELOPE_BYTES = 256 * 1024;
  * The file name the client sent is kept as a display name only; the file is written under a
  * random name in `incomingDir`, so no name can point anywhere else.
  */
-export function receiveUpload(req: Request, opts: { incomingDir: string; maxBytes: number }): Promise<ReceivedUpload> {
-  const type = req.headers['content-type'] ?? '';
-  if (!/^multipart\/form-data\b/i.test(type)) {
+export function receiveUpload(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
+  if (!isMultipart(req)) {
     return Promise.reject(
       new AppError(415, 'invalid_request_error', 'unsupported_media_type', 'POST /v1/documents takes multipart/form-data with a `file` part and a `collection` field.'),
     );
@@ -42,11 +54,14 @@ export function receiveUpload(req: Request, opts: { incomingDir: string; maxByte
   if (Number.isFinite(announced) && announced > opts.maxBytes + ENVELOPE_BYTES) {
     return Promise.reject(tooLarge(opts.maxBytes));
   }
+  // Something before the route read the body already: waiting for it would never end.
+  if (!opts.body && req.readableEnded) return Promise.reject(errors.internal('The upload body was consumed before the upload route read it.'));
 
   return mkdir(opts.incomingDir, { recursive: true }).then(() => receive(req, opts));
 }
 
-function receive(req: Request, opts: { incomingDir: string; maxBytes: number }): Promise<ReceivedUpload> {
+function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
+  const source = opts.body ?? req;
   return new Promise<ReceivedUpload>((resolve, reject) => {
     let settled = false;
     let tmpPath: string | undefined;
@@ -72,7 +87,7 @@ function receive(req: Request, opts: { incomingDir: string; maxBytes: number }):
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
-      req.unpipe(bb);
+      source.unpipe(bb);
       bb.removeAllListeners('close');
       part?.destroy();
       if (tmpPath) {
@@ -126,7 +141,8 @@ function receive(req: Request, opts: { incomingDir: string; maxBytes: number }):
     });
     req.on('aborted', () => fail(errors.invalidRequest('The upload was aborted.', null, 'upload_aborted')));
     req.on('error', (err) => fail(errors.invalidRequest(`The upload failed: ${err.message}`, null, 'upload_failed')));
-    req.pipe(bb);
+    if (source !== req) source.on('error', (err) => fail(errors.invalidRequest(`The upload failed: ${err.message}`, null, 'upload_failed')));
+    source.pipe(bb);
   });
 }
 

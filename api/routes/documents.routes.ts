@@ -1,8 +1,19 @@
+import { unlink } from 'node:fs/promises';
 import { Router, type Request, type Response } from 'express';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { DocumentService } from '../documents/document-service.js';
-import { receiveUpload } from '../documents/upload.js';
+import { isMultipart, receiveUpload } from '../documents/upload.js';
+
+/**
+ * The requests whose body the upload route streams to disk itself. A signed one is hashed on its
+ * way there and verified before the upload is committed (api/auth/signed-body.ts); any other signed
+ * body is read and hashed before the routes run. Deliberately broad (any case, a trailing slash):
+ * a request that matches here but reaches no upload route is answered without being trusted.
+ */
+export function streamsRequestBody(req: Request): boolean {
+  return req.method === 'POST' && /^\/v1\/documents\/?$/i.test(req.originalUrl.split('?')[0] ?? '') && isMultipart(req);
+}
 
 /** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
 export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): Router {
@@ -14,12 +25,23 @@ export function documentsRoutes(deps: { documents: () => { service: DocumentServ
   };
 
   router.post('/v1/documents', async (req, res) => {
+    const signed = req.signedBody;
     let upload;
     try {
-      upload = await receiveUpload(req, { incomingDir: service().service.incomingDir, maxBytes: service().maxBytes });
+      upload = await receiveUpload(req, { incomingDir: service().service.incomingDir, maxBytes: service().maxBytes, body: signed?.stream });
     } catch (err) {
+      signed?.discard();
       if (err instanceof AppError && err.status === 413) closeAfterAnswer(req, res);
       throw err;
+    }
+    if (signed) {
+      // Nothing is stored, deduplicated or enqueued before the bytes are known to be the ones signed.
+      try {
+        await signed.verify();
+      } catch (err) {
+        await unlink(upload.tmpPath).catch(() => {});
+        throw err;
+      }
     }
     const { view, created } = await service().service.ingest(req.principal!.tenant, upload, String(req.id));
     if (!created) res.setHeader('Idempotent-Replayed', 'true');

@@ -57,9 +57,17 @@ export function completeSignature(identity: () => IdentityService, opts: Complet
     req.pendingSignature = undefined;
     if (req.bodySha256 === undefined && hasBody(req)) {
       if (opts.streamsBody(req)) {
-        req.signedBody = new SignedBody(req, async (bodySha256) => {
+        const signed = new SignedBody(req, async (bodySha256) => {
           adopt(req, await identity().finishSignature(pending, req.method, req.originalUrl, bodySha256));
           await opts.countRequest(pending.identity, res);
+        });
+        req.signedBody = signed;
+        // Answered without the upload route reading it all (e.g. no route matched): drop the rest, as
+        // Node does for an unread body, rather than leave it stuck behind the hasher.
+        res.once('finish', () => {
+          if (signed.complete) return;
+          signed.discard();
+          req.resume();
         });
         // Unproven until the route has read the body and called verify(): enough for the scope check,
         // not counted against the key's limits (see countRequest), and no tenant in the log yet.

@@ -28,6 +28,8 @@ describe('signed uploads: the signature covers the exact bytes of any body', () 
   let key: string;
   /** The same tenant's key with a limit of 3 requests per minute. */
   let limitedKey: string;
+  /** A key without the documents scope. */
+  let embeddingsKey: string;
 
   before(async () => {
     redis = await startPrivateRedis();
@@ -55,6 +57,7 @@ describe('signed uploads: the signature covers the exact bytes of any body', () 
     };
     key = await newKey({ scopes: ['documents', 'embeddings'] });
     limitedKey = await newKey({ scopes: ['documents'], limits: { rpm: 3 } });
+    embeddingsKey = await newKey({ scopes: ['embeddings'] });
   });
 
   after(async () => {
@@ -260,6 +263,17 @@ describe('signed uploads: the signature covers the exact bytes of any body', () 
     await waitFor('the partial upload to be removed', async () => (incoming().length === 0 ? true : undefined), 10_000);
     assert.deepEqual(await footprint(), before);
     assert.equal((await fetch(`${svc.baseUrl}/healthz`)).status, 200);
+  });
+
+  test('a key without the documents scope is refused (403) before its upload is read; nothing is left and the server reads on', async () => {
+    const before = await footprint();
+    const body = await form('no-scope', 'x'.repeat(512 * 1024));
+    expectError(await upload(body, { apiKey: embeddingsKey }).sent, 403, 'insufficient_scope');
+    assert.deepEqual(await footprint(), before);
+    assert.deepEqual(incoming(), []);
+    // The unread rest of that body does not hold up the service.
+    const next = await signedGet('/v1/collections');
+    assert.equal(next.status, 200, next.text);
   });
 
   test("forged uploads do not use up the key's request limit; signed ones count once verified", async () => {

@@ -90,7 +90,7 @@ function adopt(req: Request, id: Identity): void {
   req.log?.setBindings?.({ tenant: id.tenant, keyId: id.keyId });
 }
 
-/** Whether the request carries a body at all (the test body-parser makes before reading one). */
+/** Whether the request carries a body at all: type-is's `hasBody`, the test the body parsers make. */
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || !Number.isNaN(Number.parseInt(req.headers['content-length'] ?? '', 10));
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { SIGNATURE_HEADERS, sha256Hex } from '../../shared/api/sign-request.js';
 import { errors } from '../../shared/errors/app-error.js';
-import { requiredScope, type IdentityService } from './identity.js';
+import type { IdentityService } from './identity.js';
 
 /**
  * The /v1 authentication chain, in the order app.ts mounts it:
@@ -10,7 +10,8 @@ import { requiredScope, type IdentityService } from './identity.js';
  *    signed request has its headers, key and timestamp checked and waits for its body;
  * 2. the JSON parser, with `recordBodyHash` as its `verify` hook;
  * 3. `completeSignature`: the HMAC over method, path, timestamp, nonce and body hash, then the nonce;
- * 4. `requireScope`: the key's scopes must include what the route needs (403 otherwise).
+ * 4. once a route matched, its entry in the route table (api/http/route-table.ts) decides: see
+ *    `authorize` in api/auth/authorize.ts (403 without the route's scope).
  */
 export function authenticate(identity: () => IdentityService) {
   return async (req: Request, _res: Response, next: NextFunction) => {
@@ -43,18 +44,6 @@ export function completeSignature(identity: () => IdentityService) {
     req.identity = id;
     req.principal = id;
     req.log?.setBindings?.({ tenant: id.tenant, keyId: id.keyId });
-    next();
-  };
-}
-
-export function requireScope() {
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const id = req.identity;
-    if (!id) return next(errors.unauthorized('Not authenticated.', 'missing_api_key'));
-    const scope = requiredScope(req.method, req.originalUrl.split('?')[0] ?? '', req.body);
-    if (scope && !id.scopes.includes(scope)) {
-      return next(errors.forbidden(`This key does not have the '${scope}' scope this request needs.`, 'insufficient_scope'));
-    }
     next();
   };
 }

@@ -1,12 +1,13 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response } from 'express';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { DocumentService } from '../documents/document-service.js';
 import { receiveUpload } from '../documents/upload.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
-export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): Router {
-  const router = Router();
+export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): TableRoutes {
+  const router = tableRoutes();
   const service = () => {
     const d = deps.documents();
     if (!d) throw errors.unavailable('Documents are not configured on this API instance.', 'documents_unavailable');

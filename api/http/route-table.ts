@@ -28,6 +28,8 @@ export interface ScopeInput {
 export interface ScopeResolver {
   /** How the scope is chosen, for the OpenAPI document. */
   describe: string;
+  /** One request per scope it can give (tests/integration/access-matrix.test.ts sends each). */
+  cases: readonly { params?: Record<string, string>; body?: Record<string, unknown>; scope: Scope }[];
   /** The scope, or an AppError thrown when the request can name none (it could never succeed). */
   resolve(req: ScopeInput): Scope;
 }
@@ -76,6 +78,7 @@ export function familyOfQueue(queue: string): string {
 
 const byJobType: ScopeResolver = {
   describe: `by the body's \`type\`: ${Object.entries(SUBMIT_SCOPES).map(([t, s]) => `${t} → \`${s}\``).join(', ')}`,
+  cases: Object.entries(SUBMIT_SCOPES).map(([type, scope]) => ({ body: { type }, scope })),
   resolve: ({ body }) => {
     const type = (body as { type?: unknown } | undefined)?.type;
     if (typeof type === 'string' && Object.hasOwn(SUBMIT_SCOPES, type)) return SUBMIT_SCOPES[type as keyof typeof SUBMIT_SCOPES];
@@ -85,6 +88,7 @@ const byJobType: ScopeResolver = {
 
 const byJobId: ScopeResolver = {
   describe: `by the job's queue, the part of its id before \`~\`: ${Object.entries(JOB_FAMILY_SCOPES).map(([f, s]) => `${f}.* → \`${s}\``).join(', ')}`,
+  cases: Object.entries(JOB_FAMILY_SCOPES).map(([family, scope]) => ({ params: { id: `${family}.example~00000000-0000-4000-8000-000000000000` }, scope })),
   resolve: ({ params }) => {
     const id = typeof params.id === 'string' ? params.id : '';
     const queue = queueOfJobId(id);

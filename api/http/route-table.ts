@@ -76,6 +76,13 @@ export function familyOfQueue(queue: string): string {
   return queue.split('.')[0] ?? '';
 }
 
+/** The scope that reads or cancels the job with this public id, or undefined when no queue of its family exists. */
+export function scopeOfJobId(id: string): Scope | undefined {
+  const queue = queueOfJobId(id);
+  const family = queue === undefined ? '' : familyOfQueue(queue);
+  return Object.hasOwn(JOB_FAMILY_SCOPES, family) ? JOB_FAMILY_SCOPES[family as keyof typeof JOB_FAMILY_SCOPES] : undefined;
+}
+
 const byJobType: ScopeResolver = {
   describe: `by the body's \`type\`: ${Object.entries(SUBMIT_SCOPES).map(([t, s]) => `${t} → \`${s}\``).join(', ')}`,
   cases: Object.entries(SUBMIT_SCOPES).map(([type, scope]) => ({ body: { type }, scope })),
@@ -91,9 +98,8 @@ const byJobId: ScopeResolver = {
   cases: Object.entries(JOB_FAMILY_SCOPES).map(([family, scope]) => ({ params: { id: `${family}.example~00000000-0000-4000-8000-000000000000` }, scope })),
   resolve: ({ params }) => {
     const id = typeof params.id === 'string' ? params.id : '';
-    const queue = queueOfJobId(id);
-    const family = queue === undefined ? '' : familyOfQueue(queue);
-    if (Object.hasOwn(JOB_FAMILY_SCOPES, family)) return JOB_FAMILY_SCOPES[family as keyof typeof JOB_FAMILY_SCOPES];
+    const scope = scopeOfJobId(id);
+    if (scope) return scope;
     // No queue of this family exists, so neither does the job: the same answer as for a missing one.
     throw errors.notFound(`No job with id '${id}'.`, 'job_not_found', 'id');
   },

@@ -173,6 +173,12 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
     expectError(await embedWith(chatOnly.key), 403, 'insufficient_scope');
     const job = await postJson(svc.baseUrl, '/v1/jobs', { type: 'embedding', model: 'use-lite', input: ['scope job'] });
     expectError(await call('GET', `/v1/jobs/${encodeURIComponent(job.json.id)}`, { key: chatOnly.key }), 403, 'insufficient_scope');
+    // Socket.IO is no side door: following a job's events needs the scope GET /v1/jobs/:id needs.
+    const refused = await (await socket(chatOnly.key)).timeout(5000).emitWithAck('subscribe', job.json.id);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.ok === false && refused.error.code, 'insufficient_scope');
+    const allowed = await (await socket(k.key)).timeout(5000).emitWithAck('subscribe', job.json.id);
+    assert.equal(allowed.ok, true, JSON.stringify(allowed));
   });
 
   test("tenant admins manage only their own tenant's keys; other tenants' keys look missing", async () => {

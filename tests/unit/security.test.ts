@@ -117,6 +117,12 @@ test("route table: a job's scope comes from its type (POST) or the queue its id 
       assert.throws(() => byId.resolve({ params: { id }, body: undefined }), refusal(404, 'job_not_found'), id);
     }
   }
+  // The cases a resolver lists (the access matrix sends them) are what it answers.
+  for (const r of routes) {
+    if (r.access.kind !== 'tenant' || typeof r.access.scope !== 'object') continue;
+    assert.ok(r.access.scope.cases.length > 0, `${r.method} ${r.path} lists its cases`);
+    for (const c of r.access.scope.cases) assert.equal(r.access.scope.resolve({ params: c.params ?? {}, body: c.body }), c.scope, JSON.stringify(c));
+  }
   // Every queue the service creates belongs to a family with a scope.
   for (const q of [...Object.values(DOCUMENT_QUEUES), CHATBOT_QUEUE, queueNameFor('embedding', 'BAAI/bge-small'), queueNameFor('chat', 'tiny-chat')]) {
     assert.ok(Object.hasOwn(JOB_FAMILY_SCOPES, familyOfQueue(q)), `queue ${q} has a scope`);

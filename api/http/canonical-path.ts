@@ -49,6 +49,10 @@ export function canonicalPath() {
   return (req: Request, _res: Response, next: NextFunction) => {
     const bad = nonCanonical(req.url);
     if (!bad) return next();
-    next(errors.invalidRequest(`The request path is not in canonical form: ${bad.reason}.`, null, bad.code));
+    const message =
+      bad.code === 'invalid_path_encoding'
+        ? `Malformed request target: ${bad.reason}.`
+        : `The request path is not in canonical form: ${bad.reason}. Send each path exactly as documented (/openapi.json).`;
+    next(errors.invalidRequest(message, null, bad.code));
   };
 }

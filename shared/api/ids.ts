@@ -9,7 +9,7 @@ import { z } from 'zod';
  * looks them up keeps per-name data in a Map or a null-prototype object, never in a plain `{}`.
  */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const ID_RULE = "1-64 characters of [A-Za-z0-9._-], starting with a letter or a digit";
+export const ID_RULE = '1-64 characters of [A-Za-z0-9._-], starting with a letter or a digit';
 
 export function isValidId(id: string): boolean {
   return ID_PATTERN.test(id);

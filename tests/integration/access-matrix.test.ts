@@ -215,7 +215,7 @@ describe('access matrix: every route × every caller × every spelling of its pa
         for (let j = queue.shift(); j; j = queue.shift()) await run(j);
       }),
     );
-    console.log(`# access matrix: ${samples.length} requests of ${ROUTES.length} routes × ${callers.length} callers × their spellings = ${jobs.length} requests; ${seen.pass} expected to pass authorization, ${seen.refused} to be refused`);
+    console.log(`# access matrix: ${samples.length} sample requests of ${ROUTES.length} routes × ${callers.length} callers × their spellings = ${jobs.length} requests; ${seen.pass} expected to pass authorization, ${seen.refused} to be refused`);
     assert.deepEqual(wrong.slice(0, 40), [], `${wrong.length} answers differ from the route table`);
     assert.ok(seen.pass > 0 && seen.refused > 0);
   });

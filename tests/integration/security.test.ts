@@ -454,7 +454,7 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
   test('Bull Board and /metrics stay admin-only, for tenant keys and tokens alike', async () => {
     const token = (await call('POST', '/v1/auth/token', { key: KEYS.acme })).json.access_token as string;
     secrets.push(token);
-    for (const route of ['/metrics', '/admin/queues', '/admin/queues/']) {
+    for (const route of ['/metrics', '/admin/queues', '/admin/queues/', '/admin/queues/api/queues']) {
       expectError(await call('GET', route), 401);
       expectError(await call('GET', route, { key: KEYS.acme }), 403);
       expectError(await call('GET', route, { key: token }), 401);

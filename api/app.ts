@@ -6,14 +6,16 @@ import { pinoHttp } from 'pino-http';
 import { createBullBoardRouter } from '../dashboards/bull-board.js';
 import type { Logger } from '../shared/logger.js';
 import type { ModelRegistry } from '../shared/models/model-registry.js';
-import { requireAdmin, type ApiKeyAuthenticator } from './auth/api-key.auth.js';
-import { authenticate, completeSignature, recordBodyHash, requireScope } from './auth/authenticate.js';
+import type { ApiKeyAuthenticator } from './auth/api-key.auth.js';
+import { authenticate, completeSignature, recordBodyHash } from './auth/authenticate.js';
+import { routeGuards } from './auth/authorize.js';
 import type { IdentityService } from './auth/identity.js';
 import type { JwtService } from './auth/jwt.js';
 import type { KeyStore } from './auth/key-store.js';
-import { modelAccess } from './auth/model-access.js';
 import type { Embedder } from './cache/response-cache.js';
+import { canonicalPath } from './http/canonical-path.js';
 import { corsPolicy, dashboardSecurityHeaders, securityHeaders } from './http/security-headers.js';
+import { mountTableRoutes, tableRoutes } from './http/table-router.js';
 import type { RateLimits } from './limits/rate-limits.js';
 import { adminRoutes, authRoutes } from './routes/admin.routes.js';
 import { errorHandler, notFoundRoute } from './http/error-handler.js';
@@ -68,6 +70,10 @@ export interface SecurityDeps {
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
+  // One view of a path (api/http/canonical-path.ts): routes match only as written in the route
+  // table. Set before the first app.use, which creates the app's router with these settings.
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.use(securityHeaders({ tls: deps.security?.tls ?? false }));
@@ -89,11 +95,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.use(playgroundRoutes());
-  app.use(healthRoutes({ redis: deps.redis, registry: deps.registry, prefix: deps.prefix, isShuttingDown: deps.isShuttingDown }));
-  app.use(metricsRoutes({ metrics: deps.metrics, auth: deps.auth }));
-  app.use(docsRoutes({ document: () => buildOpenApiDocument() }));
-  app.use('/admin/queues', requireAdmin(deps.auth, { basicChallenge: true }), dashboardSecurityHeaders(), createBullBoardRouter(deps.queues.values(), '/admin/queues'));
+  app.use(canonicalPath());
 
   // Authenticate (and count the request) before parsing, so an anonymous or throttled caller cannot
   // make us parse megabytes of JSON; signed requests finish their check once the body is hashed.
@@ -110,17 +112,23 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use('/v1', (req, res, next) => sec().limits.requests()(req, res, next));
-  app.use('/v1', requireScope());
-  app.use('/v1', modelAccess(() => deps.registry));
-  app.use('/v1', (req, res, next) => sec().limits.tokens(() => deps.registry)(req, res, next));
-  app.use(authRoutes({ jwt: () => sec().jwt }));
-  app.use(adminRoutes({ store: () => sec().store }));
-  app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
-  app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
-  app.use(chatRoutes({ chat: deps.chat }));
-  app.use(chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }));
-  app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
-  app.use(documentsRoutes({ documents: () => deps.documents }));
+  // Every route, each behind the check its entry in api/http/route-table.ts declares (scope, admin
+  // key or public); the table refuses routes it does not list.
+  mountTableRoutes(app, routeGuards({ auth: deps.auth, registry: deps.registry, limits: () => sec().limits }), [
+    playgroundRoutes(),
+    healthRoutes({ redis: deps.redis, registry: deps.registry, prefix: deps.prefix, isShuttingDown: deps.isShuttingDown }),
+    metricsRoutes({ metrics: deps.metrics }),
+    docsRoutes({ document: () => buildOpenApiDocument() }),
+    tableRoutes().mount('/admin/queues', dashboardSecurityHeaders(), createBullBoardRouter(deps.queues.values(), '/admin/queues')),
+    authRoutes({ jwt: () => sec().jwt }),
+    adminRoutes({ store: () => sec().store, limits: () => sec().limits }),
+    modelsRoutes({ registry: deps.registry, startedAt: Date.now() }),
+    embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
+    chatRoutes({ chat: deps.chat }),
+    chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }),
+    jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
+    documentsRoutes({ documents: () => deps.documents }),
+  ]);
 
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

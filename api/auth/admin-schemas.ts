@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { idSchema } from '../../shared/api/ids.js';
 
 /**
  * Request and response shapes of the identity admin API (/v1/admin/tenants, /v1/admin/keys) and
@@ -7,7 +8,7 @@ import { z } from 'zod';
 export const SCOPES = ['chat', 'embeddings', 'documents', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-export const tenantIdSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tenant ids are 1-64 characters of [A-Za-z0-9_.-]');
+export const tenantIdSchema = idSchema('tenant ids');
 
 /** Per-minute limits; absent = the deployment's default, 0 = unlimited. */
 export const limitsSchema = z

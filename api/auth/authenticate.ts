@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { SIGNATURE_HEADERS, sha256Hex } from '../../shared/api/sign-request.js';
 import { errors } from '../../shared/errors/app-error.js';
-import { requiredScope, type Identity, type IdentityService } from './identity.js';
+import type { Identity, IdentityService } from './identity.js';
 import { SignedBody } from './signed-body.js';
 
 /**
@@ -13,7 +13,8 @@ import { SignedBody } from './signed-body.js';
  * 3. `completeSignature`: the HMAC over method, path, timestamp, nonce and body hash, then the nonce.
  *    A body of any other type is hashed too: read and dropped here, or, for a route that streams it
  *    (an upload), hashed on its way to the route, which verifies before committing (signed-body.ts);
- * 4. `requireScope`: the key's scopes must include what the route needs (403 otherwise).
+ * 4. once a route matched, its entry in the route table (api/http/route-table.ts) decides: see
+ *    `authorize` in api/auth/authorize.ts (403 without the route's scope).
  */
 export function authenticate(identity: () => IdentityService) {
   return async (req: Request, _res: Response, next: NextFunction) => {
@@ -93,16 +94,4 @@ function adopt(req: Request, id: Identity): void {
 /** Whether the request carries a body at all: type-is's `hasBody`, the test the body parsers make. */
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || !Number.isNaN(Number.parseInt(req.headers['content-length'] ?? '', 10));
-}
-
-export function requireScope() {
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const id = req.identity;
-    if (!id) return next(errors.unauthorized('Not authenticated.', 'missing_api_key'));
-    const scope = requiredScope(req.method, req.originalUrl.split('?')[0] ?? '', req.body);
-    if (scope && !id.scopes.includes(scope)) {
-      return next(errors.forbidden(`This key does not have the '${scope}' scope this request needs.`, 'insufficient_scope'));
-    }
-    next();
-  };
 }

@@ -88,7 +88,8 @@ export class IdentityService {
     if (tenant?.revoked_at) throw errors.unauthorized('This tenant has been revoked.', 'tenant_revoked');
     return {
       tenant: claims.tenant,
-      keyId: claims.keyId ?? `jwt:${claims.subject}`.slice(0, 80),
+      // A bootstrap key's tokens count against that key's own limits: a token is not a second allowance.
+      keyId: claims.keyId?.startsWith('boot:') ? claims.keyId.slice('boot:'.length) : (claims.keyId ?? `jwt:${claims.subject}`.slice(0, 80)),
       admin: false,
       scopes: claims.scopes,
       limits: {},
@@ -163,31 +164,6 @@ async function storeCall<T>(p: Promise<T>): Promise<T> {
 
 function managed(record: { id: string; tenant: string; scopes: Scope[]; limits: Limits }, tenantLimits: Limits, via: Identity['via']): Identity {
   return { tenant: record.tenant, keyId: record.id, admin: false, scopes: record.scopes, limits: record.limits, tenantLimits, via };
-}
-
-/** The scope a /v1 request needs, or undefined when any authenticated caller may make it. */
-export function requiredScope(method: string, path: string, body: unknown): Scope | undefined {
-  if (path.startsWith('/v1/admin/') || path === '/v1/admin') return 'admin';
-  if (path === '/v1/embeddings') return 'embeddings';
-  if (path.startsWith('/v1/chat/')) return 'chat';
-  if (/^\/v1\/(documents|search|collections|vector)/.test(path)) return 'documents';
-  if (path === '/v1/jobs' && method === 'POST') {
-    const type = (body as { type?: unknown } | undefined)?.type;
-    return scopeOfTask(typeof type === 'string' ? type : '');
-  }
-  const job = /^\/v1\/jobs\/([^/]+)/.exec(path);
-  if (job) {
-    const id = decodeURIComponent(job[1]!);
-    return scopeOfTask(id.slice(0, Math.max(0, id.indexOf('.'))));
-  }
-  return undefined;
-}
-
-function scopeOfTask(task: string): Scope | undefined {
-  if (task === 'embedding') return 'embeddings';
-  if (task === 'chat') return 'chat';
-  if (task.startsWith('document')) return 'documents';
-  return undefined;
 }
 
 /** The key the rate limiter counts a principal under. */

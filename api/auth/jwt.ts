@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { isValidId } from '../../shared/api/ids.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { SCOPES, type Scope } from './admin-schemas.js';
 
@@ -89,7 +90,7 @@ export class JwtService {
       throw errors.unauthorized(`Invalid bearer token: ${describe(err)}.`, (err as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'token_expired' : 'invalid_token');
     }
     const tenant = payload.tenant;
-    if (typeof tenant !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(tenant)) throw errors.unauthorized('The token names no valid tenant.', 'invalid_token');
+    if (typeof tenant !== 'string' || !isValidId(tenant)) throw errors.unauthorized('The token names no valid tenant.', 'invalid_token');
     const raw = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
     const scopes = raw.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s as string));
     const keyId = issuerKind === 'local' && typeof payload.key_id === 'string' ? payload.key_id : undefined;

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { errors } from '../../shared/errors/app-error.js';
 import type { ModelConfig, ModelRegistry } from '../../shared/models/model-registry.js';
+import type { RouteSpec } from '../http/route-table.js';
 import type { Principal } from './api-key.auth.js';
 
 /** The alias a request may name instead of a model: its tenant's default model for the task. */
@@ -17,14 +18,11 @@ export function defaultModelFor(registry: ModelRegistry, tenant: string, task: s
   return registry.models.find((m) => m.task === task && (m.default_for ?? []).includes(tenant));
 }
 
-/** The task a /v1 request body's `model` is for. */
-function taskOf(req: Request): string | undefined {
-  const path = req.originalUrl.split('?')[0] ?? '';
-  if (path === '/v1/embeddings') return 'embedding';
-  if (path.startsWith('/v1/chat/')) return 'chat';
+/** The task a request body's `model` is for, as its route declares it (api/http/route-table.ts). */
+function taskOf(req: Request, modelTask: RouteSpec['modelTask']): string | undefined {
+  if (modelTask !== 'job-type') return modelTask;
   const type = (req.body as { type?: unknown }).type;
-  if (path === '/v1/jobs' && typeof type === 'string') return type;
-  return undefined;
+  return typeof type === 'string' ? type : undefined;
 }
 
 /**
@@ -32,13 +30,13 @@ function taskOf(req: Request): string | undefined {
  * answered exactly like one that does not exist (404 model_not_found), and `"model": "default"`
  * becomes the tenant's default model for the task when the models config names one.
  */
-export function modelAccess(registry: () => ModelRegistry) {
+export function modelAccess(registry: () => ModelRegistry, modelTask?: RouteSpec['modelTask']) {
   return (req: Request, _res: Response, next: NextFunction) => {
     const body = req.body as { model?: unknown } | undefined;
     if (!body || typeof body !== 'object' || typeof body.model !== 'string') return next();
     const principal = req.principal;
     if (body.model === DEFAULT_MODEL_ALIAS && !registry().get(DEFAULT_MODEL_ALIAS)) {
-      const task = taskOf(req);
+      const task = taskOf(req, modelTask);
       const m = task && principal ? defaultModelFor(registry(), principal.tenant, task) : undefined;
       if (!m) return next(errors.modelNotFound(DEFAULT_MODEL_ALIAS));
       body.model = m.id;

@@ -1,15 +1,14 @@
-import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import type { DescribeOperation } from './openapi.js';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
 import { documentSearchResultSchema } from '../../shared/documents/document-jobs.js';
 
 /** The document and vector-search routes in the OpenAPI document (called from openapi.ts). */
-export function registerDocumentPaths(
-  registry: OpenAPIRegistry,
+export function documentOperations(
+  op: DescribeOperation,
   h: {
     json: (schema: z.ZodType, description: string) => object;
     errorsFor: (...statuses: number[]) => object;
-    security: Record<string, string[]>[];
   },
 ): void {
   const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
@@ -50,15 +49,10 @@ export function registerDocumentPaths(
     })
     .meta({ id: 'CreateDocumentRequest' });
 
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/documents',
-    tags: ['documents'],
-    summary: 'Upload a document into a collection and start its ingestion',
+  op('POST /v1/documents', {
     description:
       'Streams the upload to disk (413 past DOCUMENTS_MAX_BYTES, without reading the rest), detects its type from its content, and queues ' +
       'the ingestion flow (parse → chunk → embed → index). The same content uploaded again into the same collection returns the first document (200).',
-    security: h.security,
     request: { body: { required: true, content: { 'multipart/form-data': { schema: upload } } } },
     responses: {
       202: h.json(document, 'Stored; ingestion queued. `job_id` reports progress (`stage`, `pages_done/pages_total`, `chunks_done/chunks_total`).'),
@@ -66,65 +60,35 @@ export function registerDocumentPaths(
       ...h.errorsFor(400, 401, 403, 413, 415, 500, 503),
     },
   });
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/documents/{id}',
-    tags: ['documents'],
-    summary: "A document's status, progress and metadata",
-    security: h.security,
+  op('GET /v1/documents/:id', {
     request: { params: idParams },
     responses: { 200: h.json(document, 'The document'), ...h.errorsFor(401, 404, 500, 503) },
   });
-  registry.registerPath({
-    method: 'delete',
-    path: '/v1/documents/{id}',
-    tags: ['documents'],
-    summary: 'Delete a document: its chunks leave search at once',
-    security: h.security,
+  op('DELETE /v1/documents/:id', {
     request: { params: idParams },
     responses: {
       200: h.json(z.object({ id: z.string(), object: z.literal('document'), deleted: z.literal(true) }), 'Deleted'),
       ...h.errorsFor(401, 404, 500, 503),
     },
   });
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/collections',
-    tags: ['documents'],
-    summary: "The tenant's collections",
-    security: h.security,
+  op('GET /v1/collections', {
     responses: { 200: h.json(z.object({ object: z.literal('list'), data: z.array(collection) }), 'Collections'), ...h.errorsFor(401, 500, 503) },
   });
-  registry.registerPath({
-    method: 'delete',
-    path: '/v1/collections/{name}',
-    tags: ['documents'],
-    summary: 'Delete a collection with its documents, chunks and index',
-    security: h.security,
+  op('DELETE /v1/collections/:name', {
     request: { params: nameParams },
     responses: {
       200: h.json(z.object({ object: z.literal('collection'), name: z.string(), deleted: z.literal(true) }), 'Deleted'),
       ...h.errorsFor(401, 404, 500, 503),
     },
   });
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/collections/{name}/documents',
-    tags: ['documents'],
-    summary: "A collection's documents",
-    security: h.security,
+  op('GET /v1/collections/:name/documents', {
     request: { params: nameParams },
     responses: { 200: h.json(z.object({ object: z.literal('list'), data: z.array(document) }), 'Documents'), ...h.errorsFor(401, 404, 500, 503) },
   });
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/collections/{name}/search',
-    tags: ['documents'],
-    summary: 'Vector search in a collection',
+  op('POST /v1/collections/:name/search', {
     description:
       'Embeds the query with the documents’ model and searches the collection’s HNSW index (cosine). Hits carry score (cosine similarity), ' +
       'text, document id, page, character offsets in the page text and the document’s metadata; `filter` keeps hits whose metadata equals every given value.',
-    security: h.security,
     request: { params: nameParams, body: { required: true, content: { 'application/json': { schema: searchRequestSchema.meta({ id: 'SearchRequest' }) } } } },
     responses: {
       200: h.json(documentSearchResultSchema.meta({ id: 'SearchResponse' }), 'Hits, best first'),

@@ -1,17 +1,20 @@
-import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { OpenAPIRegistry, OpenApiGeneratorV31, type RouteConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
-import { registerSecurityPaths } from './openapi-security.js';
-import { registerDocumentPaths } from './openapi-documents.js';
+import { securityOperations } from './openapi-security.js';
+import { documentOperations } from './openapi-documents.js';
+import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
 /**
- * The OpenAPI 3.1 document of the HTTP API. Request bodies are the very zod schemas the routes
- * validate with (shared/api/request-schemas.ts), so the contract cannot drift from the code; the
- * response shapes are described here and checked against real answers by
- * tests/integration/observability.test.ts. A new route gets a `registry.registerPath` below (the
- * same test fails while any Express route is undocumented).
+ * The OpenAPI 3.1 document of the HTTP API, generated from the route table (api/http/route-table.ts):
+ * every route of the table is an operation, with the table's summary, tags and access (security
+ * requirements, the scope, a 403 where one is needed). Request bodies are the very zod schemas the
+ * routes validate with (shared/api/request-schemas.ts), so the contract cannot drift from the code;
+ * the response shapes are described here (`op(...)` per route) and checked against real answers by
+ * tests/integration/observability.test.ts. A table route without its `op` fails the build of the
+ * document.
  */
 const ERROR_TYPES = [
   'invalid_request_error',
@@ -143,8 +146,39 @@ function errorsFor(...statuses: number[]) {
   return out;
 }
 
-const tenantSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { signedRequest: [] }];
 const adminSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { adminBasic: [] }];
+
+/** What each route's `op` adds to its table entry: descriptions, parameters, bodies and responses. */
+export type Operation = Pick<RouteConfig, 'description' | 'request' | 'responses'>;
+export type DescribeOperation = (key: RouteKey, operation: Operation) => void;
+
+/** Security requirements of an access declaration; OpenAPI 3.1 lets them name the role (scope) needed. */
+function securityOf(access: Access): Record<string, string[]>[] {
+  switch (access.kind) {
+    case 'public':
+      return [];
+    case 'admin-key':
+      return adminSecurity;
+    case 'tenant': {
+      const roles = typeof access.scope === 'string' && access.scope !== 'any' ? [access.scope] : [];
+      return [{ bearerAuth: roles }, { apiKeyHeader: roles }, { signedRequest: roles }];
+    }
+  }
+}
+
+function accessSentence(access: Access): string {
+  switch (access.kind) {
+    case 'public':
+      return 'Access: public.';
+    case 'admin-key':
+      return 'Access: the admin key (ADMIN_API_KEY) only.';
+    case 'tenant': {
+      if (access.globalAdmin) return 'Access: the admin key (ADMIN_API_KEY) only.';
+      const scope = access.scope === 'any' ? 'any valid API key, token or signed request' : typeof access.scope === 'string' ? `the \`${access.scope}\` scope` : `a scope chosen ${access.scope.describe}`;
+      return `Access: ${scope}.`;
+    }
+  }
+}
 
 export interface OpenApiDocument {
   openapi: string;
@@ -156,6 +190,11 @@ export interface OpenApiDocument {
 
 export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDocument {
   const registry = new OpenAPIRegistry();
+  const operations = new Map<RouteKey, Operation>();
+  const op: DescribeOperation = (key, operation) => {
+    if (operations.has(key)) throw new Error(`route ${key} is described twice in the OpenAPI document`);
+    operations.set(key, operation);
+  };
   registry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
     scheme: 'bearer',
@@ -182,26 +221,16 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     description: 'Admin routes only, for browsers: any user name, ADMIN_API_KEY as the password.',
   });
 
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/embeddings',
-    tags: ['embeddings'],
-    summary: 'Create embeddings (OpenAI-compatible), waiting for the result',
+  op('POST /v1/embeddings', {
     description: 'Enqueues an embedding job and answers with its result; 504 after SYNC_TIMEOUT_MS.',
-    security: tenantSecurity,
     request: { body: { required: true, content: { 'application/json': { schema: embeddingsRequestSchema.meta({ id: 'CreateEmbeddingRequest' }) } } } },
     responses: { 200: json(embeddingList, 'The embeddings, one per input, in input order'), ...errorsFor(400, 401, 404, 413, 429, 500, 503, 504) },
   });
 
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/chat/completions',
-    tags: ['chat'],
-    summary: 'Create a chat completion (OpenAI-compatible), whole or streamed',
+  op('POST /v1/chat/completions', {
     description:
       'With `stream: true` the answer is server-sent `chat.completion.chunk` events ending with `data: [DONE]`; closing the stream cancels the job. ' +
       'Extensions: `top_k`, `repetition_penalty`, `priority`.',
-    security: tenantSecurity,
     request: { body: { required: true, content: { 'application/json': { schema: chatCompletionRequestSchema.meta({ id: 'CreateChatCompletionRequest' }) } } } },
     responses: {
       200: {
@@ -216,15 +245,10 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     },
   });
 
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/chatbot',
-    tags: ['chat'],
-    summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer",
+  op('POST /v1/chatbot', {
     description:
       'Answers `{reply, intent, confidence, session_id, sources, tool_calls, metadata}`. With `stream: true`: server-sent `{"type":"token","text"}` events, then `{"type":"result", ...}` and `[DONE]`. ' +
       'The `x-job-id` header names the job, which Socket.IO clients can follow.',
-    security: tenantSecurity,
     request: { body: { required: true, content: { 'application/json': { schema: chatbotRequestSchema.meta({ id: 'ChatbotRequest' }) } } } },
     responses: {
       200: {
@@ -238,14 +262,9 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     },
   });
 
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/jobs',
-    tags: ['jobs'],
-    summary: 'Submit an asynchronous job',
+  op('POST /v1/jobs', {
     description:
       'Answers 202 as soon as the job is stored. With an Idempotency-Key, a repeated request returns the first job (200, `Idempotent-Replayed: true`); the same key with another body is a 409.',
-    security: tenantSecurity,
     request: {
       headers: z.object({
         'Idempotency-Key': z.string().max(255).optional().meta({ param: { description: 'Client-chosen key; the same key returns the same job for 24 h' } }),
@@ -259,135 +278,88 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/jobs/{id}',
-    tags: ['jobs'],
-    summary: "A job's status, progress, timings and result",
-    security: tenantSecurity,
+  op('GET /v1/jobs/:id', {
     request: { params: jobIdParams },
     responses: { 200: json(job, 'The job'), ...errorsFor(401, 404, 500, 503) },
   });
 
-  registry.registerPath({
-    method: 'delete',
-    path: '/v1/jobs/{id}',
-    tags: ['jobs'],
-    summary: 'Cancel a job that has not finished',
+  op('DELETE /v1/jobs/:id', {
     description: 'A queued job is removed; a running one is aborted in its worker. 409 when it already finished.',
-    security: tenantSecurity,
     request: { params: jobIdParams },
     responses: { 200: json(job, 'The job, now cancelled'), ...errorsFor(401, 404, 409, 500, 503) },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/models',
-    tags: ['models'],
-    summary: 'The model registry (OpenAI list shape)',
-    security: tenantSecurity,
+  op('GET /v1/models', {
     responses: { 200: json(modelList, 'Every model this deployment serves'), ...errorsFor(401) },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/models/{id}',
-    tags: ['models'],
-    summary: 'One model',
+  op('GET /v1/models/*id', {
     description: 'Model ids may contain `/` (Hugging Face ids such as `BAAI/bge-small-en-v1.5`); send them as they are or URL-encoded.',
-    security: tenantSecurity,
     request: { params: z.object({ id: z.string().meta({ param: { description: 'Model id' } }) }) },
     responses: { 200: json(model, 'The model'), ...errorsFor(401, 404) },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/',
-    tags: ['playground'],
-    summary: 'The web playground: chat with live tokens, embeddings, recent jobs (uses the public API with a pasted key)',
-    security: [],
+  op('GET /', {
     responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/playground.js',
-    tags: ['playground'],
-    summary: "The playground's script: the typed client bundled with its UI code",
-    security: [],
+  op('GET /playground.js', {
     responses: { 200: { description: 'JavaScript module', content: { 'application/javascript': { schema: { type: 'string' } } } } },
   });
 
-  registerDocumentPaths(registry, { json, errorsFor, security: tenantSecurity });
+  documentOperations(op, { json, errorsFor });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/healthz',
-    tags: ['operations'],
-    summary: 'Liveness: the process is up',
-    security: [],
+  op('GET /healthz', {
     responses: { 200: json(health, 'Up') },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/readyz',
-    tags: ['operations'],
-    summary: 'Readiness: Redis answers and every model has a live worker that loaded it',
-    security: [],
+  op('GET /readyz', {
     responses: { 200: json(readiness, 'Ready'), 503: json(readiness, 'Not ready, with the failing checks') },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/metrics',
-    tags: ['operations'],
-    summary: 'Prometheus metrics of this API process (admin key)',
-    security: adminSecurity,
+  op('GET /metrics', {
     responses: {
       200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
       ...errorsFor(401, 403),
     },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/openapi.json',
-    tags: ['operations'],
-    summary: 'This document',
-    security: [],
+  op('GET /openapi.json', {
     responses: { 200: { description: 'OpenAPI 3.1 document', content: { 'application/json': { schema: z.object({ openapi: z.string() }).passthrough() } } } },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/docs',
-    tags: ['operations'],
-    summary: 'Interactive documentation of this document (Swagger UI, served locally)',
-    security: [],
+  op('GET /docs', {
     responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } } },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/docs/{asset}',
-    tags: ['operations'],
-    summary: "Swagger UI's static files (scripts, styles, the page's initialiser)",
-    security: [],
+  op('GET /docs/:asset', {
     request: { params: z.object({ asset: z.string() }) },
     responses: { 200: { description: 'Static file' }, ...errorsFor(404) },
   });
 
-  registry.registerPath({
-    method: 'get',
-    path: '/admin/queues',
-    tags: ['operations'],
-    summary: 'Bull Board, the queue dashboard (admin key; its own pages and JSON API live under this path)',
-    security: adminSecurity,
+  op('GET /admin/queues', {
     responses: { 200: { description: 'HTML page', content: { 'text/html': { schema: z.string() } } }, ...errorsFor(401, 403) },
   });
 
-  registerSecurityPaths(registry, { json, errorsFor, security: tenantSecurity });
+  securityOperations(op, { json, errorsFor });
+
+  for (const spec of ROUTES as readonly RouteSpec[]) {
+    const key = routeKey(spec) as RouteKey;
+    const operation = operations.get(key);
+    if (!operation) throw new Error(`route ${key} of the route table is not described in the OpenAPI document`);
+    const { access } = spec;
+    const needsScope = access.kind === 'tenant' && (access.scope !== 'any' || access.globalAdmin);
+    registry.registerPath({
+      ...operation,
+      method: spec.method.toLowerCase() as 'get' | 'post' | 'delete',
+      path: openApiPath(spec.path),
+      tags: [...spec.tags],
+      summary: spec.summary,
+      description: [operation.description, accessSentence(access)].filter(Boolean).join(' '),
+      security: securityOf(access),
+      responses: { ...(needsScope ? errorsFor(403) : {}), ...operation.responses },
+    });
+  }
 
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

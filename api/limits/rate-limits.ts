@@ -5,7 +5,7 @@ import { errors } from '../../shared/errors/app-error.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
 import type { Identity } from '../auth/identity.js';
-import { estimateRequestTokens } from './token-estimate.js';
+import { checkCompletionBudget, estimateRequestTokens } from './token-estimate.js';
 
 export interface LimitDefaults {
   keyRpm: number;
@@ -64,15 +64,42 @@ export class RateLimits {
     return out;
   }
 
-  /** Counts `amount` against every limit of the dimension; sets the headers; throws a 429 past one. */
+  /**
+   * What a key may grant to keys it creates, per minute (0 = unlimited): the tightest limit that
+   * applies to it, its own (else the deployment's per-key default) or its tenant's (else the
+   * deployment's per-tenant default).
+   */
+  allowance(identity: Identity): { rpm: number; tpm: number } {
+    const tightest = (dim: Dimension) => Math.min(...this.limitsOf(identity, dim).map((l) => l.points), Infinity);
+    const finite = (n: number) => (Number.isFinite(n) ? n : 0);
+    return { rpm: finite(tightest('requests')), tpm: finite(tightest('tokens')) };
+  }
+
+  /** The per-key limits a key without its own gets (RATE_LIMIT_RPM / RATE_LIMIT_TPM; 0 = unlimited). */
+  keyDefaults(): { rpm: number; tpm: number } {
+    return { rpm: this.deps.defaults.keyRpm, tpm: this.deps.defaults.keyTpm };
+  }
+
+  /**
+   * Counts `amount` against every limit of the dimension; sets the headers; throws a 429 past one.
+   * A request larger than a whole minute's allowance is a 400 instead, before anything is counted:
+   * waiting would never make room for it, and a 429 would have clients retry it forever.
+   */
   async consume(identity: Identity, dim: Dimension, amount: number, res: Response): Promise<void> {
     if (amount <= 0) return;
-    let tightest: Outcome | undefined;
-    for (const { subject, points } of this.limitsOf(identity, dim)) {
-      if (dim === 'tokens' && amount > points) {
-        setHeaders(res, dim, { limit: points, remaining: 0, resetMs: 60_000 });
-        throw errors.tooManyRequests(`This request needs about ${amount} tokens, more than the ${points} tokens per minute allowed (${subject.split(':')[0]}).`, 60, 'tokens_exceeded');
+    const limits = this.limitsOf(identity, dim);
+    for (const { subject, points } of limits) {
+      if (amount > points) {
+        const who = subject.startsWith('tenant:') ? 'this tenant' : 'this key';
+        throw errors.invalidRequest(
+          `This request needs about ${amount} ${dim}, more than the ${points} ${dim} per minute ${who} may use, so it can never be served; send a smaller request (fewer or shorter inputs, a lower max_tokens).`,
+          null,
+          'request_too_large',
+        );
       }
+    }
+    let tightest: Outcome | undefined;
+    for (const { subject, points } of limits) {
       let r: RateLimiterRes;
       try {
         r = await this.limiter(dim, points).consume(subject, amount);
@@ -107,10 +134,15 @@ export class RateLimits {
     };
   }
 
-  /** After the body is read: its estimated tokens against the tokens-per-minute limits. */
+  /**
+   * After the body is read: its estimated tokens against the tokens-per-minute limits. A chat
+   * request asking for more completion tokens than its model ever gives is refused first (400),
+   * whatever the caller's limits, rather than counted at its impossible size.
+   */
   tokens(registry: () => ModelRegistry) {
     return async (req: Request, res: Response, next: NextFunction) => {
       if (!req.identity) return next();
+      checkCompletionBudget(req.body, registry());
       const tokens = estimateRequestTokens(req.body, registry());
       await this.consume(req.identity, 'tokens', tokens, res);
       next();

@@ -1,4 +1,5 @@
-import type { ModelRegistry } from '../../shared/models/model-registry.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { isChatModel, type ModelRegistry } from '../../shared/models/model-registry.js';
 
 /**
  * Tokens a request will cost, estimated at the API without a tokenizer: characters / 4 (rounded
@@ -30,10 +31,34 @@ export function estimateRequestTokens(body: unknown, registry?: ModelRegistry): 
       if (typeof content === 'string') tokens += estimateTextTokens(content);
       else if (Array.isArray(content)) for (const p of content) if (typeof (p as { text?: unknown })?.text === 'string') tokens += estimateTextTokens((p as { text: string }).text);
     }
-    const asked = [b.max_completion_tokens, b.max_tokens].find((v): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0);
+    const asked = requestedCompletion(b)?.tokens;
     const model = typeof b.model === 'string' ? registry?.get(b.model) : undefined;
     const fallback = model && 'default_max_tokens' in model ? model.default_max_tokens : 256;
     tokens += Math.ceil(asked ?? fallback);
   }
   return tokens;
+}
+
+/** The completion budget a chat body asks for: `max_completion_tokens` (OpenAI's current name) wins over `max_tokens`. */
+function requestedCompletion(b: Record<string, unknown>): { tokens: number; param: 'max_completion_tokens' | 'max_tokens' } | undefined {
+  for (const param of ['max_completion_tokens', 'max_tokens'] as const) {
+    const v = b[param];
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return { tokens: v, param };
+  }
+  return undefined;
+}
+
+/**
+ * 400 `max_tokens_too_large` for a chat body whose completion budget exceeds its model's
+ * `max_tokens_limit`: no retry and no rate limit could make such a request succeed. Bodies that
+ * name no chat model are left to their route's own validation.
+ */
+export function checkCompletionBudget(body: unknown, registry: ModelRegistry): void {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return;
+  const b = body as Record<string, unknown>;
+  if (!Array.isArray(b.messages) || typeof b.model !== 'string') return;
+  const model = registry.get(b.model);
+  const asked = requestedCompletion(b);
+  if (!model || !isChatModel(model) || !asked || asked.tokens <= model.max_tokens_limit) return;
+  throw errors.invalidRequest(`'${asked.param}' is ${asked.tokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, asked.param, 'max_tokens_too_large');
 }

@@ -9,7 +9,8 @@ import { queueOfJobId } from '../../shared/jobs/job-catalog.js';
 import { isStreamingQueue } from '../../shared/streams/token-stream.js';
 import type { Logger } from '../../shared/logger.js';
 import { presentedKey, type ApiKeyAuthenticator, type Principal } from '../auth/api-key.auth.js';
-import type { IdentityService } from '../auth/identity.js';
+import type { Identity, IdentityService } from '../auth/identity.js';
+import { scopeOfJobId } from '../http/route-table.js';
 import type { JobService } from '../jobs/job-service.js';
 import type { TokenRelay } from './token-relay.js';
 
@@ -104,6 +105,12 @@ export function createSocketServer(deps: {
         const tenant = socket.data.principal.tenant;
         if ((await deps.jobs.tenantOf(jobId)) !== tenant) {
           return reply({ ok: false, error: { message: `No job with id '${jobId}'.`, code: 'job_not_found' } });
+        }
+        // The scope GET /v1/jobs/:id needs for this job (api/http/route-table.ts): events carry its result too.
+        const needed = scopeOfJobId(jobId);
+        const scopes = (socket.data.principal as Partial<Identity>).scopes;
+        if (scopes && (!needed || !scopes.includes(needed))) {
+          return reply({ ok: false, error: { message: `This key does not have the '${needed ?? 'unknown'}' scope this job needs.`, code: 'insufficient_scope' } });
         }
         if (isStreamingQueue(queueOfJobId(jobId))) {
           // Chat jobs: tokens, then how the job ended, from the resumable token stream.

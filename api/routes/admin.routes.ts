@@ -1,27 +1,27 @@
-import { Router, type Request } from 'express';
+import type { Request } from 'express';
 import { errors } from '../../shared/errors/app-error.js';
 import { createKeySchema, createTenantSchema, rotateKeySchema, tenantIdSchema, tokenRequestSchema } from '../auth/admin-schemas.js';
 import type { Identity } from '../auth/identity.js';
 import type { JwtService } from '../auth/jwt.js';
+import { checkRotation, grantableLimits } from '../auth/grants.js';
 import { keyView, tenantView, type KeyStore } from '../auth/key-store.js';
+import type { RateLimits } from '../limits/rate-limits.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
  * The identity admin API. The admin key (ADMIN_API_KEY) manages every tenant and key; a tenant key
  * with the `admin` scope manages the keys of its own tenant only (it cannot create or revoke
- * tenants). New keys are shown once, in the creation answer; Redis keeps only their hashes.
- * (The /v1 chain has already required the `admin` scope for every route here.)
+ * tenants). New keys are shown once, in the creation answer; Redis keeps only their hashes. No
+ * caller creates or rotates a key with more scopes or higher limits than its own (api/auth/grants.ts).
+ * (The route table requires the `admin` scope for every route here, and the admin key for tenants.)
  */
-export function adminRoutes(deps: { store: () => KeyStore }): Router {
-  const router = Router();
+export function adminRoutes(deps: { store: () => KeyStore; limits: () => RateLimits }): TableRoutes {
+  const router = tableRoutes();
   const who = (req: Request): Identity => req.identity!;
-  const globalAdmin = (req: Request) => {
-    if (!who(req).admin) throw errors.forbidden('Only the admin key (ADMIN_API_KEY) manages tenants.', 'admin_required');
-  };
   /** A tenant admin may only touch its own tenant: another tenant's things are reported as missing. */
   const mayManage = (req: Request, tenant: string) => who(req).admin || who(req).tenant === tenant;
 
   router.post('/v1/admin/tenants', async (req, res) => {
-    globalAdmin(req);
     const body = createTenantSchema.parse(req.body);
     const t = await deps.store().createTenant(body);
     req.log.info({ tenant: t.id }, 'tenant created');
@@ -34,7 +34,6 @@ export function adminRoutes(deps: { store: () => KeyStore }): Router {
   });
 
   router.delete('/v1/admin/tenants/:id', async (req, res) => {
-    globalAdmin(req);
     const id = tenantIdSchema.parse(req.params.id);
     const t = await deps.store().revokeTenant(id);
     req.log.info({ tenant: t.id }, 'tenant revoked');
@@ -44,7 +43,8 @@ export function adminRoutes(deps: { store: () => KeyStore }): Router {
   router.post('/v1/admin/keys', async (req, res) => {
     const body = createKeySchema.parse(req.body);
     if (!mayManage(req, body.tenant)) throw errors.notFound(`No active tenant '${body.tenant}'.`, 'tenant_not_found', 'tenant');
-    const { key, record } = await deps.store().createKey(body);
+    const limits = grantableLimits(who(req), deps.limits().allowance(who(req)), deps.limits().keyDefaults(), body);
+    const { key, record } = await deps.store().createKey({ ...body, limits });
     req.log.info({ tenant: record.tenant, keyId: record.id, scopes: record.scopes }, 'api key created');
     res.status(201).setHeader('cache-control', 'no-store');
     res.json({ ...keyView(record), key });
@@ -75,6 +75,7 @@ export function adminRoutes(deps: { store: () => KeyStore }): Router {
   router.post('/v1/admin/keys/:id/rotate', async (req, res) => {
     const record = await ownKey(req);
     const body = rotateKeySchema.parse(req.body ?? {});
+    checkRotation(who(req), deps.limits().allowance(who(req)), deps.limits().keyDefaults(), record);
     const { key, record: fresh, previous } = await deps.store().rotateKey(record.id, body.grace_seconds);
     req.log.info({ tenant: fresh.tenant, keyId: fresh.id, previous: previous.id }, 'api key rotated');
     res.status(201).setHeader('cache-control', 'no-store');
@@ -85,8 +86,8 @@ export function adminRoutes(deps: { store: () => KeyStore }): Router {
 }
 
 /** POST /v1/auth/token: trades the API key of this request for a short-lived JWT with (a subset of) its scopes. */
-export function authRoutes(deps: { jwt: () => JwtService }): Router {
-  const router = Router();
+export function authRoutes(deps: { jwt: () => JwtService }): TableRoutes {
+  const router = tableRoutes();
   router.post('/v1/auth/token', async (req, res) => {
     const id = req.identity!;
     if (id.admin) throw errors.forbidden('The admin key cannot be exchanged for a token.', 'admin_key_not_exchangeable');

@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { cacheContext } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
  * server-sent `chat.completion.chunk` events ending with `data: [DONE]`. A client that closes
  * the stream cancels its job.
  */
-export function chatRoutes(deps: { chat: ChatService }): Router {
-  const router = Router();
+export function chatRoutes(deps: { chat: ChatService }): TableRoutes {
+  const router = tableRoutes();
 
   router.post('/v1/chat/completions', async (req, res) => {
     const body = chatCompletionRequestSchema.parse(req.body);

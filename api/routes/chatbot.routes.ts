@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
 import { chatbotRequestSchema } from '../../shared/api/request-schemas.js';
 import { CHATBOT_MAX_QUEUE, CHATBOT_QUEUE, type ChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
@@ -7,6 +6,7 @@ import type { JobService } from '../jobs/job-service.js';
 import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
  * POST /v1/chatbot: one turn of the tenant's chatbot, run as a job like everything else. Whole
@@ -14,13 +14,14 @@ import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
  * then `{"type":"result", ...}` and `[DONE]`. Socket.IO clients can follow the job named in the
  * `x-job-id` header (token events, then completed).
  */
-export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: ChatbotConfig; relay: TokenRelay } | undefined }): Router {
-  const router = Router();
+export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: ChatbotConfig; relay: TokenRelay } | undefined }): TableRoutes {
+  const router = tableRoutes();
   router.post('/v1/chatbot', async (req, res) => {
     const body = chatbotRequestSchema.parse(req.body);
     const tenant = req.principal!.tenant;
     const chatbot = deps.chatbot;
-    if (!chatbot?.config.tenants[tenant]) throw errors.notFound('No chatbot is configured for your tenant.', 'chatbot_not_configured');
+    // An own property only: a tenant called 'constructor' must not find Object's.
+    if (!chatbot || !Object.hasOwn(chatbot.config.tenants, tenant)) throw errors.notFound('No chatbot is configured for your tenant.', 'chatbot_not_configured');
     const sessionId = body.session_id ?? randomUUID();
     const abort = new AbortController();
     res.on('close', () => {

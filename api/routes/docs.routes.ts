@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Router } from 'express';
 import { errors } from '../../shared/errors/app-error.js';
 import type { OpenApiDocument } from '../http/openapi.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /** Swagger UI's files that the page uses (and their source maps), served from node_modules. */
 const SWAGGER_UI_FILES = new Set([
@@ -48,8 +48,8 @@ const PAGE_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'un
  * GET /openapi.json (public) and the interactive documentation at GET /docs: Swagger UI from the
  * swagger-ui-dist package, served by this process.
  */
-export function docsRoutes(deps: { document: () => OpenApiDocument }): Router {
-  const router = Router();
+export function docsRoutes(deps: { document: () => OpenApiDocument }): TableRoutes {
+  const router = tableRoutes();
   const uiDir = path.dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
   let body: string | undefined;
 

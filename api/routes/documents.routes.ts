@@ -1,9 +1,10 @@
 import { unlink } from 'node:fs/promises';
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response } from 'express';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { DocumentService } from '../documents/document-service.js';
 import { isMultipart, receiveUpload } from '../documents/upload.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
  * The requests whose body the upload route streams to disk itself. A signed one is hashed on its
@@ -16,8 +17,8 @@ export function streamsRequestBody(req: Request): boolean {
 }
 
 /** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
-export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): Router {
-  const router = Router();
+export function documentsRoutes(deps: { documents: () => { service: DocumentService; maxBytes: number } | undefined }): TableRoutes {
+  const router = tableRoutes();
   const service = () => {
     const d = deps.documents();
     if (!d) throw errors.unavailable('Documents are not configured on this API instance.', 'documents_unavailable');

@@ -1,13 +1,13 @@
-import { Router } from 'express';
 import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { embeddingList } from '../../shared/jobs/job-views.js';
 import { isEmbeddingModel, type EmbeddingModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import { cacheContext, type Embedder } from '../cache/response-cache.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /** POST /v1/embeddings, OpenAI's shape: enqueue an embedding job and answer with its result. */
-export function embeddingsRoutes(deps: { coalescer: Embedder; registry: ModelRegistry; maxInputs: number }): Router {
-  const router = Router();
+export function embeddingsRoutes(deps: { coalescer: Embedder; registry: ModelRegistry; maxInputs: number }): TableRoutes {
+  const router = tableRoutes();
   router.post('/v1/embeddings', async (req, res) => {
     const body = embeddingsRequestSchema.parse(req.body);
     const model = resolveEmbeddingModel(deps.registry, body.model);

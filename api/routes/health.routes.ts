@@ -1,8 +1,8 @@
-import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import { WORKER_HEARTBEAT_TTL_MS, workersKey } from '../../shared/jobs/job-views.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
 import { withTimeout } from '../../shared/with-timeout.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 interface WorkerBeat {
   id: string;
@@ -15,8 +15,8 @@ interface WorkerBeat {
  * in the registry has at least one live worker that has loaded it (workers heartbeat only after
  * their models are loaded).
  */
-export function healthRoutes(deps: { redis: Redis; registry: ModelRegistry; prefix: string; isShuttingDown: () => boolean }): Router {
-  const router = Router();
+export function healthRoutes(deps: { redis: Redis; registry: ModelRegistry; prefix: string; isShuttingDown: () => boolean }): TableRoutes {
+  const router = tableRoutes();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });

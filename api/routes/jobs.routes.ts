@@ -1,13 +1,13 @@
-import { Router } from 'express';
 import { createJobRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
 import type { ChatService } from '../jobs/chat-service.js';
 import type { JobService, JobView } from '../jobs/job-service.js';
 import { checkEmbeddingInput, resolveEmbeddingModel } from './embeddings.routes.js';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /** The async job API shared by every job type. */
-export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry: ModelRegistry; maxInputs: number }): Router {
-  const router = Router();
+export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry: ModelRegistry; maxInputs: number }): TableRoutes {
+  const router = tableRoutes();
 
   router.post('/v1/jobs', async (req, res) => {
     const body = createJobRequestSchema.parse(req.body);
@@ -28,8 +28,9 @@ export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry
       }
       case 'chat': {
         const model = deps.chat.resolveModel(body.model);
-        const { priority, timeout: _timeout, ...params } = body;
-        submitted = await deps.chat.submit(tenant, model, deps.chat.payload(model, params), { ...opts, ...(priority ? { priority } : {}) });
+        const { priority, timeout: _timeout, max_completion_tokens, ...params } = body;
+        const payload = deps.chat.payload(model, { ...params, max_tokens: max_completion_tokens ?? params.max_tokens });
+        submitted = await deps.chat.submit(tenant, model, payload, { ...opts, ...(priority ? { priority } : {}) });
         break;
       }
     }

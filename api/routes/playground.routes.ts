@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Router } from 'express';
 import { build } from 'esbuild';
+import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 const PLAYGROUND_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../client/playground');
 
@@ -11,8 +11,8 @@ const PLAYGROUND_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url))
  * code, bundled by esbuild on first request (about 100 ms) and then served from memory. It uses
  * the public API with a key the user pastes in, like any other client.
  */
-export function playgroundRoutes(): Router {
-  const router = Router();
+export function playgroundRoutes(): TableRoutes {
+  const router = tableRoutes();
   let bundle: Promise<string> | undefined;
   const bundled = () =>
     (bundle ??= build({

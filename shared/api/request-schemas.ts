@@ -118,6 +118,8 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       model: z.string().min(1, 'is required'),
       messages: z.array(chatMessage).min(1, 'must contain at least one message'),
       ...samplingFields,
+      /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
+      max_completion_tokens: z.number().int().positive().optional(),
       timeout: jobTimeout,
     })
     .strict(),

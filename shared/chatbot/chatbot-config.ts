@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { idSchema } from '../api/ids.js';
 import { ConfigError } from '../config/env.js';
 
 /**
@@ -76,7 +77,7 @@ export const CHATBOT_QUEUE = 'chatbot.default';
 /** Waiting chatbot jobs past which new turns get 429. */
 export const CHATBOT_MAX_QUEUE = 1000;
 
-export const chatbotConfigSchema = z.object({ tenants: z.record(z.string(), botSchema) }).strict();
+export const chatbotConfigSchema = z.object({ tenants: z.record(idSchema('tenant ids'), botSchema) }).strict();
 
 export type ChatbotConfig = z.infer<typeof chatbotConfigSchema>;
 export type BotConfig = z.infer<typeof botSchema>;
@@ -84,7 +85,7 @@ export type ToolConfig = z.infer<typeof toolSchema>;
 export type IntentConfig = z.infer<typeof intentSchema>;
 
 export function loadChatbotConfig(file: string | undefined): ChatbotConfig {
-  if (!file) return { tenants: {} };
+  if (!file) return { tenants: Object.create(null) as ChatbotConfig['tenants'] };
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
@@ -93,5 +94,6 @@ export function loadChatbotConfig(file: string | undefined): ChatbotConfig {
   }
   const parsed = chatbotConfigSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `chatbot config ${i.path.join('.')}: ${i.message}`));
-  return parsed.data;
+  // Looked up by tenant id: without a prototype, `tenants['constructor']` is no bot rather than Object.
+  return { tenants: Object.assign(Object.create(null) as ChatbotConfig['tenants'], parsed.data.tenants) };
 }

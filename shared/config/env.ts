@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ID_RULE, isValidId } from '../api/ids.js';
 
 /**
  * The only module that reads `process.env`. Every setting of both processes is declared here,
@@ -20,10 +21,10 @@ const tenantKeyPairs = z
       const sep = item.indexOf(':');
       const tenant = sep > 0 ? item.slice(0, sep) : '';
       const key = sep > 0 ? item.slice(sep + 1) : '';
-      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tenant) || key.length < 8) {
+      if (!isValidId(tenant) || key.length < 8) {
         ctx.addIssue({
           code: 'custom',
-          message: `API_KEYS entries must be tenant:key with a tenant of [A-Za-z0-9_.-] and a key of 8+ characters (bad entry #${pairs.length + 1})`,
+          message: `API_KEYS entries must be tenant:key with a tenant id of ${ID_RULE} and a key of 8+ characters (bad entry #${pairs.length + 1})`,
         });
         continue;
       }

@@ -1,5 +1,6 @@
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
+import { metadataRecord } from '../api/ids.js';
 
 /**
  * Job types of the document pipeline, merged into the job catalog (shared/jobs/job-catalog.ts).
@@ -28,7 +29,7 @@ export const documentIngestResultSchema = z.object({
   chunks: z.number().int(),
 });
 
-export const searchFilterSchema = z.record(z.string().min(1).max(64), z.union([z.string(), z.number(), z.boolean(), z.null()]));
+export const searchFilterSchema = metadataRecord(z.union([z.string(), z.number(), z.boolean(), z.null()]));
 
 export const documentSearchPayloadSchema = z
   .object({

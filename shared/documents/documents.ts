@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { idSchema, metadataRecord } from '../api/ids.js';
 
 /**
  * Names, shapes and Redis keys of documents and collections, shared by the API (uploads, reads,
@@ -8,12 +9,9 @@ import { z } from 'zod';
  *
  * A collection is addressed by its tenant and name, but stored under an id (`cid`) made when it is
  * first used: deleting a collection drops the name, so a new collection of the same name never sees
- * the old one's chunks, labels or snapshots.
+ * the old one's chunks, labels or snapshots. Collection names follow the id rule of shared/api/ids.ts.
  */
-export const COLLECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const collectionNameSchema = z
-  .string()
-  .regex(COLLECTION_NAME, 'collection names are 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit');
+export const collectionNameSchema = idSchema('collection names');
 
 /** The kinds of document the pipeline understands, decided from the bytes, never from the name. */
 export const DOCUMENT_KINDS = ['pdf', 'text', 'markdown', 'html', 'png', 'jpeg'] as const;
@@ -25,8 +23,7 @@ export const STAGES = ['parse', 'chunk', 'embed', 'index'] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** Metadata given at upload: a flat JSON object of scalars, so search filters can compare by equality. */
-export const documentMetadataSchema = z
-  .record(z.string().min(1).max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
+export const documentMetadataSchema = metadataRecord(z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
   .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys');
 export type DocumentMetadata = z.infer<typeof documentMetadataSchema>;
 

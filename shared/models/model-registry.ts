@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { idSchema } from '../api/ids.js';
 import { ConfigError } from '../config/env.js';
 
 /**
@@ -17,7 +18,7 @@ const modelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/, 'model 
  * get 404 and do not see it in /v1/models); `default_for` makes it the model of its task that those
  * tenants get when a request says `"model": "default"`.
  */
-const tenantId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'tenant ids are 1-64 characters of [A-Za-z0-9_.-]');
+const tenantId = idSchema('tenant ids');
 const tenancy = {
   tenants: z.array(tenantId).min(1).optional(),
   default_for: z.array(tenantId).optional(),

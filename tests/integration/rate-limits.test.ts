@@ -19,7 +19,7 @@ describe('rate limits: requests and tokens per minute, per key and per tenant, u
     svc = await startService({
       redisUrl: redis.url,
       modelsConfig: writeModelsConfig([useLiteModel()]),
-      env: { RATE_LIMIT_RPM: String(RPM), RATE_LIMIT_TPM: '1000000' },
+      env: { RATE_LIMIT_RPM: String(RPM), RATE_LIMIT_TPM: '1000000', JWT_SECRET: 'rate-limit-jwt-secret-0123456789abcdef-0123' },
     });
   });
   after(async () => {
@@ -125,9 +125,11 @@ describe('rate limits: requests and tokens per minute, per key and per tenant, u
     assert.equal(over.status, 429);
     assert.equal(over.headers.get('x-ratelimit-remaining-tokens'), '0');
     assert.match(over.json.error.message, /tokens per minute/);
+    // Larger than a whole minute's allowance: no retry can help, so 400 rather than a 429 clients would retry forever.
     const huge = await embed(k.json.key, 'z'.repeat(8000));
-    assert.equal(huge.status, 429);
-    assert.equal(huge.json.error.code, 'tokens_exceeded');
+    assert.equal(huge.status, 400, huge.text);
+    assert.equal(huge.json.error.code, 'request_too_large');
+    assert.equal(huge.headers.get('retry-after'), null);
     // Chat: prompt plus max_tokens (checked on another key so the allowance is fresh).
     const c = await admin('/v1/admin/keys', { tenant: 'globex', scopes: ['chat'], limits: { tpm: 10_000 } });
     const r = await postJson(svc.baseUrl, '/v1/chat/completions', { model: 'no-such-chat-model', messages: [{ role: 'user', content: 'w'.repeat(400) }], max_tokens: 100 }, { authorization: `Bearer ${c.json.key}`, 'content-type': 'application/json' });
@@ -150,5 +152,28 @@ describe('rate limits: requests and tokens per minute, per key and per tenant, u
     assert.equal(refused.status, 429);
     assert.match(refused.json.error.message, /this tenant/);
     assert.equal((await embed(KEYS.globex)).status, 200, 'other tenants are unaffected');
+  });
+
+  test("a token minted from a key spends that key's allowance: it is not a second one", async () => {
+    const k = await admin('/v1/admin/keys', { tenant: 'globex', scopes: ['embeddings'], limits: { rpm: 1000 } });
+    const minted = await postJson(svc.baseUrl, '/v1/auth/token', {}, { authorization: `Bearer ${k.json.key}`, 'content-type': 'application/json' });
+    assert.equal(minted.status, 200, minted.text);
+    const bootToken = await postJson(svc.baseUrl, '/v1/auth/token', {}, { authorization: `Bearer ${KEYS.globex}`, 'content-type': 'application/json' });
+    assert.equal(bootToken.status, 200, bootToken.text);
+    const remaining = async (key: string) => {
+      const r = await embed(key);
+      assert.equal(r.status, 200, r.text);
+      return Number(r.headers.get('x-ratelimit-remaining-requests'));
+    };
+    for (const [key, token] of [[k.json.key, minted.json.access_token], [KEYS.globex, bootToken.json.access_token]] as const) {
+      // Key, token, key: one shared count goes down by one each time. A minute window may roll over
+      // between two requests, which resets the count: then the three are tried again.
+      let counts: number[] = [];
+      for (let attempt = 0; attempt < 3; attempt++) {
+        counts = [await remaining(key), await remaining(token), await remaining(key)];
+        if (counts[1]! <= counts[0]! && counts[2]! <= counts[1]!) break;
+      }
+      assert.deepEqual(counts, [counts[0], counts[0]! - 1, counts[0]! - 2], `key and token share one allowance (${counts.join(', ')})`);
+    }
   });
 });

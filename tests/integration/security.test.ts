@@ -7,8 +7,10 @@ import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type J
 import { Redis } from 'ioredis';
 import { io as connect, type Socket } from 'socket.io-client';
 import { deriveSigningKey, signRequest } from '../../shared/api/sign-request.js';
+import path from 'node:path';
+import { rawHttpClient } from '../helpers/raw-http.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { KEYS, ROOT, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 const JWT_SECRET = 'test-jwt-secret-0123456789abcdef-0123456789';
 const ISSUER = 'queue-inference-test';
@@ -171,6 +173,12 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
     expectError(await embedWith(chatOnly.key), 403, 'insufficient_scope');
     const job = await postJson(svc.baseUrl, '/v1/jobs', { type: 'embedding', model: 'use-lite', input: ['scope job'] });
     expectError(await call('GET', `/v1/jobs/${encodeURIComponent(job.json.id)}`, { key: chatOnly.key }), 403, 'insufficient_scope');
+    // Socket.IO is no side door: following a job's events needs the scope GET /v1/jobs/:id needs.
+    const refused = await (await socket(chatOnly.key)).timeout(5000).emitWithAck('subscribe', job.json.id);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.ok === false && refused.error.code, 'insufficient_scope');
+    const allowed = await (await socket(k.key)).timeout(5000).emitWithAck('subscribe', job.json.id);
+    assert.equal(allowed.ok, true, JSON.stringify(allowed));
   });
 
   test("tenant admins manage only their own tenant's keys; other tenants' keys look missing", async () => {
@@ -190,6 +198,53 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
     assert.deepEqual(tenants.json.data.map((t: any) => t.id), ['acme']);
     expectError(await call('DELETE', '/v1/admin/tenants/globex', { key: KEYS.acme }), 403, 'admin_required');
     assert.equal((await embedWith(globexKey.key)).status, 200, 'the globex key still works');
+  });
+
+  test('minting: keys and tokens carry no more scopes or limits than their creator; only the admin key grants unlimited', async () => {
+    // The bootstrap key has every scope, admin included, and the deployment's limits (600 rpm, 1M tpm).
+    for (const limits of [{ rpm: 0, tpm: 0 }, { rpm: 0 }, { tpm: 0 }]) {
+      expectError(await call('POST', '/v1/admin/keys', { key: KEYS.acme, body: { tenant: 'acme', scopes: ['embeddings'], limits } }), 403, 'limit_not_grantable');
+    }
+    const over = await call('POST', '/v1/admin/keys', { key: KEYS.acme, body: { tenant: 'acme', scopes: ['embeddings'], limits: { rpm: 601 } } });
+    expectError(over, 403, 'limit_not_grantable');
+    assert.match(over.json.error.message, /600/, 'the message says what may be granted');
+    const within = await call('POST', '/v1/admin/keys', { key: KEYS.acme, body: { tenant: 'acme', scopes: ['embeddings'], limits: { rpm: 600, tpm: 1000 } } });
+    assert.equal(within.status, 201, within.text);
+    secrets.push(within.json.key);
+
+    // A tenant admin with a limit of its own and two scopes.
+    const tenantAdmin = await newKey({ tenant: 'acme', scopes: ['embeddings', 'admin'], limits: { rpm: 50, tpm: 20_000 } });
+    for (const scopes of [['chat'], ['embeddings', 'documents'], ['chat', 'embeddings', 'documents', 'admin']]) {
+      expectError(await call('POST', '/v1/admin/keys', { key: tenantAdmin.key, body: { tenant: 'acme', scopes } }), 403, 'scope_not_grantable');
+    }
+    expectError(await call('POST', '/v1/admin/keys', { key: tenantAdmin.key, body: { tenant: 'acme', scopes: ['embeddings'], limits: { rpm: 51 } } }), 403, 'limit_not_grantable');
+    const child = await call('POST', '/v1/admin/keys', { key: tenantAdmin.key, body: { tenant: 'acme', scopes: ['embeddings'] } });
+    assert.equal(child.status, 201, child.text);
+    secrets.push(child.json.key);
+    assert.deepEqual(child.json.limits, { rpm: 50, tpm: 20_000 }, 'a key created without limits gets its creator\'s, not the larger defaults');
+    assert.equal((await embedWith(child.json.key)).status, 200);
+
+    // Its reduced-scope token (admin only) can mint only admin-scoped keys, within the same limits.
+    const token = await call('POST', '/v1/auth/token', { key: tenantAdmin.key, body: { scopes: ['admin'] } });
+    assert.equal(token.status, 200, token.text);
+    secrets.push(token.json.access_token);
+    expectError(await call('POST', '/v1/admin/keys', { key: token.json.access_token, body: { tenant: 'acme', scopes: ['embeddings'] } }), 403, 'scope_not_grantable');
+    expectError(await call('POST', '/v1/admin/keys', { key: token.json.access_token, body: { tenant: 'acme', scopes: ['admin'], limits: { tpm: 0 } } }), 403, 'limit_not_grantable');
+    expectError(await call('POST', '/v1/auth/token', { key: tenantAdmin.key, body: { scopes: ['chat'] } }), 403, 'insufficient_scope');
+
+    // Rotation hands over a key with the old one's powers: not to a caller with less.
+    const strong = await newKey({ tenant: 'acme', scopes: ['chat', 'embeddings'] });
+    const rotated = await call('POST', `/v1/admin/keys/${strong.id}/rotate`, { key: tenantAdmin.key });
+    expectError(rotated, 403, 'rotation_not_grantable');
+    assert.equal(rotated.json.key, undefined);
+    assert.equal((await embedWith(strong.key)).status, 200, 'the key was not rotated');
+    const own = await call('POST', `/v1/admin/keys/${child.json.id}/rotate`, { key: tenantAdmin.key });
+    assert.equal(own.status, 201, own.text);
+    secrets.push(own.json.key);
+
+    // The admin key may grant anything, unlimited included.
+    const unlimited = await newKey({ tenant: 'acme', scopes: ['chat', 'embeddings', 'documents', 'admin'], limits: { rpm: 0, tpm: 0 } });
+    assert.equal((await embedWith(unlimited.key)).status, 200);
   });
 
   test('revoked keys, rotated keys and revoked tenants are refused at once', async () => {
@@ -399,7 +454,7 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
   test('Bull Board and /metrics stay admin-only, for tenant keys and tokens alike', async () => {
     const token = (await call('POST', '/v1/auth/token', { key: KEYS.acme })).json.access_token as string;
     secrets.push(token);
-    for (const route of ['/metrics', '/admin/queues']) {
+    for (const route of ['/metrics', '/admin/queues', '/admin/queues/', '/admin/queues/api/queues']) {
       expectError(await call('GET', route), 401);
       expectError(await call('GET', route, { key: KEYS.acme }), 403);
       expectError(await call('GET', route, { key: token }), 401);
@@ -419,5 +474,143 @@ describe('security: keys, scopes, JWTs, signed requests, tenant isolation, heade
       if (secret.startsWith('qik_')) assert.ok(!logs.includes(secret.slice(17)), 'a key secret appears in the logs');
     }
     assert.ok(!logs.includes(JWT_SECRET));
+  });
+});
+
+describe('client errors: bad input is a 400 with a reason, never a 500 or a 429 that no retry can fix', () => {
+  let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
+  let svc: ServiceHandle;
+  let client: ReturnType<typeof rawHttpClient>;
+  const TPM = 100_000;
+
+  before(async () => {
+    redis = await startPrivateRedis();
+    // No worker: every request here is answered by the API alone.
+    const config = writeModelsConfig([
+      useLiteModel(),
+      { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: path.join(ROOT, 'models', 'tiny-chat'), max_tokens_limit: 512, default_max_tokens: 32 },
+    ]);
+    svc = await startService({ redisUrl: redis.url, modelsConfig: config, workers: 0, waitReady: false, env: { RATE_LIMIT_RPM: '600', RATE_LIMIT_TPM: String(TPM) } });
+    client = rawHttpClient(svc.baseUrl);
+  });
+
+  after(async () => {
+    client?.close();
+    await svc?.stop();
+    await redis?.cleanup();
+  });
+
+  const send = (method: string, target: string, key = KEYS.acme, body?: unknown) =>
+    client.request(method, target, {
+      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const expectError = (r: { status: number; json: any; text: string }, status: number, code: string) => {
+    assert.equal(r.status, status, r.text);
+    assert.equal(r.json?.error?.code, code, r.text);
+    assert.equal(typeof r.json.error.message, 'string');
+    assert.ok(r.json.error.message.length > 20, `a readable reason: ${r.json.error.message}`);
+  };
+  const newKey = async (body: Record<string, unknown>) => {
+    const r = await send('POST', '/v1/admin/keys', KEYS.admin, body);
+    assert.equal(r.status, 201, r.text);
+    return r.json as { key: string; id: string };
+  };
+
+  test('malformed percent-encoding in a path or query is 400, anywhere, before any route', async () => {
+    for (const [method, target] of [
+      ['GET', '/v1/jobs/%zz'],
+      ['DELETE', '/v1/jobs/%zz'],
+      ['GET', '/v1/jobs/embedding%E0%A4%A'],
+      ['GET', '/v1/models/%FF'],
+      ['GET', '/v1/models?x=%zz'],
+      ['GET', '/docs/%'],
+      ['GET', '/no/such/route%zz'],
+    ]) {
+      expectError(await send(method!, target!), 400, 'invalid_path_encoding');
+      expectError(await send(method!, target!, 'not-a-key-0123456789'), 400, 'invalid_path_encoding');
+    }
+  });
+
+  test('ids follow one pattern; tenants named like Object properties are safe; /v1/chatbot answers 404 for them, not 500', async () => {
+    for (const id of ['__proto__', '_x', '.hidden', 'a/b', 'a:b', 'x'.repeat(65)]) {
+      expectError(await send('POST', '/v1/admin/tenants', KEYS.admin, { id }), 400, 'invalid_request');
+    }
+    for (const id of ['constructor', 'toString', 'hasOwnProperty']) {
+      const t = await send('POST', '/v1/admin/tenants', KEYS.admin, { id });
+      assert.equal(t.status, 201, t.text);
+      const k = await newKey({ tenant: id, scopes: ['chat', 'documents'] });
+      expectError(await send('POST', '/v1/chatbot', k.key, { user_id: 'u1', message: 'hello' }), 404, 'chatbot_not_configured');
+      const listed = await send('GET', `/v1/admin/keys?tenant=${id}`, KEYS.admin);
+      assert.equal(listed.status, 200, listed.text);
+      assert.deepEqual(listed.json.data.map((x: any) => x.tenant), [id]);
+      const collections = await send('GET', '/v1/collections', k.key);
+      assert.equal(collections.status, 200, collections.text);
+    }
+    expectError(await send('POST', '/v1/admin/keys', KEYS.admin, { tenant: '__proto__', scopes: ['chat'] }), 400, 'invalid_request');
+  });
+
+  test('search filters: __proto__, constructor, prototype and malformed keys are refused, not dropped', async () => {
+    for (const key of ['__proto__', 'constructor', 'prototype', 'a b', '']) {
+      const body = `{"query":"anything","filter":{${JSON.stringify(key)}:{"x":1}}}`;
+      const r = await send('POST', '/v1/collections/library/search', KEYS.acme, body);
+      expectError(r, 400, 'invalid_request');
+      assert.match(r.json.error.param ?? '', /^filter/, r.text);
+    }
+    const polluted = await send('POST', '/v1/collections/library/search', KEYS.acme, '{"query":"anything","filter":{"__proto__":"x"}}');
+    assert.match(polluted.json.error.message, /__proto__/);
+    // A well-formed filter gets as far as the (missing) collection.
+    expectError(await send('POST', '/v1/collections/library/search', KEYS.acme, { query: 'anything', filter: { topic: 'x' } }), 404, 'collection_not_found');
+  });
+
+  test('max_tokens beyond the model is 400 whatever the caller\'s limits; a request larger than its tokens-per-minute is 400 request_too_large; neither says Retry-After', async () => {
+    const messages = [{ role: 'user', content: 'hello' }];
+    const unlimited = (await newKey({ tenant: 'acme', scopes: ['chat', 'embeddings'], limits: { rpm: 0, tpm: 0 } })).key;
+    for (const key of [KEYS.acme, unlimited]) {
+      for (const [target, body, param] of [
+        ['/v1/chat/completions', { model: 'tiny-chat', messages, max_tokens: 1e9 }, 'max_tokens'],
+        ['/v1/chat/completions', { model: 'tiny-chat', messages, max_completion_tokens: 1e9 }, 'max_completion_tokens'],
+        ['/v1/chat/completions', { model: 'tiny-chat', messages, max_tokens: 513 }, 'max_tokens'],
+        ['/v1/jobs', { type: 'chat', model: 'tiny-chat', messages, max_tokens: 1e9 }, 'max_tokens'],
+        ['/v1/jobs', { type: 'chat', model: 'tiny-chat', messages, max_completion_tokens: 1e9 }, 'max_completion_tokens'],
+      ] as const) {
+        const r = await send('POST', target, key, body);
+        expectError(r, 400, 'max_tokens_too_large');
+        assert.equal(r.json.error.param, param);
+        assert.equal(r.headers['retry-after'], undefined);
+      }
+    }
+    // Within the model, but more than the key may spend in a minute.
+    const small = (await newKey({ tenant: 'acme', scopes: ['chat', 'embeddings'], limits: { tpm: 400 } })).key;
+    for (const [target, body] of [
+      ['/v1/chat/completions', { model: 'tiny-chat', messages, max_tokens: 500 }],
+      ['/v1/jobs', { type: 'chat', model: 'tiny-chat', messages, max_completion_tokens: 500 }],
+      ['/v1/embeddings', { model: 'use-lite', input: 'z'.repeat(4000) }],
+      ['/v1/jobs', { type: 'embedding', model: 'use-lite', input: ['z'.repeat(2000), 'z'.repeat(2000)] }],
+    ] as const) {
+      const r = await send('POST', target, small, body);
+      expectError(r, 400, 'request_too_large');
+      assert.equal(r.headers['retry-after'], undefined);
+      assert.match(r.json.error.message, /400 tokens per minute/);
+    }
+    // What a retry can fix is still a 429: the allowance is spent, not too small.
+    const job = await send('POST', '/v1/jobs', small, { type: 'embedding', model: 'use-lite', input: ['y'.repeat(1200)] });
+    assert.equal(job.status, 202, job.text);
+    const spent = await send('POST', '/v1/jobs', small, { type: 'embedding', model: 'use-lite', input: ['y'.repeat(1200)] });
+    expectError(spent, 429, 'rate_limit_exceeded');
+    assert.ok(Number(spent.headers['retry-after']) >= 1);
+  });
+
+  test('POST /v1/jobs takes max_completion_tokens as the chat completion budget', async () => {
+    const messages = [{ role: 'user', content: 'hello' }];
+    const r = await send('POST', '/v1/jobs', KEYS.acme, { type: 'chat', model: 'tiny-chat', messages, max_completion_tokens: 7, max_tokens: 99 });
+    assert.equal(r.status, 202, r.text);
+    const redisClient = new Redis(svc.redisUrl);
+    try {
+      const data = JSON.parse((await redisClient.hget(`${svc.prefix}:chat.tiny-chat:${r.json.id}`, 'data')) ?? '{}');
+      assert.equal(data.payload?.max_tokens, 7, JSON.stringify(data));
+    } finally {
+      redisClient.disconnect();
+    }
   });
 });

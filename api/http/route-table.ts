@@ -1,0 +1,185 @@
+import type { CreateJobRequest } from '../../shared/api/request-schemas.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { queueOfJobId } from '../../shared/jobs/job-catalog.js';
+import type { ModelConfig } from '../../shared/models/model-registry.js';
+import type { Scope } from '../auth/admin-schemas.js';
+
+/**
+ * Every HTTP route of the API, with who may call it. Authorization is a property of the route, not
+ * of the path string: the route modules register their handlers through api/http/table-router.ts,
+ * which accepts only paths listed here and puts the check of the entry in front of the handler,
+ * and the OpenAPI document (api/http/openapi.ts) is generated from the same entries. So a route
+ * cannot exist without a declared access, and what the document says is what is enforced.
+ *
+ * Paths are Express patterns, matched case-sensitively and strictly (no trailing slash), after
+ * api/http/canonical-path.ts has refused every other spelling of a path: `:name` is one segment,
+ * `*name` the rest of the path.
+ */
+
+export type Method = 'GET' | 'POST' | 'DELETE';
+
+/** A request as a scope resolver sees it: its route parameters and its parsed body. */
+export interface ScopeInput {
+  params: Record<string, unknown>;
+  body: unknown;
+}
+
+/** For routes whose scope depends on what the request is about (the job type, the job id). */
+export interface ScopeResolver {
+  /** How the scope is chosen, for the OpenAPI document. */
+  describe: string;
+  /** One request per scope it can give (tests/integration/access-matrix.test.ts sends each). */
+  cases: readonly { params?: Record<string, string>; body?: Record<string, unknown>; scope: Scope }[];
+  /** The scope, or an AppError thrown when the request can name none (it could never succeed). */
+  resolve(req: ScopeInput): Scope;
+}
+
+export type Access =
+  /** Anyone, without credentials: health, documentation, the playground. */
+  | { kind: 'public' }
+  /** ADMIN_API_KEY only, checked by the route itself (operations pages outside /v1, read by Prometheus and browsers). */
+  | { kind: 'admin-key'; basicChallenge?: boolean }
+  /**
+   * A credential accepted by the /v1 chain (API key, JWT, signed request) holding `scope` ('any':
+   * every valid credential); with `globalAdmin`, it must moreover be ADMIN_API_KEY.
+   */
+  | { kind: 'tenant'; scope: Scope | ScopeResolver | 'any'; globalAdmin?: boolean };
+
+export interface RouteSpec {
+  method: Method;
+  path: string;
+  access: Access;
+  summary: string;
+  tags: readonly string[];
+  /** The task a body's `model` is for (tenant-specific models and `"model": "default"`); 'job-type': the body's `type`. */
+  modelTask?: 'embedding' | 'chat' | 'job-type';
+  /** A sub-application mounted at the path (Bull Board): every method and every path below it. */
+  mount?: boolean;
+}
+
+/** The scope of each job type a client may submit to POST /v1/jobs: a new type without one does not compile. */
+export const SUBMIT_SCOPES = { embedding: 'embeddings', chat: 'chat' } as const satisfies Record<CreateJobRequest['type'], Scope>;
+
+/**
+ * The scope that reads or cancels a job, by the family of the queue its id names (`<family>.<name>~<uuid>`):
+ * model queues are named after the model's task, the document pipeline's all start with `documents`,
+ * the chatbot's is `chatbot.default`. A family missing here has no job anyone may read (fail closed).
+ */
+export const JOB_FAMILY_SCOPES: Readonly<Record<ModelConfig['task'] | 'documents' | 'chatbot', Scope>> = {
+  embedding: 'embeddings',
+  chat: 'chat',
+  documents: 'documents',
+  chatbot: 'chat',
+};
+
+export function familyOfQueue(queue: string): string {
+  return queue.split('.')[0] ?? '';
+}
+
+/** The scope that reads or cancels the job with this public id, or undefined when no queue of its family exists. */
+export function scopeOfJobId(id: string): Scope | undefined {
+  const queue = queueOfJobId(id);
+  const family = queue === undefined ? '' : familyOfQueue(queue);
+  return Object.hasOwn(JOB_FAMILY_SCOPES, family) ? JOB_FAMILY_SCOPES[family as keyof typeof JOB_FAMILY_SCOPES] : undefined;
+}
+
+const byJobType: ScopeResolver = {
+  describe: `by the body's \`type\`: ${Object.entries(SUBMIT_SCOPES).map(([t, s]) => `${t} → \`${s}\``).join(', ')}`,
+  cases: Object.entries(SUBMIT_SCOPES).map(([type, scope]) => ({ body: { type }, scope })),
+  resolve: ({ body }) => {
+    const type = (body as { type?: unknown } | undefined)?.type;
+    if (typeof type === 'string' && Object.hasOwn(SUBMIT_SCOPES, type)) return SUBMIT_SCOPES[type as keyof typeof SUBMIT_SCOPES];
+    throw errors.invalidRequest(`'type' must be one of ${Object.keys(SUBMIT_SCOPES).map((t) => `'${t}'`).join(', ')}.`, 'type');
+  },
+};
+
+const byJobId: ScopeResolver = {
+  describe: `by the job's queue, the part of its id before \`~\`: ${Object.entries(JOB_FAMILY_SCOPES).map(([f, s]) => `${f}.* → \`${s}\``).join(', ')}`,
+  cases: Object.entries(JOB_FAMILY_SCOPES).map(([family, scope]) => ({ params: { id: `${family}.example~00000000-0000-4000-8000-000000000000` }, scope })),
+  resolve: ({ params }) => {
+    const id = typeof params.id === 'string' ? params.id : '';
+    const scope = scopeOfJobId(id);
+    if (scope) return scope;
+    // No queue of this family exists, so neither does the job: the same answer as for a missing one.
+    throw errors.notFound(`No job with id '${id}'.`, 'job_not_found', 'id');
+  },
+};
+
+const PUBLIC = { kind: 'public' } as const;
+const ADMIN_KEY = { kind: 'admin-key' } as const;
+const ANY = { kind: 'tenant', scope: 'any' } as const;
+const scope = (s: Scope | ScopeResolver) => ({ kind: 'tenant', scope: s }) as const;
+const GLOBAL_ADMIN = { kind: 'tenant', scope: 'admin', globalAdmin: true } as const;
+
+export const ROUTES = [
+  // Public pages: the playground, health, the API's own documentation.
+  { method: 'GET', path: '/', access: PUBLIC, tags: ['playground'], summary: 'The web playground: chat with live tokens, embeddings, recent jobs (uses the public API with a pasted key)' },
+  { method: 'GET', path: '/playground.js', access: PUBLIC, tags: ['playground'], summary: "The playground's script: the typed client bundled with its UI code" },
+  { method: 'GET', path: '/healthz', access: PUBLIC, tags: ['operations'], summary: 'Liveness: the process is up' },
+  { method: 'GET', path: '/readyz', access: PUBLIC, tags: ['operations'], summary: 'Readiness: Redis answers and every model has a live worker that loaded it' },
+  { method: 'GET', path: '/openapi.json', access: PUBLIC, tags: ['operations'], summary: 'This document' },
+  { method: 'GET', path: '/docs', access: PUBLIC, tags: ['operations'], summary: 'Interactive documentation of this document (Swagger UI, served locally)' },
+  { method: 'GET', path: '/docs/:asset', access: PUBLIC, tags: ['operations'], summary: "Swagger UI's static files (scripts, styles, the page's initialiser)" },
+
+  // Operations pages: the admin key only.
+  { method: 'GET', path: '/metrics', access: ADMIN_KEY, tags: ['operations'], summary: 'Prometheus metrics of this API process (admin key)' },
+  {
+    method: 'GET',
+    path: '/admin/queues',
+    access: { kind: 'admin-key', basicChallenge: true },
+    mount: true,
+    tags: ['operations'],
+    summary: 'Bull Board, the queue dashboard (admin key; its own pages and JSON API live under this path)',
+  },
+
+  // Any valid credential.
+  { method: 'POST', path: '/v1/auth/token', access: ANY, tags: ['auth'], summary: 'Exchange the API key of this request for a short-lived JWT (HS256)' },
+  { method: 'GET', path: '/v1/models', access: ANY, tags: ['models'], summary: 'The model registry (OpenAI list shape)' },
+  { method: 'GET', path: '/v1/models/*id', access: ANY, tags: ['models'], summary: 'One model' },
+
+  // Inference.
+  { method: 'POST', path: '/v1/embeddings', access: scope('embeddings'), modelTask: 'embedding', tags: ['embeddings'], summary: 'Create embeddings (OpenAI-compatible), waiting for the result' },
+  { method: 'POST', path: '/v1/chat/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
+  { method: 'POST', path: '/v1/chatbot', access: scope('chat'), tags: ['chat'], summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer" },
+  { method: 'POST', path: '/v1/jobs', access: scope(byJobType), modelTask: 'job-type', tags: ['jobs'], summary: 'Submit an asynchronous job' },
+  { method: 'GET', path: '/v1/jobs/:id', access: scope(byJobId), tags: ['jobs'], summary: "A job's status, progress, timings and result" },
+  { method: 'DELETE', path: '/v1/jobs/:id', access: scope(byJobId), tags: ['jobs'], summary: 'Cancel a job that has not finished' },
+
+  // Documents and search.
+  { method: 'POST', path: '/v1/documents', access: scope('documents'), tags: ['documents'], summary: 'Upload a document into a collection and start its ingestion' },
+  { method: 'GET', path: '/v1/documents/:id', access: scope('documents'), tags: ['documents'], summary: "A document's status, progress and metadata" },
+  { method: 'DELETE', path: '/v1/documents/:id', access: scope('documents'), tags: ['documents'], summary: 'Delete a document: its chunks leave search at once' },
+  { method: 'GET', path: '/v1/collections', access: scope('documents'), tags: ['documents'], summary: "The tenant's collections" },
+  { method: 'DELETE', path: '/v1/collections/:name', access: scope('documents'), tags: ['documents'], summary: 'Delete a collection with its documents, chunks and index' },
+  { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
+  { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
+
+  // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
+  { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },
+  { method: 'GET', path: '/v1/admin/tenants', access: scope('admin'), tags: ['admin'], summary: 'List tenants (a tenant admin sees its own)' },
+  { method: 'DELETE', path: '/v1/admin/tenants/:id', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Revoke a tenant: every key of it is refused from now on (admin key only)' },
+  { method: 'POST', path: '/v1/admin/keys', access: scope('admin'), tags: ['admin'], summary: 'Create an API key; the answer is the only place the key is ever shown' },
+  { method: 'GET', path: '/v1/admin/keys', access: scope('admin'), tags: ['admin'], summary: 'List API keys (never their secrets)' },
+  { method: 'DELETE', path: '/v1/admin/keys/:id', access: scope('admin'), tags: ['admin'], summary: 'Revoke an API key at once (tokens minted from it die too)' },
+  {
+    method: 'POST',
+    path: '/v1/admin/keys/:id/rotate',
+    access: scope('admin'),
+    tags: ['admin'],
+    summary: 'Replace an API key with a new one of the same tenant, scopes, limits and signing rule',
+  },
+] as const satisfies readonly RouteSpec[];
+
+export type RouteEntry = (typeof ROUTES)[number];
+export type RouteKey = `${RouteEntry['method']} ${RouteEntry['path']}`;
+export type RoutePath<M extends Method> = Extract<RouteEntry, { method: M; mount?: never }>['path'];
+export type MountPath = Extract<RouteEntry, { mount: true }>['path'];
+
+export function routeKey(r: { method: string; path: string }): string {
+  return `${r.method} ${r.path}`;
+}
+
+/** The OpenAPI spelling of an Express path: `:id` and `*id` become `{id}`. */
+export function openApiPath(path: string): string {
+  return path.replace(/[:*](\w+)/g, '{$1}');
+}

@@ -179,8 +179,12 @@ describe('access matrix: every route × every caller × every spelling of its pa
       return `${r.method} ${String(r.path)}`;
     });
     const table = (ROUTES as readonly RouteSpec[]).map((r) => routeKey(r));
-    assert.deepEqual(registered.filter((r) => !table.includes(r)), [], 'routes registered outside the route table');
-    assert.deepEqual(table.filter((r) => !registered.includes(r)), [], 'table routes Express does not have');
+    // A mounted sub-application (Bull Board) owns every path below its mount: its own routes are its business.
+    const mounts = (ROUTES as readonly RouteSpec[]).filter((r) => r.mount).map((r) => `${r.path}/`);
+    const outside = registered.filter((r) => !table.includes(r) && !mounts.some((m) => r.split(' ')[1]!.startsWith(m)));
+    assert.deepEqual(outside, [], 'routes registered outside the route table');
+    const present = (key: string) => registered.includes(key) || registered.some((r) => mounts.some((m) => key === `GET ${m.slice(0, -1)}` && r.startsWith(`GET ${m}`)));
+    assert.deepEqual(table.filter((r) => !present(r)), [], 'table routes Express does not have');
   });
 
   test('each caller gets exactly what the route table allows, on every spelling of every path', async () => {

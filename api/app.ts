@@ -50,6 +50,8 @@ export interface AppDeps {
   /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
+  /** Idle time after which an SSE stream gets a `: keep-alive` comment (SSE_KEEPALIVE_MS). */
+  sseKeepAliveMs?: number;
   metrics: ApiMetrics;
   /** Documents and vector search (api/documents); without it those routes answer 503. */
   documents?: { service: DocumentService; maxBytes: number };
@@ -110,8 +112,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(adminRoutes({ store: () => sec().store }));
   app.use(modelsRoutes({ registry: deps.registry, startedAt: Date.now() }));
   app.use(embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }));
-  app.use(chatRoutes({ chat: deps.chat }));
-  app.use(chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }));
+  app.use(chatRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }));
+  app.use(chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }));
   app.use(jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }));
   app.use(documentsRoutes({ documents: () => deps.documents }));
 

@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     redis,
     prefix: env.QUEUE_PREFIX,
     intervalMs: env.STREAM_HEARTBEAT_MS,
+    heartbeatTtlMs: env.STREAM_HEARTBEAT_TTL_MS,
     retryWindowMs: streamRetryWindowMs(env),
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     jobState: (jobId) => jobs.state(jobId),

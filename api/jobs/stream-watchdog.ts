@@ -30,12 +30,16 @@ export class StreamWatchdog {
   private readonly watched = new Map<string, Watched>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
+  /** No stream is ended before this time (see `heartbeatTtlMs`). */
+  private judgeFrom = 0;
 
   constructor(
     private readonly deps: {
       redis: Redis;
       prefix: string;
       intervalMs: number;
+      /** STREAM_HEARTBEAT_TTL_MS: after this API's own Redis trouble, workers get this long to beat again before anyone is judged. */
+      heartbeatTtlMs: number;
       retryWindowMs: number;
       retentionSeconds: number;
       /** The job's BullMQ state (JobService.state). */
@@ -79,7 +83,9 @@ export class StreamWatchdog {
     try {
       await this.check([...this.watched.keys()]);
     } catch (err) {
-      // Redis away: requests are answered 503 elsewhere, and the next tick tries again.
+      // Redis away: requests are answered 503 elsewhere, and the next tick tries again. Heartbeats
+      // may have lapsed meanwhile for want of Redis, not of workers: they get time to come back.
+      this.judgeFrom = Date.now() + this.deps.heartbeatTtlMs;
       this.deps.log.debug({ err }, 'stream watchdog pass failed');
     } finally {
       this.checking = false;
@@ -100,6 +106,7 @@ export class StreamWatchdog {
         w.retryWaitSince = undefined;
         continue;
       }
+      if (Date.now() < this.judgeFrom) continue;
       // Claimed, and its heartbeat has lapsed: the run's worker died or stopped answering.
       if (length > 0) {
         await this.end(id, `after streaming ${length} token${length === 1 ? '' : 's'}; the answer cannot be continued without repeating it`);

@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Socket } from 'socket.io-client';
 import { parseEntry, tokenStreamKey, type StreamEntry } from '../../shared/streams/token-stream.js';
+import { openAiValidator } from '../helpers/openai-schema.js';
 import { exitOf, socketClient, startFakeUpstream } from '../helpers/ops.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { authHeaders, postJson, startService, waitFor, writeModelsConfig, type ProcessHandle, type ServiceHandle } from '../helpers/service.js';
@@ -60,6 +61,7 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
   let svc: ServiceHandle;
   let inspect: Redis;
   const sockets: Socket[] = [];
+  const validError = openAiValidator('ErrorResponse');
 
   before(async () => {
     redis = await startPrivateRedis();
@@ -154,6 +156,7 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
     assert.ok(errorItem, `an error event arrived: ${JSON.stringify(items.slice(-3))}`);
     const learnMs = errorItem.at - killedAt;
     console.log(`DEAD-WORKER sse_stream_learned_ms=${learnMs}`);
+    assert.deepEqual(validError(errorItem.data), [], 'OpenAI\'s error shape');
     assert.equal(errorItem.data.error.code, 'worker_lost');
     assert.equal(errorItem.data.error.type, 'service_unavailable');
     assert.match(errorItem.data.error.message, /after streaming \d+ tokens/);
@@ -225,6 +228,7 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
       assert.ok(learnMs < LEARN_BOUND_MS, `learned of the dead worker after ${learnMs} ms`);
       for (const r of results) {
         assert.equal(r.status, 503, r.text);
+        assert.deepEqual(validError(r.json), [], 'OpenAI\'s error shape');
         assert.equal(r.json.error.code, 'worker_lost');
         assert.equal(r.json.error.type, 'service_unavailable');
         assert.equal(r.json.error.param, null);

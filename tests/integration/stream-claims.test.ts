@@ -113,7 +113,7 @@ describe('token stream claims and the dead-worker watchdog', () => {
     const log = createLogger({ level: 'silent', name: 'test' });
     const states = new Map<string, string>();
     const watchdog = () =>
-      new StreamWatchdog({ redis, prefix, intervalMs: 50, retryWindowMs: 1500, retentionSeconds: 60, jobState: async (id) => states.get(id) ?? 'active', log });
+      new StreamWatchdog({ redis, prefix, intervalMs: 50, heartbeatTtlMs: 100, retryWindowMs: 1500, retentionSeconds: 60, jobState: async (id) => states.get(id) ?? 'active', log });
     const beat = (id: string, queues: string[]) => redis.hset(workersKey(prefix), id, JSON.stringify({ id, at: Date.now(), queues, models: [] }));
     const endOf = async (id: string) => {
       const last = (await entries(id)).at(-1);

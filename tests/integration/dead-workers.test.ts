@@ -217,9 +217,10 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
     upstream.hold(true);
     try {
       const worker = await svc.startWorker();
-      const answers = Array.from({ length: 4 }, () => postJson(svc.baseUrl, '/v1/chat/completions', { model: 'gated-chat', messages, max_tokens: 8 }));
-      // All four are running, and held before their first token.
-      await waitFor('four generations held', async () => (upstream.held() === 4 ? true : undefined), 30_000, () => worker.output().slice(-2000));
+      // Seven, as in the finding that this answers (seven concurrent chats got 500 after 62 s).
+      const answers = Array.from({ length: 7 }, () => postJson(svc.baseUrl, '/v1/chat/completions', { model: 'gated-chat', messages, max_tokens: 8 }));
+      // All seven are running, and held before their first token.
+      await waitFor('seven generations held', async () => (upstream.held() === 7 ? true : undefined), 30_000, () => worker.output().slice(-2000));
       const killedAt = Date.now();
       await kill(worker);
       const results = await Promise.all(answers);
@@ -254,8 +255,8 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
     upstream.hold(true);
     try {
       const first = await svc.startWorker();
-      const answers = Array.from({ length: 4 }, (_, i) => postJson(svc.baseUrl, '/v1/chat/completions', { model: 'gated-chat', messages, max_tokens: 8 + i }));
-      await waitFor('four generations held', async () => (upstream.held() === 4 ? true : undefined), 30_000, () => first.output().slice(-2000));
+      const answers = Array.from({ length: 7 }, (_, i) => postJson(svc.baseUrl, '/v1/chat/completions', { model: 'gated-chat', messages, max_tokens: 8 + i }));
+      await waitFor('seven generations held', async () => (upstream.held() === 7 ? true : undefined), 30_000, () => first.output().slice(-2000));
       const second = await svc.startWorker();
       const killedAt = Date.now();
       await kill(first);
@@ -275,6 +276,29 @@ describe('dead workers and streams: keep-alives, retry before the first token, w
         await waitStatus(id, 'completed', 10_000);
       }
       await second.stop();
+    } finally {
+      upstream.hold(false);
+    }
+  });
+
+  test('a worker shutting down hands a chat job that has streamed nothing back to the queue, and another worker answers it', { timeout: 90_000 }, async () => {
+    upstream.hold(true);
+    try {
+      // A short grace period: the held job outlasts it, so the worker must hand it back or fail it.
+      const leaving = await svc.startWorker({ SHUTDOWN_GRACE_MS: '2000' });
+      const answer = postJson(svc.baseUrl, '/v1/chat/completions', { model: 'gated-chat', messages, max_tokens: 6 });
+      await waitFor('generation held', async () => (upstream.held() === 1 ? true : undefined), 30_000, () => leaving.output().slice(-2000));
+      const staying = await svc.startWorker();
+      const exited = exitOf(leaving);
+      leaving.child.kill('SIGTERM');
+      assert.equal((await exited).code, 143);
+      assert.match(leaving.output(), /job handed back to the queue/);
+      upstream.hold(false);
+      const r = await answer;
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.usage.completion_tokens, 6);
+      assertStreamWhole(await streamEntries(r.headers.get('x-job-id')!));
+      await staying.stop();
     } finally {
       upstream.hold(false);
     }

@@ -85,7 +85,7 @@ export function chatRoutes(deps: { chat: ChatService; sseKeepAliveMs?: number })
         throw err;
       }
       const e = toAppError(err);
-      req.log.error({ err }, 'chat stream failed after it opened');
+      if (e.status >= 500) req.log.error({ err }, 'chat stream failed after it opened');
       stream.send(e.toBody());
       stream.end();
       return;

@@ -56,8 +56,9 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
         stream.stop();
         throw err;
       }
-      req.log.error({ err }, 'chatbot stream failed after it opened');
-      stream.send(toAppError(err).toBody());
+      const e = toAppError(err);
+      if (e.status >= 500) req.log.error({ err }, 'chatbot stream failed after it opened');
+      stream.send(e.toBody());
       stream.end();
       return;
     }

@@ -52,6 +52,8 @@ export interface AppDeps {
   /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
+  /** Idle time after which an SSE stream gets a `: keep-alive` comment (SSE_KEEPALIVE_MS). */
+  sseKeepAliveMs?: number;
   metrics: ApiMetrics;
   /** Documents and vector search (api/documents); without it those routes answer 503. */
   documents?: { service: DocumentService; maxBytes: number };
@@ -124,8 +126,8 @@ export function createApp(deps: AppDeps): Express {
     adminRoutes({ store: () => sec().store, limits: () => sec().limits }),
     modelsRoutes({ registry: deps.registry, startedAt: Date.now() }),
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
-    chatRoutes({ chat: deps.chat }),
-    chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot }),
+    chatRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),
   ]);

@@ -6,9 +6,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadEnv } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
-import { createQueues } from '../shared/jobs/queues.js';
+import { createQueues, streamRetryWindowMs } from '../shared/jobs/queues.js';
 import { DOCUMENT_QUEUES } from '../shared/documents/documents.js';
-import { CANCELLED_REASON_PREFIX } from '../shared/jobs/job-catalog.js';
+import { CANCELLED_REASON_PREFIX, failureCode } from '../shared/jobs/job-catalog.js';
 import { STREAMING_JOB_TYPES, appendEnd, isStreamingQueue } from '../shared/streams/token-stream.js';
 import { CHATBOT_QUEUE, loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
@@ -29,6 +29,7 @@ import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { ReplyHub } from './jobs/reply-hub.js';
+import { StreamWatchdog } from './jobs/stream-watchdog.js';
 import { HttpDrain } from './http/drain.js';
 import { createSocketServer, pendingStreams } from './realtime/socket-server.js';
 import { TokenRelay } from './realtime/token-relay.js';
@@ -83,7 +84,19 @@ async function main(): Promise<void> {
   shutdown.register('tenant load events', () => tenantLoad.close());
   const metrics = new ApiMetrics({ queues, log });
   const cache = new ResponseCache({ redis, prefix: env.QUEUE_PREFIX, ttlSeconds: env.CACHE_TTL_SECONDS, counters: metrics, log });
-  const relay = new TokenRelay(redis, subscriber, env.QUEUE_PREFIX);
+  // Every followed streaming job is watched for a dead worker (docs/RELIABILITY.md, "Dead workers and streams").
+  const watchdog = new StreamWatchdog({
+    redis,
+    prefix: env.QUEUE_PREFIX,
+    intervalMs: env.STREAM_HEARTBEAT_MS,
+    heartbeatTtlMs: env.STREAM_HEARTBEAT_TTL_MS,
+    retryWindowMs: streamRetryWindowMs(env),
+    retentionSeconds: env.JOB_RETENTION_SECONDS,
+    jobState: (jobId) => jobs.state(jobId),
+    log,
+  });
+  shutdown.register('stream watchdog', () => watchdog.close());
+  const relay = new TokenRelay(redis, subscriber, env.QUEUE_PREFIX, (jobId) => watchdog.watch(jobId));
   // The Socket.IO server needs the job service to authorise subscriptions, and the job service
   // tells rooms about cancellations: the late-bound `notify` breaks that cycle.
   let notify: NonNullable<ConstructorParameters<typeof JobService>[0]['notify']> = () => {};
@@ -109,7 +122,7 @@ async function main(): Promise<void> {
       events.on('error', (err) => log.debug({ err: err.message, queue: queueName }, 'queue events connection error'));
       events.on('failed', ({ jobId, failedReason }) => {
         const status = failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
-        void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status, error: { message: failedReason ?? 'failed', code: status === 'cancelled' ? 'cancelled' : 'job_failed' } }, env.JOB_RETENTION_SECONDS).catch(() => {});
+        void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status, error: { message: failedReason ?? 'failed', code: failureCode(failedReason) } }, env.JOB_RETENTION_SECONDS).catch(() => {});
       });
       return events;
     });
@@ -141,6 +154,7 @@ async function main(): Promise<void> {
     chat,
     coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,
+    sseKeepAliveMs: env.SSE_KEEPALIVE_MS,
     metrics,
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
@@ -160,9 +174,13 @@ async function main(): Promise<void> {
     app(req, res);
   };
   // HTTPS when given a certificate and key (TLS_CERT_FILE, TLS_KEY_FILE); plain HTTP otherwise.
+  // TCP keep-alive on every connection: a synchronous request waiting for its job (a JSON answer
+  // cannot carry SSE comments) keeps its connection known to NATs and load balancers that drop
+  // idle flows, and a client that vanished is found by the probes.
+  const tcpKeepAlive = { keepAlive: true, keepAliveInitialDelay: env.SSE_KEEPALIVE_MS };
   const httpServer = env.TLS_CERT_FILE && env.TLS_KEY_FILE
-    ? createHttpsServer({ cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) }, handler)
-    : createServer(handler);
+    ? createHttpsServer({ cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE), ...tcpKeepAlive }, handler)
+    : createServer(tcpKeepAlive, handler);
   const drain = new HttpDrain(httpServer);
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log, identity, corsOrigins: env.CORS_ORIGINS });

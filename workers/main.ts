@@ -4,6 +4,7 @@ import { UnrecoverableError, type Worker } from 'bullmq';
 import { loadEnv, readNamedSecret } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
+import { stallOptions } from '../shared/jobs/queues.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
@@ -20,7 +21,8 @@ import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
 import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
 import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
-import { createJobWorker, WORKER_SHUTDOWN_REASON, type ResultDelivery } from './jobs/job-runner.js';
+import { createJobWorker, WORKER_SHUTDOWN_REASON, type ResultDelivery, type StreamRuns } from './jobs/job-runner.js';
+import { StreamHeartbeats } from './jobs/stream-heartbeats.js';
 import { startDocumentRuntime } from './documents/document-runtime.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
 
@@ -86,6 +88,12 @@ async function main(): Promise<void> {
     },
   };
 
+  // Streaming jobs claim their token stream and keep a heartbeat on it (docs/RELIABILITY.md, "Dead workers and streams").
+  const heartbeats = new StreamHeartbeats({ redis: publisher, prefix: env.QUEUE_PREFIX, intervalMs: env.STREAM_HEARTBEAT_MS, ttlMs: env.STREAM_HEARTBEAT_TTL_MS, log });
+  heartbeats.start();
+  shutdown.register('stream heartbeats', () => heartbeats.close());
+  const streams: StreamRuns = { redis: publisher, heartbeats, workerId, retentionSeconds: env.JOB_RETENTION_SECONDS };
+
   // Documents and vector search (workers/documents, workers/index): served where DOCUMENTS_EMBEDDING_MODEL is.
   const documents = startDocumentRuntime({ env, log, engines, connection, emitter, workerId });
   shutdown.register('documents', () => documents.close());
@@ -114,8 +122,8 @@ async function main(): Promise<void> {
       concurrency: model.concurrency,
       log,
       delivery,
-      lockDurationMs: env.WORKER_LOCK_DURATION_MS,
-      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+      stall: stallOptions(model.task, env),
+      streams,
       timings: metrics.jobTimings(model.queueName, model.id),
     });
     worker.on('completed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'completed' }));
@@ -148,8 +156,8 @@ async function main(): Promise<void> {
       concurrency: 16,
       log,
       delivery,
-      lockDurationMs: env.WORKER_LOCK_DURATION_MS,
-      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+      stall: stallOptions('chatbot', env),
+      streams,
       timings: metrics.jobTimings(CHATBOT_QUEUE, 'chatbot'),
     });
     worker.on('error', (err) => log.error({ err, queue: CHATBOT_QUEUE }, 'worker error'));
@@ -187,6 +195,8 @@ async function main(): Promise<void> {
     const info = {
       id: workerId,
       pid: process.pid,
+      // The API waits for a dead worker's job to be retried only where another worker consumes its queue.
+      queues: workers.map((w) => w.name),
       models: [
         ...[...engines.values()].map((e) => ({ id: e.model.id, provider: e.provider, dimensions: e.dimensions })),
         ...[...chatBackends.keys()].map((id) => ({ id, provider: 'chat' })),

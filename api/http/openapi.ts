@@ -134,7 +134,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   429: "Rate limit reached (x-ratelimit-* headers), the tenant's job cap (TENANT_MAX_JOBS) or the model's queue is full",
   500: 'Internal error',
   502: 'The upstream model server failed or timed out',
-  503: 'Redis unreachable or shutting down',
+  503: 'Redis unreachable, shutting down, or (`worker_lost`) the worker running the job died: retry',
   504: 'No result within SYNC_TIMEOUT_MS',
 };
 function errorsFor(...statuses: number[]) {
@@ -238,7 +238,12 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
         headers: z.object({ 'x-job-id': z.string().meta({ description: 'The job that produced the answer' }) }),
         content: {
           'application/json': { schema: chatCompletion },
-          'text/event-stream': { schema: z.string().meta({ description: '`data: {chat.completion.chunk}` lines, then `data: [DONE]`' }) },
+          'text/event-stream': {
+            schema: z.string().meta({
+              description:
+                '`data: {chat.completion.chunk}` lines, then `data: [DONE]`; a failure after the stream opened is a `data: {"error": {...}}` line before `[DONE]` (code `worker_lost`: retry). `: keep-alive` comments come after SSE_KEEPALIVE_MS without data.',
+            }),
+          },
         },
       },
       ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),

@@ -1,20 +1,67 @@
 import type { Response } from 'express';
 
 /**
- * Server-sent events as the streaming endpoints write them. The stream opens with the first event,
- * not before: a job that fails before producing anything still gets a plain HTTP error status.
+ * Server-sent events as the streaming endpoints write them. The stream opens with its first
+ * event, not before: a job that fails quickly, before producing anything, still gets a plain HTTP
+ * error status. But a stream never stays silent for longer than `keepAliveMs`: proxies and load
+ * balancers close connections that are idle for a minute or so (nginx's proxy_read_timeout is 60
+ * s), and a client cannot tell a queued job from a dead server. So after `keepAliveMs` without a
+ * write, the stream opens if it has not yet (200, headers) and gets a `: keep-alive` comment,
+ * which SSE clients ignore; a job that fails after that is reported as an error event.
  */
-export function openEventStream(res: Response, jobId: string): void {
-  if (res.headersSent) return;
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-job-id': jobId });
-}
+export class EventStream {
+  private readonly timer: NodeJS.Timeout | undefined;
 
-export function sendEvent(res: Response, data: unknown): void {
-  res.write(`data: ${JSON.stringify(data)}\n\n`);
-}
+  constructor(
+    private readonly res: Response,
+    private readonly opts: { keepAliveMs?: number; jobId?: () => string } = {},
+  ) {
+    if (opts.keepAliveMs) {
+      this.timer = setTimeout(() => this.keepAlive(), opts.keepAliveMs);
+      res.once('close', () => this.stop());
+    }
+  }
 
-/** OpenAI's end-of-stream marker, then the end of the response. */
-export function endEventStream(res: Response): void {
-  res.write('data: [DONE]\n\n');
-  res.end();
+  /** Whether the status line and headers have gone out (a failure must then be sent as an event). */
+  get opened(): boolean {
+    return this.res.headersSent;
+  }
+
+  open(): void {
+    if (this.res.headersSent) return;
+    const jobId = this.opts.jobId?.();
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      // nginx would otherwise buffer the stream (and its keep-alive comments) into silence.
+      'x-accel-buffering': 'no',
+      ...(jobId ? { 'x-job-id': jobId } : {}),
+    });
+  }
+
+  send(data: unknown): void {
+    this.open();
+    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+    this.timer?.refresh();
+  }
+
+  /** OpenAI's end-of-stream marker, then the end of the response. */
+  end(): void {
+    this.stop();
+    this.open();
+    this.res.write('data: [DONE]\n\n');
+    this.res.end();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private keepAlive(): void {
+    if (this.res.writableEnded || this.res.destroyed) return;
+    this.open();
+    this.res.write(': keep-alive\n\n');
+    this.timer?.refresh();
+  }
 }

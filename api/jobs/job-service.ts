@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import {
   CANCELLED_REASON_PREFIX,
-  EXPIRED_REASON_PREFIX,
+  failureCode,
   jobCatalog,
   makeJobId,
   queueOfJobId,
@@ -198,6 +198,12 @@ export class JobService {
     }
   }
 
+  /** BullMQ state of a job, whoever's it is ('unknown' when it does not exist): for the API's own watchers, never for answers. */
+  async state(jobId: string): Promise<string> {
+    const queue = this.queueById(jobId);
+    return queue ? queue.getJobState(jobId) : 'unknown';
+  }
+
   private async find(tenant: string, jobId: string): Promise<Job | undefined> {
     const queue = this.queueById(jobId);
     if (!queue) return undefined;
@@ -288,8 +294,7 @@ export class JobService {
     };
     if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
     if (status === 'failed' || status === 'cancelled') {
-      const code = status === 'cancelled' ? 'cancelled' : job.failedReason?.startsWith(EXPIRED_REASON_PREFIX) ? 'expired' : 'job_failed';
-      view.error = { message: job.failedReason, code };
+      view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : failureCode(job.failedReason) };
     }
     return view;
   }

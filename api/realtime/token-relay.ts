@@ -17,12 +17,17 @@ interface Follower {
  * token reaches it exactly once and in order, followed by exactly one end entry.
  */
 export class TokenRelay {
-  private readonly channels = new Map<string, { followers: Set<Follower>; subscribed: Promise<unknown> }>();
+  private readonly channels = new Map<string, { followers: Set<Follower>; subscribed: Promise<unknown>; unwatch: () => void }>();
 
   constructor(
     private readonly redis: Redis,
     private readonly subscriber: Redis,
     private readonly prefix: string,
+    /**
+     * Watches a followed job for a dead worker (api/jobs/stream-watchdog.ts), from its first
+     * follower to its last: whoever follows a job here, its stream ends if its worker dies.
+     */
+    private readonly watch: (jobId: string) => () => void = () => () => {},
   ) {
     subscriber.on('message', (channel: string, raw: string) => {
       const followers = this.channels.get(channel)?.followers;
@@ -43,7 +48,7 @@ export class TokenRelay {
     let channel = this.channels.get(key);
     if (!channel) {
       // Subscribe before reading the backlog: a token published in between is then buffered, not lost.
-      channel = { followers: new Set(), subscribed: this.subscriber.subscribe(key) };
+      channel = { followers: new Set(), subscribed: this.subscriber.subscribe(key), unwatch: this.watch(jobId) };
       this.channels.set(key, channel);
     }
     channel.followers.add(follower);
@@ -53,6 +58,7 @@ export class TokenRelay {
       c.followers.delete(follower);
       if (c.followers.size === 0) {
         this.channels.delete(key);
+        c.unwatch();
         void this.subscriber.unsubscribe(key).catch(() => {});
       }
     };

@@ -3,7 +3,9 @@ import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { cacheContext } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
-import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
+import { toAppError } from '../http/error-handler.js';
+import { EventStream } from '../http/sse.js';
+import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
@@ -11,7 +13,7 @@ import { tableRoutes, type TableRoutes } from '../http/table-router.js';
  * server-sent `chat.completion.chunk` events ending with `data: [DONE]`. A client that closes
  * the stream cancels its job.
  */
-export function chatRoutes(deps: { chat: ChatService }): TableRoutes {
+export function chatRoutes(deps: { chat: ChatService; sseKeepAliveMs?: number }): TableRoutes {
   const router = tableRoutes();
 
   router.post('/v1/chat/completions', async (req, res) => {
@@ -28,8 +30,9 @@ export function chatRoutes(deps: { chat: ChatService }): TableRoutes {
 
     if (!body.stream) {
       const outcome = await deps.chat.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}), cache: cacheContext(req, res) });
+      // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
+      if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
-      res.setHeader('x-job-id', outcome.jobId);
       res.json({
         id,
         object: 'chat.completion',
@@ -48,41 +51,64 @@ export function chatRoutes(deps: { chat: ChatService }): TableRoutes {
     });
     let answering = model.id;
     let jobId = '';
+    const stream = new EventStream(res, { keepAliveMs: deps.sseKeepAliveMs, jobId: () => jobId });
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      sendEvent(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
-    // The stream opens with the first token, not at submission: a job that fails before producing
-    // anything (a prompt longer than the context) still gets a plain HTTP error status.
-    const open = () => {
-      if (res.headersSent) return;
-      openEventStream(res, jobId);
+      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
+    // The first chunk carries the role, as OpenAI's do. The stream itself opens with it, or with a
+    // keep-alive while the job waits: a job that fails before either (a prompt longer than the
+    // context) still gets a plain HTTP error status.
+    let started = false;
+    const start = () => {
+      if (started) return;
+      started = true;
       chunk({ role: 'assistant', content: '' }, null);
     };
-    const outcome = await deps.chat.run(tenant, model, payload, {
-      requestId: String(req.id),
-      ...(body.priority ? { priority: body.priority } : {}),
-      signal: abort.signal,
-      cache: cacheContext(req, res),
-      onStart: (startedJob, modelId) => {
-        jobId = startedJob;
-        answering = modelId;
-      },
-      onToken: (text) => {
-        open();
-        chunk({ content: text }, null);
-      },
-    });
-    if (abort.signal.aborted || res.writableEnded) return;
-    if (outcome.status !== 'completed' && !res.headersSent) throw failure(outcome);
-    open();
+    let outcome: ChatOutcome;
+    try {
+      outcome = await deps.chat.run(tenant, model, payload, {
+        requestId: String(req.id),
+        ...(body.priority ? { priority: body.priority } : {}),
+        signal: abort.signal,
+        cache: cacheContext(req, res),
+        onStart: (startedJob, modelId) => {
+          jobId = startedJob;
+          answering = modelId;
+        },
+        onToken: (text) => {
+          start();
+          chunk({ content: text }, null);
+        },
+      });
+    } catch (err) {
+      if (!stream.opened) {
+        stream.stop();
+        throw err;
+      }
+      const e = toAppError(err);
+      if (e.status >= 500) req.log.error({ err }, 'chat stream failed after it opened');
+      stream.send(e.toBody());
+      stream.end();
+      return;
+    }
+    if (abort.signal.aborted || res.writableEnded) {
+      stream.stop();
+      return;
+    }
+    if (outcome.status !== 'completed' && !stream.opened) {
+      stream.stop();
+      throw failure(outcome);
+    }
     if (outcome.status === 'completed') {
+      start();
       answering = outcome.model;
       chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
-      if (body.stream_options?.include_usage) sendEvent(res, { id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
+      if (body.stream_options?.include_usage) stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
     } else {
       const e = failure(outcome);
-      sendEvent(res, e.toBody());
+      if (e.code === WORKER_LOST) req.log.warn({ jobId: outcome.jobId, reason: e.message }, 'chat stream ended: worker lost');
+      stream.send(e.toBody());
     }
-    endEventStream(res);
+    stream.end();
   });
 
   return router;
@@ -98,6 +124,9 @@ function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppErr
     case 'upstream_error':
     case 'upstream_timeout':
       return new AppError(502, 'server_error', code, message);
+    case WORKER_LOST:
+      // Retryable: another worker (or this one, restarted) answers the same request.
+      return errors.unavailable(message, WORKER_LOST, 1);
     default:
       return errors.internal(`The chat job failed: ${message}`);
   }

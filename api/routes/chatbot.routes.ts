@@ -5,7 +5,9 @@ import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { JobService } from '../jobs/job-service.js';
 import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
-import { endEventStream, openEventStream, sendEvent } from '../http/sse.js';
+import { toAppError } from '../http/error-handler.js';
+import { EventStream } from '../http/sse.js';
+import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
@@ -14,7 +16,7 @@ import { tableRoutes, type TableRoutes } from '../http/table-router.js';
  * then `{"type":"result", ...}` and `[DONE]`. Socket.IO clients can follow the job named in the
  * `x-job-id` header (token events, then completed).
  */
-export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: ChatbotConfig; relay: TokenRelay } | undefined }): TableRoutes {
+export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: ChatbotConfig; relay: TokenRelay } | undefined; sseKeepAliveMs?: number }): TableRoutes {
   const router = tableRoutes();
   router.post('/v1/chatbot', async (req, res) => {
     const body = chatbotRequestSchema.parse(req.body);
@@ -28,45 +30,68 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
       if (!res.writableFinished) abort.abort();
     });
     let jobId = '';
-    const { end } = await runStreamingJob(
-      { jobs: deps.jobs, relay: chatbot.relay },
-      'chatbot',
-      tenant,
-      { id: 'chatbot', queueName: CHATBOT_QUEUE, max_queue: CHATBOT_MAX_QUEUE },
-      { user_id: body.user_id, session_id: sessionId, message: body.message, ...(body.collection ? { collection: body.collection } : {}) },
-      {
-        requestId: String(req.id),
-        priority: 1,
-        signal: abort.signal,
-        onStart: (id) => {
-          jobId = id;
+    // Keep-alives only for `stream: true`: a JSON answer cannot carry them (TCP keep-alive covers it, api/main.ts).
+    const stream = new EventStream(res, { keepAliveMs: body.stream ? deps.sseKeepAliveMs : undefined, jobId: () => jobId });
+    let end: StreamedEnd;
+    try {
+      ({ end } = await runStreamingJob(
+        { jobs: deps.jobs, relay: chatbot.relay },
+        'chatbot',
+        tenant,
+        { id: 'chatbot', queueName: CHATBOT_QUEUE, max_queue: CHATBOT_MAX_QUEUE },
+        { user_id: body.user_id, session_id: sessionId, message: body.message, ...(body.collection ? { collection: body.collection } : {}) },
+        {
+          requestId: String(req.id),
+          priority: 1,
+          signal: abort.signal,
+          onStart: (id) => {
+            jobId = id;
+          },
+          onToken: (text) => {
+            if (body.stream) stream.send({ type: 'token', text });
+          },
         },
-        onToken: (text) => {
-          if (!body.stream) return;
-          openEventStream(res, jobId);
-          sendEvent(res, { type: 'token', text });
-        },
-      },
-    );
-    if (abort.signal.aborted || res.writableEnded) return;
+      ));
+    } catch (err) {
+      if (!stream.opened) {
+        stream.stop();
+        throw err;
+      }
+      const e = toAppError(err);
+      if (e.status >= 500) req.log.error({ err }, 'chatbot stream failed after it opened');
+      stream.send(e.toBody());
+      stream.end();
+      return;
+    }
+    if (abort.signal.aborted || res.writableEnded) {
+      stream.stop();
+      return;
+    }
     if (end.status !== 'completed') {
       const e = failure(end);
-      if (!res.headersSent) throw e;
-      sendEvent(res, e.toBody());
+      if (!stream.opened) {
+        stream.stop();
+        if (jobId) res.setHeader('x-job-id', jobId);
+        throw e;
+      }
+      stream.send(e.toBody());
     } else if (body.stream) {
-      openEventStream(res, jobId);
-      sendEvent(res, { type: 'result', ...(end.result as object) });
+      stream.send({ type: 'result', ...(end.result as object) });
     } else {
+      stream.stop();
       res.setHeader('x-job-id', jobId);
       res.json(end.result);
       return;
     }
-    endEventStream(res);
+    stream.end();
   });
   return router;
 }
 
 function failure(end: StreamedEnd): AppError {
   const { message, code } = end.error ?? { message: 'failed', code: 'job_failed' };
-  return code === 'cancelled' ? errors.conflict(message, 'cancelled') : errors.internal(`The chatbot failed: ${message}`);
+  if (code === 'cancelled') return errors.conflict(message, 'cancelled');
+  // Retryable: another worker (or this one, restarted) answers the same message.
+  if (code === WORKER_LOST) return errors.unavailable(message, WORKER_LOST, 1);
+  return errors.internal(`The chatbot failed: ${message}`);
 }

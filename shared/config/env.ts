@@ -107,6 +107,19 @@ export const envSchema = z.object({
   /** How often workers look for stalled jobs (those whose worker died). */
   WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(30_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().positive().default(10_000),
+  /**
+   * Streaming jobs (chat, chatbot) and dead workers (docs/RELIABILITY.md, "Dead workers and
+   * streams"). Their queues use a shorter BullMQ lock and stalled check than the others, so a job
+   * whose worker died is retried (no token yet) or failed (text already streamed) within seconds.
+   */
+  STREAM_LOCK_DURATION_MS: z.coerce.number().int().min(1000).default(5000),
+  STREAM_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).default(2000),
+  /** A worker refreshes each running streaming job's heartbeat this often... */
+  STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).default(1000),
+  /** ...and the API takes a heartbeat missing this long for a dead worker (`worker_lost`). */
+  STREAM_HEARTBEAT_TTL_MS: z.coerce.number().int().min(500).default(4000),
+  /** Server-sent-event streams get a `: keep-alive` comment after this long without a write. */
+  SSE_KEEPALIVE_MS: z.coerce.number().int().min(50).default(15_000),
   /** Where the all-in-one launcher keeps the data of the Redis it starts itself. */
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
@@ -210,6 +223,9 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
   }
   if (Boolean(parsed.data.TLS_CERT_FILE) !== Boolean(parsed.data.TLS_KEY_FILE)) {
     throw new ConfigError(['TLS_CERT_FILE and TLS_KEY_FILE: set both (HTTPS) or neither (HTTP)']);
+  }
+  if (parsed.data.STREAM_HEARTBEAT_TTL_MS < 2 * parsed.data.STREAM_HEARTBEAT_MS) {
+    throw new ConfigError(['STREAM_HEARTBEAT_TTL_MS: must be at least twice STREAM_HEARTBEAT_MS, or one late heartbeat reads as a dead worker']);
   }
   // BullMQ's scripts touch several keys of a queue at once: on a cluster they must share a slot.
   if (parsed.data.REDIS_CLUSTER_NODES && !/\{[^{}]+\}/.test(parsed.data.QUEUE_PREFIX)) {

@@ -90,7 +90,8 @@ export const jobCatalog = {
     payload: chatPayloadSchema,
     result: chatResultSchema,
     // Generation is not retried: a retry would re-stream text its subscribers already have.
-    // A worker that dies mid-generation makes the job fail (as stalled), and subscribers hear so.
+    // Only a job whose worker died before its first token runs again (shared/jobs/queues.ts,
+    // stallOptions); one that had streamed text fails as `worker_lost`, and subscribers hear so.
     defaults: { attempts: 1 } satisfies JobsOptions,
   },
   chatbot: {
@@ -140,6 +141,19 @@ export const CANCELLED_REASON_PREFIX = 'cancelled';
 
 /** Failed reasons that start with this mean the job was still queued at its deadline and never ran. */
 export const EXPIRED_REASON_PREFIX = 'expired';
+
+/** Failed reasons that start with this mean the job's worker died (or stopped answering) while it ran. */
+export const WORKER_LOST_REASON_PREFIX = 'worker lost';
+/** BullMQ's reason for a job found stalled more often than its queue allows. */
+const STALLED_TOO_OFTEN = /stalled more than allowable limit/;
+
+/** The error code of a failed job, from its failed reason. */
+export function failureCode(failedReason: string | undefined): 'cancelled' | 'expired' | 'worker_lost' | 'job_failed' {
+  if (failedReason?.startsWith(CANCELLED_REASON_PREFIX)) return 'cancelled';
+  if (failedReason?.startsWith(EXPIRED_REASON_PREFIX)) return 'expired';
+  if (failedReason?.startsWith(WORKER_LOST_REASON_PREFIX) || STALLED_TOO_OFTEN.test(failedReason ?? '')) return 'worker_lost';
+  return 'job_failed';
+}
 
 /**
  * Public job ids carry the queue they live in, so GET/DELETE /v1/jobs/:id find the job with one

@@ -1,6 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ModelRegistry } from '../models/model-registry.js';
+import { STREAMING_JOB_TYPES } from '../streams/token-stream.js';
+import { jobCatalog, type JobType } from './job-catalog.js';
 
 /**
  * One BullMQ queue per model, so a slow model's backlog never delays another's, plus any other
@@ -10,4 +12,45 @@ import type { ModelRegistry } from '../models/model-registry.js';
 export function createQueues(registry: ModelRegistry, connection: Redis, prefix: string, extraQueues: Iterable<string> = []): Map<string, Queue> {
   const names = [...registry.models.map((m) => m.queueName), ...extraQueues];
   return new Map(names.map((name) => [name, new Queue(name, { connection, prefix, streams: { events: { maxLen: 1000 } } })]));
+}
+
+/** How a queue's worker finds jobs whose worker died: BullMQ's lock and stalled-check settings. */
+export interface StallOptions {
+  lockDuration: number;
+  stalledInterval: number;
+  maxStalledCount: number;
+}
+
+export interface StallSettings {
+  WORKER_LOCK_DURATION_MS: number;
+  WORKER_STALLED_INTERVAL_MS: number;
+  STREAM_LOCK_DURATION_MS: number;
+  STREAM_STALLED_INTERVAL_MS: number;
+}
+
+/**
+ * Streaming jobs (chat, chatbot) have someone waiting on every token, so their queues find a dead
+ * worker's job within seconds (short lock, frequent check) and put it back once: the next run
+ * starts it again if its worker died before its first token, and otherwise fails it as
+ * `worker_lost` without generating (shared/streams/token-stream.ts, claims). A second death fails
+ * it for good, so a request that itself kills workers takes at most two down. Locks this short
+ * are safe because inference runs in threads and the worker's event loop stays free to renew
+ * them; a worker that still misses a renewal loses its stream claim and cannot write twice.
+ * Other jobs keep the long defaults and survive as many worker deaths as they have attempts.
+ */
+export function stallOptions(type: JobType, s: StallSettings): StallOptions {
+  if (STREAMING_JOB_TYPES.has(type)) {
+    return { lockDuration: s.STREAM_LOCK_DURATION_MS, stalledInterval: s.STREAM_STALLED_INTERVAL_MS, maxStalledCount: 1 };
+  }
+  const attempts = (jobCatalog[type].defaults as { attempts?: number }).attempts ?? 1;
+  return { lockDuration: s.WORKER_LOCK_DURATION_MS, stalledInterval: s.WORKER_STALLED_INTERVAL_MS, maxStalledCount: attempts > 1 ? attempts : 0 };
+}
+
+/**
+ * How long after its worker's heartbeat lapsed a streaming job can take to be back in its queue
+ * (its lock expires, then up to two stalled checks), with a margin for a loaded machine: the API
+ * waits this long for a retry before it answers `worker_lost`.
+ */
+export function streamRetryWindowMs(s: StallSettings): number {
+  return s.STREAM_LOCK_DURATION_MS + 2 * s.STREAM_STALLED_INTERVAL_MS + 3000;
 }

@@ -39,11 +39,22 @@ export async function socketClient(baseUrl: string, key = KEYS.acme, transport: 
 /**
  * A fake OpenAI-compatible chat upstream on loopback whose answers take as long as a test needs:
  * the upstream model name `slow-<ms>` streams `max_tokens` tokens, one every <ms> milliseconds;
- * `hang` accepts the request and never answers. Configured as an `openai-upstream` model, it
- * gives chat jobs whose running time is known in advance.
+ * `hang` accepts the request and never answers; `gate-<ms>` is `slow-<ms>`, except that while
+ * `hold(true)` is in force requests wait before their first token (`held()` counts them) until
+ * `hold(false)`. Configured as an `openai-upstream` model, it gives chat jobs whose running time
+ * is known in advance, or that are running and have produced nothing yet.
  */
-export async function startFakeUpstream(): Promise<{ baseUrl: string; open: () => number; release: () => void; close: () => Promise<void> }> {
+export async function startFakeUpstream(): Promise<{
+  baseUrl: string;
+  open: () => number;
+  release: () => void;
+  hold: (on: boolean) => void;
+  held: () => number;
+  close: () => Promise<void>;
+}> {
   const responses = new Set<ServerResponse>();
+  const held = new Set<() => void>();
+  let holding = false;
   const server: Server = createServer((req, res) => {
     let raw = '';
     req.on('data', (d) => (raw += d));
@@ -52,7 +63,8 @@ export async function startFakeUpstream(): Promise<{ baseUrl: string; open: () =
       responses.add(res);
       res.on('close', () => responses.delete(res));
       if (body.model === 'hang') return;
-      const delay = Number(/^slow-(\d+)$/.exec(body.model ?? '')?.[1] ?? 10);
+      const gated = /^gate-(\d+)$/.exec(body.model ?? '');
+      const delay = Number(gated?.[1] ?? /^slow-(\d+)$/.exec(body.model ?? '')?.[1] ?? 10);
       const total = body.max_tokens ?? 16;
       const created = Math.floor(Date.now() / 1000);
       const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
@@ -71,6 +83,15 @@ export async function startFakeUpstream(): Promise<{ baseUrl: string; open: () =
         chunk([], { usage: { prompt_tokens: 5, completion_tokens: total, total_tokens: total + 5 } });
         res.end('data: [DONE]\n\n');
       };
+      if (gated && holding) {
+        const go = () => {
+          held.delete(go);
+          tick();
+        };
+        held.add(go);
+        res.on('close', () => held.delete(go));
+        return;
+      }
       tick();
     });
   });
@@ -78,6 +99,11 @@ export async function startFakeUpstream(): Promise<{ baseUrl: string; open: () =
   return {
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
     open: () => responses.size,
+    hold: (on: boolean) => {
+      holding = on;
+      if (!on) for (const go of [...held]) go();
+    },
+    held: () => held.size,
     /** Cuts every open answer (a hanging one fails its job at once). */
     release: () => {
       for (const r of responses) r.destroy();

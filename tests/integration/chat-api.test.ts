@@ -338,12 +338,17 @@ describe('chat: OpenAI endpoint, SSE, token streams, cancellation, routing, upst
     await waitFor('tokens flowing', async () => (tokens >= 2 ? true : undefined), 20_000);
     assert.equal((await getJob(id)).status, 'active');
     victim.child.kill('SIGKILL');
-    // The replacement worker's stalled-job check finds the job once the dead worker's lock lapses.
+    // The API sees the job's heartbeat lapse and ends its stream (worker_lost); the replacement
+    // worker's stalled-job check then takes the job up and fails it without generating again.
     const replacement = await svc.startWorker();
     const e = await Promise.race([failed, new Promise((_, rej) => setTimeout(() => rej(new Error('no failed event')), 20_000))]);
     assert.equal((e as any).status, 'failed');
-    assert.match((e as any).error.message, /stalled/);
-    assert.equal((await getJob(id)).status, 'failed');
+    assert.equal((e as any).error.code, 'worker_lost');
+    const view = await waitFor('job failed', async () => {
+      const j = await getJob(id);
+      return j.status === 'failed' ? j : undefined;
+    }, 30_000);
+    assert.equal(view.error.code, 'worker_lost');
     // And the service goes on serving.
     const after = await client.chat.completions.create({ model: 'tiny-chat', messages, max_tokens: 3 });
     assert.equal(after.choices[0]!.finish_reason, 'length');

@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { Socket } from 'socket.io-client';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { queueNameFor } from '../../shared/models/model-registry.js';
+import { parseEntry, tokenStreamKey } from '../../shared/streams/token-stream.js';
 import { sleep, socketClient } from '../helpers/ops.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
@@ -14,9 +16,10 @@ import { authHeaders, postJson, startService, useLiteModel, waitFor, writeModels
 /**
  * Failure drill: 200 jobs (embeddings and chat) while one of two workers is SIGKILLed four times
  * and restarted each time. Every job must end completed or failed with a reason (embedding jobs
- * are retried and must complete; a chat job whose worker died fails as stalled, by design: it is
- * not retried, since its subscribers already have part of its text), none may stay queued or
- * active, and no Socket.IO client may get a job's outcome twice.
+ * are retried and must complete; a chat job whose worker died runs again only if it had streamed
+ * nothing, and otherwise fails as `worker_lost`, by design: its subscribers already have part of
+ * its text), none may stay queued or active, no Socket.IO client may get a job's outcome twice,
+ * and no chat job's token stream may hold a token twice.
  */
 const BURSTS = 4;
 const EMBED_PER_BURST = 35;
@@ -164,6 +167,21 @@ describe('drill: workers killed with SIGKILL during a run of 200 jobs', () => {
     for (const j of failed) {
       assert.equal(j.type, 'chat');
       assert.ok(views.get(j.id).error?.message, `failed job ${j.id} has a reason`);
+      assert.equal(views.get(j.id).error?.code, 'worker_lost', `failed job ${j.id} lost its worker`);
+    }
+    // Chat jobs that ran twice (their worker died before their first token) wrote their stream once.
+    const inspect = new Redis(redis.url);
+    try {
+      for (const j of jobs.filter((x) => x.type === 'chat')) {
+        const entries = (await inspect.xrange(tokenStreamKey(svc.prefix, j.id), '-', '+')).map(([, f]) => parseEntry(f[1]!)!);
+        const indices = entries.flatMap((e) => (e.kind === 'token' ? [e.i] : []));
+        assert.deepEqual(indices, indices.map((_, i) => i), `job ${j.id}: each token index once, in order`);
+        assert.deepEqual(entries.filter((e) => e.kind === 'end').length, 1, `job ${j.id}: one end entry`);
+        assert.equal(entries.at(-1)?.kind, 'end', `job ${j.id}: nothing after the end`);
+        if (views.get(j.id).status === 'completed') assert.equal(entries.flatMap((e) => (e.kind === 'token' ? [e.text] : [])).join(''), views.get(j.id).result.message.content);
+      }
+    } finally {
+      inspect.disconnect();
     }
     for (const c of counts) for (const [state, n] of Object.entries(c)) assert.equal(n, 0, `${state} jobs left`);
     assert.deepEqual(duplicated.map((j) => [j.id, outcomes.get(j.id)]), [], 'no outcome delivered twice');

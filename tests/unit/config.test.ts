@@ -64,3 +64,14 @@ test('the example chatbot config parses; a bot naming an unknown tool or a broke
   assert.equal(chatbotConfigSchema.safeParse({ tenants: { t: bot({ slots: { a: '(' } }) } }).success, false);
   assert.equal(chatbotConfigSchema.safeParse({ tenants: { t: bot({}) } }).success, true);
 });
+
+test('streaming jobs get short locks by default; a heartbeat TTL under two beats is refused', async () => {
+  const { stallOptions, streamRetryWindowMs } = await import('../../shared/jobs/queues.js');
+  const env = loadEnv({});
+  assert.deepEqual(stallOptions('chat', env), { lockDuration: 5000, stalledInterval: 2000, maxStalledCount: 1 });
+  assert.deepEqual(stallOptions('chatbot', env), { lockDuration: 5000, stalledInterval: 2000, maxStalledCount: 1 });
+  assert.deepEqual(stallOptions('embedding', env), { lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 3 });
+  assert.equal(streamRetryWindowMs(env), 5000 + 2 * 2000 + 3000);
+  assert.equal(env.SSE_KEEPALIVE_MS, 15_000);
+  assert.throws(() => loadEnv({ STREAM_HEARTBEAT_MS: '1000', STREAM_HEARTBEAT_TTL_MS: '1500' }), /STREAM_HEARTBEAT_TTL_MS/);
+});

@@ -55,7 +55,8 @@ export function createChatbotHandler(deps: {
     const state = await dialogues.load(ctx.tenant, payload.user_id, payload.session_id);
     const match = await classifier.classify(payload.message);
     const { intent, slots, followUp } = resolveIntent(bot, match.intent, match.confidence, payload.message, state);
-    const out = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds);
+    if (!ctx.streamOwner) throw new UnrecoverableError('chatbot jobs run only with a claim on their token stream (createJobWorker `streams`)');
+    const out = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds, ctx.streamOwner);
     const toolCalls: ToolCall[] = [];
     let sources: KnowledgeHit[] = [];
     const metadata: Record<string, unknown> = { classified_by: match.via, follow_up: followUp };

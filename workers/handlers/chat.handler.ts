@@ -27,7 +27,8 @@ export function createChatHandler(deps: {
     let firstAt: number | undefined;
     let lastAt = started;
     const gaps: number[] = [];
-    const tokens = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds);
+    if (!ctx.streamOwner) throw new UnrecoverableError('chat jobs run only with a claim on their token stream (createJobWorker `streams`)');
+    const tokens = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds, ctx.streamOwner);
 
     const outcome = await backend.generate(ctx.jobId, payload, {
       signal: ctx.signal,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
@@ -9,7 +10,11 @@ import {
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
+import type { StallOptions } from '../../shared/jobs/queues.js';
+import { STREAMING_JOB_TYPES, claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
 import type { JobHandler } from './job-handler.js';
+import type { StreamHeartbeats } from './stream-heartbeats.js';
+import { WorkerLostError } from './worker-lost.error.js';
 
 /**
  * Where job outcomes are announced: the synchronous caller's reply channel, or the job's
@@ -44,6 +49,22 @@ export interface JobWorkerOptions<K extends JobType> {
   lockDurationMs?: number;
   /** How often this worker looks for stalled jobs. */
   stalledIntervalMs?: number;
+  /** Lock and stalled-check settings of this queue (shared/jobs/queues.ts); overrides the two above. */
+  stall?: StallOptions;
+  /**
+   * Streaming jobs (chat, chatbot): each run claims the job's token stream before it starts and
+   * keeps a heartbeat on it, so that a job whose worker died is retried only when it had streamed
+   * nothing, and the API can tell a dead worker from a slow one.
+   */
+  streams?: StreamRuns;
+}
+
+export interface StreamRuns {
+  redis: Redis;
+  heartbeats: StreamHeartbeats;
+  /** Part of each run's owner id, so the API knows which worker a lapsed heartbeat was. */
+  workerId: string;
+  retentionSeconds: number;
 }
 
 /** Seconds are measured from BullMQ's own timestamps: `timestamp` (added), `processedOn` (taken). */
@@ -80,16 +101,27 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     if (deadline !== undefined && Date.now() > deadline) {
       const message = `${EXPIRED_REASON_PREFIX}: still queued ${Math.ceil((Date.now() - deadline) / 1000)} s past its deadline`;
       log.info({ deadline }, 'job expired before it ran');
-      announceFailure(jobId, reply_to, 'failed', { message, code: 'expired' });
+      await announceFailure(jobId, reply_to, 'failed', { message, code: 'expired' });
       throw new UnrecoverableError(message);
     }
     const payload = spec.payload.safeParse(envelope.data.payload);
     if (!payload.success) {
       const message = `invalid ${type} payload: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
-      announceFailure(jobId, reply_to, 'failed', { message, code: 'invalid_payload' });
+      await announceFailure(jobId, reply_to, 'failed', { message, code: 'invalid_payload' });
       throw new UnrecoverableError(message);
     }
-    const abort = signal ?? new AbortController().signal;
+    const streams = STREAMING_JOB_TYPES.has(type) ? opts.streams : undefined;
+    // Aborted when this run loses its claim on the job's stream: it must stop writing at once.
+    const lost = new AbortController();
+    let owner: string | undefined;
+    if (streams) {
+      owner = `${streams.workerId}/${token ?? randomUUID()}`;
+      const claim = await claimStream(streams.redis, opts.prefix, jobId, owner, { ttlSeconds: streams.retentionSeconds, heartbeatTtlMs: streams.heartbeats.ttlMs });
+      if (!claim.claimed) return settleStarted(jobId, claim, log);
+      streams.heartbeats.add(jobId, owner, () => lost.abort());
+    }
+    const stopBeat = () => streams?.heartbeats.remove(jobId);
+    const abort = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
     const started = performance.now();
     let outcome: 'completed' | 'failed' | 'cancelled' = 'failed';
     try {
@@ -103,7 +135,10 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
           await job.updateProgress(progress);
           delivery.progress(jobId, progress);
         },
+        ...(owner ? { streamOwner: owner } : {}),
       });
+      // Before the end entry goes out: a heartbeat after it would read the ended claim as lost.
+      stopBeat();
       outcome = 'completed';
       log.debug({ runMs: Math.round(performance.now() - started) }, 'job done');
       if (reply_to) {
@@ -113,8 +148,18 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       await delivery.completed(type, jobId, publicResult(type, result as never));
       return result;
     } catch (err) {
+      stopBeat();
+      if (lost.signal.aborted || err instanceof WorkerLostError) {
+        // The API ended the job for us (our heartbeat lapsed), or another run took it over: either
+        // way the stream is not ours to end, so nothing is announced.
+        const e = err instanceof WorkerLostError ? err : new WorkerLostError('this run lost its claim on the job\'s token stream (its heartbeat lapsed)');
+        log.warn({ reason: e.message }, 'job stopped: stream claim lost');
+        throw e;
+      }
       if (abort.aborted && abort.reason === WORKER_SHUTDOWN_REASON) {
-        if (retryable && token) {
+        // A streaming job can go back only while it has streamed nothing: releasing its claim checks that.
+        const handBack = streams && owner ? await releaseStream(streams.redis, opts.prefix, jobId, owner).catch(() => false) : retryable;
+        if (handBack && token) {
           // Back to the queue as it was (no attempt spent): another worker takes it from the start.
           log.warn('worker shutting down: job handed back to the queue');
           await job.moveToWait(token);
@@ -122,47 +167,76 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         }
         const message = 'the worker shut down before the job finished';
         log.warn(message);
-        announceFailure(jobId, reply_to, 'failed', { message, code: 'worker_shutdown' });
+        await announceFailure(jobId, reply_to, 'failed', { message, code: 'worker_shutdown' });
         throw new UnrecoverableError(message);
       }
       if (abort.aborted) {
         outcome = 'cancelled';
         const reason = `${CANCELLED_REASON_PREFIX}: ${String(abort.reason instanceof Error ? abort.reason.message : (abort.reason ?? 'by request'))}`;
         log.info({ reason }, 'job cancelled');
-        announceFailure(jobId, reply_to, 'cancelled', { message: reason, code: 'cancelled' });
+        await announceFailure(jobId, reply_to, 'cancelled', { message: reason, code: 'cancelled' });
         throw new UnrecoverableError(reason);
       }
       const final = err instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1);
       log.error({ err, final }, 'job failed');
       const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'job_failed';
-      if (final) announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code });
+      if (final) await announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code });
       throw err;
     } finally {
+      stopBeat();
       opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
   };
 
-  function announceFailure(
+  /**
+   * A streaming job taken again after its worker died, whose stream is not empty: it is never
+   * generated twice. An outcome that was already announced is recorded as it was; a stream with
+   * text and no end fails as `worker_lost` (the API has usually told its clients already).
+   */
+  async function settleStarted(jobId: string, claim: Extract<StreamClaim, { claimed: false }>, log: Logger): Promise<unknown> {
+    const { end, tokens } = claim;
+    if (end?.status === 'completed') {
+      log.warn('taken again after its worker died, but its result had been announced: recorded as it was');
+      return end.result;
+    }
+    if (end) {
+      log.warn({ reason: end.error?.message }, 'taken again after its worker died, but it had already ended: recorded as it was');
+      throw Object.assign(new UnrecoverableError(end.error?.message ?? end.status), { code: end.error?.code ?? 'job_failed' });
+    }
+    const err = new WorkerLostError(`the worker running this job stopped after streaming ${tokens} token${tokens === 1 ? '' : 's'}; it is not run again, since its text would repeat`);
+    log.warn({ tokens }, 'taken again after its worker died mid-stream: failed as worker_lost');
+    await announceFailure(jobId, undefined, 'failed', { message: err.message, code: err.code });
+    throw err;
+  }
+
+  /** Never rejects: an announcement that cannot be made is logged, and the job's outcome still stands. */
+  async function announceFailure(
     jobId: string,
     replyTo: string | undefined,
     status: 'failed' | 'cancelled',
     error: { message: string; code: string },
-  ): void {
-    if (replyTo) void delivery.reply(replyTo, { id: jobId, ok: false, error }).catch(() => {});
-    else void delivery.failed(type, jobId, status, error).catch((err) => opts.log.warn({ err, jobId }, 'could not announce failure'));
+  ): Promise<void> {
+    try {
+      if (replyTo) await delivery.reply(replyTo, { id: jobId, ok: false, error });
+      else await delivery.failed(type, jobId, status, error);
+    } catch (err) {
+      opts.log.warn({ err, jobId }, 'could not announce failure');
+    }
   }
 
+  const stall: StallOptions = opts.stall ?? {
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    // Retryable jobs survive as many worker deaths as they have attempts; the others fail when stalled.
+    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+  };
   return new Worker(opts.queueName, processor, {
     connection: opts.connection,
     prefix: opts.prefix,
     concurrency: opts.concurrency,
     autorun: false,
     // Inference runs in model threads, so this thread stays free to renew locks on time.
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.stalledIntervalMs ?? 30_000,
-    // A stalled chat job is failed, not retried: its subscribers already have part of its text.
-    // Retryable jobs survive as many worker deaths as they have attempts.
-    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+    ...stall,
     // After a Redis outage, look for jobs again within a second (BullMQ's default waits 15 s).
     runRetryDelay: 1000,
   });

@@ -1,10 +1,13 @@
 import type { Redis } from 'ioredis';
 import { appendTokens } from '../../shared/streams/token-stream.js';
+import { WorkerLostError } from './worker-lost.error.js';
 
 /**
  * Writes a job's tokens into its token stream as they come. Tokens produced while a write is in
  * flight go out together in the next write, so a fast producer costs Redis one round trip per
- * burst rather than one per token, and order is kept.
+ * burst rather than one per token, and order is kept. Every write is checked against this run's
+ * claim on the stream (`owner`): once the claim is gone nothing more is written, and `flush`
+ * throws a WorkerLostError.
  */
 export class TokenWriter {
   private index = 0;
@@ -17,6 +20,7 @@ export class TokenWriter {
     private readonly prefix: string,
     private readonly jobId: string,
     private readonly ttlSeconds: number,
+    private readonly owner: string,
   ) {}
 
   get written(): number {
@@ -24,6 +28,7 @@ export class TokenWriter {
   }
 
   push(text: string): void {
+    if (this.error) return;
     this.pending.push({ i: this.index++, text });
     this.schedule();
   }
@@ -49,7 +54,8 @@ export class TokenWriter {
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
-      await appendTokens(this.redis, this.prefix, this.jobId, batch, this.ttlSeconds);
+      const written = await appendTokens(this.redis, this.prefix, this.jobId, this.owner, batch, this.ttlSeconds);
+      if (!written) throw new WorkerLostError('this run no longer owns the job\'s token stream (the job was ended for it, or another worker took it over)');
     }
   }
 }

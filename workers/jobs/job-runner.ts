@@ -1,4 +1,4 @@
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
@@ -9,7 +9,7 @@ import {
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
-import type { JobHandler } from './job-handler.js';
+import { DeferJob, type JobHandler } from './job-handler.js';
 
 /**
  * Where job outcomes are announced: the synchronous caller's reply channel, or the job's
@@ -44,6 +44,8 @@ export interface JobWorkerOptions<K extends JobType> {
   lockDurationMs?: number;
   /** How often this worker looks for stalled jobs. */
   stalledIntervalMs?: number;
+  /** Worker deaths a job survives (default: its attempts, or 0 when it has one). */
+  maxStalledCount?: number;
 }
 
 /** Seconds are measured from BullMQ's own timestamps: `timestamp` (added), `processedOn` (taken). */
@@ -91,7 +93,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
     const abort = signal ?? new AbortController().signal;
     const started = performance.now();
-    let outcome: 'completed' | 'failed' | 'cancelled' = 'failed';
+    let outcome: 'completed' | 'failed' | 'cancelled' | 'deferred' = 'failed';
     try {
       const result = await handler(payload.data as never, {
         jobId,
@@ -113,6 +115,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       await delivery.completed(type, jobId, publicResult(type, result as never));
       return result;
     } catch (err) {
+      if (err instanceof DeferJob && token && !abort.aborted) {
+        outcome = 'deferred';
+        log.debug({ delayMs: err.delayMs, reason: err.message }, 'job deferred');
+        await job.moveToDelayed(Date.now() + err.delayMs, token);
+        throw new DelayedError();
+      }
       if (abort.aborted && abort.reason === WORKER_SHUTDOWN_REASON) {
         if (retryable && token) {
           // Back to the queue as it was (no attempt spent): another worker takes it from the start.
@@ -138,7 +146,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       if (final) announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code });
       throw err;
     } finally {
-      opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
+      if (outcome !== 'deferred') opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
   };
 
@@ -162,7 +170,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     stalledInterval: opts.stalledIntervalMs ?? 30_000,
     // A stalled chat job is failed, not retried: its subscribers already have part of its text.
     // Retryable jobs survive as many worker deaths as they have attempts.
-    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+    maxStalledCount: opts.maxStalledCount ?? (retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0),
     // After a Redis outage, look for jobs again within a second (BullMQ's default waits 15 s).
     runRetryDelay: 1000,
   });

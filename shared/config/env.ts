@@ -175,7 +175,7 @@ export const envSchema = z.object({
   /** Pixels of one OCR input: PDF pages are rendered at a scale that fits, larger images are downscaled first. */
   DOCUMENTS_OCR_MAX_PIXELS: z.coerce.number().int().min(10_000).default(4_000_000),
   /** OCR time one document may use (rendering and reading its scanned pages); past it the document fails with `ocr_time_limit`. */
-  DOCUMENTS_OCR_BUDGET_SECONDS: z.coerce.number().positive().default(300),
+  DOCUMENTS_OCR_BUDGET_SECONDS: z.coerce.number().positive().default(600),
   /** Parse processes per worker (each holds its own OCR models) and parse jobs one worker runs at once. */
   DOCUMENTS_PARSE_PROCESSES: z.coerce.number().int().min(1).max(16).default(1),
   DOCUMENTS_PARSE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
@@ -183,7 +183,7 @@ export const envSchema = z.object({
   DOCUMENTS_PARSE_TENANT_SLOTS: z.coerce.number().int().min(1).default(2),
   /** V8 heap of a parse process (`--max-old-space-size`); it is replaced when idle once its resident memory passes DOCUMENTS_PARSE_RECYCLE_MB. */
   DOCUMENTS_PARSE_MAX_HEAP_MB: z.coerce.number().int().min(64).default(1024),
-  DOCUMENTS_PARSE_RECYCLE_MB: z.coerce.number().int().min(64).default(1024),
+  DOCUMENTS_PARSE_RECYCLE_MB: z.coerce.number().int().min(64).default(1536),
   /** One parse step (opening a PDF, one page, one image) running longer than this kills its parse process (counted as a crash). */
   DOCUMENTS_PARSE_STEP_TIMEOUT_SECONDS: z.coerce.number().positive().default(120),
   /**

@@ -158,6 +158,7 @@ export class ParsePool {
   private dispatch(req: Request): void {
     const runner = this.pick();
     runner.requests.set(req.id, req);
+    this.hold(runner);
     const { job } = req;
     this.send(runner, {
       type: 'parse',
@@ -189,10 +190,17 @@ export class ParsePool {
       this.opts.log.warn({ err, pid: child.pid }, 'parse process error');
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
-    // The IPC channel must not keep an idle worker alive.
+    // An idle parse process must not keep the worker alive; one with work does (see hold()).
     child.unref();
-    (child.channel as { unref?: () => void } | undefined)?.unref?.();
+    this.hold(runner);
     return runner;
+  }
+
+  /** The IPC channel keeps the event loop alive exactly while the process has requests. */
+  private hold(runner: Runner): void {
+    const channel = runner.child.channel as { ref?: () => void; unref?: () => void } | undefined;
+    if (runner.requests.size > 0) channel?.ref?.();
+    else channel?.unref?.();
   }
 
   private send(runner: Runner, msg: ToParseProcess): void {
@@ -253,6 +261,7 @@ export class ParsePool {
       case 'result':
       case 'error': {
         runner.requests.delete(req.id);
+        this.hold(runner);
         if (!req.settled) {
           // The stage ended with an answer of its own: its earlier crashes no longer matter.
           req.marks = req.marks.then(() => this.opts.marks.clear(docId, STAGE)).catch(() => {});

@@ -220,7 +220,9 @@ function ocr(): Promise<OcrEngine> {
     await loadSharp();
     const { default: Ocr } = await import('@gutenye/ocr-node');
     return (await Ocr.create({
-      onnxOptions: { executionProviders: ['cpu'], intraOpNumThreads: ocrThreads ?? 1, interOpNumThreads: 1 },
+      // Without the arena, memory that a large page's activations took goes back after it (a
+      // 1600 × 2070 page: ~0.85 GB resident instead of ~1.8 GB that then stays).
+      onnxOptions: { executionProviders: ['cpu'], intraOpNumThreads: ocrThreads ?? 1, interOpNumThreads: 1, enableCpuMemArena: false },
     } as never)) as unknown as OcrEngine;
   })();
   ocrEngine.catch(() => (ocrEngine = undefined));

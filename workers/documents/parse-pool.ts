@@ -190,17 +190,20 @@ export class ParsePool {
       this.opts.log.warn({ err, pid: child.pid }, 'parse process error');
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
-    // An idle parse process must not keep the worker alive; one with work does (see hold()).
-    child.unref();
     this.hold(runner);
     return runner;
   }
 
-  /** The IPC channel keeps the event loop alive exactly while the process has requests. */
+  /** The process (its exit is news) and its IPC channel keep the event loop alive exactly while it has requests. */
   private hold(runner: Runner): void {
     const channel = runner.child.channel as { ref?: () => void; unref?: () => void } | undefined;
-    if (runner.requests.size > 0) channel?.ref?.();
-    else channel?.unref?.();
+    if (runner.requests.size > 0) {
+      runner.child.ref();
+      channel?.ref?.();
+    } else {
+      runner.child.unref();
+      channel?.unref?.();
+    }
   }
 
   private send(runner: Runner, msg: ToParseProcess): void {

@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { imageSize } from 'image-size';
 import type { PDFDocumentProxy, PDFPageProxy } from 'pdfjs-dist';
 import { imageTooLarge } from '../../shared/documents/document-limits.js';
 import { FairGate } from './fair-gate.js';
@@ -159,8 +160,17 @@ function loadSharp(): Promise<Sharp> {
 
 async function readImage(req: ParseRequest, stats: ParseStats): Promise<string> {
   const sharp = await loadSharp();
-  // The header only: sharp's metadata() does not decode pixels.
+  // Headers only, read twice: by image-size (no decoder involved) and by sharp's metadata(), which
+  // is the decoder's own view of the file and decodes no pixels either.
   const { width, height } = await step(req, 'image header', async () => {
+    let declared: { width?: number; height?: number } = {};
+    try {
+      declared = imageSize(await readFile(req.path));
+    } catch {
+      /* not parseable by image-size: the decoder's reading decides */
+    }
+    const early = declared.width && declared.height ? imageTooLarge(declared.width, declared.height, req.limits.maxImagePixels) : undefined;
+    if (early) throw new ParseError('image_too_large', early);
     let meta: { width?: number; height?: number };
     try {
       meta = await sharp(req.path).metadata();

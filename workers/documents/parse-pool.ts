@@ -1,5 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build, type Plugin } from 'esbuild';
 import type { DocumentKind } from '../../shared/documents/documents.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FromParseProcess, ParsedPage, ParseLimits, ParseStats, ToParseProcess } from './parse-process.protocol.js';
@@ -97,6 +101,8 @@ export class ParsePool {
   private runners: Runner[] = [];
   private nextId = 1;
   private closed = false;
+  private entry?: Promise<{ file: string; dir?: string }>;
+  private resolvedEntry?: { file: string; dir?: string };
 
   constructor(private readonly opts: ParsePoolOptions) {}
 
@@ -127,7 +133,10 @@ export class ParsePool {
         if (signal.aborted) return onAbort();
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      this.dispatch(req);
+      this.entryFile().then(
+        () => this.dispatch(req),
+        (err: Error) => this.settle(req, new ParseFailure('parse_failed', `The parse process could not be prepared: ${err.message}`, false)),
+      );
     });
   }
 
@@ -153,9 +162,33 @@ export class ParsePool {
         r.requests.clear();
       }),
     );
+    if (this.resolvedEntry?.dir) await rm(this.resolvedEntry.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * The parse process's entry file. Under tsx (development, tests, the worker image) it is bundled
+   * once with esbuild (this repository's modules inlined, packages left as imports resolved from
+   * here) and run by plain node: run through tsx's loader instead, pdf.js alone costs the process
+   * ~400 MB more (its large modules transformed, their source maps parsed) and seconds of start-up
+   * after every crash.
+   */
+  private entryFile(): Promise<{ file: string; dir?: string }> {
+    this.entry ??= (async () => {
+      const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+      const source = fileURLToPath(new URL(`./parse-process${ext}`, import.meta.url));
+      if (ext === '.js') return { file: source };
+      const out = await build({ entryPoints: [source], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, logLevel: 'silent', plugins: [packagesFromHere] });
+      const dir = await mkdtemp(path.join(tmpdir(), 'qi-parse-'));
+      const file = path.join(dir, 'parse-process.mjs');
+      await writeFile(file, out.outputFiles[0]!.contents, { mode: 0o600 });
+      return { file, dir };
+    })().then((entry) => (this.resolvedEntry = entry));
+    this.entry.catch(() => (this.entry = undefined));
+    return this.entry;
   }
 
   private dispatch(req: Request): void {
+    if (this.closed) return this.settle(req, new ParseFailure('parse_pool_closed', 'the worker is shutting down', false));
     const runner = this.pick();
     runner.requests.set(req.id, req);
     this.hold(runner);
@@ -173,12 +206,10 @@ export class ParsePool {
   }
 
   private spawn(): Runner {
-    // Under tsx (development, tests, the worker image) the process loads TypeScript through tsx too.
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-    const entry = fileURLToPath(new URL(`./parse-process${ext}`, import.meta.url));
-    const execArgv = [`--max-old-space-size=${this.opts.maxHeapMb}`, ...(ext === '.ts' ? ['--import', import.meta.resolve('tsx')] : [])];
-    const child = fork(entry, [JSON.stringify({ ocrThreads: this.opts.ocrThreads })], {
-      execArgv,
+    // dispatch() runs only once entryFile() has resolved.
+    const { file } = this.resolvedEntry!;
+    const child = fork(file, [JSON.stringify({ ocrThreads: this.opts.ocrThreads })], {
+      execArgv: [`--max-old-space-size=${this.opts.maxHeapMb}`],
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -322,6 +353,14 @@ export class ParsePool {
     else req.resolve(outcome);
   }
 }
+
+/** Packages stay imports, resolved from this folder, so the bundle runs from a temporary folder. */
+const packagesFromHere: Plugin = {
+  name: 'packages-from-here',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => ({ path: args.path.startsWith('node:') ? args.path : import.meta.resolve(args.path), external: true }));
+  },
+};
 
 function poisonMessage(crashes: number, reason?: string): string {
   const last = reason ? ` (last: ${reason})` : '';

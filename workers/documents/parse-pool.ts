@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build, stop as stopEsbuild, type Plugin } from 'esbuild';
 import type { DocumentKind } from '../../shared/documents/documents.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FromParseProcess, ParsedPage, ParseLimits, ParseStats, ToParseProcess } from './parse-process.protocol.js';
@@ -177,7 +177,10 @@ export class ParsePool {
       const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
       const source = fileURLToPath(new URL(`./parse-process${ext}`, import.meta.url));
       if (ext === '.js') return { file: source };
-      const out = await build({ entryPoints: [source], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, logLevel: 'silent', plugins: [packagesFromHere] });
+      const out = await build({ entryPoints: [source], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, logLevel: 'silent', plugins: [packagesFromHere] }).finally(
+        // esbuild keeps a service process for later builds; this worker makes no other.
+        () => stopEsbuild(),
+      );
       const dir = await mkdtemp(path.join(tmpdir(), 'qi-parse-'));
       const file = path.join(dir, 'parse-process.mjs');
       await writeFile(file, out.outputFiles[0]!.contents, { mode: 0o600 });

@@ -84,8 +84,11 @@ describe('poison inputs are refused before decoding, and parsing is shared fairl
       env: {
         DOCUMENTS_DIR: mkdtempSync(path.join(tmpdir(), 'qi-docs-')),
         INDEX_DIR: mkdtempSync(path.join(tmpdir(), 'qi-index-')),
-        // Small enough that the 120-page scan below runs out of it, so the test ends on its own.
+        // Small enough that the 120-page scans below run out of it, so the test ends on its own.
         DOCUMENTS_OCR_BUDGET_SECONDS: '20',
+        // Two parse slots, one per tenant: tenant A's second scan must wait, not take B's slot.
+        DOCUMENTS_PARSE_CONCURRENCY: '2',
+        DOCUMENTS_PARSE_TENANT_SLOTS: '1',
       },
     });
   });
@@ -155,14 +158,15 @@ describe('poison inputs are refused before decoding, and parsing is shared fairl
     assert.ok(afterRss.tree < baseline.tree + 300, `worker + parse process RSS ${afterRss.tree} MB vs baseline ${baseline.tree} MB`);
   });
 
-  test('a small text of tenant B is ready while tenant A’s 120-page scan is still being read; A then runs out of OCR budget', async () => {
-    const scan = await longScannedPdf(120, ['ZEBRA QUARTZ JUMPS WAX', 'GRAPEFRUIT KIWI MELON']);
-    const a = await uploadDocument(svc.baseUrl, scan, { collection: 'scans', filename: 'scan-120.pdf' });
-    assert.equal(a.status, 202, JSON.stringify(a.json));
+  test('a small text of tenant B is ready while tenant A’s two 120-page scans are still unfinished; A’s second waits for A’s first, not B', async () => {
+    const lines = ['ZEBRA QUARTZ JUMPS WAX', 'GRAPEFRUIT KIWI MELON'];
+    const a1 = await uploadDocument(svc.baseUrl, await longScannedPdf(120, lines), { collection: 'scans', filename: 'scan-1.pdf' });
+    const a2 = await uploadDocument(svc.baseUrl, await longScannedPdf(120, [...lines, 'SECOND']), { collection: 'scans', filename: 'scan-2.pdf' });
+    for (const u of [a1, a2]) assert.equal(u.status, 202, JSON.stringify(u.json));
     const aStarted = Date.now();
     // B uploads right behind A, once A's scanned pages are being read.
     await waitFor('A to be reading scanned pages', async () => {
-      const d = await docs.get(a.json.id);
+      const d = await docs.get(a1.json.id);
       if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
       return d.stage === 'parse' && d.progress.pages_total === 120 ? true : undefined;
     });
@@ -172,17 +176,22 @@ describe('poison inputs are refused before decoding, and parsing is shared fairl
     const bDone = await docs.settle(b.json.id, KEYS.globex);
     const bSeconds = (Date.now() - bStarted) / 1000;
     assert.equal(bDone.status, 'ready', JSON.stringify(bDone.error));
-    const aThen = await docs.get(a.json.id);
-    assert.equal(aThen.status, 'processing', `A is still being parsed when B is ready: ${JSON.stringify(aThen)}`);
-    assert.equal(aThen.stage, 'parse');
-    assert.ok(aThen.progress.pages_done < 120, `A has pages left (${aThen.progress.pages_done} of 120 done)`);
+    const [a1Then, a2Then] = await Promise.all([docs.get(a1.json.id), docs.get(a2.json.id)]);
+    assert.equal(a1Then.status, 'processing', `A's first scan is still being parsed when B is ready: ${JSON.stringify(a1Then)}`);
+    assert.equal(a1Then.stage, 'parse');
+    assert.ok(a1Then.progress.pages_done < 120, `A has pages left (${a1Then.progress.pages_done} of 120 done)`);
+    // A holds its one slot with its first scan: its second is deferred (still queued), so the other slot was B's.
+    assert.equal(a2Then.status, 'queued', `A's second scan waits for A's first: ${JSON.stringify(a2Then)}`);
 
-    const aDone = await docs.settle(a.json.id);
-    assert.equal(aDone.status, 'failed');
-    assert.equal(aDone.error.code, 'ocr_time_limit');
-    assert.match(aDone.error.message, /DOCUMENTS_OCR_BUDGET_SECONDS/);
+    const [a1Done, a2Done] = await Promise.all([docs.settle(a1.json.id, KEYS.acme, 300_000), docs.settle(a2.json.id, KEYS.acme, 300_000)]);
+    for (const d of [a1Done, a2Done]) {
+      assert.equal(d.status, 'failed');
+      assert.equal(d.error.code, 'ocr_time_limit');
+      assert.match(d.error.message, /DOCUMENTS_OCR_BUDGET_SECONDS/);
+    }
     console.log(
-      `FAIRNESS B ready ${bSeconds.toFixed(1)} s after upload (A at page ${aThen.progress.pages_done} of 120); A failed ocr_time_limit after ${((Date.now() - aStarted) / 1000).toFixed(1)} s: ${aDone.error.message}`,
+      `FAIRNESS B ready ${bSeconds.toFixed(1)} s after upload (A's first scan at page ${a1Then.progress.pages_done} of 120, its second still queued); ` +
+        `A's scans failed ocr_time_limit ${((a1Done.updated_at - aStarted / 1000)).toFixed(0)} s and ${((a2Done.updated_at - aStarted / 1000)).toFixed(0)} s after upload: ${a1Done.error.message}`,
     );
   });
 });

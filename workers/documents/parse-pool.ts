@@ -1,7 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { build, stop as stopEsbuild, type Plugin } from 'esbuild';
 import type { DocumentKind } from '../../shared/documents/documents.js';
@@ -57,6 +54,9 @@ export interface ParsePoolOptions {
 }
 
 const STAGE = 'parse';
+
+/** The parse process's code: a file to fork, or a bundle to feed node on standard input. */
+type Entry = { file: string } | { code: string };
 /** Times a document is moved to a fresh process because another document crashed the one it was on. */
 const MAX_RESUBMITS = 3;
 
@@ -101,8 +101,8 @@ export class ParsePool {
   private runners: Runner[] = [];
   private nextId = 1;
   private closed = false;
-  private entry?: Promise<{ file: string; dir?: string }>;
-  private resolvedEntry?: { file: string; dir?: string };
+  private entry?: Promise<Entry>;
+  private resolvedEntry?: Entry;
 
   constructor(private readonly opts: ParsePoolOptions) {}
 
@@ -133,7 +133,7 @@ export class ParsePool {
         if (signal.aborted) return onAbort();
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      this.entryFile().then(
+      this.prepareEntry().then(
         () => this.dispatch(req),
         (err: Error) => this.settle(req, new ParseFailure('parse_failed', `The parse process could not be prepared: ${err.message}`, false)),
       );
@@ -162,18 +162,17 @@ export class ParsePool {
         r.requests.clear();
       }),
     );
-    if (this.resolvedEntry?.dir) await rm(this.resolvedEntry.dir, { recursive: true, force: true });
   }
 
   /**
-   * The parse process's entry file. Under tsx (development, tests, the worker image) it is bundled
-   * once with esbuild (this repository's modules inlined, packages left as imports resolved from
-   * here) and run by plain node: run through tsx's loader instead, pdf.js alone costs the process
-   * ~400 MB more (its large modules transformed, their source maps parsed) and seconds of start-up
-   * after every crash.
+   * The parse process's code. Compiled, it is parse-process.js. Under tsx (development, tests, the
+   * worker image) it is bundled once by esbuild (this repository's modules inlined, packages left as
+   * imports resolved from here) and run by plain node from its standard input: run through tsx's
+   * loader instead, pdf.js alone costs the process ~400 MB more (its large modules transformed,
+   * their source maps parsed) and seconds of start-up after every crash.
    */
-  private entryFile(): Promise<{ file: string; dir?: string }> {
-    this.entry ??= (async () => {
+  private prepareEntry(): Promise<Entry> {
+    this.entry ??= (async (): Promise<Entry> => {
       const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
       const source = fileURLToPath(new URL(`./parse-process${ext}`, import.meta.url));
       if (ext === '.js') return { file: source };
@@ -181,10 +180,7 @@ export class ParsePool {
         // esbuild keeps a service process for later builds; this worker makes no other.
         () => stopEsbuild(),
       );
-      const dir = await mkdtemp(path.join(tmpdir(), 'qi-parse-'));
-      const file = path.join(dir, 'parse-process.mjs');
-      await writeFile(file, out.outputFiles[0]!.contents, { mode: 0o600 });
-      return { file, dir };
+      return { code: out.outputFiles[0]!.text };
     })().then((entry) => (this.resolvedEntry = entry));
     this.entry.catch(() => (this.entry = undefined));
     return this.entry;
@@ -209,13 +205,19 @@ export class ParsePool {
   }
 
   private spawn(): Runner {
-    // dispatch() runs only once entryFile() has resolved.
-    const { file } = this.resolvedEntry!;
-    const child = fork(file, [JSON.stringify({ ocrThreads: this.opts.ocrThreads })], {
-      execArgv: [`--max-old-space-size=${this.opts.maxHeapMb}`],
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    // dispatch() runs only once prepareEntry() has resolved.
+    const entry = this.resolvedEntry!;
+    // The role names the process in `ps` (its script is its standard input).
+    const settings = JSON.stringify({ role: 'parse-process', ocrThreads: this.opts.ocrThreads });
+    const heap = `--max-old-space-size=${this.opts.maxHeapMb}`;
+    let child: ChildProcess;
+    if ('file' in entry) {
+      child = fork(entry.file, [settings], { execArgv: [heap], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    } else {
+      child = spawn(process.execPath, [heap, '--input-type=module', '-', settings], { serialization: 'advanced', stdio: ['pipe', 'inherit', 'inherit', 'ipc'] });
+      child.stdin!.on('error', () => {}); // a process that dies at once is reported by 'exit'
+      child.stdin!.end(entry.code);
+    }
     const runner: Runner = { child, requests: new Map(), retiring: false, exited: false };
     this.runners.push(runner);
     child.on('message', (msg: FromParseProcess) => this.onMessage(runner, msg));

@@ -156,10 +156,12 @@ export class ParsePool {
         r.step = undefined;
         if (step?.timer) clearTimeout(step.timer);
         r.exited = true;
+        const gone = r.child.exitCode !== null || r.child.signalCode !== null ? Promise.resolve() : new Promise((done) => r.child.once('exit', done));
         r.child.kill('SIGKILL');
         if (step?.started) await this.opts.marks.end(step.req.job.docId, STAGE).catch(() => {});
         for (const req of r.requests.values()) this.settle(req, new ParseFailure('parse_pool_closed', 'the worker is shutting down', false));
         r.requests.clear();
+        await gone;
       }),
     );
   }
@@ -276,7 +278,7 @@ export class ParsePool {
           }
           step.started = true;
           step.timer = setTimeout(() => {
-            runner.killedFor = `its step "${step.what}" ran longer than ${Math.round(this.opts.stepTimeoutMs / 1000)} s (DOCUMENTS_PARSE_STEP_TIMEOUT_SECONDS)`;
+            runner.killedFor = `its step "${step.what}" ran longer than ${this.opts.stepTimeoutMs / 1000} s (DOCUMENTS_PARSE_STEP_TIMEOUT_SECONDS)`;
             this.opts.log.warn({ pid: runner.child.pid, documentId: docId, step: step.what }, 'parse step timed out: killing its process');
             runner.child.kill('SIGKILL');
           }, this.opts.stepTimeoutMs);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
@@ -12,7 +12,7 @@ import {
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
 import type { StallOptions } from '../../shared/jobs/queues.js';
 import { STREAMING_JOB_TYPES, claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
-import type { JobHandler } from './job-handler.js';
+import { DeferJob, type JobHandler } from './job-handler.js';
 import type { StreamHeartbeats } from './stream-heartbeats.js';
 import { WorkerLostError } from './worker-lost.error.js';
 
@@ -51,6 +51,8 @@ export interface JobWorkerOptions<K extends JobType> {
   stalledIntervalMs?: number;
   /** Lock and stalled-check settings of this queue (shared/jobs/queues.ts); overrides the two above. */
   stall?: StallOptions;
+  /** Worker deaths a job survives (default: the queue's stall settings, else its attempts, or 0 when it has one). */
+  maxStalledCount?: number;
   /**
    * Streaming jobs (chat, chatbot): each run claims the job's token stream before it starts and
    * keeps a heartbeat on it, so that a job whose worker died is retried only when it had streamed
@@ -123,7 +125,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     const stopBeat = () => streams?.heartbeats.remove(jobId);
     const abort = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
     const started = performance.now();
-    let outcome: 'completed' | 'failed' | 'cancelled' = 'failed';
+    let outcome: 'completed' | 'failed' | 'cancelled' | 'deferred' = 'failed';
     try {
       const result = await handler(payload.data as never, {
         jobId,
@@ -156,6 +158,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         log.warn({ reason: e.message }, 'job stopped: stream claim lost');
         throw e;
       }
+      if (err instanceof DeferJob && token && !abort.aborted) {
+        outcome = 'deferred';
+        log.debug({ delayMs: err.delayMs, reason: err.message }, 'job deferred');
+        await job.moveToDelayed(Date.now() + err.delayMs, token);
+        throw new DelayedError();
+      }
       if (abort.aborted && abort.reason === WORKER_SHUTDOWN_REASON) {
         // A streaming job can go back only while it has streamed nothing: releasing its claim checks that.
         const handBack = streams && owner ? await releaseStream(streams.redis, opts.prefix, jobId, owner).catch(() => false) : retryable;
@@ -184,7 +192,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       throw err;
     } finally {
       stopBeat();
-      opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
+      if (outcome !== 'deferred') opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
   };
 
@@ -224,11 +232,14 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
   }
 
-  const stall: StallOptions = opts.stall ?? {
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.stalledIntervalMs ?? 30_000,
-    // Retryable jobs survive as many worker deaths as they have attempts; the others fail when stalled.
-    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+  const stall: StallOptions = {
+    ...(opts.stall ?? {
+      lockDuration: opts.lockDurationMs ?? 30_000,
+      stalledInterval: opts.stalledIntervalMs ?? 30_000,
+      // Retryable jobs survive as many worker deaths as they have attempts; the others fail when stalled.
+      maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+    }),
+    ...(opts.maxStalledCount !== undefined ? { maxStalledCount: opts.maxStalledCount } : {}),
   };
   return new Worker(opts.queueName, processor, {
     connection: opts.connection,

@@ -304,10 +304,13 @@ export class ParsePool {
         runner.requests.delete(req.id);
         this.hold(runner);
         if (!req.settled) {
-          // The stage ended with an answer of its own: its earlier crashes no longer matter.
-          req.marks = req.marks.then(() => this.opts.marks.clear(docId, STAGE)).catch(() => {});
-          if (msg.type === 'result') this.settle(req, { pages: msg.pages, stats: msg.stats });
-          else this.settle(req, new ParseFailure(msg.code, msg.message, msg.permanent));
+          // The stage ended with an answer of its own: its earlier crashes no longer matter. The
+          // answer waits for the mark to be cleared, so whoever reads the mark next sees it gone.
+          const outcome = msg.type === 'result' ? { pages: msg.pages, stats: msg.stats } : new ParseFailure(msg.code, msg.message, msg.permanent);
+          req.marks = req.marks
+            .then(() => this.opts.marks.clear(docId, STAGE))
+            .catch((err) => this.opts.log.warn({ err, documentId: docId }, 'crash mark not cleared'))
+            .then(() => this.settle(req, outcome));
         }
         if (msg.rss > this.opts.recycleMb * 1024 * 1024 && !runner.retiring) {
           // Native allocators rarely give memory back: a process that grew is replaced, not reused.

@@ -176,7 +176,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       if (!job?.id || !job.deferredFailure || err.message !== job.deferredFailure) return;
       const envelope = jobEnvelopeSchema.safeParse(job.data);
       opts.log.warn({ jobId: job.id, queue: opts.queueName, reason: err.message }, 'job failed: its workers died too often');
-      announceFailure(job.id, envelope.success ? envelope.data.reply_to : undefined, 'failed', { message: err.message, code: 'job_failed' });
+      void announceFailure(job.id, envelope.success ? envelope.data.reply_to : undefined, 'failed', { message: err.message, code: 'job_failed' });
     });
   }
   return worker;

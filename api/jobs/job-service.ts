@@ -190,8 +190,9 @@ export class JobService {
     await this.deps.redis.publish(cancelChannel(this.deps.prefix), jobId);
     const deadline = Date.now() + 5000;
     for (;;) {
-      const fresh = await this.find(tenant, jobId);
-      const view = fresh ? await this.view(fresh) : await this.get(tenant, jobId);
+      // Through get(): the job ends while we poll, and a read racing its end must not report it
+      // finished without its reason (a cancelled job then read as 'failed').
+      const view = await this.get(tenant, jobId);
       if (view.status !== 'active' && view.status !== 'queued') return view;
       if (Date.now() > deadline) return view;
       await new Promise((r) => setTimeout(r, 25));

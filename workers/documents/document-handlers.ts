@@ -195,6 +195,9 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
     const slices: Promise<void>[] = [];
     for (let i = 0; i < chunks.length; i += EMBED_SLICE) {
       const slice = chunks.slice(i, i + EMBED_SLICE);
+      // Slice by slice, yielding in between, as in the chunk stage: a long document's chunks take
+      // seconds to tokenize on this thread, which must keep renewing its jobs' locks meanwhile.
+      if (i > 0) await yieldToLoop();
       const rows = engine.tokenizer.tokenize(slice.map((c) => c.text));
       slices.push(
         engine.batcher.embed(rows, ctx.signal).then(async (vs) => {

@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logger.js';
 import {
   CANCELLED_REASON_PREFIX,
   EXPIRED_REASON_PREFIX,
+  failureCode,
   jobCatalog,
   jobEnvelopeSchema,
   type JobType,
@@ -241,7 +242,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }),
     ...(opts.maxStalledCount !== undefined ? { maxStalledCount: opts.maxStalledCount } : {}),
   };
-  return new Worker(opts.queueName, processor, {
+  const worker = new Worker(opts.queueName, processor, {
     connection: opts.connection,
     prefix: opts.prefix,
     concurrency: opts.concurrency,
@@ -251,4 +252,17 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     // After a Redis outage, look for jobs again within a second (BullMQ's default waits 15 s).
     runRetryDelay: 1000,
   });
+  // A job found stalled more often than maxStalledCount allows (it was on that many workers that
+  // died) is failed by BullMQ itself when a worker next takes it, without running the processor:
+  // nothing above announced it, so its subscribers, or its synchronous caller, would wait forever.
+  // Streaming jobs are left out: the API ends their token stream from the queue's events.
+  if (!STREAMING_JOB_TYPES.has(type)) {
+    worker.on('failed', (job, err) => {
+      if (!job?.id || !job.deferredFailure || err.message !== job.deferredFailure) return;
+      const envelope = jobEnvelopeSchema.safeParse(job.data);
+      opts.log.warn({ jobId: job.id, queue: opts.queueName, reason: err.message }, 'job failed: its workers died too often');
+      void announceFailure(job.id, envelope.success ? envelope.data.reply_to : undefined, 'failed', { message: err.message, code: failureCode(err.message) });
+    });
+  }
+  return worker;
 }

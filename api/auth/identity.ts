@@ -166,9 +166,4 @@ function managed(record: { id: string; tenant: string; scopes: Scope[]; limits: 
   return { tenant: record.tenant, keyId: record.id, admin: false, scopes: record.scopes, limits: record.limits, tenantLimits, via };
 }
 
-/** The key the rate limiter counts a principal under. */
-export function limiterSubject(identity: Identity): string {
-  return identity.keyId;
-}
-
 export { ADMIN_TENANT, ALL_SCOPES };

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppError, errors } from '../../shared/errors/app-error.js';
+import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { sha256Hex } from '../../shared/sha256.js';
 import {
   CANCELLED_REASON_PREFIX,
@@ -307,12 +308,7 @@ export class JobService {
 
   /** Redis being down is the service being unavailable (503), not an internal error. */
   private redisAware(err: unknown): unknown {
-    if (err instanceof AppError) return err;
-    const msg = (err as Error)?.message ?? '';
-    if (/Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|Reached the max retries/i.test(msg)) {
-      return errors.unavailable('The job store (Redis) is unreachable; retry shortly.', 'redis_unavailable', 2);
-    }
-    return err;
+    return isRedisConnectionError(err) ? errors.redisUnavailable('job store') : err;
   }
 }
 

@@ -80,10 +80,8 @@ test('BullMQ fails a JobError at once, and retries a plain error', { timeout: 60
   const opts = { attempts: 3, backoff: { type: 'fixed', delay: 10 } };
   const known = await queue.add('known', {}, opts);
   const unknown = await queue.add('unknown', {}, opts);
-  const settled = async (id: string) => {
-    const job = await queue.getJob(id);
-    return job && (await job.getState()) === 'failed' ? job : undefined;
-  };
+  // State first, then the job: a job read before it failed would show the attempts of then.
+  const settled = async (id: string) => ((await queue.getJobState(id)) === 'failed' ? queue.getJob(id) : undefined);
   const k = await waitFor('the known failure to fail', () => settled(known.id!), 30_000);
   const u = await waitFor('the plain failure to run out of attempts', () => settled(unknown.id!), 30_000);
   assert.equal(k.attemptsMade, 1, 'a known kind is not retried');

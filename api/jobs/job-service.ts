@@ -193,8 +193,9 @@ export class JobService {
     await this.deps.redis.publish(cancelChannel(this.deps.prefix), jobId);
     const deadline = Date.now() + 5000;
     for (;;) {
-      const fresh = await this.find(tenant, jobId);
-      const view = fresh ? await this.view(fresh) : await this.get(tenant, jobId);
+      // get(), not view() of a fresh find(): it re-reads a job that finished between its two reads,
+      // which would otherwise show 'failed' without the reason that makes it 'cancelled'.
+      const view = await this.get(tenant, jobId);
       if (view.status !== 'active' && view.status !== 'queued') return view;
       if (Date.now() > deadline) return view;
       await new Promise((r) => setTimeout(r, 25));

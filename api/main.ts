@@ -139,6 +139,7 @@ async function main(): Promise<void> {
     model: env.DOCUMENTS_EMBEDDING_MODEL,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     searchTimeoutMs: env.SYNC_TIMEOUT_MS,
+    maxImagePixels: env.DOCUMENTS_MAX_IMAGE_PIXELS,
   });
   shutdown.register('documents', () => documents.close());
   const app = createApp({

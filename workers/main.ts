@@ -171,6 +171,8 @@ async function main(): Promise<void> {
   // back to the queue (retryable ones) or failed with a reason, never left to stall.
   shutdown.register('job workers', async () => {
     const closed = Promise.allSettled(workers.map((w) => w.close()));
+    // Said once every worker has stopped fetching, so operators (and tests) know when a job added now stays queued.
+    log.info({ queues: workers.length }, 'job workers closing: no new jobs are taken');
     const reserveMs = Math.min(2000, env.SHUTDOWN_GRACE_MS / 4);
     let timer: NodeJS.Timeout | undefined;
     const late = await Promise.race([

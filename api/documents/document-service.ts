@@ -17,7 +17,7 @@ import { errors } from '../../shared/errors/app-error.js';
 import { jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { JobService } from '../jobs/job-service.js';
-import { sniffDocument } from './sniff.js';
+import { checkImageHeader, sniffDocument } from './sniff.js';
 import type { ReceivedUpload } from './upload.js';
 import type { DocumentView } from '../../shared/documents/document-api.js';
 
@@ -50,6 +50,8 @@ export class DocumentService {
       model: string;
       retentionSeconds: number;
       searchTimeoutMs: number;
+      /** DOCUMENTS_MAX_IMAGE_PIXELS: larger images are refused at upload when their header shows it. */
+      maxImagePixels: number;
     },
   ) {
     this.store = new DocumentStore(deps.redis, deps.prefix);
@@ -71,6 +73,7 @@ export class DocumentService {
       if (!name.success) throw errors.invalidRequest(`'collection': ${name.error.issues[0]!.message}`, 'collection');
       const metadata = this.parseMetadata(upload.fields.metadata);
       const { kind, mime } = await sniffDocument(upload.head, upload.bytes);
+      checkImageHeader(kind, upload.head, this.deps.maxImagePixels);
       const cid = await this.store.ensureCollection(tenant, name.data, randomUUID(), this.deps.model);
 
       const id = randomUUID();

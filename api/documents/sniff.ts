@@ -1,4 +1,6 @@
 import { fileTypeFromBuffer } from 'file-type';
+import { imageSize } from 'image-size';
+import { imageTooLarge } from '../../shared/documents/document-limits.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { DocumentKind } from '../../shared/documents/documents.js';
 
@@ -38,6 +40,25 @@ export async function sniffDocument(head: Buffer, bytes: number): Promise<{ kind
   if (/^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])/i.test(text) || htmlTagCount(text) >= 3) return { kind: 'html', mime: 'text/html' };
   if (markdownSignals(text) >= 2 || /^#{1,6}\s+\S/.test(text)) return { kind: 'markdown', mime: 'text/markdown' };
   return { kind: 'text', mime: 'text/plain' };
+}
+
+/**
+ * Refuses an image whose header declares more pixels than the workers accept, before it is stored
+ * or queued: a 30 KB PNG can declare 16000 × 16000 pixels (a gigabyte once decoded). PNG's header is
+ * always in the first bytes; a JPEG's frame header can sit behind large metadata segments past the
+ * sniffed bytes, and then the worker checks it instead (from the file, before decoding).
+ */
+export function checkImageHeader(kind: DocumentKind, head: Buffer, maxPixels: number): void {
+  if (kind !== 'png' && kind !== 'jpeg') return;
+  let size: { width?: number; height?: number };
+  try {
+    size = imageSize(head);
+  } catch {
+    return;
+  }
+  if (!size.width || !size.height) return;
+  const refused = imageTooLarge(size.width, size.height, maxPixels);
+  if (refused) throw errors.unprocessable(refused, 'file', 'image_too_large');
 }
 
 function htmlTagCount(text: string): number {

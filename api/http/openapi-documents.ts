@@ -51,13 +51,14 @@ export function documentOperations(
 
   op('POST /v1/documents', {
     description:
-      'Streams the upload to disk (413 past DOCUMENTS_MAX_BYTES, without reading the rest), detects its type from its content, and queues ' +
+      'Streams the upload to disk (413 past DOCUMENTS_MAX_BYTES, without reading the rest), detects its type from its content ' +
+      '(422 `image_too_large` for an image whose header declares more than DOCUMENTS_MAX_IMAGE_PIXELS pixels), and queues ' +
       'the ingestion flow (parse → chunk → embed → index). The same content uploaded again into the same collection returns the first document (200).',
     request: { body: { required: true, content: { 'multipart/form-data': { schema: upload } } } },
     responses: {
       202: h.json(document, 'Stored; ingestion queued. `job_id` reports progress (`stage`, `pages_done/pages_total`, `chunks_done/chunks_total`).'),
       200: h.json(document, 'The same content is already in this collection: that document'),
-      ...h.errorsFor(400, 401, 403, 413, 415, 500, 503),
+      ...h.errorsFor(400, 401, 403, 413, 415, 422, 500, 503),
     },
   });
   op('GET /v1/documents/:id', {

@@ -193,8 +193,8 @@ export class JobService {
     await this.deps.redis.publish(cancelChannel(this.deps.prefix), jobId);
     const deadline = Date.now() + 5000;
     for (;;) {
-      // get(), not view() of a fresh find(): it re-reads a job that finished between its two reads,
-      // which would otherwise show 'failed' without the reason that makes it 'cancelled'.
+      // Through get(): the job ends while we poll, and a read racing its end must not report it
+      // finished without its reason (a cancelled job then read as 'failed').
       const view = await this.get(tenant, jobId);
       if (view.status !== 'active' && view.status !== 'queued') return view;
       if (Date.now() > deadline) return view;

@@ -177,6 +177,34 @@ export const envSchema = z.object({
   CHUNK_OVERLAP_TOKENS: z.coerce.number().int().min(0).default(24),
   /** OCR of images and of PDF pages without a text layer (PaddleOCR via onnxruntime). */
   DOCUMENTS_OCR: booleanish.default(true),
+  /**
+   * Poison inputs (docs/RELIABILITY.md, "Poison inputs and parsing fairness"). Sizes are read from
+   * headers before anything is decoded: a PNG/JPEG whose width × height exceeds
+   * DOCUMENTS_MAX_IMAGE_PIXELS is refused (`image_too_large`: 422 at upload when its header is in
+   * the first 8 KiB, else a failed job), as is a PDF page wider or taller than
+   * DOCUMENTS_MAX_PAGE_POINTS (`page_too_large`; 14400 pt = 200 in, the PDF format's own limit).
+   */
+  DOCUMENTS_MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(50_000_000),
+  DOCUMENTS_MAX_PAGE_POINTS: z.coerce.number().positive().default(14_400),
+  /** Pixels of one OCR input: PDF pages are rendered at a scale that fits, larger images are downscaled first. */
+  DOCUMENTS_OCR_MAX_PIXELS: z.coerce.number().int().min(10_000).default(4_000_000),
+  /** OCR time one document may use (rendering and reading its scanned pages); past it the document fails with `ocr_time_limit`. */
+  DOCUMENTS_OCR_BUDGET_SECONDS: z.coerce.number().positive().default(600),
+  /** Parse processes per worker (each holds its own OCR models) and parse jobs one worker runs at once. */
+  DOCUMENTS_PARSE_PROCESSES: z.coerce.number().int().min(1).max(16).default(1),
+  DOCUMENTS_PARSE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  /** Parse jobs of one tenant a worker runs at once; the tenant's others wait, so the remaining slots go to other tenants. */
+  DOCUMENTS_PARSE_TENANT_SLOTS: z.coerce.number().int().min(1).default(2),
+  /** V8 heap of a parse process (`--max-old-space-size`); it is replaced when idle once its resident memory passes DOCUMENTS_PARSE_RECYCLE_MB. */
+  DOCUMENTS_PARSE_MAX_HEAP_MB: z.coerce.number().int().min(64).default(1024),
+  DOCUMENTS_PARSE_RECYCLE_MB: z.coerce.number().int().min(64).default(1536),
+  /** One parse step (opening a PDF, one page, one image) running longer than this kills its parse process (counted as a crash). */
+  DOCUMENTS_PARSE_STEP_TIMEOUT_SECONDS: z.coerce.number().positive().default(120),
+  /**
+   * A document that crashes (or hangs) its parse process this many times fails with `poison_input`
+   * instead of being retried (at most 3: the parse stage has 4 attempts, and the verdict must come first).
+   */
+  DOCUMENTS_POISON_CRASHES: z.coerce.number().int().min(1).max(3).default(2),
   /** HNSW parameters of every collection index (hnswlib, cosine). */
   HNSW_M: z.coerce.number().int().min(2).max(128).default(16),
   HNSW_EF_CONSTRUCTION: z.coerce.number().int().min(8).max(2000).default(200),

@@ -109,6 +109,11 @@ export function documentKeys(prefix: string) {
     /** The collection's writer lease (one index writer at a time, across worker processes). */
     writer: (cid: string) => `${p}:c:${cid}:writer`,
     document: (id: string) => `${p}:d:${id}`,
+    /**
+     * HASH stage -> parse steps begun and not ended: raised before each risky step and lowered after
+     * it, so a step whose process died leaves a mark that the next attempt, on any worker, reads.
+     */
+    crashMarks: (id: string) => `${p}:d:${id}:crashes`,
     /** Pattern of every key of a collection (for cleanup after a delete). */
     collectionPattern: (cid: string) => `${p}:c:${cid}:*`,
   };
@@ -148,6 +153,11 @@ export const DOCUMENT_ERROR_CODES = [
   'corrupt_pdf',
   'encrypted_pdf',
   'too_many_pages',
+  'page_too_large',
+  'image_too_large',
+  'unreadable_image',
+  'ocr_time_limit',
+  'poison_input',
   'no_text',
   'invalid_text',
   'document_deleted',

@@ -1,3 +1,4 @@
+import { deflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { PDFDocument, StandardFonts } from 'pdf-lib';
 import { KEYS } from './service.js';
@@ -255,4 +256,80 @@ export async function streamHugeUpload(baseUrl: string, totalBytes: number, coll
   } catch (err) {
     return { status: -1, json: { error: String((err as Error).cause ?? err) }, sentBytes: sent };
   }
+}
+
+/**
+ * A real, decodable PNG of `width` × `height` pixels that is tiny on disk: 1-bit greyscale, all
+ * white but for a black band, which deflate shrinks ~1000:1. A decoder that trusts it allocates
+ * width × height × 4 bytes (16000 × 16000: 1 GB) before it reads a pixel.
+ */
+export function pixelBombPng(width: number, height: number): Buffer {
+  const rowBytes = Math.ceil(width / 8);
+  const raw = Buffer.alloc((rowBytes + 1) * height, 0xff);
+  for (let y = 0; y < height; y++) {
+    raw[y * (rowBytes + 1)] = 0; // filter type: none
+    if (y >= height / 2 - 8 && y < height / 2 + 8) raw.fill(0, y * (rowBytes + 1) + 1, (y + 1) * (rowBytes + 1));
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 1; // bit depth
+  ihdr[9] = 0; // greyscale
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(raw, { level: 9 })),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
+/**
+ * A JPEG header declaring `width` × `height` pixels behind a 20 KB metadata segment, so the frame
+ * header lies past the bytes the API sniffs: only the worker, reading the file, can refuse it.
+ */
+export function deepHeaderJpeg(width: number, height: number): Buffer {
+  const app = Buffer.alloc(20_000, 0x20);
+  const appHeader = Buffer.from([0xff, 0xe2, 0, 0]);
+  appHeader.writeUInt16BE(app.length + 2, 2);
+  const sof = Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08, 0, 0, 0, 0, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+  sof.writeUInt16BE(height, 5);
+  sof.writeUInt16BE(width, 7);
+  return Buffer.concat([Buffer.from([0xff, 0xd8]), appHeader, app, sof, Buffer.from([0xff, 0xd9])]);
+}
+
+/** A PDF whose one page is `width` × `height` points, with a line of text on it. */
+export async function bigPagePdf(width: number, height: number): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  const font = await doc.embedFont(StandardFonts.Helvetica);
+  doc.addPage([width, height]).drawText('A very large page.', { x: 50, y: height - 100, size: 24, font });
+  return Buffer.from(await doc.save());
+}
+
+/** A PDF of `n` pages with nothing on them (no text layer, nothing drawn). */
+export async function blankPdf(n: number): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  for (let i = 0; i < n; i++) doc.addPage([612, 792]);
+  return Buffer.from(await doc.save());
+}
+
+/** A scan of `n` pages: the same image of text on every page (embedded once, so the file stays small). */
+export async function longScannedPdf(n: number, lines: string[]): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  const img = await doc.embedPng(textPng(lines, 4));
+  for (let i = 0; i < n; i++) {
+    const page = doc.addPage([612, 792]);
+    const w = Math.min(560, img.width);
+    const h = (img.height * w) / img.width;
+    page.drawImage(img, { x: 26, y: 792 - 40 - h, width: w, height: h });
+  }
+  return Buffer.from(await doc.save());
 }

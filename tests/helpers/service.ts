@@ -65,13 +65,16 @@ export function spawnEntry(entry: string, env: NodeJS.ProcessEnv): ProcessHandle
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
+  // Only a process that outlived its own grace period (after which it exits by itself) is killed:
+  // a drain that a busy machine makes long must still end with the process's own exit code.
+  const killAfterMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000) + 10_000;
   return {
     child,
     output: () => out,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        const t = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
         child.once('exit', (code) => {
           clearTimeout(t);
           resolve(code);

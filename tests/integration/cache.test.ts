@@ -7,13 +7,16 @@ import { after, before, describe, test } from 'node:test';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, authHeaders, postJson, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
-/** Completed jobs counted by the worker (its own /metrics), i.e. what was really enqueued and run. */
+/**
+ * Jobs the worker has taken (its own /metrics), i.e. what was really enqueued and run. Counted when
+ * a job starts, so before its answer leaves: a count read after an answer always includes its job
+ * (jobs are counted as finished only after the answer, which a busy machine can delay).
+ */
 async function jobsRun(svc: ServiceHandle, queue = ''): Promise<number> {
-  await new Promise((r) => setTimeout(r, 150)); // the worker counts a job just after answering it
   const text = await (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
   return text
     .split('\n')
-    .filter((l) => l.startsWith('worker_jobs_finished_total{') && l.includes('outcome="completed"') && l.includes(`queue="${queue}`))
+    .filter((l) => l.startsWith('request_queue_time_seconds_count{') && l.includes(`queue="${queue}`))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 

@@ -120,7 +120,9 @@ describe('drill: Redis stopped mid-run and restarted with its data', () => {
     }
     assert.ok(isRunning(svc.api) && svc.workers.every(isRunning), 'no process died');
     const maxLatency = Math.max(...latencies);
-    assert.ok(maxLatency < 1500, `answers while Redis is down took at most ${maxLatency} ms`);
+    // Fail fast: every answer came while Redis was still down, none waited for it to come back (how
+    // fast they came is a figure, printed below: a busy machine slows them all).
+    assert.ok(maxLatency < DOWN_MS, `answers while Redis is down took at most ${maxLatency} ms`);
 
     // Back, same port, same data.
     redis = await startRedis();

@@ -3,10 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Queue, QueueEvents } from 'bullmq';
+import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Socket } from 'socket.io-client';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
+import { jobCatalog } from '../../shared/jobs/job-catalog.js';
 import { queueNameFor } from '../../shared/models/model-registry.js';
 import { parseEntry, tokenStreamKey } from '../../shared/streams/token-stream.js';
 import { sleep, socketClient } from '../helpers/ops.js';
@@ -16,10 +17,18 @@ import { authHeaders, postJson, startService, useLiteModel, waitFor, writeModels
 /**
  * Failure drill: 200 jobs (embeddings and chat) while one of two workers is SIGKILLed four times
  * and restarted each time. Every job must end completed or failed with a reason (embedding jobs
- * are retried and must complete; a chat job whose worker died runs again only if it had streamed
- * nothing, and otherwise fails as `worker_lost`, by design: its subscribers already have part of
- * its text), none may stay queued or active, no Socket.IO client may get a job's outcome twice,
- * and no chat job's token stream may hold a token twice.
+ * are retried and survive as many worker deaths as they have attempts; a chat job whose worker died
+ * runs again only if it had streamed nothing, and otherwise fails as `worker_lost`, by design: its
+ * subscribers already have part of its text), none may stay queued or active, no live worker may
+ * lose a job, no Socket.IO client may get a job's outcome twice, and no chat job's token stream may
+ * hold a token twice.
+ *
+ * Four kills can hit the same embedding job four times: BullMQ puts a stalled job back at the
+ * head of the queue, and the replacement worker, started with every slot free, takes it first,
+ * just before it becomes the next victim. Such a job has died more often than its attempts allow
+ * and fails, as documented (a job that keeps killing its workers must not take them all down).
+ * So the test asks of each embedding job what the product promises for the number of deaths
+ * BullMQ counted for it, rather than assuming no job is ever hit more than three times.
  */
 const BURSTS = 4;
 const EMBED_PER_BURST = 35;
@@ -138,6 +147,16 @@ describe('drill: workers killed with SIGKILL during a run of 200 jobs', () => {
     await sleep(500);
 
     const counts = await Promise.all(queues.map((q) => q.getJobCounts('active', 'wait', 'delayed', 'prioritized', 'waiting-children')));
+    // How many times BullMQ found each job stalled (its own counter, kept in the job), i.e. how many worker deaths it went through.
+    const deaths = new Map<string, number>();
+    for (const j of jobs) deaths.set(j.id, (await Job.fromId(queues[j.type === 'embedding' ? 0 : 1]!, j.id))?.stalledCounter ?? 0);
+    const deathsByJob: Record<string, number> = {};
+    for (const j of jobs) {
+      const key = `${j.type} ${deaths.get(j.id)}x`;
+      deathsByJob[key] = (deathsByJob[key] ?? 0) + 1;
+    }
+    // A live worker that lost a job's lock (its event loop or Redis too slow to renew it) says so; a killed one cannot.
+    const lockLosses = svc.workers.flatMap((w) => w.output().split('\n').filter((l) => /could not renew lock|Missing lock/.test(l)));
     const byType = (type: string, status: string) => jobs.filter((j) => j.type === type && views.get(j.id).status === status).length;
     const failed = jobs.filter((j) => views.get(j.id).status === 'failed');
     const duplicated = jobs.filter((j) => (outcomes.get(j.id)?.length ?? 0) > 1);
@@ -157,17 +176,26 @@ describe('drill: workers killed with SIGKILL during a run of 200 jobs', () => {
       mismatched_outcomes: mismatched.length,
       kills_survived: kills,
       stalled_jobs_recovered_or_failed: stalled.size,
+      jobs_by_deaths: deathsByJob,
+      lock_losses_of_live_workers: lockLosses.length,
       queue_counts_after: counts,
       seconds: Math.round((Date.now() - started) / 1000),
     };
     console.log(`DRILL worker-kill ${JSON.stringify(figures)}`);
 
     assert.ok(stalled.size > 0, 'the kills hit jobs in flight');
-    assert.equal(byType('embedding', 'completed'), figures.embedding.submitted, 'every embedding job completed');
-    for (const j of failed) {
-      assert.equal(j.type, 'chat');
-      assert.ok(views.get(j.id).error?.message, `failed job ${j.id} has a reason`);
-      assert.equal(views.get(j.id).error?.code, 'worker_lost', `failed job ${j.id} lost its worker`);
+    // Every stall was a kill: no healthy worker lost a job, and no job stalled more often than workers died.
+    assert.deepEqual(lockLosses, [], 'no live worker lost the lock of a job it was running');
+    for (const j of jobs) assert.ok(deaths.get(j.id)! <= kills, `job ${j.id} stalled ${deaths.get(j.id)} times in ${kills} kills`);
+    // Embedding jobs survive as many worker deaths as they have attempts (maxStalledCount), and fail with the reason after one more.
+    const survivable = (jobCatalog.embedding.defaults as { attempts: number }).attempts;
+    for (const j of jobs.filter((x) => x.type === 'embedding')) {
+      const view = views.get(j.id);
+      if (deaths.get(j.id)! <= survivable) assert.equal(view.status, 'completed', `embedding job ${j.id} survived ${deaths.get(j.id)} worker deaths: ${JSON.stringify(view.error)}`);
+      else assert.match(view.error?.message ?? '', /stalled more than allowable limit/, `embedding job ${j.id} died ${deaths.get(j.id)} times`);
+    }
+    for (const j of failed.filter((x) => x.type === 'chat')) {
+      assert.equal(views.get(j.id).error?.code, 'worker_lost', `failed chat job ${j.id} lost its worker`);
     }
     // Chat jobs that ran twice (their worker died before their first token) wrote their stream once.
     const inspect = new Redis(redis.url);
@@ -183,6 +211,7 @@ describe('drill: workers killed with SIGKILL during a run of 200 jobs', () => {
     } finally {
       inspect.disconnect();
     }
+    for (const j of failed) assert.ok(views.get(j.id).error?.message, `failed job ${j.id} has a reason`);
     for (const c of counts) for (const [state, n] of Object.entries(c)) assert.equal(n, 0, `${state} jobs left`);
     assert.deepEqual(duplicated.map((j) => [j.id, outcomes.get(j.id)]), [], 'no outcome delivered twice');
     assert.deepEqual(undelivered.map((j) => j.id), [], 'every outcome delivered');

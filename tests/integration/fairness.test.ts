@@ -79,8 +79,8 @@ describe('fairness: one tenant flooding the queue cannot starve another', () => 
         `when B's last job finished: ${backlogWhenBDone}; B's 10 jobs finished within ${bWorst.toFixed(2)} s`,
     );
     assert.ok(backlogAtB >= 300, `A had a real backlog (${backlogAtB} waiting)`);
-    // Bounded wait: B's jobs jump A's backlog (FIFO would have put them behind all of it).
-    assert.ok(bWorst < 8, `B's jobs all finished within 8 s (${bWorst.toFixed(2)} s)`);
+    // Bounded wait, counted in A's jobs rather than seconds (a busy machine makes every job slower,
+    // not B's place in line): B's jobs jump A's backlog, where FIFO would have put them behind all of it.
     assert.ok(backlogWhenBDone >= backlogAtB / 3, `most of A's backlog was still waiting when B was done (${backlogWhenBDone} of ${backlogAtB})`);
 
     // A's jobs all complete too (nothing starved the other way), and its in-flight count returns to 0.

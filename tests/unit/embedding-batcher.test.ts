@@ -123,13 +123,18 @@ test('an aborted job leaves the queue; other jobs are unaffected', async () => {
 });
 
 test('max_wait_ms holds a partial batch for company, never longer', async () => {
+  // A wait long enough that a busy machine's late timers cannot make the second text miss it.
+  const maxWaitMs = 500;
   const runner = new RecordingRunner();
-  const b = new EmbeddingBatcher(runner, { ...opts, max_wait_ms: 30 });
+  const b = new EmbeddingBatcher(runner, { ...opts, max_wait_ms: maxWaitMs });
+  const started = performance.now();
   const p1 = b.embed([row(1, 5)]);
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(runner.batches.length, 0);
   const p2 = b.embed([row(2, 5)]);
-  await new Promise((r) => setTimeout(r, 40));
+  // No third text comes: the partial batch still goes, once max_wait_ms has passed.
+  while (runner.batches.length === 0 && performance.now() - started < 20 * maxWaitMs) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(performance.now() - started >= maxWaitMs - 1, 'it waited for company');
   assert.equal(runner.batches.length, 1);
   assert.equal(runner.batches[0]!.length, 2);
   runner.finishOne();

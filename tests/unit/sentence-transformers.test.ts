@@ -97,12 +97,9 @@ after(async () => {
 });
 
 describe('tiny sentence-transformer generator', () => {
-  it('writes the Hugging Face layout quickly and byte-identically every time', async () => {
+  it('writes the Hugging Face layout byte-identically every time', async () => {
     const again = path.join(root, 'again');
-    const started = performance.now();
     await makeTinySentenceTransformer(again);
-    const elapsed = performance.now() - started;
-    assert.ok(elapsed < 2000, `generation took ${elapsed.toFixed(0)} ms`);
     for (const file of [
       'model.onnx',
       'tokenizer.json',

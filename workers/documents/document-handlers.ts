@@ -9,10 +9,11 @@ import { jobCatalog } from '../../shared/jobs/job-catalog.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import type { CollectionReplicas } from '../index/collection-replicas.js';
 import { CollectionGoneError } from '../index/collection-replicas.js';
-import type { JobContext, JobHandler } from '../jobs/job-handler.js';
+import { DeferJob, type JobContext, type JobHandler } from '../jobs/job-handler.js';
 import type { Chunk, Chunker } from './chunker.js';
-import { ParseFailure, type ParsePool } from './parse-pool.js';
-import type { ParsedPage } from './parse-thread.protocol.js';
+import { ParseFailure, type ParseJob, type ParseOutcome } from './parse-pool.js';
+import type { ParsedPage, ParseLimits } from './parse-process.protocol.js';
+import type { TenantSlots } from './tenant-slots.js';
 
 export type DocumentHandlers = { [K in DocumentJobType]: JobHandler<K> };
 
@@ -28,17 +29,27 @@ export interface DocumentProgress {
 /** Where stage progress goes: the document record and the Socket.IO room of the ingestion's job. */
 export type ProgressSink = (doc: DocumentRecord, progress: DocumentProgress, opts?: { flush?: boolean }) => Promise<void>;
 
+/** What the parse stage needs of the parse processes (workers/documents/parse-pool.ts). */
+export interface DocumentParser {
+  parse(job: ParseJob, opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<ParseOutcome>;
+}
+
 export interface DocumentHandlerDeps {
   store: DocumentStore;
   replicas: CollectionReplicas;
-  parser: ParsePool;
+  parser: DocumentParser;
   engine: EmbeddingEngine;
   chunker: Chunker;
   documentsDir: string;
-  maxPages: number;
+  limits: ParseLimits;
   ocr: boolean;
+  /** Parse jobs of one tenant this worker runs at once (the rest are deferred). */
+  parseSlots: TenantSlots;
   progress: ProgressSink;
 }
+
+/** How long a parse job past its tenant's share waits before it is offered again (plus jitter). */
+const DEFER_MS = 1000;
 
 /** Chunks embedded per batcher call (progress is reported after each). */
 const EMBED_SLICE = 64;
@@ -69,7 +80,11 @@ async function writeAtomic(file: string, data: string | Uint8Array): Promise<voi
 export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandlers {
   const { store, replicas, engine } = deps;
 
-  const stage = (name: Stage, run: (doc: DocumentRecord, dir: string, ctx: JobContext) => Promise<Record<string, unknown>>): JobHandler<DocumentStageType> => {
+  const stage = (
+    name: Stage,
+    run: (doc: DocumentRecord, dir: string, ctx: JobContext) => Promise<Record<string, unknown>>,
+    admit?: (ctx: JobContext) => () => void,
+  ): JobHandler<DocumentStageType> => {
     const type = `document.${name}` as const;
     const attempts = (jobCatalog[type].defaults as { attempts: number }).attempts;
     return async (payload, ctx) => {
@@ -81,6 +96,16 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
         throw permanent(error.code, error.message);
       }
       if (stageDone(doc, name)) return { document_id: doc.id, stage: name, resumed: true };
+      // Before the document shows as processing: a deferred job is still waiting its turn.
+      const release = admit?.(ctx);
+      try {
+        return await runStage(doc, ctx);
+      } finally {
+        release?.();
+      }
+    };
+
+    async function runStage(doc: DocumentRecord, ctx: JobContext) {
       await store.updateDocument(doc.id, { state: 'processing', stage: name });
       await deps.progress(doc, { stage: name }, { flush: true });
       const dir = documentDir(deps.documentsDir, doc.id);
@@ -99,7 +124,7 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
         }
         throw known ?? err;
       }
-    };
+    }
   };
 
   async function loadLiveDocument(id: string, cid: string, tenant: string): Promise<DocumentRecord> {
@@ -110,31 +135,43 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
     return doc;
   }
 
-  const parse = stage('parse', async (doc, dir, ctx) => {
-    await mkdir(dir, { recursive: true });
-    let lastReport = 0;
-    const pages = await deps.parser.parse(
-      { kind: doc.kind, path: path.join(dir, 'source'), workDir: dir, maxPages: deps.maxPages, ocr: deps.ocr },
-      (done, total) => {
-        const now = Date.now();
-        if (done < total && now - lastReport < 200) return;
-        lastReport = now;
-        void deps.progress(doc, { stage: 'parse', pages_done: done, pages_total: total }).catch(() => {});
-      },
-    );
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    const chars = pages.reduce((n, p) => n + p.text.trim().length, 0);
-    if (chars === 0) {
-      throw permanent(
-        'no_text',
-        doc.kind === 'png' || doc.kind === 'jpeg' ? 'No text could be read from the image.' : 'The document contains no text (nothing to index).',
+  const parse = stage(
+    'parse',
+    async (doc, dir, ctx) => {
+      await mkdir(dir, { recursive: true });
+      let lastReport = 0;
+      const { pages, stats } = await deps.parser.parse(
+        { docId: doc.id, tenant: doc.tenant, kind: doc.kind, path: path.join(dir, 'source'), workDir: dir, ocr: deps.ocr, limits: deps.limits },
+        {
+          signal: ctx.signal,
+          onProgress: (done, total) => {
+            const now = Date.now();
+            if (done < total && now - lastReport < 200) return;
+            lastReport = now;
+            void deps.progress(doc, { stage: 'parse', pages_done: done, pages_total: total }).catch(() => {});
+          },
+        },
       );
-    }
-    await writeAtomic(path.join(dir, 'pages.json'), JSON.stringify(pages));
-    await deps.progress(doc, { stage: 'parse', pages_done: pages.length, pages_total: pages.length }, { flush: true });
-    await store.updateDocument(doc.id, { pages_total: pages.length, pages_done: pages.length });
-    return { pages: pages.length, ocr_pages: pages.filter((p) => p.ocr).length };
-  });
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const chars = pages.reduce((n, p) => n + p.text.trim().length, 0);
+      if (chars === 0) {
+        const blank = stats.blank_pages > 0 ? ` ${stats.blank_pages} of its ${pages.length} page${pages.length === 1 ? ' is' : 's are'} blank.` : '';
+        throw permanent(
+          'no_text',
+          doc.kind === 'png' || doc.kind === 'jpeg' ? 'No text could be read from the image.' : `The document contains no text (nothing to index).${blank}`,
+        );
+      }
+      await writeAtomic(path.join(dir, 'pages.json'), JSON.stringify(pages));
+      await deps.progress(doc, { stage: 'parse', pages_done: pages.length, pages_total: pages.length }, { flush: true });
+      await store.updateDocument(doc.id, { pages_total: pages.length, pages_done: pages.length });
+      return { pages: pages.length, ocr_pages: stats.ocr_pages, blank_pages: stats.blank_pages, ocr_ms: Math.round(stats.ocr_ms) };
+    },
+    (ctx) => {
+      const release = deps.parseSlots.tryAcquire(ctx.tenant);
+      if (!release) throw new DeferJob(DEFER_MS + Math.floor(Math.random() * 500), `tenant already has ${deps.parseSlots.perTenant} documents parsing on this worker`);
+      return release;
+    },
+  );
 
   const chunk = stage('chunk', async (doc, dir) => {
     const pages = JSON.parse(await readFile(path.join(dir, 'pages.json'), 'utf8')) as ParsedPage[];
@@ -158,6 +195,9 @@ export function createDocumentHandlers(deps: DocumentHandlerDeps): DocumentHandl
     const slices: Promise<void>[] = [];
     for (let i = 0; i < chunks.length; i += EMBED_SLICE) {
       const slice = chunks.slice(i, i + EMBED_SLICE);
+      // Slice by slice, yielding in between, as in the chunk stage: a long document's chunks take
+      // seconds to tokenize on this thread, which must keep renewing its jobs' locks meanwhile.
+      if (i > 0) await yieldToLoop();
       const rows = engine.tokenizer.tokenize(slice.map((c) => c.text));
       slices.push(
         engine.batcher.embed(rows, ctx.signal).then(async (vs) => {

@@ -14,7 +14,9 @@ import type { JobHandler } from '../jobs/job-handler.js';
 import { createJobWorker, type JobTimings, type ResultDelivery } from '../jobs/job-runner.js';
 import { Chunker } from './chunker.js';
 import { createDocumentHandlers, type DocumentHandlers, type DocumentProgress, type ProgressSink } from './document-handlers.js';
+import { CrashMarks } from './crash-marks.js';
 import { ParsePool } from './parse-pool.js';
+import { TenantSlots } from './tenant-slots.js';
 
 export interface DocumentRuntime {
   /** Handlers of every document job type (they refuse work when this worker does not serve documents). */
@@ -24,8 +26,12 @@ export interface DocumentRuntime {
   close(): Promise<void>;
 }
 
-/** Jobs one worker process holds at once, per document queue. */
-const CONCURRENCY: Record<keyof typeof DOCUMENT_QUEUES, number> = { ingest: 16, parse: 2, chunk: 2, embed: 4, index: 4, search: 32 };
+/**
+ * Jobs one worker process holds at once, per document queue. Parse jobs mostly wait for a parse
+ * process, so a worker holds several (DOCUMENTS_PARSE_CONCURRENCY, at most DOCUMENTS_PARSE_TENANT_SLOTS
+ * of one tenant) and the processes interleave their steps across tenants.
+ */
+const CONCURRENCY: Record<Exclude<keyof typeof DOCUMENT_QUEUES, 'parse'>, number> = { ingest: 16, chunk: 2, embed: 4, index: 4, search: 32 };
 
 /**
  * The document pipeline of a worker process: parse threads, the chunker, the index thread with its
@@ -63,7 +69,16 @@ export function startDocumentRuntime(deps: {
     workerId: deps.workerId,
     log,
   });
-  const parser = new ParsePool(1, 1);
+  const parser = new ParsePool({
+    processes: env.DOCUMENTS_PARSE_PROCESSES,
+    ocrThreads: 1,
+    maxHeapMb: env.DOCUMENTS_PARSE_MAX_HEAP_MB,
+    recycleMb: env.DOCUMENTS_PARSE_RECYCLE_MB,
+    stepTimeoutMs: env.DOCUMENTS_PARSE_STEP_TIMEOUT_SECONDS * 1000,
+    poisonCrashes: env.DOCUMENTS_POISON_CRASHES,
+    marks: new CrashMarks(deps.connection, store.keys),
+    log,
+  });
   const ingestQueue = new Queue(DOCUMENT_QUEUES.ingest, { connection: deps.connection, prefix: env.QUEUE_PREFIX });
 
   // Progress of every stage goes to the ingestion job (its progress field and its Socket.IO room),
@@ -106,8 +121,15 @@ export function startDocumentRuntime(deps: {
     engine,
     chunker: new Chunker(engine.tokenizer, { overlap: env.CHUNK_OVERLAP_TOKENS }),
     documentsDir: path.resolve(env.DOCUMENTS_DIR),
-    maxPages: env.DOCUMENTS_MAX_PAGES,
+    limits: {
+      maxPages: env.DOCUMENTS_MAX_PAGES,
+      maxPagePoints: env.DOCUMENTS_MAX_PAGE_POINTS,
+      maxImagePixels: env.DOCUMENTS_MAX_IMAGE_PIXELS,
+      ocrMaxPixels: env.DOCUMENTS_OCR_MAX_PIXELS,
+      ocrBudgetMs: env.DOCUMENTS_OCR_BUDGET_SECONDS * 1000,
+    },
     ocr: env.DOCUMENTS_OCR,
+    parseSlots: new TenantSlots(env.DOCUMENTS_PARSE_TENANT_SLOTS),
     progress,
   });
   log.info({ model: engine.model.id, indexDir: env.INDEX_DIR, documentsDir: env.DOCUMENTS_DIR }, 'document pipeline ready');
@@ -124,7 +146,10 @@ export function startDocumentRuntime(deps: {
           handler: handlers[type] as JobHandler<typeof type>,
           connection: deps.connection,
           prefix: env.QUEUE_PREFIX,
-          concurrency: CONCURRENCY[stage],
+          concurrency: stage === 'parse' ? env.DOCUMENTS_PARSE_CONCURRENCY : CONCURRENCY[stage],
+          // A parse job that kills its worker is judged by its crash marks (DOCUMENTS_POISON_CRASHES);
+          // BullMQ's own stalled limit is the backstop and must not fire first.
+          ...(stage === 'parse' ? { maxStalledCount: env.DOCUMENTS_POISON_CRASHES } : {}),
           log,
           delivery,
           lockDurationMs: env.WORKER_LOCK_DURATION_MS,

@@ -1,3 +1,4 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import { encodeVector } from '../../shared/jobs/job-catalog.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
@@ -11,7 +12,7 @@ export function createEmbedTextHandler(engines: ReadonlyMap<string, EmbeddingEng
   return async (payload, ctx) => {
     const engine = engines.get(payload.model);
     if (!engine) throw new UnrecoverableError(`model ${payload.model} is not served by this worker`);
-    const rows = engine.tokenizer.tokenize(payload.input);
+    const rows = await tokenizeYielding(engine, payload.input);
     const vectors = await embedWithProgress(engine, rows, ctx);
     const dims = payload.dimensions ?? engine.dimensions;
     if (dims > engine.dimensions) throw new UnrecoverableError(`dimensions ${dims} exceeds the model's ${engine.dimensions}`);
@@ -23,6 +24,24 @@ export function createEmbedTextHandler(engines: ReadonlyMap<string, EmbeddingEng
       input_tokens: rows.map((r) => r.length),
     };
   };
+}
+
+/** Texts tokenized per turn of the event loop. */
+const TOKENIZE_SLICE = 128;
+
+/**
+ * Tokenizing runs on the worker's main thread: 2 MiB of text (the largest request body) takes a few
+ * hundred milliseconds, seconds on a busy machine, during which no lock of any job of this worker
+ * would be renewed. So it goes a slice at a time, letting the event loop turn in between.
+ */
+async function tokenizeYielding(engine: EmbeddingEngine, texts: readonly string[]): Promise<number[][]> {
+  if (texts.length <= TOKENIZE_SLICE) return engine.tokenizer.tokenize(texts);
+  const rows: number[][] = [];
+  for (let i = 0; i < texts.length; i += TOKENIZE_SLICE) {
+    if (i > 0) await yieldToLoop();
+    rows.push(...engine.tokenizer.tokenize(texts.slice(i, i + TOKENIZE_SLICE)));
+  }
+  return rows;
 }
 
 /** Texts per progress step: small jobs finish too fast for progress to mean anything. */

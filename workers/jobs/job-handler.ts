@@ -20,3 +20,18 @@ export interface JobContext {
 export type JobHandler<K extends JobType> = (payload: JobPayload<K>, ctx: JobContext) => Promise<JobResult<K>>;
 
 export type JobHandlers = { [K in JobType]: JobHandler<K> };
+
+/**
+ * Thrown by a handler that should not run its job yet (a tenant already holds its share of a scarce
+ * resource): the job goes back to the queue for `delayMs` without spending an attempt, and the slot
+ * goes to the next job in line.
+ */
+export class DeferJob extends Error {
+  constructor(
+    readonly delayMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DeferJob';
+  }
+}

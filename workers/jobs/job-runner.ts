@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
   CANCELLED_REASON_PREFIX,
   EXPIRED_REASON_PREFIX,
+  failureCode,
   jobCatalog,
   jobEnvelopeSchema,
   type JobType,
@@ -12,7 +13,7 @@ import {
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
 import type { StallOptions } from '../../shared/jobs/queues.js';
 import { STREAMING_JOB_TYPES, claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
-import type { JobHandler } from './job-handler.js';
+import { DeferJob, type JobHandler } from './job-handler.js';
 import type { StreamHeartbeats } from './stream-heartbeats.js';
 import { WorkerLostError } from './worker-lost.error.js';
 
@@ -51,6 +52,8 @@ export interface JobWorkerOptions<K extends JobType> {
   stalledIntervalMs?: number;
   /** Lock and stalled-check settings of this queue (shared/jobs/queues.ts); overrides the two above. */
   stall?: StallOptions;
+  /** Worker deaths a job survives (default: the queue's stall settings, else its attempts, or 0 when it has one). */
+  maxStalledCount?: number;
   /**
    * Streaming jobs (chat, chatbot): each run claims the job's token stream before it starts and
    * keeps a heartbeat on it, so that a job whose worker died is retried only when it had streamed
@@ -123,7 +126,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     const stopBeat = () => streams?.heartbeats.remove(jobId);
     const abort = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
     const started = performance.now();
-    let outcome: 'completed' | 'failed' | 'cancelled' = 'failed';
+    let outcome: 'completed' | 'failed' | 'cancelled' | 'deferred' = 'failed';
     try {
       const result = await handler(payload.data as never, {
         jobId,
@@ -156,6 +159,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         log.warn({ reason: e.message }, 'job stopped: stream claim lost');
         throw e;
       }
+      if (err instanceof DeferJob && token && !abort.aborted) {
+        outcome = 'deferred';
+        log.debug({ delayMs: err.delayMs, reason: err.message }, 'job deferred');
+        await job.moveToDelayed(Date.now() + err.delayMs, token);
+        throw new DelayedError();
+      }
       if (abort.aborted && abort.reason === WORKER_SHUTDOWN_REASON) {
         // A streaming job can go back only while it has streamed nothing: releasing its claim checks that.
         const handBack = streams && owner ? await releaseStream(streams.redis, opts.prefix, jobId, owner).catch(() => false) : retryable;
@@ -184,7 +193,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       throw err;
     } finally {
       stopBeat();
-      opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
+      if (outcome !== 'deferred') opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
   };
 
@@ -224,13 +233,16 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
   }
 
-  const stall: StallOptions = opts.stall ?? {
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.stalledIntervalMs ?? 30_000,
-    // Retryable jobs survive as many worker deaths as they have attempts; the others fail when stalled.
-    maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+  const stall: StallOptions = {
+    ...(opts.stall ?? {
+      lockDuration: opts.lockDurationMs ?? 30_000,
+      stalledInterval: opts.stalledIntervalMs ?? 30_000,
+      // Retryable jobs survive as many worker deaths as they have attempts; the others fail when stalled.
+      maxStalledCount: retryable ? (jobCatalog[type].defaults as { attempts: number }).attempts : 0,
+    }),
+    ...(opts.maxStalledCount !== undefined ? { maxStalledCount: opts.maxStalledCount } : {}),
   };
-  return new Worker(opts.queueName, processor, {
+  const worker = new Worker(opts.queueName, processor, {
     connection: opts.connection,
     prefix: opts.prefix,
     concurrency: opts.concurrency,
@@ -240,4 +252,17 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     // After a Redis outage, look for jobs again within a second (BullMQ's default waits 15 s).
     runRetryDelay: 1000,
   });
+  // A job found stalled more often than maxStalledCount allows (it was on that many workers that
+  // died) is failed by BullMQ itself when a worker next takes it, without running the processor:
+  // nothing above announced it, so its subscribers, or its synchronous caller, would wait forever.
+  // Streaming jobs are left out: the API ends their token stream from the queue's events.
+  if (!STREAMING_JOB_TYPES.has(type)) {
+    worker.on('failed', (job, err) => {
+      if (!job?.id || !job.deferredFailure || err.message !== job.deferredFailure) return;
+      const envelope = jobEnvelopeSchema.safeParse(job.data);
+      opts.log.warn({ jobId: job.id, queue: opts.queueName, reason: err.message }, 'job failed: its workers died too often');
+      void announceFailure(job.id, envelope.success ? envelope.data.reply_to : undefined, 'failed', { message: err.message, code: failureCode(err.message) });
+    });
+  }
+  return worker;
 }

@@ -101,10 +101,7 @@ export class ChatService implements ChatRunner {
       ...opts,
       onStart: (id) => opts.onStart?.(id, model.id),
     });
-    if (end.status === 'completed') {
-      const result = end.result as JobResult<'chat'>;
-      return { outcome: { status: 'completed', jobId, model: result.model, result }, tokensSent };
-    }
+    if (end.status === 'completed') return { outcome: { status: 'completed', jobId, model: end.result.model, result: end.result }, tokensSent };
     return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
   }
 }

@@ -12,7 +12,7 @@ import { routeGuards } from './auth/authorize.js';
 import type { IdentityService } from './auth/identity.js';
 import type { JwtService } from './auth/jwt.js';
 import type { KeyStore } from './auth/key-store.js';
-import type { Embedder } from './cache/response-cache.js';
+import type { CacheableChatRunner, Embedder } from './cache/response-cache.js';
 import { canonicalPath } from './http/canonical-path.js';
 import { corsPolicy, dashboardSecurityHeaders, securityHeaders } from './http/security-headers.js';
 import { mountTableRoutes, tableRoutes } from './http/table-router.js';
@@ -49,6 +49,8 @@ export interface AppDeps {
   maxInputs: number;
   coalescer: Embedder;
   chat: ChatService;
+  /** Runs chat requests to their end: `chat` behind the response cache. */
+  chatRunner: CacheableChatRunner;
   /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   isShuttingDown: () => boolean;
@@ -126,7 +128,7 @@ export function createApp(deps: AppDeps): Express {
     adminRoutes({ store: () => sec().store, limits: () => sec().limits }),
     modelsRoutes({ registry: deps.registry, startedAt: Date.now() }),
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
-    chatRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs }),
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),

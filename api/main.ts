@@ -22,9 +22,10 @@ import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { IdentityService } from './auth/identity.js';
 import { JwtService } from './auth/jwt.js';
 import { KeyStore } from './auth/key-store.js';
-import { CachingChatService, CachingEmbedder, ResponseCache } from './cache/response-cache.js';
+import { CachingChatRunner, CachingEmbedder, ResponseCache } from './cache/response-cache.js';
 import { RateLimits } from './limits/rate-limits.js';
 import { TenantLoad } from './limits/tenant-load.js';
+import { ChatService } from './jobs/chat-service.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
     notify: (jobId, type, event, data) => notify(jobId, type, event, data),
     admission: tenantLoad,
   });
-  const chat = new CachingChatService({ jobs, relay, registry }, cache);
+  const chat = new ChatService({ jobs, relay, registry });
   // A chat job can fail without its worker saying so (the worker was killed and the job was then
   // marked stalled): the queue's event stream still tells, and the stream gets its end entry here.
   const eventConnections: ReturnType<typeof createRedis>[] = [];
@@ -153,6 +154,7 @@ async function main(): Promise<void> {
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     chat,
+    chatRunner: new CachingChatRunner(chat, cache),
     coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,
     sseKeepAliveMs: env.SSE_KEEPALIVE_MS,

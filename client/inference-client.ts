@@ -1,6 +1,6 @@
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
-import type { ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
+import type { ChatMessageInput, ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
@@ -27,34 +27,12 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
-
-
-
-
-export interface ChatbotReply {
-  reply: string;
-  intent: string;
-  confidence: number;
-  session_id: string;
-  sources: { document_id: string; page: number | null; score: number; text: string }[];
-  tool_calls: { name: string; ok: boolean; ms: number; error?: string; result?: unknown }[];
-  metadata: Record<string, unknown>;
-}
-
-
-export interface SearchHit {
-  score: number;
-  text: string;
-  document_id: string;
-  page: number;
-  char_start: number;
-  char_end: number;
-  metadata: Record<string, unknown>;
-}
+// Shapes the service answers with, derived from the schemas it validates them with.
+export type ChatMessage = ChatMessageInput;
+/** One chatbot turn: POST /v1/chatbot answers the chatbot job's result as it is. */
+export type ChatbotReply = JobResult<'chatbot'>;
+/** One hit of a collection search (the `document.search` job's result). */
+export type SearchHit = JobResult<'document.search'>['data'][number];
 
 export type JobSubmission = CreateJobRequestInput;
 export type { ChatOptions };

@@ -1,6 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { errors } from '../../shared/errors/app-error.js';
+import { sha256Hex } from '../../shared/sha256.js';
 
 export interface Principal {
   tenant: string;
@@ -42,7 +43,7 @@ export class ApiKeyAuthenticator {
 }
 
 function digest(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+  return Buffer.from(sha256Hex(key), 'hex');
 }
 
 /** Reads `Authorization: Bearer <key>`, `X-API-Key: <key>`, or HTTP Basic (password = key, for browsers). */
@@ -61,17 +62,6 @@ export function presentedKey(headers: Record<string, string | string[] | undefin
   }
   const x = headers['x-api-key'];
   return typeof x === 'string' && x ? x.trim() : undefined;
-}
-
-export function requireApiKey(auth: ApiKeyAuthenticator) {
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const key = presentedKey(req.headers);
-    if (!key) return next(errors.unauthorized('Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>.', 'missing_api_key'));
-    const principal = auth.authenticate(key);
-    if (!principal) return next(errors.unauthorized('Invalid API key.'));
-    req.principal = principal;
-    next();
-  };
 }
 
 export function requireAdmin(auth: ApiKeyAuthenticator, opts: { basicChallenge?: boolean } = {}) {

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { SIGNATURE_HEADERS, sha256Hex } from '../../shared/api/sign-request.js';
+import { SIGNATURE_HEADERS } from '../../shared/api/sign-request.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import { errors } from '../../shared/errors/app-error.js';
 import type { Identity, IdentityService } from './identity.js';
 import { SignedBody } from './signed-body.js';

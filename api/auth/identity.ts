@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { IncomingHttpHeaders } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { SIGNATURE_HEADERS, computeSignature, stringToSign } from '../../shared/api/sign-request.js';
-import { AppError, errors } from '../../shared/errors/app-error.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { SCOPES, type Limits, type Scope } from './admin-schemas.js';
 import { presentedKey, type ApiKeyAuthenticator, type Principal } from './api-key.auth.js';
 import { looksLikeJwt, type JwtService } from './jwt.js';
@@ -152,23 +153,17 @@ export class IdentityService {
   }
 }
 
-/** Redis failing while checking a credential is the service being unavailable (503), not a bad credential or a crash. */
+/** Redis unreachable while checking a credential is the service being unavailable (503), not a bad credential. */
 async function storeCall<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    if (err instanceof AppError) throw err;
-    throw errors.unavailable('The key store (Redis) is unreachable; retry shortly.', 'redis_unavailable', 2);
+    throw isRedisConnectionError(err) ? errors.redisUnavailable('key store') : err;
   }
 }
 
 function managed(record: { id: string; tenant: string; scopes: Scope[]; limits: Limits }, tenantLimits: Limits, via: Identity['via']): Identity {
   return { tenant: record.tenant, keyId: record.id, admin: false, scopes: record.scopes, limits: record.limits, tenantLimits, via };
-}
-
-/** The key the rate limiter counts a principal under. */
-export function limiterSubject(identity: Identity): string {
-  return identity.keyId;
 }
 
 export { ADMIN_TENANT, ALL_SCOPES };

@@ -1,7 +1,8 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { deriveSigningKey, keyIdOf } from '../../shared/api/sign-request.js';
 import { errors } from '../../shared/errors/app-error.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import type { KeyView, Limits, Scope, TenantView } from './admin-schemas.js';
 
 /** What Redis holds for a managed key: never the key itself, only its SHA-256 and a derived signing key. */
@@ -36,7 +37,6 @@ export interface TenantRecord {
 export const ADMIN_TENANT = 'admin';
 
 const now = () => Math.floor(Date.now() / 1000);
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /**
  * Tenants and managed API keys in Redis:
@@ -110,7 +110,7 @@ export class KeyStore {
       expires_at: null,
       rotated_to: null,
       last4: key.slice(-4),
-      hash: sha256(key),
+      hash: sha256Hex(key),
       signing_key: deriveSigningKey(key),
     };
     const ok = await this.deps.redis.set(this.k('key', id), JSON.stringify(record), 'NX');
@@ -167,7 +167,7 @@ export class KeyStore {
     if (!id) return undefined;
     const found = await this.liveKey(id);
     if (!found) return undefined;
-    const a = Buffer.from(sha256(presented), 'hex');
+    const a = Buffer.from(sha256Hex(presented), 'hex');
     const b = Buffer.from(found.record.hash, 'hex');
     return a.length === b.length && timingSafeEqual(a, b) ? found : undefined;
   }

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import type { Logger } from '../../shared/logger.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import type { ChatModelConfig, EmbeddingModelConfig } from '../../shared/models/model-registry.js';
-import { ChatService, type ChatOutcome } from '../jobs/chat-service.js';
+import type { ChatOutcome, ChatRunner, ChatRunOptions } from '../jobs/chat-service.js';
 
 /**
  * Exact-match response cache in Redis, for the synchronous endpoints:
@@ -72,8 +72,6 @@ export class ResponseCache {
   }
 }
 
-export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
 /** What the embeddings route calls: the coalescer, or the cache in front of it. */
 export interface Embedder {
   embed(tenant: string, model: EmbeddingModelConfig, input: string[], dimensions: number | undefined, requestId: string, cache?: CacheContext): Promise<JobResult<'embedding'>>;
@@ -91,7 +89,7 @@ export class CachingEmbedder implements Embedder {
       ctx?.report('miss');
       return this.inner.embed(tenant, model, input, dimensions, requestId);
     }
-    const keys = input.map((text) => this.cache.key('emb', tenant, model.id, String(dimensions ?? 'full'), sha256(text)));
+    const keys = input.map((text) => this.cache.key('emb', tenant, model.id, String(dimensions ?? 'full'), sha256Hex(text)));
     const found: (Entry | undefined)[] = ctx?.mode === 'refresh' ? input.map(() => undefined) : (await this.cache.mget(keys)).map(parseEntry);
     const missing = [...new Set(input.filter((_, i) => !found[i]))];
     this.cache.count('embedding', 'hit', input.length - input.filter((_, i) => !found[i]).length);
@@ -157,22 +155,24 @@ export function chatCacheKeyMaterial(p: JobPayload<'chat'>): string {
   });
 }
 
-/** ChatService with the deterministic-answer cache in front of `run` (the OpenAI endpoint, streamed or not). */
-export class CachingChatService extends ChatService {
-  constructor(
-    deps: ConstructorParameters<typeof ChatService>[0],
-    private readonly cache: ResponseCache,
-  ) {
-    super(deps);
-  }
+/** What the chat routes call to run a chat: the chat service, or the cache in front of it; `cache` is the request's policy. */
+export interface CacheableChatRunner {
+  run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions, cache?: CacheContext): Promise<ChatOutcome>;
+}
 
-  override async run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: Parameters<ChatService['run']>[3]): Promise<ChatOutcome> {
-    const ctx = opts.cache;
+/** The deterministic-answer cache in front of a chat runner (the OpenAI endpoint, streamed or not). */
+export class CachingChatRunner implements CacheableChatRunner {
+  constructor(
+    private readonly inner: ChatRunner,
+    private readonly cache: ResponseCache,
+  ) {}
+
+  async run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions, ctx?: CacheContext): Promise<ChatOutcome> {
     if (!this.cache.enabled || !ctx || ctx.mode === 'bypass' || !isDeterministic(payload)) {
       ctx?.report('miss');
-      return super.run(tenant, model, payload, opts);
+      return this.inner.run(tenant, model, payload, opts);
     }
-    const key = this.cache.key('chat', tenant, sha256(chatCacheKeyMaterial(payload)));
+    const key = this.cache.key('chat', tenant, sha256Hex(chatCacheKeyMaterial(payload)));
     if (ctx.mode === 'use') {
       const [raw] = await this.cache.mget([key]);
       if (raw) {
@@ -186,7 +186,7 @@ export class CachingChatService extends ChatService {
     }
     this.cache.count('chat', 'miss');
     ctx.report('miss');
-    const outcome = await super.run(tenant, model, payload, opts);
+    const outcome = await this.inner.run(tenant, model, payload, opts);
     if (outcome.status === 'completed' && outcome.result.finish_reason !== 'cancelled') {
       await this.cache.mset([[key, JSON.stringify({ jobId: outcome.jobId, result: outcome.result })]]);
     }

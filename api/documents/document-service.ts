@@ -14,7 +14,7 @@ import {
   type DocumentRecord,
 } from '../../shared/documents/documents.js';
 import { errors } from '../../shared/errors/app-error.js';
-import { jobCatalog, makeJobId, type JobEnvelope } from '../../shared/jobs/job-catalog.js';
+import { jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { JobService } from '../jobs/job-service.js';
 import { checkImageHeader, sniffDocument } from './sniff.js';
@@ -160,10 +160,10 @@ export class DocumentService {
     return { object: 'collection', name, deleted: true };
   }
 
-  async search(tenant: string, name: string, body: SearchRequest, requestId?: string): Promise<unknown> {
+  async search(tenant: string, name: string, body: SearchRequest, requestId?: string): Promise<JobResult<'document.search'>> {
     const cid = await this.collectionId(tenant, name);
     // The search queue is not a model's queue, but JobService only needs its name, its bound and a model id.
-    const searchQueue = { id: this.deps.model, queueName: DOCUMENT_QUEUES.search, max_queue: 10_000 } as unknown as ModelConfig;
+    const searchQueue: Pick<ModelConfig, 'id' | 'queueName' | 'max_queue'> = { id: this.deps.model, queueName: DOCUMENT_QUEUES.search, max_queue: 10_000 };
     return this.deps.jobs.run(
       'document.search',
       tenant,

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ZodError } from 'zod';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { Logger } from '../../shared/logger.js';
+import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 
 /**
  * The only place errors become HTTP answers. Body-parser failures, zod failures, AppErrors and
@@ -38,6 +39,8 @@ export function toAppError(err: unknown): AppError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new AppError(status, 'invalid_request_error', 'invalid_request', e.message ?? 'invalid request');
   }
+  // Routes whose service does not name its store (documents, admin) still answer an outage as one.
+  if (isRedisConnectionError(err)) return errors.redisUnavailable('data store');
   return errors.internal('The server had an error while processing your request.', err);
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { DescribeOperation } from './openapi.js';
+import type { DescribeOperation } from './openapi-operation.js';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
 import { documentSearchResultSchema } from '../../shared/documents/document-jobs.js';
 

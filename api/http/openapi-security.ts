@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { createKeySchema, createTenantSchema, createdKeyView, keyView, rotateKeySchema, tenantView, tokenRequestSchema, tokenView } from '../auth/admin-schemas.js';
-import type { DescribeOperation } from './openapi.js';
+import type { DescribeOperation } from './openapi-operation.js';
 
 type Json = (schema: z.ZodType, description: string) => { description: string; content: { 'application/json': { schema: z.ZodType } } };
 type ErrorsFor = (...statuses: number[]) => Record<number, unknown>;

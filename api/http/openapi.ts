@@ -1,10 +1,11 @@
-import { OpenAPIRegistry, OpenApiGeneratorV31, type RouteConfig } from '@asteasolutions/zod-to-openapi';
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
+import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
 /**
@@ -147,10 +148,6 @@ function errorsFor(...statuses: number[]) {
 }
 
 const adminSecurity: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }, { adminBasic: [] }];
-
-/** What each route's `op` adds to its table entry: descriptions, parameters, bodies and responses. */
-export type Operation = Pick<RouteConfig, 'description' | 'request' | 'responses'>;
-export type DescribeOperation = (key: RouteKey, operation: Operation) => void;
 
 /** Security requirements of an access declaration; OpenAPI 3.1 lets them name the role (scope) needed. */
 function securityOf(access: Access): Record<string, string[]>[] {

@@ -3,7 +3,6 @@ import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
-import type { CacheContext } from '../cache/response-cache.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
 import { runStreamingJob } from './stream-runner.js';
 
@@ -12,6 +11,18 @@ export type { ChatParams };
 export type ChatOutcome =
   | { status: 'completed'; jobId: string; model: string; result: JobResult<'chat'> }
   | { status: 'failed' | 'cancelled'; jobId: string; model: string; error: { message: string; code: string } };
+
+export interface ChatRunOptions extends SubmitOptions {
+  /** Aborting (the client went away) cancels the job. */
+  signal?: AbortSignal;
+  onStart?: (jobId: string, model: string) => void;
+  onToken?: (text: string, index: number) => void;
+}
+
+/** Runs a chat job to its end: ChatService itself, or a decorator in front of it (the response cache). */
+export interface ChatRunner {
+  run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome>;
+}
 
 /** Failures of an upstream that its fallback model may answer instead. */
 const FALLBACK_CODES = new Set(['upstream_error', 'upstream_timeout']);
@@ -25,7 +36,7 @@ export const BATCH_PRIORITY = 5;
  * job's token stream. A model whose upstream fails before its first token hands the request to
  * its configured fallback; the outcome names the model that answered.
  */
-export class ChatService {
+export class ChatService implements ChatRunner {
   constructor(
     private readonly deps: {
       jobs: JobService;
@@ -70,18 +81,7 @@ export class ChatService {
    * Runs a chat job to its end, calling onToken for each token as it arrives. Aborting `signal`
    * (the client went away) cancels the job, which frees its batch slot within one decode step.
    */
-  async run(
-    tenant: string,
-    model: ChatModelConfig,
-    payload: JobPayload<'chat'>,
-    opts: SubmitOptions & {
-      signal?: AbortSignal;
-      onStart?: (jobId: string, model: string) => void;
-      onToken?: (text: string, index: number) => void;
-      /** The request's cache policy; read by CachingChatService (api/cache/response-cache.ts). */
-      cache?: CacheContext;
-    },
-  ): Promise<ChatOutcome> {
+  async run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome> {
     const tried = new Set<string>();
     let current = model;
     for (;;) {
@@ -95,21 +95,13 @@ export class ChatService {
     }
   }
 
-  private async runOnce(
-    tenant: string,
-    model: ChatModelConfig,
-    payload: JobPayload<'chat'>,
-    opts: SubmitOptions & { signal?: AbortSignal; onStart?: (jobId: string, model: string) => void; onToken?: (text: string, index: number) => void },
-  ): Promise<{ outcome: ChatOutcome; tokensSent: boolean }> {
+  private async runOnce(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<{ outcome: ChatOutcome; tokensSent: boolean }> {
     const { jobId, end, tokensSent } = await runStreamingJob(this.deps, 'chat', tenant, model, payload, {
       priority: INTERACTIVE_PRIORITY,
       ...opts,
       onStart: (id) => opts.onStart?.(id, model.id),
     });
-    if (end.status === 'completed') {
-      const result = end.result as JobResult<'chat'>;
-      return { outcome: { status: 'completed', jobId, model: result.model, result }, tokensSent };
-    }
+    if (end.status === 'completed') return { outcome: { status: 'completed', jobId, model: end.result.model, result: end.result }, tokensSent };
     return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
   }
 }

@@ -62,8 +62,7 @@ export class EmbeddingCoalescer {
     this.jobs
       .run('embedding', group.tenant, group.model, { model: group.model.id, input, dimensions: group.dimensions }, this.opts.syncTimeoutMs, group.requestId)
       .then(
-        (raw) => {
-          const result = raw as JobResult<'embedding'>;
+        (result) => {
           let offset = 0;
           for (const p of group.parts) {
             const end = offset + p.input.length;

@@ -1,7 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AppError, errors } from '../../shared/errors/app-error.js';
+import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import {
   CANCELLED_REASON_PREFIX,
   failureCode,
@@ -10,6 +12,7 @@ import {
   queueOfJobId,
   type JobEnvelope,
   type JobPayload,
+  type JobResult,
   type JobStatus,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
@@ -98,12 +101,12 @@ export class JobService {
   }
 
   /** Synchronous submission: enqueues with this instance's reply channel and waits for the result. */
-  async run<K extends JobType>(type: K, tenant: string, model: QueueTarget, payload: JobPayload<K>, timeoutMs: number, requestId?: string): Promise<unknown> {
+  async run<K extends JobType>(type: K, tenant: string, model: QueueTarget, payload: JobPayload<K>, timeoutMs: number, requestId?: string): Promise<JobResult<K>> {
     const queue = this.queueFor(model);
     await this.ensureRoom(queue, model);
     const jobId = makeJobId(queue.name, randomUUID());
     const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId).catch((e) => Promise.reject(this.redisAware(e))) : undefined;
-    const reply = this.deps.replies.expect(jobId, timeoutMs);
+    const reply = this.deps.replies.expect<JobResult<K>>(jobId, timeoutMs);
     const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
     const jobOpts: JobsOptions = {
       ...jobCatalog[type].defaults,
@@ -255,8 +258,8 @@ export class JobService {
 
   private async claimIdempotencyKey(tenant: string, key: string, type: JobType, payload: unknown, queueName: string) {
     if (key.length > 255) throw errors.invalidRequest('Idempotency-Key must be at most 255 characters.', 'Idempotency-Key');
-    const redisKey = `${this.deps.prefix}:idem:${sha256(`${tenant}\n${key}`)}`;
-    const fingerprint = sha256(JSON.stringify({ type, payload }));
+    const redisKey = `${this.deps.prefix}:idem:${sha256Hex(`${tenant}\n${key}`)}`;
+    const fingerprint = sha256Hex(JSON.stringify({ type, payload }));
     const jobId = makeJobId(queueName, randomUUID());
     let claimed: string | null;
     try {
@@ -306,12 +309,7 @@ export class JobService {
 
   /** Redis being down is the service being unavailable (503), not an internal error. */
   private redisAware(err: unknown): unknown {
-    if (err instanceof AppError) return err;
-    const msg = (err as Error)?.message ?? '';
-    if (/Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|Reached the max retries/i.test(msg)) {
-      return errors.unavailable('The job store (Redis) is unreachable; retry shortly.', 'redis_unavailable', 2);
-    }
-    return err;
+    return isRedisConnectionError(err) ? errors.redisUnavailable('job store') : err;
   }
 }
 
@@ -326,10 +324,6 @@ function toStatus(state: string, failedReason: string | undefined): JobStatus {
     default:
       return 'queued';
   }
-}
-
-function sha256(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
 }
 
 function nowSeconds(): number {

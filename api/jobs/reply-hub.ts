@@ -45,15 +45,18 @@ export class ReplyHub {
     await this.subscriber.subscribe(this.channel);
   }
 
-  /** Register before enqueueing, so a fast worker cannot answer before anyone listens. */
-  expect(jobId: string, timeoutMs: number): { promise: Promise<unknown>; cancel: () => void } {
+  /**
+   * Register before enqueueing, so a fast worker cannot answer before anyone listens. `T` is the
+   * job's result type: the worker's handler is typed to return it (workers/jobs/job-handler.ts).
+   */
+  expect<T>(jobId: string, timeoutMs: number): { promise: Promise<T>; cancel: () => void } {
     let cancel = () => {};
-    const promise = new Promise<unknown>((resolve, reject) => {
+    const promise = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(jobId);
         reject(errors.timeout(`The job did not finish within ${timeoutMs} ms.`));
       }, timeoutMs);
-      this.waiters.set(jobId, { resolve, reject, timer });
+      this.waiters.set(jobId, { resolve: resolve as (result: unknown) => void, reject, timer });
       cancel = () => {
         clearTimeout(timer);
         this.waiters.delete(jobId);

@@ -1,9 +1,14 @@
-import type { JobPayload, JobType } from '../../shared/jobs/job-catalog.js';
-import type { StreamEntry } from '../../shared/streams/token-stream.js';
+import type { JobPayload, JobResult, JobType } from '../../shared/jobs/job-catalog.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { JobService, QueueTarget, SubmitOptions } from './job-service.js';
 
-export type StreamedEnd = Extract<StreamEntry, { kind: 'end' }>;
+/**
+ * How a streamed job ended: a completed one carries its job type's result (its worker wrote the end
+ * entry from its handler's result, typed JobResult<K>), the others an error.
+ */
+export type StreamedEnd<K extends JobType = JobType> =
+  | { kind: 'end'; status: 'completed'; result: JobResult<K> }
+  | { kind: 'end'; status: 'failed' | 'cancelled'; error?: { message: string; code: string } };
 
 export interface StreamRunOptions extends SubmitOptions {
   /** Aborting cancels the job (the client went away). */
@@ -23,13 +28,13 @@ export async function runStreamingJob<K extends JobType>(
   target: QueueTarget,
   payload: JobPayload<K>,
   opts: StreamRunOptions,
-): Promise<{ jobId: string; end: StreamedEnd; tokensSent: boolean }> {
+): Promise<{ jobId: string; end: StreamedEnd<K>; tokensSent: boolean }> {
   const { view } = await deps.jobs.submit(type, tenant, target, payload, opts);
   const jobId = view.id;
   opts.onStart?.(jobId);
   let tokensSent = false;
   let unfollow: (() => void) | undefined;
-  const end = await new Promise<StreamedEnd>((resolve) => {
+  const end = await new Promise<StreamedEnd<K>>((resolve) => {
     const onAbort = () => {
       void deps.jobs.cancel(tenant, jobId).catch(() => {});
       resolve({ kind: 'end', status: 'cancelled', error: { message: 'cancelled: client went away', code: 'cancelled' } });
@@ -43,7 +48,7 @@ export async function runStreamingJob<K extends JobType>(
           opts.onToken?.(entry.text, entry.i);
         } else {
           opts.signal?.removeEventListener('abort', onAbort);
-          resolve(entry);
+          resolve(entry as StreamedEnd<K>);
         }
       })
       .then((u) => (unfollow = u))

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
-import { cacheContext } from '../cache/response-cache.js';
+import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import { toAppError } from '../http/error-handler.js';
 import { EventStream } from '../http/sse.js';
@@ -11,9 +11,10 @@ import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
  * server-sent `chat.completion.chunk` events ending with `data: [DONE]`. A client that closes
- * the stream cancels its job.
+ * the stream cancels its job. `chat` checks the request against the model; `runner` runs it
+ * (with the response cache in front).
  */
-export function chatRoutes(deps: { chat: ChatService; sseKeepAliveMs?: number }): TableRoutes {
+export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunner; sseKeepAliveMs?: number }): TableRoutes {
   const router = tableRoutes();
 
   router.post('/v1/chat/completions', async (req, res) => {
@@ -29,7 +30,7 @@ export function chatRoutes(deps: { chat: ChatService; sseKeepAliveMs?: number })
     const created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
-      const outcome = await deps.chat.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}), cache: cacheContext(req, res) });
+      const outcome = await deps.runner.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}) }, cacheContext(req, res));
       // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
       if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
@@ -65,20 +66,25 @@ export function chatRoutes(deps: { chat: ChatService; sseKeepAliveMs?: number })
     };
     let outcome: ChatOutcome;
     try {
-      outcome = await deps.chat.run(tenant, model, payload, {
-        requestId: String(req.id),
-        ...(body.priority ? { priority: body.priority } : {}),
-        signal: abort.signal,
-        cache: cacheContext(req, res),
-        onStart: (startedJob, modelId) => {
-          jobId = startedJob;
-          answering = modelId;
+      outcome = await deps.runner.run(
+        tenant,
+        model,
+        payload,
+        {
+          requestId: String(req.id),
+          ...(body.priority ? { priority: body.priority } : {}),
+          signal: abort.signal,
+          onStart: (startedJob, modelId) => {
+            jobId = startedJob;
+            answering = modelId;
+          },
+          onToken: (text) => {
+            start();
+            chunk({ content: text }, null);
+          },
         },
-        onToken: (text) => {
-          start();
-          chunk({ content: text }, null);
-        },
-      });
+        cacheContext(req, res),
+      );
     } catch (err) {
       if (!stream.opened) {
         stream.stop();

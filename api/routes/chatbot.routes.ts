@@ -32,7 +32,7 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
     let jobId = '';
     // Keep-alives only for `stream: true`: a JSON answer cannot carry them (TCP keep-alive covers it, api/main.ts).
     const stream = new EventStream(res, { keepAliveMs: body.stream ? deps.sseKeepAliveMs : undefined, jobId: () => jobId });
-    let end: StreamedEnd;
+    let end: StreamedEnd<'chatbot'>;
     try {
       ({ end } = await runStreamingJob(
         { jobs: deps.jobs, relay: chatbot.relay },
@@ -76,7 +76,7 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
       }
       stream.send(e.toBody());
     } else if (body.stream) {
-      stream.send({ type: 'result', ...(end.result as object) });
+      stream.send({ type: 'result', ...end.result });
     } else {
       stream.stop();
       res.setHeader('x-job-id', jobId);
@@ -88,7 +88,7 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
   return router;
 }
 
-function failure(end: StreamedEnd): AppError {
+function failure(end: Exclude<StreamedEnd, { status: 'completed' }>): AppError {
   const { message, code } = end.error ?? { message: 'failed', code: 'job_failed' };
   if (code === 'cancelled') return errors.conflict(message, 'cancelled');
   // Retryable: another worker (or this one, restarted) answers the same message.

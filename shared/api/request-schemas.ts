@@ -41,8 +41,6 @@ export const embeddingsRequestSchema = z
   })
   .strict();
 
-export type EmbeddingsRequest = z.infer<typeof embeddingsRequestSchema>;
-
 /** OpenAI message content: a string, or an array of text parts (other part types are refused). */
 const messageContent = z.union([
   z.string(),
@@ -96,8 +94,6 @@ export const chatCompletionRequestSchema = z
   })
   .strict();
 
-export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
-
 /** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
 const jobTimeout = z.number().positive().max(7 * 86_400).optional();
 
@@ -130,6 +126,8 @@ export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
 export type CreateJobRequestInput = z.input<typeof createJobRequestSchema>;
 /** A chat request's messages and sampling settings, as validated (the API's view). */
 export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority'>;
+/** A chat message as a client sends it (the API folds 'developer' into 'system' and joins text parts). */
+export type ChatMessageInput = z.input<typeof chatMessage>;
 /** A chat request's sampling settings as a client sends them. */
 export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages'>;
 

@@ -1,4 +1,5 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 import { SIGNING_KEY_CONTEXT, keyIdOf, signatureHeaders, stringToSign } from './signature-scheme.js';
 
 /**
@@ -17,14 +18,12 @@ export {
   multipartBody,
   stringToSign,
 } from './signature-scheme.js';
+/** Signing clients hash bodies they send whole themselves (`bodySha256`), with the same function. */
+export { sha256Hex };
 
 /** The signing key: HMAC-SHA256(key = the API key, message = "qi-request-signing-v1"), as hex. */
 export function deriveSigningKey(apiKey: string): string {
   return createHmac('sha256', apiKey).update(SIGNING_KEY_CONTEXT).digest('hex');
-}
-
-export function sha256Hex(body: string | Uint8Array): string {
-  return createHash('sha256').update(body).digest('hex');
 }
 
 /** Hex HMAC-SHA256 of the string to sign, keyed with the derived signing key (hex, used as UTF-8 text). */

@@ -68,6 +68,8 @@ export const errors = {
     new AppError(429, 'rate_limit_error', code, message, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) } }),
   unavailable: (message: string, code = 'service_unavailable', retryAfterSeconds = 1) =>
     new AppError(503, 'service_unavailable', code, message, { headers: { 'Retry-After': String(retryAfterSeconds) } }),
+  /** Redis could not be reached (shared/redis/redis-errors.ts): unavailable for a while, not broken. */
+  redisUnavailable: (store = 'job store') => errors.unavailable(`The ${store} (Redis) is unreachable; retry shortly.`, 'redis_unavailable', 2),
   timeout: (message: string) => new AppError(504, 'timeout_error', 'timeout', message),
   internal: (message = 'internal error', cause?: unknown) => new AppError(500, 'server_error', 'internal_error', message, { cause }),
 };

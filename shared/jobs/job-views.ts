@@ -5,13 +5,8 @@ import { decodeVector, type JobResult, type JobStatus, type JobType } from './jo
  * event): for embeddings, the OpenAI list shape with float vectors.
  */
 export function publicResult<K extends JobType>(type: K, result: JobResult<K>): unknown {
-  switch (type) {
-    case 'embedding':
-      return embeddingList(result as JobResult<'embedding'>, 'float');
-    case 'chat':
-      return result;
-  }
-  return result;
+  // Only embeddings have a stored form (base64 vectors) that differs from what clients get.
+  return type === 'embedding' ? embeddingList(result as JobResult<'embedding'>, 'float') : result;
 }
 
 export function embeddingList(result: JobResult<'embedding'>, encoding: 'float' | 'base64') {

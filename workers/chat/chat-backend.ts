@@ -10,6 +10,8 @@ export interface GenerationOutcome {
 /**
  * Something that generates a chat answer token by token: a local ONNX decoder in a model thread,
  * or an OpenAI-compatible upstream. The chat handler streams whatever it yields the same way.
+ * It fails with a JobError of the failure's kind: ContextLengthError or GenerationError (local
+ * models), UpstreamError or UpstreamTimeoutError (upstreams, which the API hands to a fallback).
  */
 export interface ChatBackend {
   generate(
@@ -18,15 +20,4 @@ export interface ChatBackend {
     opts: { signal: AbortSignal; onToken: (text: string) => void },
   ): Promise<GenerationOutcome>;
   close(): Promise<void>;
-}
-
-/** A failure with a stable code that the API maps to a status (and to a fallback, for upstream codes). */
-export class ChatError extends Error {
-  constructor(
-    readonly code: 'context_length_exceeded' | 'upstream_error' | 'upstream_timeout' | 'generation_failed',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ChatError';
-  }
 }

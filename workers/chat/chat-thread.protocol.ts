@@ -6,10 +6,13 @@ export type ChatThreadRequest =
   | { type: 'cancel'; id: string }
   | { type: 'close' };
 
+/** Why the thread failed a generation (workers/chat/decoder-backend.ts turns each into its error class). */
+export type ChatThreadErrorCode = 'context_length_exceeded' | 'generation_failed';
+
 export type ChatThreadReply =
   | { type: 'ready'; provider: string; contextLength: number; loadMs: number }
   | { type: 'load-error'; message: string }
   | { type: 'token'; id: string; text: string }
   | { type: 'done'; id: string; text: string; finishReason: 'stop' | 'length' | 'cancelled'; promptTokens: number; completionTokens: number }
-  | { type: 'error'; id: string; code: 'context_length_exceeded' | 'generation_failed'; message: string }
+  | { type: 'error'; id: string; code: ChatThreadErrorCode; message: string }
   | { type: 'step'; batch: number; ms: number };

@@ -2,8 +2,13 @@ import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/logger.js';
 import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
 import { spawnThread, waitForThreadReady } from '../inference/spawn-thread.js';
-import { ChatError, type ChatBackend, type GenerationOutcome } from './chat-backend.js';
-import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
+import type { ChatBackend, GenerationOutcome } from './chat-backend.js';
+import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
+import { ContextLengthError } from './context-length.error.js';
+import { GenerationError } from './generation.error.js';
+
+/** The chat thread names its failures by code (messages between threads carry no classes): each code's class. */
+const THREAD_ERRORS = { context_length_exceeded: ContextLengthError, generation_failed: GenerationError } satisfies Record<ChatThreadErrorCode, new (message: string) => Error>;
 
 interface Pending {
   onToken: (text: string) => void;
@@ -41,7 +46,7 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
       case 'error': {
         const p = pending.get(msg.id);
         pending.delete(msg.id);
-        p?.reject(new ChatError(msg.code, msg.message));
+        p?.reject(new THREAD_ERRORS[msg.code](msg.message));
         break;
       }
     }
@@ -50,16 +55,16 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
     for (const p of pending.values()) p.reject(err);
     pending.clear();
   };
-  thread.on('error', (err) => failAll(new ChatError('generation_failed', `chat thread crashed: ${err.message}`)));
+  thread.on('error', (err) => failAll(new GenerationError(`chat thread crashed: ${err.message}`)));
   thread.on('exit', (code) => {
-    if (!closed) failAll(new ChatError('generation_failed', `chat thread exited with code ${code}`));
+    if (!closed) failAll(new GenerationError(`chat thread exited with code ${code}`));
   });
   const post = (msg: ChatThreadRequest) => thread.postMessage(msg);
 
   return {
     generate(jobId, payload, { signal, onToken }) {
       return new Promise<GenerationOutcome>((resolve, reject) => {
-        if (closed) return reject(new ChatError('generation_failed', 'chat model is shut down'));
+        if (closed) return reject(new GenerationError('chat model is shut down'));
         pending.set(jobId, { onToken, resolve, reject });
         const onAbort = () => post({ type: 'cancel', id: jobId });
         signal.addEventListener('abort', onAbort, { once: true });

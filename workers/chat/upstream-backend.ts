@@ -1,6 +1,8 @@
 import OpenAI from 'openai';
 import type { UpstreamModelConfig } from '../../shared/models/model-registry.js';
-import { ChatError, type ChatBackend } from './chat-backend.js';
+import type { ChatBackend } from './chat-backend.js';
+import { UpstreamError } from './upstream.error.js';
+import { UpstreamTimeoutError } from './upstream-timeout.error.js';
 
 /**
  * Chat through an OpenAI-compatible upstream (vLLM, Ollama, OpenAI, another instance of this
@@ -61,13 +63,13 @@ export function createUpstreamBackend(model: UpstreamModelConfig, apiKey: string
         }
       } catch (err) {
         if (signal.aborted) return { text, finishReason: 'cancelled', promptTokens, completionTokens };
-        if (timedOut) throw new ChatError('upstream_timeout', `upstream ${model.base_url} did not answer within ${model.timeout_ms} ms`);
-        throw new ChatError('upstream_error', `upstream ${model.base_url} failed: ${(err as Error).message}`);
+        if (timedOut) throw new UpstreamTimeoutError(`upstream ${model.base_url} did not answer within ${model.timeout_ms} ms`);
+        throw new UpstreamError(`upstream ${model.base_url} failed: ${(err as Error).message}`);
       } finally {
         clearTimeout(timer);
         signal.removeEventListener('abort', onOuterAbort);
       }
-      if (finish === null) throw new ChatError('upstream_error', `upstream ${model.base_url} ended its stream without a finish reason`);
+      if (finish === null) throw new UpstreamError(`upstream ${model.base_url} ended its stream without a finish reason`);
       return { text, finishReason: finish === 'length' ? 'length' : 'stop', promptTokens, completionTokens };
     },
     async close() {},

@@ -10,12 +10,8 @@ import { DialogueStore, type DialogueState } from './dialogue-state.js';
 import { IntentClassifier } from './intent-classifier.js';
 import { ToolCaller, type ToolCall } from './tool-caller.js';
 
-export interface KnowledgeHit {
-  document_id: string;
-  page: number | null;
-  score: number;
-  text: string;
-}
+/** A chunk the knowledge base found, as the reply's `sources` list it (shared/jobs/job-catalog.ts). */
+export type KnowledgeHit = JobResult<'chatbot'>['sources'][number];
 
 /** Searches a tenant's collection; provided where the worker serves document search. */
 export type KnowledgeSearch = (tenant: string, collection: string, query: string, topK: number, signal: AbortSignal) => Promise<KnowledgeHit[]>;

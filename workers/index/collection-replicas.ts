@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DocumentStore } from '../../shared/documents/document-store.js';
 import type { Logger } from '../../shared/logger.js';
+import { JobError } from '../jobs/job.error.js';
 import { IndexThreadClient } from './index-client.js';
 import type { HnswParams } from './index-thread.protocol.js';
 
-export class CollectionGoneError extends Error {
+/** The collection was deleted: nothing a retry could index into or search. */
+export class CollectionGoneError extends JobError {
   readonly code = 'collection_deleted';
 }
 

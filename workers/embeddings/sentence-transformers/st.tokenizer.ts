@@ -163,13 +163,6 @@ export function resolvePadId(tokenizerJson: Json, tokenizerConfig: Json = {}): n
   return 0;
 }
 
-/** Reads the pad id from a model folder's tokenizer files (for sessions that don't get it passed). */
-export async function readPadId(modelDir: string): Promise<number> {
-  const tokenizerJson = await readJsonObject(path.join(modelDir, 'tokenizer.json'), TOKENIZER_JSON_REQUIRED);
-  const tokenizerConfig = await readJsonObject(path.join(modelDir, 'tokenizer_config.json'));
-  return resolvePadId(tokenizerJson, tokenizerConfig);
-}
-
 export async function assertDirectory(dir: string): Promise<void> {
   let isDir = false;
   try {

@@ -299,6 +299,8 @@ class XGrammarSequence implements SequenceGrammar {
 function compileError(format: GrammarFormat, printed: string[], err: Error): GrammarError {
   const fatal = printed
     .map((line) => /\[FATAL\]\s*(?:\S+:\d+:\s*)?(.*)$/s.exec(line)?.[1]?.trim())
+    // "Check failed: (<C++ condition>) is false: <reason>": the reason is what a user can act on.
+    .map((reason) => reason?.replace(/^Check failed: .* is false:\s*/s, ''))
     .filter((reason): reason is string => reason !== undefined && reason !== '');
   const reason = fatal.at(-1) ?? err.message;
   const what =

@@ -409,10 +409,16 @@ export class GenerationEngine {
     }
   }
 
-  /** The grammar bitmasks of a batch (undefined for unconstrained sequences), fetched before sampling. */
+  /**
+   * The grammar bitmasks of a batch (undefined for unconstrained sequences), fetched before
+   * sampling. One after another: the work is synchronous WebAssembly behind a promise, so running
+   * them "in parallel" only interleaves them.
+   */
   private async masksFor(batch: readonly Sequence[]): Promise<(Int32Array | undefined)[] | undefined> {
     if (!batch.some((s) => s.grammar !== undefined && !s.done)) return undefined;
-    return Promise.all(batch.map((s) => (s.grammar !== undefined && !s.done ? s.grammar.nextTokenBitmask() : undefined)));
+    const masks: (Int32Array | undefined)[] = [];
+    for (const seq of batch) masks.push(seq.grammar !== undefined && !seq.done ? await seq.grammar.nextTokenBitmask() : undefined);
+    return masks;
   }
 
   /**

@@ -250,8 +250,10 @@ export class GenerationEngine {
   }
 
   /**
-   * Queues a request; it starts at the next step boundary with a free slot. Throws (RangeError)
-   * on an invalid request or an id already in use; nothing is queued then.
+   * Queues a request; it starts at the next step boundary with a free slot. Throws on an invalid
+   * request (RangeError; GrammarError for a malformed response format) or an id already in use;
+   * nothing is queued then. A response format that is well formed but cannot be compiled fails
+   * the sequence later, through onError, with a GrammarError.
    */
   submit(request: GenerationRequest, callbacks: GenerationCallbacks): void {
     const { id, promptIds } = request;

@@ -105,7 +105,10 @@ export class GrammarRuntime {
     this.cache = new LRUCache<string, CacheEntry>({
       max: options.cacheSize ?? 64,
       dispose: (entry) => {
-        if ('compiled' in entry) entry.compiled.dispose();
+        // Not at once: a matcher() that already took this entry may still be creating its matcher
+        // (a chain of microtasks); a macrotask later every such chain has finished. Matchers keep
+        // their own reference to the grammar, so freeing the handle does not affect them.
+        if ('compiled' in entry) setImmediate(() => entry.compiled.dispose());
       },
     });
   }
@@ -145,7 +148,13 @@ export class GrammarRuntime {
   close(): void {
     this.closed = true;
     this.cache.clear();
-    void this.backendPromise?.then((b) => b.compiler.dispose(), () => {});
+    void this.backendPromise?.then(
+      (b) => {
+        b.compiler.dispose();
+        b.info.dispose();
+      },
+      () => {},
+    );
     this.backendPromise = undefined;
   }
 

@@ -12,6 +12,7 @@ import {
   GenerationEngine,
   type EngineDecoder,
   type GenerationEngineOptions,
+  type EngineGrammar,
   type GenerationRequest,
   type GenerationResult,
   type StepReport,
@@ -451,6 +452,33 @@ describe('(d) formats the engine cannot compile', () => {
     const ok = await submit(e, { id: 'after', promptIds: prompt('An order.'), temperature: 1, seed: 2, maxTokens: 768, responseFormat: schemaFormat(ORDER_SCHEMA) });
     assert.equal(ok.result.finishReason, 'stop');
     assert.ok(ajv.validate(ORDER_SCHEMA, JSON.parse(ok.result.text)), ok.result.text);
+  });
+
+  it('a matcher that breaks mid-generation ends its own sequence only', async () => {
+    let calls = 0;
+    const breaking: EngineGrammar = {
+      prepare: (format) => grammar.prepare(format),
+      matcher: async (format) => {
+        const inner = await grammar.matcher(format);
+        return {
+          nextTokenBitmask: () => (++calls > 3 ? Promise.reject(new Error('matcher state lost')) : inner.nextTokenBitmask()),
+          accept: (id) => inner.accept(id),
+          get terminated() {
+            return inner.terminated;
+          },
+          dispose: () => inner.dispose(),
+        };
+      },
+    };
+    const e = new GenerationEngine(decoder, tokenizer, { grammar: breaking });
+    const [broken, plain] = await Promise.allSettled([
+      submit(e, { id: 'broken', promptIds: prompt('x'), temperature: 1, seed: 1, maxTokens: 32, responseFormat: { type: 'json_object' } }),
+      submit(e, { id: 'plain', promptIds: prompt('y'), temperature: 1, seed: 1, maxTokens: 16 }),
+    ]);
+    assert.equal(broken.status, 'rejected');
+    assert.match(String((broken as PromiseRejectedResult).reason), /the grammar failed: matcher state lost/);
+    assert.equal(plain.status, 'fulfilled');
+    assert.equal((plain as PromiseFulfilledResult<Run>).value.result.completionTokens, 16);
   });
 
   it('an EBNF grammar works, and one that does not parse is refused with the parser’s message', async () => {

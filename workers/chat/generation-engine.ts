@@ -419,7 +419,18 @@ export class GenerationEngine {
   private async masksFor(batch: readonly Sequence[]): Promise<(Int32Array | undefined)[] | undefined> {
     if (!batch.some((s) => s.grammar !== undefined && !s.done)) return undefined;
     const masks: (Int32Array | undefined)[] = [];
-    for (const seq of batch) masks.push(seq.grammar !== undefined && !seq.done ? await seq.grammar.nextTokenBitmask() : undefined);
+    for (const seq of batch) {
+      let mask: Int32Array | undefined;
+      if (seq.grammar !== undefined && !seq.done) {
+        try {
+          mask = await seq.grammar.nextTokenBitmask();
+        } catch (err) {
+          // One matcher's failure ends its own sequence, not the batch.
+          this.fail(seq, new Error(`the grammar failed: ${asError(err).message}`));
+        }
+      }
+      masks.push(mask);
+    }
     return masks;
   }
 
@@ -437,10 +448,19 @@ export class GenerationEngine {
       this.fail(seq, new Error(`sampling failed: ${asError(err).message}`));
       return false;
     }
-    if (seq.grammar !== undefined && !seq.grammar.accept(token)) {
-      // Cannot happen unless mask and matcher disagree: fail loudly rather than emit invalid output.
-      this.fail(seq, new Error(`the grammar rejected token ${token}, which its own mask allowed`));
-      return false;
+    if (seq.grammar !== undefined) {
+      let accepted: boolean;
+      try {
+        accepted = seq.grammar.accept(token);
+      } catch (err) {
+        this.fail(seq, new Error(`the grammar failed: ${asError(err).message}`));
+        return false;
+      }
+      if (!accepted) {
+        // Cannot happen unless mask and matcher disagree: fail loudly rather than emit invalid output.
+        this.fail(seq, new Error(`the grammar rejected token ${token}, which its own mask allowed`));
+        return false;
+      }
     }
     return this.accept(seq, token, logprobs);
   }
@@ -476,6 +496,7 @@ export class GenerationEngine {
     const masks = await this.masksFor(batch);
     batch.forEach((seq, i) => {
       const { cache, logits } = results[i]!;
+      if (seq.done) return;
       seq.cache = cache;
       if (seq.cancelRequested) return this.finish(seq, 'cancelled');
       if (this.sampleNext(seq, logits, masks?.[i])) this.active.push(seq);

@@ -321,5 +321,7 @@ function compileError(format: GrammarFormat, printed: string[], err: Error): Gra
   // A construct the compiler lacks, or a schema/grammar that is wrong in itself (a parse error,
   // a contradiction such as minimum > maximum, a $ref to nowhere).
   const code = /not supported|unsupported/i.test(reason) ? 'unsupported_response_format' : 'invalid_response_format';
-  return new GrammarError(code, `cannot compile ${what} into a grammar: ${reason}`, { cause: err });
+  // No `cause`: the error is cached, and a WebAssembly error's unformatted stack trace keeps the
+  // functions of its (retired) instance, and so the instance's whole memory, alive.
+  return new GrammarError(code, `cannot compile ${what} into a grammar: ${reason}`);
 }

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { TokenVocabulary } from './token-vocabulary.js';
 
 /**
  * Tokenizer side of a Hugging Face chat model folder: `tokenizer.json` (the fast-tokenizer file,
@@ -52,6 +53,8 @@ export class ChatTokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   readonly chatTemplate: string;
+  /** Every id's token and bytes (for grammars and logprobs). */
+  readonly vocabulary: TokenVocabulary;
 
   private readonly template: Template;
   private readonly specialStrings: { bos: string | null; eos: string | null; pad: string | null; unk: string | null };
@@ -62,8 +65,10 @@ export class ChatTokenizer {
     chatTemplate: string,
     specials: { bos: string | null; eos: string | null; pad: string | null; unk: string | null },
     stopTokenIds: Set<number>,
+    vocabulary: TokenVocabulary,
   ) {
     this.chatTemplate = chatTemplate;
+    this.vocabulary = vocabulary;
     this.bosToken = specials.bos;
     this.eosToken = specials.eos;
     this.specialStrings = specials;
@@ -98,6 +103,13 @@ export class ChatTokenizer {
       throw new Error(`chat tokenizer: cannot build a tokenizer from ${tokenizerFile}: ${(err as Error).message}`);
     }
 
+    let vocabulary: TokenVocabulary;
+    try {
+      vocabulary = TokenVocabulary.fromTokenizerJson(tokenizerJson, tokenizerFile);
+    } catch (err) {
+      throw new Error(`chat tokenizer: ${(err as Error).message}`);
+    }
+
     const chatTemplate = options.chatTemplate ?? (await findChatTemplate(modelDir, tokenizerConfig, configFile));
     const specials = {
       bos: tokenString(tokenizerConfig['bos_token']),
@@ -123,7 +135,7 @@ export class ChatTokenizer {
           'eos_token_id in generation_config.json and config.json)',
       );
     }
-    return new ChatTokenizer(tokenizer, modelDir, chatTemplate, specials, stops);
+    return new ChatTokenizer(tokenizer, modelDir, chatTemplate, specials, stops, vocabulary);
   }
 
   /** Ids of a text; special-token strings in it (e.g. "<|im_start|>") become their ids. */

@@ -1,6 +1,9 @@
 import type { IncrementalDetokenizer } from './chat-tokenizer.js';
 import type { DecodeItem, ForwardOptions, ForwardStats, KvCache, PrefillResult } from './decoder-session.js';
-import { Sampler, validateSamplingParams } from './sampler.js';
+import type { SequenceGrammar } from './grammar/grammar-runtime.js';
+import { needsGrammar, type GrammarFormat, type PreparedFormat, type ResponseFormat } from './grammar/response-format.js';
+import { Sampler, computeLogprobs, validateSamplingParams } from './sampler.js';
+import type { TokenVocabulary } from './token-vocabulary.js';
 
 /**
  * Continuous-batching text generation over one decoder session, inside one thread.
@@ -20,6 +23,19 @@ import { Sampler, validateSamplingParams } from './sampler.js';
  * or a stop string, with `length` after `maxTokens` tokens or when prompt + completion fill the
  * context, or with `cancelled`. Stop strings never reach the output: text that could be the start
  * of one is held back until it is decided.
+ *
+ * Constrained output (`responseFormat`: a JSON object, a JSON schema, an EBNF grammar or a
+ * structural tag): the sequence gets its grammar's matcher when it is admitted (compiled once per
+ * format, see grammar/grammar-runtime.ts; a format that cannot compile fails the sequence with a
+ * GrammarError). Every sampling step first asks the matcher which tokens may come next; the
+ * sampler sets all others to -Infinity before the repetition penalty, temperature, top-k and
+ * top-p, and the sampled token advances the matcher. End-of-sequence ids are allowed only where
+ * the grammar is complete, so `stop` means the output is complete; `length` means max_tokens or
+ * the context ran out first and the output is INCOMPLETE (e.g. JSON that does not parse).
+ *
+ * Logprobs (`logprobs`, `topLogprobs`): each token's log-probability and its most likely
+ * alternatives under the model's own distribution (see computeLogprobs in sampler.ts for which
+ * one), with token strings and bytes, passed to onToken.
  *
  * Callbacks run synchronously inside the loop: onToken once per generated token, in order, with
  * the text that became final at that token (often '', e.g. while a UTF-8 character or a possible
@@ -43,6 +59,35 @@ export interface GenerationRequest {
   seed?: number;
   /** Strings that end the reply; they are not part of the text. */
   stop?: readonly string[];
+  /** Constrain the output to a grammar (needs the engine's `grammar` option). Default: text. */
+  responseFormat?: ResponseFormat;
+  /** Report each token's log-probability (OpenAI `logprobs`). */
+  logprobs?: boolean;
+  /** Also report this many most likely alternatives per token, 0-20 (OpenAI `top_logprobs`; needs `logprobs`). */
+  topLogprobs?: number;
+}
+
+/** One token with its log-probability, as OpenAI's logprobs.content entries carry it. */
+export interface TokenLogprob {
+  id: number;
+  /** The token's text on its own (U+FFFD where it holds part of a UTF-8 character). */
+  token: string;
+  /** Its exact UTF-8 bytes: join consecutive tokens' bytes to rebuild split characters. */
+  bytes: number[];
+  logprob: number;
+}
+
+export interface GeneratedTokenLogprobs extends TokenLogprob {
+  /** The most likely tokens at this position, best first (as many as `topLogprobs`). */
+  topLogprobs: TokenLogprob[];
+}
+
+/** What onToken gets besides the text. */
+export interface TokenEvent {
+  /** The token ended the reply (an end-of-sequence id): it adds no text. */
+  endOfSequence: boolean;
+  /** Present when the request asked for logprobs. */
+  logprobs?: GeneratedTokenLogprobs;
 }
 
 export interface GenerationResult {
@@ -62,7 +107,7 @@ export interface GenerationResult {
 }
 
 export interface GenerationCallbacks {
-  onToken(index: number, text: string, tokenId: number): void;
+  onToken(index: number, text: string, tokenId: number, event: TokenEvent): void;
   onDone(result: GenerationResult): void;
   /** The sequence failed (session error or a throwing callback); onDone is not called. */
   onError?(error: Error): void;
@@ -94,6 +139,16 @@ export interface GenerationEngineOptions {
   onStep?(report: StepReport): void;
   /** Errors of sequences without their own onError (default: console.error). */
   onError?(error: Error, id: string): void;
+  /** Grammar compiler and matchers for constrained requests (one per thread; see GrammarRuntime). */
+  grammar?: EngineGrammar;
+}
+
+/** What the engine needs of a grammar runtime (GrammarRuntime implements it). */
+export interface EngineGrammar {
+  /** Synchronous checks of a format; throws GrammarError. */
+  prepare(format: GrammarFormat): PreparedFormat;
+  /** A matcher for the format, compiled (or cached); rejects with GrammarError. */
+  matcher(format: PreparedFormat): Promise<SequenceGrammar>;
 }
 
 /** What the engine needs of a decoder session (DecoderSession implements it). */
@@ -115,6 +170,8 @@ export interface EngineDecoder {
 export interface EngineTokenizer {
   readonly stopTokenIds: ReadonlySet<number>;
   createDetokenizer(contextIds?: readonly number[]): IncrementalDetokenizer;
+  /** Token strings and bytes, needed for logprobs. */
+  readonly vocabulary?: TokenVocabulary;
 }
 
 export interface EngineStats {
@@ -136,6 +193,12 @@ interface Sequence {
   /** Distinct ids of prompt + completion, for the repetition penalty. */
   seen: Set<number>;
   stops: string[];
+  /** The checked response format, when the output is constrained. */
+  format?: PreparedFormat;
+  /** Its matcher, from admission until the sequence ends. */
+  grammar?: SequenceGrammar;
+  /** How many alternatives to report per token; undefined = no logprobs. */
+  topLogprobs?: number;
   cache?: KvCache;
   /** Last sampled token, fed at the next decode step. */
   nextToken: number;
@@ -187,8 +250,10 @@ export class GenerationEngine {
   }
 
   /**
-   * Queues a request; it starts at the next step boundary with a free slot. Throws (RangeError)
-   * on an invalid request or an id already in use; nothing is queued then.
+   * Queues a request; it starts at the next step boundary with a free slot. Throws on an invalid
+   * request (RangeError; GrammarError for a malformed response format) or an id already in use;
+   * nothing is queued then. A response format that is well formed but cannot be compiled fails
+   * the sequence later, through onError, with a GrammarError.
    */
   submit(request: GenerationRequest, callbacks: GenerationCallbacks): void {
     const { id, promptIds } = request;
@@ -217,6 +282,17 @@ export class GenerationEngine {
       seed: request.seed,
     };
     validateSamplingParams(samplingParams);
+    if (request.topLogprobs !== undefined && !(Number.isInteger(request.topLogprobs) && request.topLogprobs >= 0 && request.topLogprobs <= 20)) {
+      throw new RangeError(`topLogprobs must be an integer from 0 to 20, got ${request.topLogprobs}`);
+    }
+    if ((request.topLogprobs ?? 0) > 0 && request.logprobs !== true) throw new RangeError('topLogprobs needs logprobs: true');
+    if (request.logprobs === true && this.tokenizer.vocabulary === undefined) throw new RangeError('logprobs need a tokenizer with a vocabulary');
+    let format: PreparedFormat | undefined;
+    if (needsGrammar(request.responseFormat)) {
+      if (this.options.grammar === undefined) throw new RangeError(`response format ${request.responseFormat.type} needs an engine with grammar support`);
+      // Throws GrammarError for a malformed format, before anything is queued.
+      format = this.options.grammar.prepare(request.responseFormat);
+    }
 
     const room = this.maxContextTokens - promptIds.length;
     const seq: Sequence = {
@@ -227,6 +303,8 @@ export class GenerationEngine {
       sampler: new Sampler(samplingParams),
       seen: new Set(promptIds),
       stops: stop.filter((s) => s.length > 0),
+      ...(format === undefined ? {} : { format }),
+      ...(request.logprobs === true ? { topLogprobs: request.topLogprobs ?? 0 } : {}),
       nextToken: -1,
       generated: 0,
       detokenizer: this.tokenizer.createDetokenizer(promptIds),
@@ -316,7 +394,87 @@ export class GenerationEngine {
       admitted.push(next);
       tokens += next.promptIds.length;
     }
-    for (const group of groupByLength(admitted)) await this.prefill(group);
+    const ready: Sequence[] = [];
+    for (const seq of admitted) if (await this.attachGrammar(seq)) ready.push(seq);
+    for (const group of groupByLength(ready)) await this.prefill(group);
+  }
+
+  /** Gives a constrained sequence its matcher (compiling the grammar unless cached); false if that failed. */
+  private async attachGrammar(seq: Sequence): Promise<boolean> {
+    if (seq.format === undefined) return true;
+    try {
+      seq.grammar = await this.options.grammar!.matcher(seq.format);
+      return true;
+    } catch (err) {
+      this.fail(seq, asError(err));
+      return false;
+    }
+  }
+
+  /**
+   * The grammar bitmasks of a batch (undefined for unconstrained sequences), fetched before
+   * sampling. One after another: the work is synchronous WebAssembly behind a promise, so running
+   * them "in parallel" only interleaves them.
+   */
+  private async masksFor(batch: readonly Sequence[]): Promise<(Int32Array | undefined)[] | undefined> {
+    if (!batch.some((s) => s.grammar !== undefined && !s.done)) return undefined;
+    const masks: (Int32Array | undefined)[] = [];
+    for (const seq of batch) {
+      let mask: Int32Array | undefined;
+      if (seq.grammar !== undefined && !seq.done) {
+        try {
+          mask = await seq.grammar.nextTokenBitmask();
+        } catch (err) {
+          // One matcher's failure ends its own sequence, not the batch.
+          this.fail(seq, new Error(`the grammar failed: ${asError(err).message}`));
+        }
+      }
+      masks.push(mask);
+    }
+    return masks;
+  }
+
+  /**
+   * Samples a sequence's next token from its logits (masked by its grammar), advances the grammar
+   * and takes the token; false when the sequence does not go on.
+   */
+  private sampleNext(seq: Sequence, logits: Float32Array, mask: Int32Array | undefined): boolean {
+    let token: number;
+    let logprobs: GeneratedTokenLogprobs | undefined;
+    try {
+      token = seq.sampler.sample(logits, seq.seen, mask);
+      if (seq.topLogprobs !== undefined) logprobs = this.logprobs(logits, token, seq.topLogprobs, mask);
+    } catch (err) {
+      this.fail(seq, new Error(`sampling failed: ${asError(err).message}`));
+      return false;
+    }
+    if (seq.grammar !== undefined) {
+      let accepted: boolean;
+      try {
+        accepted = seq.grammar.accept(token);
+      } catch (err) {
+        this.fail(seq, new Error(`the grammar failed: ${asError(err).message}`));
+        return false;
+      }
+      if (!accepted) {
+        // Cannot happen unless mask and matcher disagree: fail loudly rather than emit invalid output.
+        this.fail(seq, new Error(`the grammar rejected token ${token}, which its own mask allowed`));
+        return false;
+      }
+    }
+    return this.accept(seq, token, logprobs);
+  }
+
+  private logprobs(logits: Float32Array, token: number, top: number, mask: Int32Array | undefined): GeneratedTokenLogprobs {
+    const vocabulary = this.tokenizer.vocabulary!;
+    const entry = (id: number, logprob: number): TokenLogprob => ({
+      id,
+      token: vocabulary.tokenText(id),
+      bytes: Array.from(vocabulary.tokenBytes(id)),
+      logprob,
+    });
+    const computed = computeLogprobs(logits, token, top, mask);
+    return { ...entry(token, computed.logprob), topLogprobs: computed.top.map((t) => entry(t.id, t.logprob)) };
   }
 
   private async prefill(batch: Sequence[]): Promise<void> {
@@ -335,11 +493,13 @@ export class GenerationEngine {
       return;
     }
     this.counters.prefillRuns++;
+    const masks = await this.masksFor(batch);
     batch.forEach((seq, i) => {
       const { cache, logits } = results[i]!;
+      if (seq.done) return;
       seq.cache = cache;
       if (seq.cancelRequested) return this.finish(seq, 'cancelled');
-      if (this.accept(seq, seq.sampler.sample(logits, seq.seen))) this.active.push(seq);
+      if (this.sampleNext(seq, logits, masks?.[i])) this.active.push(seq);
     });
     const tokens = batch.reduce((n, s) => n + s.promptIds.length, 0);
     this.report('prefill', batch.length, tokens, stats, started);
@@ -364,17 +524,20 @@ export class GenerationEngine {
       return;
     }
     this.counters.decodeRuns++;
+    // Only microtasks run while the masks are fetched: no other session run can overwrite the
+    // reused logits buffers before they are sampled.
+    const masks = await this.masksFor(batch);
     batch.forEach((seq, i) => {
       if (seq.done) return;
       if (seq.cancelRequested) return this.finish(seq, 'cancelled');
-      this.accept(seq, seq.sampler.sample(logits[i]!, seq.seen));
+      this.sampleNext(seq, logits[i]!, masks?.[i]);
     });
     this.active = this.active.filter((s) => !s.done);
     this.report('decode', batch.length, batch.length, stats, started);
   }
 
   /** Takes a sampled token: delivers its text, decides whether the sequence goes on. */
-  private accept(seq: Sequence, token: number): boolean {
+  private accept(seq: Sequence, token: number, logprobs?: GeneratedTokenLogprobs): boolean {
     const index = seq.generated++;
     this.counters.generatedTokens++;
     seq.firstTokenAt ??= performance.now();
@@ -382,8 +545,9 @@ export class GenerationEngine {
 
     if (this.tokenizer.stopTokenIds.has(token)) {
       const { delta } = this.settle(seq);
-      return this.deliver(seq, index, delta, token) && this.finish(seq, 'stop');
+      return this.deliver(seq, index, delta, token, { endOfSequence: true, logprobs }) && this.finish(seq, 'stop');
     }
+    const event: TokenEvent = { endOfSequence: false, logprobs };
 
     seq.text += seq.detokenizer.push(token);
     const stopAt = this.findStop(seq);
@@ -391,12 +555,18 @@ export class GenerationEngine {
       const delta = seq.text.slice(seq.emitted, stopAt);
       seq.text = seq.text.slice(0, stopAt);
       seq.emitted = stopAt;
-      return this.deliver(seq, index, delta, token) && this.finish(seq, 'stop');
+      return this.deliver(seq, index, delta, token, event) && this.finish(seq, 'stop');
+    }
+
+    // A grammar that ends without a stop token (none of ours do, but xgrammar can) is complete too.
+    if (seq.grammar?.terminated === true) {
+      const { delta } = this.settle(seq);
+      return this.deliver(seq, index, delta, token, event) && this.finish(seq, 'stop');
     }
 
     if (seq.generated >= seq.limit) {
       const { delta, stopped } = this.settle(seq);
-      return this.deliver(seq, index, delta, token) && this.finish(seq, stopped ? 'stop' : 'length');
+      return this.deliver(seq, index, delta, token, event) && this.finish(seq, stopped ? 'stop' : 'length');
     }
 
     // Hold back the longest tail that could still grow into a stop string.
@@ -413,7 +583,7 @@ export class GenerationEngine {
     const end = seq.text.length - hold;
     const delta = seq.text.slice(seq.emitted, end);
     seq.emitted = end;
-    if (!this.deliver(seq, index, delta, token)) return false;
+    if (!this.deliver(seq, index, delta, token, event)) return false;
     seq.nextToken = token;
     return true;
   }
@@ -442,9 +612,9 @@ export class GenerationEngine {
     return first;
   }
 
-  private deliver(seq: Sequence, index: number, text: string, token: number): boolean {
+  private deliver(seq: Sequence, index: number, text: string, token: number, event: TokenEvent): boolean {
     try {
-      seq.callbacks.onToken(index, text, token);
+      seq.callbacks.onToken(index, text, token, event);
       return true;
     } catch (err) {
       this.fail(seq, new Error(`onToken of generation ${seq.id} threw: ${asError(err).message}`));
@@ -469,7 +639,7 @@ export class GenerationEngine {
         totalMs: now - seq.submittedAt,
       },
     };
-    seq.cache = undefined;
+    this.release(seq);
     try {
       seq.callbacks.onDone(result);
     } catch (err) {
@@ -482,8 +652,20 @@ export class GenerationEngine {
     if (seq.done) return;
     seq.done = true;
     this.byId.delete(seq.id);
-    seq.cache = undefined;
+    this.release(seq);
     this.reportError(seq, error);
+  }
+
+  /** Drops what a finished sequence holds: its KV cache and its grammar matcher. */
+  private release(seq: Sequence): void {
+    seq.cache = undefined;
+    try {
+      seq.grammar?.dispose();
+    } catch (err) {
+      // The sequence's own outcome is already decided; a leak is all that is left to report.
+      console.error(`generation ${seq.id}: disposing its grammar failed: ${asError(err).message}`);
+    }
+    seq.grammar = undefined;
   }
 
   private reportError(seq: Sequence, error: Error): void {

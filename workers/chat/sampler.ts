@@ -11,6 +11,9 @@ import { randomInt } from 'node:crypto';
  *      (the token that crosses the threshold is kept; at least one token always is);
  *   5. draw from what is left with the sequence's own PRNG.
  *
+ * A grammar's bitmask (see `sample`) comes before all of them: a token it forbids has its logit set
+ * to -Infinity, so no transform can bring it back and it is never drawn.
+ *
  * Each sampler owns a seeded generator (xoshiro128**), so one seed gives one text regardless of
  * what else runs in the same batch. Without a seed the state comes from crypto.randomInt.
  */
@@ -171,16 +174,18 @@ export class Sampler {
 
   /**
    * Picks the next id. `logits` is not modified. `seen` holds the distinct ids of the sequence so
-   * far (prompt + completion) for the repetition penalty.
+   * far (prompt + completion) for the repetition penalty. `allowed` is a grammar's bitmask (bit
+   * id & 31 of word id >> 5 set = allowed); throws a RangeError if it allows nothing.
    */
-  sample(logits: Float32Array, seen?: Iterable<number>): number {
+  sample(logits: Float32Array, seen?: Iterable<number>, allowed?: Int32Array): number {
     const vocab = logits.length;
     const penalise = this.repetitionPenalty !== 1 && seen !== undefined;
-    if (this.temperature === 0 && !penalise) return argmax32(logits);
+    if (this.temperature === 0 && !penalise && allowed === undefined) return argmax32(logits);
 
     scratch.ensure(vocab);
     const x = scratch.logits.subarray(0, vocab);
-    copyInto(x, logits);
+    if (allowed === undefined) copyInto(x, logits);
+    else if (copyMasked(x, logits, allowed) === 0) throw new RangeError('the grammar allows no next token');
     if (penalise) {
       const penalty = this.repetitionPenalty;
       for (const id of seen) {
@@ -252,6 +257,87 @@ export class Sampler {
 /** Float32 → Float64 copy. A plain loop: TypedArray.set between element types is slow in V8. */
 function copyInto(target: Float64Array, source: Float32Array): void {
   for (let i = 0; i < source.length; i++) target[i] = source[i]!;
+}
+
+/**
+ * Float32 → Float64 copy that writes -Infinity where the bitmask's bit is 0; returns how many
+ * tokens are allowed. Whole words (32 tokens) at a time: grammars allow all or nothing of most.
+ */
+function copyMasked(target: Float64Array, source: Float32Array, allowed: Int32Array): number {
+  const vocab = source.length;
+  let count = 0;
+  for (let w = 0, base = 0; base < vocab; w++, base += 32) {
+    const bits = allowed[w] ?? 0;
+    const end = Math.min(base + 32, vocab);
+    if (bits === -1) {
+      for (let i = base; i < end; i++) target[i] = source[i]!;
+      count += end - base;
+    } else if (bits === 0) {
+      for (let i = base; i < end; i++) target[i] = -Infinity;
+    } else {
+      for (let i = base; i < end; i++) {
+        if ((bits >>> (i - base)) & 1) {
+          target[i] = source[i]!;
+          count++;
+        } else {
+          target[i] = -Infinity;
+        }
+      }
+    }
+  }
+  return count;
+}
+
+/** Whether a grammar bitmask allows `id`. */
+export function isAllowed(allowed: Int32Array, id: number): boolean {
+  return ((allowed[id >> 5]! >>> (id & 31)) & 1) === 1;
+}
+
+/** One token's log-probability. */
+export interface IdLogprob {
+  id: number;
+  logprob: number;
+}
+
+/**
+ * Log-probabilities for OpenAI's `logprobs` / `top_logprobs`: the chosen token's, and the `top`
+ * (0-20) most likely tokens', best first (lowest id on ties).
+ *
+ * Of which distribution: the model's own, i.e. log-softmax of the raw logits at temperature 1,
+ * BEFORE the repetition penalty, temperature, top-k and top-p. OpenAI documents logprobs as "the
+ * log probability of this token" (and its values do not move with `temperature`), and vLLM's
+ * default (logprobs_mode "raw_logprobs") is the same. A grammar's bitmask IS applied: a token the
+ * grammar forbids could not be produced, so it has probability 0 and is never listed (vLLM also
+ * masks before computing them). So with a grammar the distribution is renormalised over the
+ * allowed tokens; `top` never exceeds the number of allowed tokens.
+ */
+export function computeLogprobs(logits: Float32Array, chosen: number, top: number, allowed?: Int32Array): { logprob: number; top: IdLogprob[] } {
+  const vocab = logits.length;
+  const ok = (i: number): boolean => allowed === undefined || isAllowed(allowed, i);
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) if (logits[i]! > max && ok(i)) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) {
+    const z = logits[i]! - max;
+    // Terms under e^-40 do not change a float64 sum of at least 1 (the best token's).
+    if (z >= LOG_PROB_FLOOR && ok(i)) sum += expNonPositive(z);
+  }
+  const logZ = max + Math.log(sum);
+  const best: IdLogprob[] = [];
+  if (top > 0) {
+    // Insertion into a sorted list of at most `top` (≤ 20): cheaper than sorting the vocabulary.
+    for (let i = 0; i < vocab; i++) {
+      const v = logits[i]!;
+      if (best.length === top && v <= best[top - 1]!.logprob) continue;
+      if (!ok(i)) continue;
+      let at = best.length;
+      while (at > 0 && best[at - 1]!.logprob < v) at--;
+      best.splice(at, 0, { id: i, logprob: v });
+      if (best.length > top) best.pop();
+    }
+    for (const entry of best) entry.logprob -= logZ;
+  }
+  return { logprob: logits[chosen]! - logZ, top: best };
 }
 
 /**

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AutoModelForCausalLM, AutoTokenizer, Tensor, env, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
+
+import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
+import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokenizer.js';
+import { DecoderSession } from '../../workers/chat/decoder-session.js';
+import { GenerationEngine, type GenerationRequest, type TokenEvent } from '../../workers/chat/generation-engine.js';
+
+/**
+ * Our chat runtime (tokenizer + chat template, DecoderSession's batched KV-cache forward, sampler,
+ * logprobs) against a reference that shares none of its code: transformers.js 4, which loads the
+ * same model folder from disk (Hugging Face layout, weights at onnx/model.onnx) as a Llama model
+ * and runs its own tokenizer, chat template, cache handling and greedy loop.
+ */
+
+let root: string;
+let ours: { tokenizer: ChatTokenizer; decoder: DecoderSession };
+let theirs: { tokenizer: PreTrainedTokenizer; model: PreTrainedModel };
+
+before(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'chat-reference-'));
+  await makeTinyDecoder(path.join(root, 'tiny-chat'), { onnxSubdir: true });
+  ours = {
+    tokenizer: await ChatTokenizer.load(path.join(root, 'tiny-chat')),
+    decoder: await DecoderSession.open(path.join(root, 'tiny-chat'), { intraOpThreads: 1, executionProviders: ['cpu'] }),
+  };
+  env.allowRemoteModels = false; // nothing leaves this machine: the folder is the model
+  env.localModelPath = root;
+  theirs = {
+    tokenizer: await AutoTokenizer.from_pretrained('tiny-chat'),
+    model: await AutoModelForCausalLM.from_pretrained('tiny-chat', { dtype: 'fp32', device: 'cpu' }),
+  };
+});
+
+after(async () => {
+  await theirs?.model.dispose();
+  await ours?.decoder.release();
+  await rm(root, { recursive: true, force: true });
+});
+
+const CONVERSATIONS: ChatMessage[][] = [
+  [{ role: 'user', content: 'Hello!' }],
+  [
+    { role: 'system', content: 'You are a helpful assistant.' },
+    { role: 'user', content: 'Tell me a long story about a dragon who learns to bake bread.' },
+  ],
+  [{ role: 'user', content: 'Wie geht es dir? 🙂 日本語も少し。' }],
+  [
+    { role: 'user', content: 'What is 2 + 2?' },
+    { role: 'assistant', content: 'It is 4.' },
+    { role: 'user', content: 'And 3 + 3?' },
+  ],
+];
+
+const NEW_TOKENS = 32;
+const TOP = 5;
+
+function theirPromptIds(messages: ChatMessage[]): number[] {
+  const encoded = theirs.tokenizer.apply_chat_template(messages, { add_generation_prompt: true, tokenize: true, return_dict: true }) as unknown as {
+    input_ids: Tensor;
+  };
+  return Array.from(encoded.input_ids.data as BigInt64Array, Number);
+}
+
+/** transformers.js' own greedy generate(); the generation_config's sampling defaults are switched off. */
+async function theirGreedy(promptIds: number[], repetitionPenalty: number): Promise<number[]> {
+  const input_ids = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
+  const attention_mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
+  const output = (await theirs.model.generate({
+    input_ids,
+    attention_mask,
+    max_new_tokens: NEW_TOKENS,
+    do_sample: false,
+    repetition_penalty: repetitionPenalty,
+  } as Parameters<PreTrainedModel['generate']>[0])) as Tensor;
+  return Array.from(output.data as BigInt64Array, Number).slice(promptIds.length);
+}
+
+/** Log-softmax rows of transformers.js' logits for the positions that predict each new token. */
+async function theirLogprobs(promptIds: number[], continuation: number[]): Promise<Float64Array[]> {
+  const ids = [...promptIds, ...continuation];
+  const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
+  const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
+  const { logits } = (await theirs.model({ input_ids, attention_mask })) as { logits: Tensor };
+  const [, length, vocab] = logits.dims as [number, number, number];
+  assert.equal(length, ids.length);
+  const data = logits.data as Float32Array;
+  return continuation.map((_, i) => {
+    const row = data.subarray((promptIds.length - 1 + i) * vocab, (promptIds.length + i) * vocab);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    const z = max + Math.log(sum);
+    return Float64Array.from(row, (v) => v - z);
+  });
+}
+
+function ourGreedy(promptIds: number[], extra: Partial<GenerationRequest> = {}): Promise<{ tokens: number[]; events: TokenEvent[] }> {
+  const engine = new GenerationEngine(ours.decoder, ours.tokenizer);
+  return new Promise((resolve, reject) => {
+    const tokens: number[] = [];
+    const events: TokenEvent[] = [];
+    engine.submit(
+      { id: 'ref', promptIds, temperature: 0, maxTokens: NEW_TOKENS, logprobs: true, topLogprobs: TOP, ...extra },
+      {
+        onToken: (_i, _text, id, event) => {
+          tokens.push(id);
+          events.push(event);
+        },
+        onDone: () => resolve({ tokens, events }),
+        onError: reject,
+      },
+    );
+  });
+}
+
+describe('against transformers.js on the same model folder', () => {
+  it('the chat template gives the same prompt ids', () => {
+    for (const messages of CONVERSATIONS) assert.deepEqual(ours.tokenizer.applyChatTemplate(messages), theirPromptIds(messages));
+  });
+
+  it('log-probabilities: the top-5 ids and values agree within 1e-3 at every position of a 32-token continuation', async () => {
+    let worst = 0;
+    for (const messages of CONVERSATIONS) {
+      const promptIds = theirPromptIds(messages);
+      const { tokens, events } = await ourGreedy(promptIds);
+      assert.equal(tokens.length, NEW_TOKENS);
+      const reference = await theirLogprobs(promptIds, tokens);
+      events.forEach((event, i) => {
+        const row = reference[i]!;
+        const expected = [...row.keys()].sort((a, b) => row[b]! - row[a]! || a - b).slice(0, TOP);
+        const got = event.logprobs!.topLogprobs;
+        got.forEach((entry, k) => {
+          worst = Math.max(worst, Math.abs(entry.logprob - row[entry.id]!));
+          assert.ok(Math.abs(entry.logprob - row[expected[k]!]!) < 1e-3, `position ${i}, rank ${k}: ${entry.logprob} vs ${row[expected[k]!]}`);
+          // Ranks may swap only between values that are equal to within rounding.
+          if (entry.id !== expected[k]) assert.ok(Math.abs(row[entry.id]! - row[expected[k]!]!) < 1e-5, `position ${i}, rank ${k}: id ${entry.id} vs ${expected[k]}`);
+        });
+        assert.ok(Math.abs(event.logprobs!.logprob - row[tokens[i]!]!) < 1e-3);
+      });
+    }
+    console.log(`  largest |ours - transformers.js| log-probability: ${worst.toExponential(2)}`);
+  });
+
+  it('greedy continuations of 32 tokens are identical, with and without a repetition penalty', async () => {
+    let penaltyMattered = false;
+    for (const messages of CONVERSATIONS) {
+      const promptIds = theirPromptIds(messages);
+      const continuations: number[][] = [];
+      for (const penalty of [1, 1.3]) {
+        const { tokens } = await ourGreedy(promptIds, { repetitionPenalty: penalty });
+        const reference = await theirGreedy(promptIds, penalty);
+        assert.deepEqual(tokens, reference, `${JSON.stringify(messages.at(-1)!.content)}, repetition_penalty ${penalty}`);
+        continuations.push(tokens);
+      }
+      penaltyMattered ||= continuations[0]!.join() !== continuations[1]!.join();
+    }
+    assert.ok(penaltyMattered, 'the penalty changed some continuation (else the second comparison proves nothing)');
+  });
+});

@@ -7,10 +7,9 @@ import path from 'node:path';
 import { loadEnv } from '../shared/config/env.js';
 import { jobRoom } from '../shared/events/job-events.js';
 import { createQueues, streamRetryWindowMs } from '../shared/jobs/queues.js';
-import { DOCUMENT_QUEUES } from '../shared/documents/documents.js';
-import { CANCELLED_REASON_PREFIX, failureCode } from '../shared/jobs/job-catalog.js';
-import { STREAMING_JOB_TYPES, appendEnd, isStreamingQueue } from '../shared/streams/token-stream.js';
-import { CHATBOT_QUEUE, loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
+import { CANCELLED_REASON_PREFIX, STREAMING_JOB_TYPES, failureCode, isStreamingQueue } from '../shared/jobs/job-catalog.js';
+import { appendEnd } from '../shared/streams/token-stream.js';
+import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
@@ -54,11 +53,8 @@ async function main(): Promise<void> {
   await waitForRedis(redis, 30_000);
 
   const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
-  // The document pipeline's queues and the chatbot's: GET /v1/jobs/:id, Socket.IO and Bull Board see their jobs like any other.
-  const queues = createQueues(registry, redis, env.QUEUE_PREFIX, [
-    ...Object.values(DOCUMENT_QUEUES),
-    ...(Object.keys(chatbotConfig.tenants).length > 0 ? [CHATBOT_QUEUE] : []),
-  ]);
+  // Every queue of the job catalog; the chatbot's only where some tenant has a bot.
+  const queues = createQueues(registry, redis, env.QUEUE_PREFIX, Object.keys(chatbotConfig.tenants).length > 0 ? [] : ['chatbot']);
   // While Redis is down every command fails and BullMQ re-emits it: requests answer 503 (see
   // JobService), and the process must not die of an unhandled 'error' event.
   for (const q of queues.values()) q.on('error', (err) => log.debug({ err: err.message, queue: q.name }, 'queue connection error'));

@@ -14,8 +14,7 @@ import {
   type DocumentRecord,
 } from '../../shared/documents/documents.js';
 import { errors } from '../../shared/errors/app-error.js';
-import { jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
-import type { ModelConfig } from '../../shared/models/model-registry.js';
+import { fixedQueueTarget, jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
 import type { JobService } from '../jobs/job-service.js';
 import { checkImageHeader, sniffDocument } from './sniff.js';
 import type { ReceivedUpload } from './upload.js';
@@ -162,12 +161,11 @@ export class DocumentService {
 
   async search(tenant: string, name: string, body: SearchRequest, requestId?: string): Promise<JobResult<'document.search'>> {
     const cid = await this.collectionId(tenant, name);
-    // The search queue is not a model's queue, but JobService only needs its name, its bound and a model id.
-    const searchQueue: Pick<ModelConfig, 'id' | 'queueName' | 'max_queue'> = { id: this.deps.model, queueName: DOCUMENT_QUEUES.search, max_queue: 10_000 };
     return this.deps.jobs.run(
       'document.search',
       tenant,
-      searchQueue,
+      // Its queue and bound are its catalog entry's; errors name the documents' model.
+      fixedQueueTarget('document.search', this.deps.model),
       { collection_id: cid, model: this.deps.model, query: body.query, top_k: body.top_k, ...(body.filter ? { filter: body.filter } : {}), ...(body.ef ? { ef: body.ef } : {}) },
       this.deps.searchTimeoutMs,
       requestId,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { chatbotRequestSchema } from '../../shared/api/request-schemas.js';
-import { CHATBOT_MAX_QUEUE, CHATBOT_QUEUE, type ChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
+import type { ChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
+import { fixedQueueTarget } from '../../shared/jobs/job-catalog.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { JobService } from '../jobs/job-service.js';
 import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
@@ -38,7 +39,7 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
         { jobs: deps.jobs, relay: chatbot.relay },
         'chatbot',
         tenant,
-        { id: 'chatbot', queueName: CHATBOT_QUEUE, max_queue: CHATBOT_MAX_QUEUE },
+        fixedQueueTarget('chatbot'),
         { user_id: body.user_id, session_id: sessionId, message: body.message, ...(body.collection ? { collection: body.collection } : {}) },
         {
           requestId: String(req.id),

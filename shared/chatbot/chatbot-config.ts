@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { idSchema } from '../api/ids.js';
 import { ConfigError } from '../config/env.js';
+import { fixedQueueName } from '../jobs/job-catalog.js';
 
 /**
  * The chatbot config file (CHATBOT_CONFIG): one bot per tenant with its intents (a few example
@@ -72,10 +73,8 @@ const botSchema = z
     }
   });
 
-/** The chatbot's queue: its jobs go to workers that serve the bots' embedding and chat models. */
-export const CHATBOT_QUEUE = 'chatbot.default';
-/** Waiting chatbot jobs past which new turns get 429. */
-export const CHATBOT_MAX_QUEUE = 1000;
+/** The chatbot's queue (its catalog entry): its jobs go to workers that serve the bots' embedding and chat models. */
+export const CHATBOT_QUEUE = fixedQueueName('chatbot');
 
 export const chatbotConfigSchema = z.object({ tenants: z.record(idSchema('tenant ids'), botSchema) }).strict();
 

@@ -63,13 +63,51 @@ export const documentSearchResultSchema = z.object({
 /** Stage retries: parse and embed can fail for passing reasons (a worker dies, a model thread restarts). */
 const stageDefaults = { attempts: 4, backoff: { type: 'exponential', delay: 500 } } satisfies JobsOptions;
 
+/**
+ * Each stage has a queue of its own, so each has its own concurrency and retries. Concurrency is
+ * per worker process: parse jobs mostly wait for a parse process, so a worker holds several
+ * (DOCUMENTS_PARSE_CONCURRENCY, at most DOCUMENTS_PARSE_TENANT_SLOTS of one tenant) and the
+ * processes interleave their steps across tenants. A parse job that kills its worker is judged by
+ * its crash marks (DOCUMENTS_POISON_CRASHES); BullMQ's own stalled limit must not fire first.
+ */
+const stage = { streams: false, stall: 'attempts', domain: 'documents' } as const;
+
 export const documentJobCatalog = {
-  'document.ingest': { payload: stagePayload, result: documentIngestResultSchema, defaults: { attempts: 2, backoff: { type: 'fixed', delay: 200 } } satisfies JobsOptions },
-  'document.parse': { payload: stagePayload, result: stageResult, defaults: stageDefaults },
-  'document.chunk': { payload: stagePayload, result: stageResult, defaults: stageDefaults },
-  'document.embed': { payload: stagePayload, result: stageResult, defaults: stageDefaults },
-  'document.index': { payload: stagePayload, result: stageResult, defaults: { attempts: 6, backoff: { type: 'exponential', delay: 500 } } satisfies JobsOptions },
-  'document.search': { payload: documentSearchPayloadSchema, result: documentSearchResultSchema, defaults: { attempts: 2, backoff: { type: 'fixed', delay: 100 } } satisfies JobsOptions },
+  'document.ingest': {
+    payload: stagePayload,
+    result: documentIngestResultSchema,
+    defaults: { attempts: 2, backoff: { type: 'fixed', delay: 200 } } satisfies JobsOptions,
+    ...stage,
+    queue: { name: 'documents.ingest' },
+    concurrency: 16,
+  },
+  'document.parse': {
+    payload: stagePayload,
+    result: stageResult,
+    defaults: stageDefaults,
+    ...stage,
+    queue: { name: 'documents.parse' },
+    stall: 'crash-marks',
+    concurrency: { env: 'DOCUMENTS_PARSE_CONCURRENCY' },
+  },
+  'document.chunk': { payload: stagePayload, result: stageResult, defaults: stageDefaults, ...stage, queue: { name: 'documents.chunk' }, concurrency: 2 },
+  'document.embed': { payload: stagePayload, result: stageResult, defaults: stageDefaults, ...stage, queue: { name: 'documents.embed' }, concurrency: 4 },
+  'document.index': {
+    payload: stagePayload,
+    result: stageResult,
+    defaults: { attempts: 6, backoff: { type: 'exponential', delay: 500 } } satisfies JobsOptions,
+    ...stage,
+    queue: { name: 'documents.index' },
+    concurrency: 4,
+  },
+  'document.search': {
+    payload: documentSearchPayloadSchema,
+    result: documentSearchResultSchema,
+    defaults: { attempts: 2, backoff: { type: 'fixed', delay: 100 } } satisfies JobsOptions,
+    ...stage,
+    queue: { name: 'documents.search', maxQueued: 10_000 },
+    concurrency: 32,
+  },
 } as const;
 
 export type DocumentJobType = keyof typeof documentJobCatalog;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { idSchema, metadataRecord } from '../api/ids.js';
+import { documentJobCatalog } from './document-jobs.js';
 
 /**
  * Names, shapes and Redis keys of documents and collections, shared by the API (uploads, reads,
@@ -124,14 +125,14 @@ function sha1(s: string): string {
   return createHash('sha1').update(s).digest('hex');
 }
 
-/** Queues of the document pipeline: one per stage, so each stage has its own concurrency and retries. */
+/** Queues of the document pipeline, by stage, as the job catalog names them (shared/documents/document-jobs.ts). */
 export const DOCUMENT_QUEUES = {
-  ingest: 'documents.ingest',
-  parse: 'documents.parse',
-  chunk: 'documents.chunk',
-  embed: 'documents.embed',
-  index: 'documents.index',
-  search: 'documents.search',
+  ingest: documentJobCatalog['document.ingest'].queue.name,
+  parse: documentJobCatalog['document.parse'].queue.name,
+  chunk: documentJobCatalog['document.chunk'].queue.name,
+  embed: documentJobCatalog['document.embed'].queue.name,
+  index: documentJobCatalog['document.index'].queue.name,
+  search: documentJobCatalog['document.search'].queue.name,
 } as const;
 
 /** A search hit as the API returns it. */

@@ -1,11 +1,17 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
 import { documentJobCatalog } from '../documents/document-jobs.js';
+import type { JobSpec } from './job-spec.js';
+
+export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall } from './job-spec.js';
 
 /**
- * The job catalog: per job type, its payload schema, its result schema and its default retry
- * options. Types are derived from the schemas; the API validates payloads with them before
- * enqueueing and the worker validates them again before running a handler.
+ * The job catalog, the one home of a job type: its payload and result schemas, its default retry
+ * options, the queue it travels on, whether it streams tokens, how its queue finds a dead worker's
+ * job, its concurrency, and the folder of workers/ that holds its handler (shared/jobs/job-spec.ts).
+ * Types are derived from the schemas; the API validates payloads with them before enqueueing and
+ * the worker validates them again before running a handler. Queue creation on both sides, the set
+ * of streaming types and queues, and the stall settings are all read from here.
  */
 export const embeddingPayloadSchema = z
   .object({
@@ -85,6 +91,11 @@ export const jobCatalog = {
       attempts: 3,
       backoff: { type: 'exponential', delay: 500 },
     } satisfies JobsOptions,
+    queue: { perModel: true },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 'model',
+    domain: 'embeddings',
   },
   chat: {
     payload: chatPayloadSchema,
@@ -93,19 +104,85 @@ export const jobCatalog = {
     // Only a job whose worker died before its first token runs again (shared/jobs/queues.ts,
     // stallOptions); one that had streamed text fails as `worker_lost`, and subscribers hear so.
     defaults: { attempts: 1 } satisfies JobsOptions,
+    queue: { perModel: true },
+    streams: true,
+    stall: 'stream',
+    concurrency: 'model',
+    domain: 'chat',
   },
   chatbot: {
     payload: chatbotPayloadSchema,
     result: chatbotResultSchema,
     // Not retried, for the reason chat is not: the reply streams as it is made, and a tool may have been called.
     defaults: { attempts: 1 } satisfies JobsOptions,
+    // One queue for every tenant's bot; past `maxQueued` waiting turns, new ones get 429.
+    queue: { name: 'chatbot.default', maxQueued: 1000 },
+    streams: true,
+    stall: 'stream',
+    // Turns mostly wait for the chat and embedding models' threads, so a worker holds many.
+    concurrency: 16,
+    domain: 'chatbot',
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
-} as const;
+} as const satisfies Record<string, JobSpec>;
 
 export type JobType = keyof typeof jobCatalog;
 export const JOB_TYPES = Object.keys(jobCatalog) as JobType[];
+
+/** The spec of a job type, widened: what generic code (queues, workers, streams) reads. */
+export function jobSpec(type: JobType): JobSpec {
+  return jobCatalog[type];
+}
+
+/** Job types that have one queue per model (named by `modelQueueName`), and those with a queue of their own. */
+export type ModelJobType = { [K in JobType]: (typeof jobCatalog)[K]['queue'] extends { perModel: true } ? K : never }[JobType];
+export type FixedQueueJobType = Exclude<JobType, ModelJobType>;
+
+/** The queue of a model's jobs of a per-model job type (its task). Names cannot contain ':' nor '~'. */
+export function modelQueueName(task: string, modelId: string): string {
+  return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
+}
+
+/** The queue of a job type that has one queue of its own. */
+export function fixedQueueName<K extends FixedQueueJobType>(type: K): (typeof jobCatalog)[K]['queue']['name'] {
+  return jobCatalog[type].queue.name;
+}
+
+/** Queues of the job types that have one of their own (document stages, chatbot), less those in `skip`. */
+export function fixedQueueNames(skip: readonly JobType[] = []): string[] {
+  return JOB_TYPES.flatMap((t) => {
+    const q = jobSpec(t).queue;
+    return 'name' in q && !skip.includes(t) ? [q.name] : [];
+  });
+}
+
+/**
+ * Where a job of a type with a queue of its own goes, in the shape JobService bounds and routes by
+ * (a model's queue is the model itself). `id` names the queue in errors ("the queue for model …").
+ */
+export function fixedQueueTarget(type: FixedQueueJobType, id: string = type): { id: string; queueName: string; max_queue: number } {
+  const q = jobCatalog[type].queue as { name: string; maxQueued?: number };
+  return { id, queueName: q.name, max_queue: q.maxQueued ?? Number.POSITIVE_INFINITY };
+}
+
+/** Job types whose workers stream tokens; their subscribers follow the token stream, end entry included. */
+export const STREAMING_JOB_TYPES: ReadonlySet<JobType> = new Set(JOB_TYPES.filter((t) => jobSpec(t).streams));
+
+/** The job type a queue carries, from its name alone (job ids carry their queue: `queueOfJobId`). */
+export function jobTypeOfQueue(queueName: string | undefined): JobType | undefined {
+  if (!queueName) return undefined;
+  return JOB_TYPES.find((t) => {
+    const q = jobSpec(t).queue;
+    return 'name' in q ? q.name === queueName : queueName.startsWith(modelQueueName(t, ''));
+  });
+}
+
+/** Queues of streaming job types (chat models' queues and the chatbot's). */
+export const isStreamingQueue = (queueName: string | undefined): boolean => {
+  const type = jobTypeOfQueue(queueName);
+  return type !== undefined && STREAMING_JOB_TYPES.has(type);
+};
 export type JobPayload<K extends JobType> = z.infer<(typeof jobCatalog)[K]['payload']>;
 export type JobResult<K extends JobType> = z.infer<(typeof jobCatalog)[K]['result']>;
 

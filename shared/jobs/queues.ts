@@ -1,17 +1,24 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ModelRegistry } from '../models/model-registry.js';
-import { STREAMING_JOB_TYPES } from '../streams/token-stream.js';
-import { jobCatalog, type JobType } from './job-catalog.js';
+import { fixedQueueNames, jobSpec, type JobType } from './job-catalog.js';
 
 /**
- * One BullMQ queue per model, so a slow model's backlog never delays another's, plus any other
- * queues the API submits to (the document pipeline's, the chatbot's). The events stream is kept
- * short: results of async jobs live in the job itself, and the stream is only read by dashboards.
+ * Every queue of the job catalog: one per model, so a slow model's backlog never delays another's,
+ * plus the queues of job types that have one of their own (the document pipeline's, the
+ * chatbot's), less the types in `skip` (a chatbot nobody configured).
  */
-export function createQueues(registry: ModelRegistry, connection: Redis, prefix: string, extraQueues: Iterable<string> = []): Map<string, Queue> {
-  const names = [...registry.models.map((m) => m.queueName), ...extraQueues];
-  return new Map(names.map((name) => [name, new Queue(name, { connection, prefix, streams: { events: { maxLen: 1000 } } })]));
+export function queueNames(registry: ModelRegistry, skip: readonly JobType[] = []): string[] {
+  return [...registry.models.map((m) => m.queueName), ...fixedQueueNames(skip)];
+}
+
+/**
+ * The API's queues (GET /v1/jobs/:id, Socket.IO and Bull Board see every one's jobs). The events
+ * stream is kept short: results of async jobs live in the job itself, and the stream is only read
+ * by dashboards and by the API's watch on streaming queues.
+ */
+export function createQueues(registry: ModelRegistry, connection: Redis, prefix: string, skip: readonly JobType[] = []): Map<string, Queue> {
+  return new Map(queueNames(registry, skip).map((name) => [name, new Queue(name, { connection, prefix, streams: { events: { maxLen: 1000 } } })]));
 }
 
 /** How a queue's worker finds jobs whose worker died: BullMQ's lock and stalled-check settings. */
@@ -22,6 +29,8 @@ export interface StallOptions {
 }
 
 export interface StallSettings {
+  /** Worker deaths a `crash-marks` job (a document parse) may cause before BullMQ itself fails it. */
+  DOCUMENTS_POISON_CRASHES: number;
   WORKER_LOCK_DURATION_MS: number;
   WORKER_STALLED_INTERVAL_MS: number;
   STREAM_LOCK_DURATION_MS: number;
@@ -39,11 +48,14 @@ export interface StallSettings {
  * Other jobs keep the long defaults and survive as many worker deaths as they have attempts.
  */
 export function stallOptions(type: JobType, s: StallSettings): StallOptions {
-  if (STREAMING_JOB_TYPES.has(type)) {
+  const spec = jobSpec(type);
+  if (spec.stall === 'stream') {
     return { lockDuration: s.STREAM_LOCK_DURATION_MS, stalledInterval: s.STREAM_STALLED_INTERVAL_MS, maxStalledCount: 1 };
   }
-  const attempts = (jobCatalog[type].defaults as { attempts?: number }).attempts ?? 1;
-  return { lockDuration: s.WORKER_LOCK_DURATION_MS, stalledInterval: s.WORKER_STALLED_INTERVAL_MS, maxStalledCount: attempts > 1 ? attempts : 0 };
+  const long = { lockDuration: s.WORKER_LOCK_DURATION_MS, stalledInterval: s.WORKER_STALLED_INTERVAL_MS };
+  if (spec.stall === 'crash-marks') return { ...long, maxStalledCount: s.DOCUMENTS_POISON_CRASHES };
+  const attempts = spec.defaults.attempts ?? 1;
+  return { ...long, maxStalledCount: attempts > 1 ? attempts : 0 };
 }
 
 /**

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { idSchema } from '../api/ids.js';
 import { ConfigError } from '../config/env.js';
+import { modelQueueName } from '../jobs/job-catalog.js';
 
 /**
  * The models config file: which models exist, where their files are, and how each one is served
@@ -134,9 +135,8 @@ export interface ModelRegistry {
   get(id: string): ModelConfig | undefined;
 }
 
-export function queueNameFor(task: string, modelId: string): string {
-  return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
-}
+/** A model's queue: its task's, as the job catalog names per-model queues. */
+export const queueNameFor = modelQueueName;
 
 /** Picks the schema by task and format first, so errors speak about the fields of that kind of model. */
 function schemaFor(raw: unknown) {

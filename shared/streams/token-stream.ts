@@ -21,11 +21,6 @@ export type StreamEntry =
 
 export type StreamEnd = Omit<Extract<StreamEntry, { kind: 'end' }>, 'kind'>;
 
-/** Job types whose workers stream tokens; their subscribers follow the token stream, end entry included. */
-export const STREAMING_JOB_TYPES: ReadonlySet<string> = new Set(['chat', 'chatbot']);
-/** Queues of those job types (chat models' queues and the chatbot's). */
-export const isStreamingQueue = (queueName: string | undefined) => !!queueName && (queueName.startsWith('chat.') || queueName.startsWith('chatbot.'));
-
 /** Error code of a job whose worker died (or stopped answering) while it ran. */
 export const WORKER_LOST = 'worker_lost';
 

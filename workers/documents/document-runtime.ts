@@ -7,6 +7,7 @@ import type { DocumentJobType } from '../../shared/documents/document-jobs.js';
 import { DocumentStore } from '../../shared/documents/document-store.js';
 import { DOCUMENT_QUEUES, type DocumentRecord } from '../../shared/documents/documents.js';
 import { jobRoom } from '../../shared/events/job-events.js';
+import { stallOptions } from '../../shared/jobs/queues.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import { CollectionReplicas } from '../index/collection-replicas.js';
@@ -147,13 +148,9 @@ export function startDocumentRuntime(deps: {
           connection: deps.connection,
           prefix: env.QUEUE_PREFIX,
           concurrency: stage === 'parse' ? env.DOCUMENTS_PARSE_CONCURRENCY : CONCURRENCY[stage],
-          // A parse job that kills its worker is judged by its crash marks (DOCUMENTS_POISON_CRASHES);
-          // BullMQ's own stalled limit is the backstop and must not fire first.
-          ...(stage === 'parse' ? { maxStalledCount: env.DOCUMENTS_POISON_CRASHES } : {}),
           log,
           delivery,
-          lockDurationMs: env.WORKER_LOCK_DURATION_MS,
-          stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+          stall: stallOptions(type, env),
           timings: timings?.(queueName),
         });
         worker.on('error', (err) => log.error({ err, queue: queueName }, 'worker error'));

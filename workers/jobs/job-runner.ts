@@ -8,11 +8,12 @@ import {
   failureCode,
   jobCatalog,
   jobEnvelopeSchema,
+  STREAMING_JOB_TYPES,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
 import type { StallOptions } from '../../shared/jobs/queues.js';
-import { STREAMING_JOB_TYPES, claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
+import { claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
 import { DeferJob, type JobHandler } from './job-handler.js';
 import type { StreamHeartbeats } from './stream-heartbeats.js';
 import { WorkerLostError } from './worker-lost.error.js';

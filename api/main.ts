@@ -1,14 +1,10 @@
-import { QueueEvents } from 'bullmq';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadEnv } from '../shared/config/env.js';
-import { jobRoom } from '../shared/events/job-events.js';
 import { createQueues, streamRetryWindowMs } from '../shared/jobs/queues.js';
-import { CANCELLED_REASON_PREFIX, STREAMING_JOB_TYPES, failureCode, isStreamingQueue } from '../shared/jobs/job-catalog.js';
-import { appendEnd } from '../shared/streams/token-stream.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
@@ -26,6 +22,7 @@ import { RateLimits } from './limits/rate-limits.js';
 import { TenantLoad } from './limits/tenant-load.js';
 import { ChatService } from './jobs/chat-service.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
+import { JobOutcomes } from './jobs/job-outcomes.js';
 import { JobService } from './jobs/job-service.js';
 import { ApiMetrics } from './metrics/api-metrics.js';
 import { ReplyHub } from './jobs/reply-hub.js';
@@ -94,39 +91,20 @@ async function main(): Promise<void> {
   });
   shutdown.register('stream watchdog', () => watchdog.close());
   const relay = new TokenRelay(redis, subscriber, env.QUEUE_PREFIX, (jobId) => watchdog.watch(jobId));
-  // The Socket.IO server needs the job service to authorise subscriptions, and the job service
-  // tells rooms about cancellations: the late-bound `notify` breaks that cycle.
-  let notify: NonNullable<ConstructorParameters<typeof JobService>[0]['notify']> = () => {};
+  // How outcomes reach Socket.IO rooms and token streams, where no worker announces them (api/jobs/job-outcomes.ts).
+  const outcomes = new JobOutcomes({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS, log });
+  outcomes.watchStreamingQueues(queues.keys(), (name) => createRedis(target, 'worker', name));
+  shutdown.register('streaming queue events', () => outcomes.close());
   const jobs = new JobService({
     queues,
     redis,
     replies,
     prefix: env.QUEUE_PREFIX,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
-    notify: (jobId, type, event, data) => notify(jobId, type, event, data),
+    notify: (jobId, type, event, data) => outcomes.announce(jobId, type, event, data),
     admission: tenantLoad,
   });
   const chat = new ChatService({ jobs, relay, registry });
-  // A chat job can fail without its worker saying so (the worker was killed and the job was then
-  // marked stalled): the queue's event stream still tells, and the stream gets its end entry here.
-  const eventConnections: ReturnType<typeof createRedis>[] = [];
-  const chatEvents = [...queues.keys()]
-    .filter((name) => isStreamingQueue(name))
-    .map((queueName) => {
-      const connection = createRedis(target, 'worker', `api-events:${queueName}`);
-      eventConnections.push(connection);
-      const events = new QueueEvents(queueName, { connection, prefix: env.QUEUE_PREFIX });
-      events.on('error', (err) => log.debug({ err: err.message, queue: queueName }, 'queue events connection error'));
-      events.on('failed', ({ jobId, failedReason }) => {
-        const status = failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
-        void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status, error: { message: failedReason ?? 'failed', code: failureCode(failedReason) } }, env.JOB_RETENTION_SECONDS).catch(() => {});
-      });
-      return events;
-    });
-  shutdown.register('chat queue events', async () => {
-    await Promise.allSettled(chatEvents.map((e) => e.close()));
-    await Promise.allSettled(eventConnections.map((c) => closeRedis(c)));
-  });
   const documents = new DocumentService({
     redis,
     prefix: env.QUEUE_PREFIX,
@@ -184,11 +162,7 @@ async function main(): Promise<void> {
   httpServer.keepAliveTimeout = 65_000;
   const io = createSocketServer({ httpServer, pubClient: socketPub, subClient: socketSub, auth, jobs, relay, log, identity, corsOrigins: env.CORS_ORIGINS });
   drain.watchSocketIo(httpServer);
-  notify = (jobId, type, event, data) => {
-    // Chat subscribers follow the token stream, whose end entry says how the job ended.
-    if (STREAMING_JOB_TYPES.has(type)) void appendEnd(redis, env.QUEUE_PREFIX, jobId, { status: data.status, error: data.error }, env.JOB_RETENTION_SECONDS).catch(() => {});
-    else io.to(jobRoom(jobId)).emit(event, data);
-  };
+  outcomes.attachRooms(io);
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(env.PORT, env.HOST, () => resolve());

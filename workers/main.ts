@@ -2,15 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
 import { UnrecoverableError, type Worker } from 'bullmq';
 import { loadEnv, readNamedSecret } from '../shared/config/env.js';
-import { jobRoom } from '../shared/events/job-events.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
-import { stallOptions } from '../shared/jobs/queues.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
-import { STREAMING_JOB_TYPES } from '../shared/jobs/job-catalog.js';
-import { appendEnd } from '../shared/streams/token-stream.js';
-import { CHATBOT_QUEUE, loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
+import { JOB_TYPES, fixedQueueName, jobSpec, type JobType } from '../shared/jobs/job-catalog.js';
+import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
 import type { ChatBackend } from './chat/chat-backend.js';
@@ -22,7 +19,9 @@ import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
 import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
 import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
-import { createJobWorker, WORKER_SHUTDOWN_REASON, type ResultDelivery, type StreamRuns } from './jobs/job-runner.js';
+import { WORKER_SHUTDOWN_REASON, type StreamRuns } from './jobs/job-runner.js';
+import { createWorkerFactory, type ServedQueue } from './jobs/job-workers.js';
+import { createOutcomeDelivery } from './jobs/outcome-delivery.js';
 import { StreamHeartbeats } from './jobs/stream-heartbeats.js';
 import { startDocumentRuntime } from './documents/document-runtime.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
@@ -71,23 +70,7 @@ async function main(): Promise<void> {
   await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
 
   const emitter = new Emitter(publisher);
-  const delivery: ResultDelivery = {
-    reply: async (channel, message) => {
-      await publisher.publish(channel, JSON.stringify(message));
-    },
-    progress: (jobId, progress) => {
-      emitter.to(jobRoom(jobId)).emit('progress', { id: jobId, progress });
-    },
-    // Chat subscribers follow the token stream, so a chat job's outcome is its stream's end entry.
-    completed: async (type, jobId, result) => {
-      if (STREAMING_JOB_TYPES.has(type)) await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status: 'completed', result }, env.JOB_RETENTION_SECONDS);
-      else emitter.to(jobRoom(jobId)).emit('completed', { id: jobId, status: 'completed', result });
-    },
-    failed: async (type, jobId, status, error) => {
-      if (STREAMING_JOB_TYPES.has(type)) await appendEnd(publisher, env.QUEUE_PREFIX, jobId, { status, error }, env.JOB_RETENTION_SECONDS);
-      else emitter.to(jobRoom(jobId)).emit('failed', { id: jobId, status, error });
-    },
-  };
+  const delivery = createOutcomeDelivery({ publisher, emitter, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
 
   // Streaming jobs claim their token stream and keep a heartbeat on it (docs/RELIABILITY.md, "Dead workers and streams").
   const heartbeats = new StreamHeartbeats({ redis: publisher, prefix: env.QUEUE_PREFIX, intervalMs: env.STREAM_HEARTBEAT_MS, ttlMs: env.STREAM_HEARTBEAT_TTL_MS, log });
@@ -98,12 +81,31 @@ async function main(): Promise<void> {
   // Documents and vector search (workers/documents, workers/index): served where DOCUMENTS_EMBEDDING_MODEL is.
   const documents = startDocumentRuntime({ env, log, engines, connection, emitter, workerId });
   shutdown.register('documents', () => documents.close());
-  // The chatbot queue has its own worker below; the map covers it with a handler that refuses.
+  // The chatbot's queue is consumed where every bot's embedding and chat model is served.
+  const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
+  const bots = Object.values(chatbotConfig.tenants);
+  const servesChatbot = bots.length > 0 && bots.every((b) => engines.has(b.embedding_model) && chatBackends.has(b.chat_model));
+  if (bots.length > 0 && !servesChatbot) log.info('not serving the chatbot: this worker lacks the embedding or chat model of some bot');
+
+  // Every job type has a handler (the compiler checks); one that this worker does not serve refuses, and has no worker below.
   const handlers = {
     ...documents.handlers,
-    chatbot: async () => {
-      throw new UnrecoverableError('chatbot jobs are served by the chatbot queue worker');
-    },
+    chatbot: servesChatbot
+      ? createChatbotHandler({
+          config: chatbotConfig,
+          engines,
+          chatBackends,
+          redis: publisher,
+          prefix: env.QUEUE_PREFIX,
+          retentionSeconds: env.JOB_RETENTION_SECONDS,
+          // Knowledge answers search the tenant's document collections where this worker serves them.
+          ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
+            ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }
+            : {}),
+        })
+      : async () => {
+          throw new UnrecoverableError('chatbot jobs are served by workers that serve every bot\'s models');
+        },
     embedding: createEmbedTextHandler(engines),
     chat: createChatHandler({
       backends: chatBackends,
@@ -113,60 +115,16 @@ async function main(): Promise<void> {
       onFinished: (model, timings) => metrics.recordChat(model, timings),
     }),
   } satisfies JobHandlers;
-  const workers: Worker[] = served.map((model) => {
-    const worker = createJobWorker({
-      queueName: model.queueName,
-      type: model.task,
-      handler: handlers[model.task] as JobHandler<typeof model.task>,
-      connection,
-      prefix: env.QUEUE_PREFIX,
-      concurrency: model.concurrency,
-      log,
-      delivery,
-      stall: stallOptions(model.task, env),
-      streams,
-      timings: metrics.jobTimings(model.queueName, model.id),
-    });
-    worker.on('completed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'completed' }));
-    worker.on('failed', () => metrics.jobsFinished.inc({ queue: model.queueName, outcome: 'failed' }));
-    worker.on('error', (err) => log.error({ err, queue: model.queueName }, 'worker error'));
-    return worker;
-  });
-  // The chatbot's queue is consumed where every bot's embedding and chat model is served.
-  const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);
-  const bots = Object.values(chatbotConfig.tenants);
-  if (bots.length > 0 && bots.every((b) => engines.has(b.embedding_model) && chatBackends.has(b.chat_model))) {
-    const chatbot = createChatbotHandler({
-      config: chatbotConfig,
-      engines,
-      chatBackends,
-      redis: publisher,
-      prefix: env.QUEUE_PREFIX,
-      retentionSeconds: env.JOB_RETENTION_SECONDS,
-      // Knowledge answers search the tenant's document collections where this worker serves them.
-      ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
-        ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }
-        : {}),
-    });
-    const worker = createJobWorker({
-      queueName: CHATBOT_QUEUE,
-      type: 'chatbot',
-      handler: chatbot,
-      connection,
-      prefix: env.QUEUE_PREFIX,
-      concurrency: 16,
-      log,
-      delivery,
-      stall: stallOptions('chatbot', env),
-      streams,
-      timings: metrics.jobTimings(CHATBOT_QUEUE, 'chatbot'),
-    });
-    worker.on('error', (err) => log.error({ err, queue: CHATBOT_QUEUE }, 'worker error'));
-    workers.push(worker);
-  } else if (bots.length > 0) {
-    log.info('not serving the chatbot: this worker lacks the embedding or chat model of some bot');
-  }
-  workers.push(...documents.createWorkers(delivery, (queue) => metrics.jobTimings(queue, env.DOCUMENTS_EMBEDDING_MODEL)));
+
+  /** The queues this process consumes, per job type: its models' queues, and the others where it serves what they need. */
+  const servedQueues = (type: JobType): ServedQueue[] => {
+    if (type === 'chatbot') return servesChatbot ? [{ queueName: fixedQueueName('chatbot'), model: 'chatbot' }] : [];
+    const queue = jobSpec(type).queue;
+    if ('name' in queue) return documents.serves ? [{ queueName: queue.name, model: env.DOCUMENTS_EMBEDDING_MODEL }] : [];
+    return served.filter((m) => m.task === type).map((m) => ({ queueName: m.queueName, model: m.id, concurrency: m.concurrency }));
+  };
+  const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });
+  const workers: Worker[] = JOB_TYPES.flatMap((type) => servedQueues(type).map((queue) => buildWorker(type, handlers[type] as JobHandler<typeof type>, queue)));
   // Closing a Worker stops it taking jobs and waits for its active ones, which need the engines:
   // so workers close first. Jobs still running when the grace period is nearly over are handed
   // back to the queue (retryable ones) or failed with a reason, never left to stall.

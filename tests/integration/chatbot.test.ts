@@ -190,6 +190,32 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
     assert.equal(r.json.metadata.model, 'tiny-chat', 'the answer is generated from the retrieved chunks');
   });
 
+  test('the worker counts chatbot and document-pipeline jobs in its job metrics, as it counts model jobs', async () => {
+    const r = await turn({ message: 'What is the weather like in Paris today?', session_id: 's-metrics' });
+    assert.equal(r.status, 200, r.text);
+    const doc = await uploadDocument(svc.baseUrl, 'Counted document.\n\nEvery stage of its ingestion is a job of its own.', { collection: 'counted', filename: 'counted.txt' });
+    assert.equal(doc.status, 202, JSON.stringify(doc.json));
+    await waitFor('document ready', async () => {
+      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${doc.json.id}`, { headers: authHeaders() })).json()) as any;
+      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
+      return d.status === 'ready' ? true : undefined;
+    }, 60_000);
+    // A sample of `name` whose labels include every one of `labels`, in whatever order the exposition lists them.
+    const sample = (text: string, name: string, labels: Record<string, string>) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+        .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))[0];
+    const queues = ['chatbot.default', 'documents.ingest', 'documents.parse', 'documents.chunk', 'documents.embed', 'documents.index'];
+    // BullMQ reports a job completed just after its outcome went out, so the count may lag the answer.
+    const text = await waitFor('every queue counted a completed job', async () => {
+      const t = await (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
+      return queues.every((queue) => (sample(t, 'worker_jobs_finished_total', { queue, outcome: 'completed' }) ?? 0) >= 1) ? t : undefined;
+    }, 30_000);
+    assert.ok((sample(text, 'request_run_seconds_count', { queue: 'chatbot.default', model: 'chatbot' }) ?? 0) >= 1);
+    assert.ok((sample(text, 'request_queue_time_seconds_count', { queue: 'documents.parse', model: 'use-lite' }) ?? 0) >= 1);
+  });
+
   test('small talk below every threshold goes to the chat model', async () => {
     const r = await turn({ message: 'Tell me something about volcanoes and their eruptions', session_id: 's-free' });
     assert.equal(r.json.intent, 'fallback');

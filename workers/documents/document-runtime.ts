@@ -1,18 +1,15 @@
 import path from 'node:path';
 import type { Emitter } from '@socket.io/redis-emitter';
-import { Job, Queue, UnrecoverableError, type Worker } from 'bullmq';
+import { Job, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Env } from '../../shared/config/env.js';
 import type { DocumentJobType } from '../../shared/documents/document-jobs.js';
 import { DocumentStore } from '../../shared/documents/document-store.js';
 import { DOCUMENT_QUEUES, type DocumentRecord } from '../../shared/documents/documents.js';
 import { jobRoom } from '../../shared/events/job-events.js';
-import { stallOptions } from '../../shared/jobs/queues.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import { CollectionReplicas } from '../index/collection-replicas.js';
-import type { JobHandler } from '../jobs/job-handler.js';
-import { createJobWorker, type JobTimings, type ResultDelivery } from '../jobs/job-runner.js';
 import { Chunker } from './chunker.js';
 import { createDocumentHandlers, type DocumentHandlers, type DocumentProgress, type ProgressSink } from './document-handlers.js';
 import { CrashMarks } from './crash-marks.js';
@@ -22,17 +19,10 @@ import { TenantSlots } from './tenant-slots.js';
 export interface DocumentRuntime {
   /** Handlers of every document job type (they refuse work when this worker does not serve documents). */
   readonly handlers: DocumentHandlers;
-  /** BullMQ workers of the document queues: none when this worker does not serve the documents' model. */
-  createWorkers(delivery: ResultDelivery, timings?: (queue: string) => JobTimings | undefined): Worker[];
+  /** Whether this worker consumes the document queues: only where it serves the documents' model. */
+  readonly serves: boolean;
   close(): Promise<void>;
 }
-
-/**
- * Jobs one worker process holds at once, per document queue. Parse jobs mostly wait for a parse
- * process, so a worker holds several (DOCUMENTS_PARSE_CONCURRENCY, at most DOCUMENTS_PARSE_TENANT_SLOTS
- * of one tenant) and the processes interleave their steps across tenants.
- */
-const CONCURRENCY: Record<Exclude<keyof typeof DOCUMENT_QUEUES, 'parse'>, number> = { ingest: 16, chunk: 2, embed: 4, index: 4, search: 32 };
 
 /**
  * The document pipeline of a worker process: parse threads, the chunker, the index thread with its
@@ -55,7 +45,7 @@ export function startDocumentRuntime(deps: {
       throw new UnrecoverableError(`documents are served by workers of model ${env.DOCUMENTS_EMBEDDING_MODEL}, not by this one`);
     };
     const handlers = Object.fromEntries(Object.keys(DOCUMENT_HANDLER_TYPES).map((t) => [t, refuse])) as unknown as DocumentHandlers;
-    return { handlers, createWorkers: () => [], close: async () => {} };
+    return { handlers, serves: false, close: async () => {} };
   }
 
   const store = new DocumentStore(deps.connection, env.QUEUE_PREFIX);
@@ -137,26 +127,7 @@ export function startDocumentRuntime(deps: {
 
   return {
     handlers,
-    createWorkers(delivery, timings) {
-      return (Object.keys(DOCUMENT_QUEUES) as (keyof typeof DOCUMENT_QUEUES)[]).map((stage) => {
-        const queueName = DOCUMENT_QUEUES[stage];
-        const type = `document.${stage}` as DocumentJobType;
-        const worker = createJobWorker({
-          queueName,
-          type,
-          handler: handlers[type] as JobHandler<typeof type>,
-          connection: deps.connection,
-          prefix: env.QUEUE_PREFIX,
-          concurrency: stage === 'parse' ? env.DOCUMENTS_PARSE_CONCURRENCY : CONCURRENCY[stage],
-          log,
-          delivery,
-          stall: stallOptions(type, env),
-          timings: timings?.(queueName),
-        });
-        worker.on('error', (err) => log.error({ err, queue: queueName }, 'worker error'));
-        return worker;
-      });
-    },
+    serves: true,
     async close() {
       await replicas.flush().catch((err) => log.warn({ err }, 'index flush failed'));
       await Promise.allSettled([replicas.close(), parser.close(), ingestQueue.close()]);

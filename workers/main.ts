@@ -1,23 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
 import { UnrecoverableError, type Worker } from 'bullmq';
-import { loadEnv, readNamedSecret } from '../shared/config/env.js';
+import { loadEnv } from '../shared/config/env.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
-import { JOB_TYPES, fixedQueueName, jobSpec, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobSpec, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
 import type { ChatBackend } from './chat/chat-backend.js';
-import { startDecoderBackend } from './chat/decoder-backend.js';
-import { createUpstreamBackend } from './chat/upstream-backend.js';
-import { createChatHandler } from './handlers/chat.handler.js';
+import { startChatBackend } from './chat/chat-formats.js';
+import { createChatHandler } from './chat/chat.handler.js';
 import { createChatbotHandler } from './chatbot/chatbot.handler.js';
 import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
-import { createEmbedTextHandler } from './handlers/embed-text.handler.js';
+import { createEmbedTextHandler } from './embeddings/embed-text.handler.js';
 import type { JobHandler, JobHandlers } from './jobs/job-handler.js';
 import { WORKER_SHUTDOWN_REASON, type StreamRuns } from './jobs/job-runner.js';
 import { createWorkerFactory, type ServedQueue } from './jobs/job-workers.js';
@@ -52,10 +51,7 @@ async function main(): Promise<void> {
       engines.set(model.id, engine);
       shutdown.register(`model ${model.id}`, () => engine.close());
     } else {
-      const backend =
-        model.format === 'hf-decoder'
-          ? await startDecoderBackend(model, log)
-          : createUpstreamBackend(model, model.api_key_env ? readNamedSecret(model.api_key_env) : undefined);
+      const backend = await startChatBackend(model, log);
       chatBackends.set(model.id, backend);
       shutdown.register(`model ${model.id}`, () => backend.close());
     }
@@ -116,11 +112,21 @@ async function main(): Promise<void> {
     }),
   } satisfies JobHandlers;
 
-  /** The queues this process consumes, per job type: its models' queues, and the others where it serves what they need. */
+  /**
+   * The queues this process consumes: its models' queues, and the fixed queue of every job type
+   * whose domain it serves, with the model its metrics are labelled with. A new domain must say
+   * where it is served: the record is exhaustive.
+   */
+  const domains: Record<JobDomain, { model: string } | undefined> = {
+    embeddings: undefined,
+    chat: undefined,
+    chatbot: servesChatbot ? { model: 'chatbot' } : undefined,
+    documents: documents.serves ? { model: env.DOCUMENTS_EMBEDDING_MODEL } : undefined,
+  };
   const servedQueues = (type: JobType): ServedQueue[] => {
-    if (type === 'chatbot') return servesChatbot ? [{ queueName: fixedQueueName('chatbot'), model: 'chatbot' }] : [];
-    const queue = jobSpec(type).queue;
-    if ('name' in queue) return documents.serves ? [{ queueName: queue.name, model: env.DOCUMENTS_EMBEDDING_MODEL }] : [];
+    const spec = jobSpec(type);
+    const domain = domains[spec.domain];
+    if ('name' in spec.queue) return domain ? [{ queueName: spec.queue.name, model: domain.model }] : [];
     return served.filter((m) => m.task === type).map((m) => ({ queueName: m.queueName, model: m.id, concurrency: m.concurrency }));
   };
   const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EmbeddingBatcher, type BatchRunner, type BatchStats } from '../../workers/embeddings/embedding-batcher.js';
-import type { BatchOutcome } from '../../workers/inference/model-thread-pool.js';
+import type { BatchOutcome } from '../../workers/embeddings/model-thread-pool.js';
 
 /** A model stand-in with one slot that records every batch and answers when told to. */
 class RecordingRunner implements BatchRunner {

@@ -1,8 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { EmbeddingSessionOptions } from '../embeddings/embedding-model.js';
 import { ChatTokenizer } from './chat-tokenizer.js';
 import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
-import { DecoderSession } from './decoder-session.js';
+import { DecoderSession, type DecoderSessionOptions } from './decoder-session.js';
 import { GenerationEngine } from './generation-engine.js';
 
 /**
@@ -12,7 +11,7 @@ import { GenerationEngine } from './generation-engine.js';
  */
 interface ChatThreadData {
   dir: string;
-  options: EmbeddingSessionOptions;
+  options: DecoderSessionOptions;
   maxBatch: number;
 }
 

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/logger.js';
 import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
-import { spawnThread, waitForThreadReady } from '../inference/spawn-thread.js';
+import { spawnThread, waitForThreadReady } from '../threads/spawn-thread.js';
 import type { ChatBackend, GenerationOutcome } from './chat-backend.js';
 import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { ContextLengthError } from './context-length.error.js';

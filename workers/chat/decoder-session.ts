@@ -2,7 +2,7 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
-import { openOrtSession } from '../inference/ort-session.js';
+import { openOrtSession } from '../onnx/ort-session.js';
 
 /**
  * onnxruntime session of a causal language model exported the way Hugging Face Optimum /

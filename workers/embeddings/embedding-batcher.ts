@@ -1,4 +1,4 @@
-import type { BatchOutcome } from '../inference/model-thread-pool.js';
+import type { BatchOutcome } from './model-thread-pool.js';
 
 export interface BatchingOptions {
   max_batch_size: number;

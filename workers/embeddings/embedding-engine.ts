@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/logger.js';
 import type { EmbeddingModelConfig } from '../../shared/models/model-registry.js';
-import { ModelThreadPool } from '../inference/model-thread-pool.js';
+import { ModelThreadPool } from './model-thread-pool.js';
 import { EmbeddingBatcher, type BatchStats } from './embedding-batcher.js';
 import { loadEmbeddingTokenizer } from './embedding-formats.js';
 import type { EmbeddingTokenizer } from './embedding-model.js';

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { spawnThread } from '../inference/spawn-thread.js';
+import { spawnThread } from '../threads/spawn-thread.js';
 import type { IndexMessage, IndexReply, IndexRequest, IndexResponse } from './index-thread.protocol.js';
 
 type ReplyOf<O extends IndexRequest['op']> = Extract<IndexReply, { op: O }>;

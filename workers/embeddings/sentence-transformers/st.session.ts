@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
-import { openOrtSession } from '../../inference/ort-session.js';
+import { openOrtSession } from '../../onnx/ort-session.js';
 import type { EmbeddingSession, EmbeddingSessionOptions } from '../embedding-model.js';
 import { assertDirectory, isObject, readJson, readJsonObject, resolvePadId } from './st.tokenizer.js';
 

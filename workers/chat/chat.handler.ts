@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { TokenWriter } from '../jobs/token-writer.js';
-import type { ChatBackend } from '../chat/chat-backend.js';
+import type { ChatBackend } from './chat-backend.js';
 import type { JobHandler } from '../jobs/job-handler.js';
 
 export interface ChatTimings {

@@ -1,8 +1,8 @@
 import type { Worker } from 'node:worker_threads';
-import type { EmbeddingFormat } from '../embeddings/embedding-formats.js';
-import type { EmbeddingSessionOptions } from '../embeddings/embedding-model.js';
+import type { EmbeddingFormat } from './embedding-formats.js';
+import type { EmbeddingSessionOptions } from './embedding-model.js';
 import type { ThreadReply, ThreadRequest } from './model-thread.protocol.js';
-import { spawnThread, waitForThreadReady } from './spawn-thread.js';
+import { spawnThread, waitForThreadReady } from '../threads/spawn-thread.js';
 
 export interface BatchOutcome {
   vectors: Float32Array[];

@@ -1,7 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import { encodeVector } from '../../shared/jobs/job-catalog.js';
-import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
+import type { EmbeddingEngine } from './embedding-engine.js';
 import type { JobContext, JobHandler } from '../jobs/job-handler.js';
 
 /**

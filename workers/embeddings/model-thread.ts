@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { createEmbeddingSession, type EmbeddingFormat } from '../embeddings/embedding-formats.js';
-import type { EmbeddingSessionOptions } from '../embeddings/embedding-model.js';
+import { createEmbeddingSession, type EmbeddingFormat } from './embedding-formats.js';
+import type { EmbeddingSessionOptions } from './embedding-model.js';
 import type { ThreadReply, ThreadRequest } from './model-thread.protocol.js';
 
 /**

@@ -150,3 +150,21 @@ test('the production import check sees runtime imports and skips type-only ones'
   ].join('\n');
   assert.deepEqual(runtimePackageImports(source).sort(), ['@scope/kept-c', 'kept-a', 'kept-e', 'kept-g', 'kept-side-effect']);
 });
+
+/**
+ * A job type's handler lives next to its domain: one `*.handler.ts` under the `workers/<domain>/`
+ * that its catalog entry names returns `JobHandler<'<type>'>`. The compiler already refuses a
+ * type without a handler (the map in workers/main.ts is exhaustive); this keeps it findable.
+ */
+test('every job type of the catalog has its handler file in its domain folder', async () => {
+  const { JOB_TYPES, jobSpec } = await import('../../shared/jobs/job-catalog.js');
+  const homeless: string[] = [];
+  for (const type of JOB_TYPES) {
+    const dir = path.join(ROOT, 'workers', jobSpec(type).domain);
+    const handlers = readdirSync(dir).filter((name) => name.endsWith('.handler.ts'));
+    const found = handlers.some((name) => readFileSync(path.join(dir, name), 'utf8').includes(`JobHandler<'${type}'>`));
+    if (!found) homeless.push(`${type} (no workers/${jobSpec(type).domain}/*.handler.ts returns JobHandler<'${type}'>)`);
+  }
+  assert.deepEqual(homeless, []);
+  assert.ok(!readdirSync(path.join(ROOT, 'workers')).includes('handlers'), 'handlers live in their domain, not in a folder of their own');
+});

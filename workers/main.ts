@@ -5,7 +5,7 @@ import { loadEnv } from '../shared/config/env.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
-import { isEmbeddingModel, loadModelRegistry } from '../shared/models/model-registry.js';
+import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
 import { JOB_TYPES, jobSpec, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
@@ -44,17 +44,24 @@ async function main(): Promise<void> {
   // Models load before any job is taken, so a worker that heartbeats is a worker that can serve.
   const engines = new Map<string, EmbeddingEngine>();
   const chatBackends = new Map<string, ChatBackend>();
-  for (const model of served) {
-    const loadStarted = performance.now();
-    if (isEmbeddingModel(model)) {
+  // One entry per model task (exhaustive), each loading the model where its handlers look for it.
+  const startModel: { [T in ModelConfig['task']]: (model: Extract<ModelConfig, { task: T }>) => Promise<{ close(): Promise<void> }> } = {
+    embedding: async (model) => {
       const engine = await startEmbeddingEngine(model, log, (m, stats) => metrics.recordBatch(m.id, stats));
       engines.set(model.id, engine);
-      shutdown.register(`model ${model.id}`, () => engine.close());
-    } else {
+      return engine;
+    },
+    chat: async (model) => {
       const backend = await startChatBackend(model, log);
       chatBackends.set(model.id, backend);
-      shutdown.register(`model ${model.id}`, () => backend.close());
-    }
+      return backend;
+    },
+  };
+  for (const model of served) {
+    const loadStarted = performance.now();
+    // The record pairs each task with its own config type; indexing by a union widens that pairing away.
+    const started = await (startModel[model.task] as (m: ModelConfig) => Promise<{ close(): Promise<void> }>)(model);
+    shutdown.register(`model ${model.id}`, () => started.close());
     metrics.modelLoadSeconds.set({ model: model.id }, (performance.now() - loadStarted) / 1000);
   }
 

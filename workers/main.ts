@@ -72,8 +72,7 @@ async function main(): Promise<void> {
   shutdown.register('redis', () => Promise.allSettled([connection, publisher, subscriber].map((r) => closeRedis(r))));
   await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
 
-  const emitter = new Emitter(publisher);
-  const delivery = createOutcomeDelivery({ publisher, emitter, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
+  const delivery = createOutcomeDelivery({ publisher, emitter: new Emitter(publisher), prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
 
   // Streaming jobs claim their token stream and keep a heartbeat on it (docs/RELIABILITY.md, "Dead workers and streams").
   const heartbeats = new StreamHeartbeats({ redis: publisher, prefix: env.QUEUE_PREFIX, intervalMs: env.STREAM_HEARTBEAT_MS, ttlMs: env.STREAM_HEARTBEAT_TTL_MS, log });
@@ -82,7 +81,7 @@ async function main(): Promise<void> {
   const streams: StreamRuns = { redis: publisher, heartbeats, workerId, retentionSeconds: env.JOB_RETENTION_SECONDS };
 
   // Documents and vector search (workers/documents, workers/index): served where DOCUMENTS_EMBEDDING_MODEL is.
-  const documents = startDocumentRuntime({ env, log, engines, connection, emitter, workerId });
+  const documents = startDocumentRuntime({ env, log, engines, connection, announce: delivery, workerId });
   shutdown.register('documents', () => documents.close());
   // The chatbot's queue is consumed where every bot's embedding and chat model is served.
   const chatbotConfig = loadChatbotConfig(env.CHATBOT_CONFIG);

@@ -1,15 +1,14 @@
 import path from 'node:path';
-import type { Emitter } from '@socket.io/redis-emitter';
 import { Job, Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Env } from '../../shared/config/env.js';
 import type { DocumentJobType } from '../../shared/documents/document-jobs.js';
 import { DocumentStore } from '../../shared/documents/document-store.js';
 import { DOCUMENT_QUEUES, type DocumentRecord } from '../../shared/documents/documents.js';
-import { jobRoom } from '../../shared/events/job-events.js';
 import type { Logger } from '../../shared/logger.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import { CollectionReplicas } from '../index/collection-replicas.js';
+import type { ResultDelivery } from '../jobs/job-runner.js';
 import { Chunker } from './chunker.js';
 import { createDocumentHandlers, type DocumentHandlers, type DocumentProgress, type ProgressSink } from './document-handlers.js';
 import { CrashMarks } from './crash-marks.js';
@@ -35,7 +34,8 @@ export function startDocumentRuntime(deps: {
   log: Logger;
   engines: ReadonlyMap<string, EmbeddingEngine>;
   connection: Redis;
-  emitter: Emitter;
+  /** How progress reaches a job's subscribers (workers/jobs/outcome-delivery.ts). */
+  announce: Pick<ResultDelivery, 'progress'>;
   workerId: string;
 }): DocumentRuntime {
   const { env, log } = deps;
@@ -97,7 +97,7 @@ export function startDocumentRuntime(deps: {
     entry.at = now;
     const snapshot = { ...entry.progress };
     if (snapshot.stage === 'done') last.delete(doc.id);
-    deps.emitter.to(jobRoom(doc.job_id)).emit('progress', { id: doc.job_id, progress: snapshot });
+    deps.announce.progress(doc.job_id, snapshot);
     const { document_id: _d, stage, ...counts } = snapshot;
     await Promise.all([
       store.updateDocument(doc.id, { ...counts, ...(stage === 'done' ? {} : { stage }) }),

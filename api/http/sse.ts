@@ -1,4 +1,6 @@
 import type { Response } from 'express';
+import type { Logger } from '../../shared/logger.js';
+import { toAppError } from './error-handler.js';
 
 /**
  * Server-sent events as the streaming endpoints write them. The stream opens with its first
@@ -56,6 +58,21 @@ export class EventStream {
 
   stop(): void {
     clearTimeout(this.timer);
+  }
+
+  /**
+   * A failure while streaming: rethrown while nothing has gone out (the error middleware then
+   * answers with a plain status), otherwise sent as an error event that ends the stream.
+   */
+  fail(err: unknown, log: Logger, what: string): void {
+    if (!this.opened) {
+      this.stop();
+      throw err;
+    }
+    const e = toAppError(err);
+    if (e.status >= 500) log.error({ err }, `${what} stream failed after it opened`);
+    this.send(e.toBody());
+    this.end();
   }
 
   private keepAlive(): void {

@@ -3,7 +3,6 @@ import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
-import { toAppError } from '../http/error-handler.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
@@ -86,14 +85,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
         cacheContext(req, res),
       );
     } catch (err) {
-      if (!stream.opened) {
-        stream.stop();
-        throw err;
-      }
-      const e = toAppError(err);
-      if (e.status >= 500) req.log.error({ err }, 'chat stream failed after it opened');
-      stream.send(e.toBody());
-      stream.end();
+      stream.fail(err, req.log, 'chat');
       return;
     }
     if (abort.signal.aborted || res.writableEnded) {

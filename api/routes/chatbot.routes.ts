@@ -6,7 +6,6 @@ import { AppError, errors } from '../../shared/errors/app-error.js';
 import type { JobService } from '../jobs/job-service.js';
 import { runStreamingJob, type StreamedEnd } from '../jobs/stream-runner.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
-import { toAppError } from '../http/error-handler.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
@@ -54,14 +53,7 @@ export function chatbotRoutes(deps: { jobs: JobService; chatbot: { config: Chatb
         },
       ));
     } catch (err) {
-      if (!stream.opened) {
-        stream.stop();
-        throw err;
-      }
-      const e = toAppError(err);
-      if (e.status >= 500) req.log.error({ err }, 'chatbot stream failed after it opened');
-      stream.send(e.toBody());
-      stream.end();
+      stream.fail(err, req.log, 'chatbot');
       return;
     }
     if (abort.signal.aborted || res.writableEnded) {

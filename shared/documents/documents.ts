@@ -135,33 +135,4 @@ export const DOCUMENT_QUEUES = {
   search: documentJobCatalog['document.search'].queue.name,
 } as const;
 
-/** A search hit as the API returns it. */
-export interface SearchHit {
-  score: number;
-  text: string;
-  document_id: string;
-  chunk: number;
-  page: number;
-  char_start: number;
-  char_end: number;
-  metadata: DocumentMetadata;
-}
 
-/** Stage failures that are the document's fault (no retry helps): they carry a code the API shows. */
-export const DOCUMENT_ERROR_CODES = [
-  'unsupported_type',
-  'empty_document',
-  'corrupt_pdf',
-  'encrypted_pdf',
-  'too_many_pages',
-  'page_too_large',
-  'image_too_large',
-  'unreadable_image',
-  'ocr_time_limit',
-  'poison_input',
-  'no_text',
-  'invalid_text',
-  'document_deleted',
-  'collection_deleted',
-  'stage_failed',
-] as const;

@@ -134,5 +134,3 @@ export const DOCUMENT_QUEUES = {
   index: documentJobCatalog['document.index'].queue.name,
   search: documentJobCatalog['document.search'].queue.name,
 } as const;
-
-

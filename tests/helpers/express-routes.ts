@@ -1,4 +1,20 @@
 import type { Express } from 'express';
+import pino from 'pino';
+import { createApp, type AppDeps } from '../../api/app.js';
+import { ApiKeyAuthenticator } from '../../api/auth/api-key.auth.js';
+import { ApiMetrics } from '../../api/metrics/api-metrics.js';
+
+/** The API's app built with empty dependencies: enough to list its routes (nothing runs until a request comes). */
+export function routeListingApp(): Express {
+  const log = pino({ level: 'silent' });
+  return createApp({
+    log,
+    auth: new ApiKeyAuthenticator([], undefined),
+    queues: new Map(),
+    registry: { models: [], get: () => undefined },
+    metrics: new ApiMetrics({ queues: new Map(), log }),
+  } as unknown as AppDeps);
+}
 
 /** One route of an Express 5 app: its method and its path pattern (string, or RegExp for regex routes). */
 export interface ExpressRoute {

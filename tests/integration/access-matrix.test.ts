@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { createApp, type AppDeps } from '../../api/app.js';
 import { SCOPES, type Scope } from '../../api/auth/admin-schemas.js';
-import { ApiKeyAuthenticator } from '../../api/auth/api-key.auth.js';
 import { ROUTES, routeKey, type RouteSpec } from '../../api/http/route-table.js';
-import { ApiMetrics } from '../../api/metrics/api-metrics.js';
 import { signRequest } from '../../shared/api/sign-request.js';
-import { listExpressRoutes } from '../helpers/express-routes.js';
+import { listExpressRoutes, routeListingApp } from '../helpers/express-routes.js';
 import { rawHttpClient } from '../helpers/raw-http.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
@@ -166,14 +162,7 @@ describe('access matrix: every route × every caller × every spelling of its pa
   });
 
   test('every route Express registers is in the route table, and every table route is registered', () => {
-    const log = pino({ level: 'silent' });
-    const app = createApp({
-      log,
-      auth: new ApiKeyAuthenticator([], undefined),
-      queues: new Map(),
-      registry: { models: [], get: () => undefined },
-      metrics: new ApiMetrics({ queues: new Map(), log }),
-    } as unknown as AppDeps);
+    const app = routeListingApp();
     const registered = listExpressRoutes(app).map((r) => {
       assert.equal(typeof r.path, 'string', `route ${String(r.path)} is a plain path pattern, not a regular expression`);
       return `${r.method} ${String(r.path)}`;

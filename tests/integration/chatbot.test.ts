@@ -168,17 +168,20 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
     assert.match(r.json.reply, /I don't know/);
   });
 
+  const documentReady = (id: string) =>
+    waitFor('document ready', async () => {
+      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${id}`, { headers: authHeaders() })).json()) as any;
+      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
+      return d.status === 'ready' ? true : undefined;
+    }, 60_000);
+
   test('a knowledge question over an uploaded document: the best chunk comes back as a source, with page and score', async () => {
     const doc = await uploadDocument(svc.baseUrl, 'Device manual.\n\nTo reset the device, hold the power button for ten seconds until the light blinks twice.\n\nThe battery lasts about two days.', {
       collection: 'manual',
       filename: 'manual.txt',
     });
     assert.equal(doc.status, 202, JSON.stringify(doc.json));
-    await waitFor('document ready', async () => {
-      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${doc.json.id}`, { headers: authHeaders() })).json()) as any;
-      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
-      return d.status === 'ready' ? true : undefined;
-    }, 60_000);
+    await documentReady(doc.json.id);
     const r = await turn({ message: 'How do I reset the device?', session_id: 's-kb-2', collection: 'manual' });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.intent, 'manual');
@@ -195,11 +198,7 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
     assert.equal(r.status, 200, r.text);
     const doc = await uploadDocument(svc.baseUrl, 'Counted document.\n\nEvery stage of its ingestion is a job of its own.', { collection: 'counted', filename: 'counted.txt' });
     assert.equal(doc.status, 202, JSON.stringify(doc.json));
-    await waitFor('document ready', async () => {
-      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${doc.json.id}`, { headers: authHeaders() })).json()) as any;
-      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
-      return d.status === 'ready' ? true : undefined;
-    }, 60_000);
+    await documentReady(doc.json.id);
     // A sample of `name` whose labels include every one of `labels`, in whatever order the exposition lists them.
     const sample = (text: string, name: string, labels: Record<string, string>) =>
       text

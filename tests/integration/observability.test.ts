@@ -4,12 +4,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import pino from 'pino';
-import { createApp, type AppDeps } from '../../api/app.js';
-import { ApiKeyAuthenticator } from '../../api/auth/api-key.auth.js';
-import { ApiMetrics } from '../../api/metrics/api-metrics.js';
 import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
-import { listExpressRoutes } from '../helpers/express-routes.js';
+import { listExpressRoutes, routeListingApp } from '../helpers/express-routes.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, ROOT, authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
@@ -252,15 +248,7 @@ describe('observability: /metrics, worker metrics, OpenAPI and /docs', () => {
 
   test('every Express route is documented, and every documented operation is a route', async () => {
     const doc = await loadOpenApi();
-    const log = pino({ level: 'silent' });
-    // Building the app wires routers only; nothing here is called until a request comes.
-    const app = createApp({
-      log,
-      auth: new ApiKeyAuthenticator([], undefined),
-      queues: new Map(),
-      registry: { models: [], get: () => undefined },
-      metrics: new ApiMetrics({ queues: new Map(), log }),
-    } as unknown as AppDeps);
+    const app = routeListingApp();
     const routes = listExpressRoutes(app);
     assert.ok(routes.length >= 10, `found the app's routes (${routes.length})`);
     const sample = (p: string) => p.replace(/\{[^}]+\}/g, 'sample-id');

@@ -1,9 +1,8 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { build, stop as stopEsbuild, type Plugin } from 'esbuild';
-import type { DocumentKind } from '../../shared/documents/documents.js';
 import type { Logger } from '../../shared/logger.js';
-import type { FromParseProcess, ParsedPage, ParseLimits, ParseStats, ToParseProcess } from './parse-process.protocol.js';
+import type { FromParseProcess, ParsedPage, ParseRequest, ParseStats, ToParseProcess } from './parse-process.protocol.js';
 
 export class ParseFailure extends Error {
   constructor(
@@ -22,14 +21,9 @@ export interface StepMarks {
   clear(docId: string, stage: string): Promise<void>;
 }
 
-export interface ParseJob {
+/** A parse request as the pool takes it: the process's request, for a document rather than a request id. */
+export interface ParseJob extends Omit<ParseRequest, 'id'> {
   docId: string;
-  tenant: string;
-  kind: DocumentKind;
-  path: string;
-  workDir: string;
-  ocr: boolean;
-  limits: ParseLimits;
 }
 
 export interface ParseOutcome {

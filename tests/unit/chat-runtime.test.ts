@@ -6,15 +6,15 @@ import { after, before, describe, it } from 'node:test';
 
 import { makeTinyDecoder, type TinyDecoderInfo } from '../../scripts/models/make-tiny-decoder.js';
 import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokenizer.js';
-import { DecoderSession, KvCache, type ForwardStats, type PrefillResult } from '../../workers/chat/decoder-session.js';
+import { DecoderSession, type ForwardStats, type PrefillResult } from '../../workers/chat/decoder-session.js';
 import {
   GenerationEngine,
-  type EngineDecoder,
   type GenerationEngineOptions,
   type GenerationRequest,
   type GenerationResult,
   type StepReport,
 } from '../../workers/chat/generation-engine.js';
+import { ScriptedDecoder } from '../helpers/scripted-decoder.js';
 import { Prng, Sampler } from '../../workers/chat/sampler.js';
 
 const CPU = { intraOpThreads: 1, executionProviders: ['cpu'] };
@@ -365,39 +365,6 @@ describe('(e) max_tokens and context', () => {
   });
 });
 
-/**
- * A decoder whose logits spell a fixed script (whatever the prompt), for end-of-sequence and
- * stop-string cases the random model cannot be made to produce.
- */
-class ScriptedDecoder implements EngineDecoder {
-  readonly config: { vocabSize: number; maxPositions: number };
-  private readonly promptLength = new WeakMap<KvCache, number>();
-  constructor(
-    private readonly script: readonly number[],
-    vocabSize: number,
-  ) {
-    this.config = { vocabSize, maxPositions: 512 };
-  }
-  private row(cache: KvCache): Float32Array {
-    const logits = new Float32Array(this.config.vocabSize);
-    logits[this.script[cache.length - this.promptLength.get(cache)!] ?? 0] = 10;
-    return logits;
-  }
-  async prefillBatch(prompts: readonly (readonly number[])[]): Promise<PrefillResult[]> {
-    return prompts.map((p) => {
-      const cache = new KvCache(1, 1, 1);
-      cache.length = p.length;
-      this.promptLength.set(cache, p.length);
-      return { cache, logits: this.row(cache) };
-    });
-  }
-  async decodeStep(items: readonly { cache: KvCache }[]): Promise<Float32Array[]> {
-    return items.map(({ cache }) => {
-      cache.length++;
-      return this.row(cache);
-    });
-  }
-}
 
 describe('(f) stop strings and end of sequence', () => {
   it('a stop string ends generation with finish_reason stop and is not in the text', async () => {

@@ -191,9 +191,9 @@ export class ResponseEventSequence {
     events.push({ type: terminal, sequence_number: seq, response: settled });
     return events;
   }
+}
 
-  /** An error event (OpenAI's `error`), for a stream that cannot go on: numbered after what was sent. */
-  error(e: { code: string; message: string; param: string | null }): ResponseStreamEvent {
-    return { type: 'error', sequence_number: OPENING_EVENTS + this.tokens, code: e.code, message: e.message, param: e.param };
-  }
+/** OpenAI's `error` event, for a stream that cannot go on; numbered after the last event sent. */
+export function errorEvent(sequenceNumber: number, e: { code: string; message: string; param: string | null }): ResponseStreamEvent {
+  return { type: 'error', sequence_number: sequenceNumber, code: e.code, message: e.message, param: e.param };
 }

@@ -40,8 +40,8 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
       store: z.boolean(),
       temperature: z.number(),
       top_p: z.number(),
-      usage: usage.nullable(),
-      user: z.string().nullable(),
+      usage: usage.optional().meta({ description: 'Once the job has answered' }),
+      user: z.string().optional(),
       metadata: z.record(z.string(), z.string()),
     })
     .passthrough()

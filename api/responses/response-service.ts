@@ -276,13 +276,6 @@ const notFound = (id: string) => errors.notFound(`No response with id '${id}'.`,
 
 /** The response as `response.created` showed it, whatever has happened to it since. */
 function asCreated(response: ResponseObject): ResponseObject {
-  return {
-    ...response,
-    status: response.background ? 'queued' : 'in_progress',
-    completed_at: null,
-    error: null,
-    incomplete_details: null,
-    output: [],
-    usage: null,
-  };
+  const { usage: _later, ...created } = response;
+  return { ...created, status: response.background ? 'queued' : 'in_progress', completed_at: null, error: null, incomplete_details: null, output: [] };
 }

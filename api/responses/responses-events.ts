@@ -73,8 +73,10 @@ export interface ResponseObject {
   tools: unknown[];
   top_p: number;
   truncation: 'disabled';
-  usage: ResponseUsage | null;
-  user: string | null;
+  /** Absent until the job has answered (OpenAI's schema has no null usage). */
+  usage?: ResponseUsage;
+  /** Present when the request named one (the schema has no null user either). */
+  user?: string;
   metadata: Record<string, string>;
 }
 
@@ -97,7 +99,8 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
  * whose id (`messageId`) the stream events already used, and the usage in Responses' names.
  */
 export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome): ResponseObject {
-  const open = { ...base, completed_at: null, error: null, incomplete_details: null };
+  const { usage: _none, ...unanswered } = base;
+  const open = { ...unanswered, completed_at: null, error: null, incomplete_details: null };
   if (outcome.status !== 'completed') {
     if (outcome.status === 'cancelled' || outcome.error.code === 'cancelled') return { ...open, status: 'cancelled', output: [] };
     // The job's own code (worker_lost, expired, …) stays readable in the message; the field takes OpenAI's codes only.

@@ -121,8 +121,7 @@ export function createdResponse(
     tools: [],
     top_p: payload.top_p,
     truncation: 'disabled',
-    usage: null,
-    user: body.user ?? null,
+    ...(body.user ? { user: body.user } : {}),
     metadata: body.metadata ?? {},
   };
 }

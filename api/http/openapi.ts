@@ -5,6 +5,7 @@ import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
+import { responsesOperations } from './openapi-responses.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -310,6 +311,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   });
 
   documentOperations(op, { json, errorsFor });
+  responsesOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
     responses: { 200: json(health, 'Up') },
@@ -375,6 +377,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     tags: [
       { name: 'embeddings', description: 'OpenAI-compatible synchronous endpoints' },
       { name: 'chat', description: 'OpenAI-compatible chat completions' },
+      { name: 'responses', description: "OpenAI's Responses API, with background responses on the queue" },
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },

@@ -4,7 +4,7 @@ import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../sha
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
-import { runStreamingJob } from './stream-runner.js';
+import { runStreamingJob, type StreamedEnd } from './stream-runner.js';
 
 export type { ChatParams };
 
@@ -101,7 +101,12 @@ export class ChatService implements ChatRunner {
       ...opts,
       onStart: (id) => opts.onStart?.(id, model.id),
     });
-    if (end.status === 'completed') return { outcome: { status: 'completed', jobId, model: end.result.model, result: end.result }, tokensSent };
-    return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
+    return { outcome: chatOutcome(jobId, model.id, end), tokensSent };
   }
+}
+
+/** How a chat job ended, from its token stream's end entry; `model` is the one it was submitted to. */
+export function chatOutcome(jobId: string, model: string, end: StreamedEnd<'chat'>): ChatOutcome {
+  if (end.status === 'completed') return { status: 'completed', jobId, model: end.result.model, result: end.result };
+  return { status: end.status, jobId, model, error: end.error ?? { message: 'failed', code: 'job_failed' } };
 }

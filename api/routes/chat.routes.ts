@@ -112,7 +112,8 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
-function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
+/** The HTTP error for a chat job that did not complete (also answered by POST /v1/responses). */
+export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   const { message, code } = outcome.error;
   switch (code) {
     case 'context_length_exceeded':

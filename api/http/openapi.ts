@@ -1,8 +1,8 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import { chatCompletionRequestSchema, chatbotRequestSchema, completionRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
-import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
@@ -98,13 +98,41 @@ const chatCompletion = z
         index: z.number().int(),
         message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
         finish_reason: z.string(),
-        logprobs: z.null(),
+        logprobs: z
+          .object({ content: z.array(chatTokenLogprobSchema), refusal: z.null() })
+          .nullable()
+          .meta({ description: "With `logprobs: true`: each token's log-probability (the model's own distribution) and `top_logprobs` alternatives" }),
       }),
     ),
     usage: chatResultSchema.shape.usage,
     timings: chatResultSchema.shape.timings.optional().meta({ description: 'Extension: time to first token, total time, tokens per second' }),
   })
   .meta({ id: 'CreateChatCompletionResponse' });
+
+const textCompletion = z
+  .object({
+    id: z.string(),
+    object: z.literal('text_completion'),
+    created: z.number().int(),
+    model: z.string(),
+    choices: z.array(
+      z.object({
+        index: z.number().int().meta({ description: "Prompt p's choice c is choice p * n + c" }),
+        text: z.string(),
+        logprobs: z
+          .object({
+            tokens: z.array(z.string()),
+            token_logprobs: z.array(z.number()),
+            top_logprobs: z.array(z.record(z.string(), z.number())),
+            text_offset: z.array(z.number().int()),
+          })
+          .nullable(),
+        finish_reason: z.string(),
+      }),
+    ),
+    usage: chatResultSchema.shape.usage,
+  })
+  .meta({ id: 'CreateCompletionResponse' });
 
 const health = z.object({ status: z.literal('ok') });
 const readiness = z
@@ -241,6 +269,25 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
                 '`data: {chat.completion.chunk}` lines, then `data: [DONE]`; a failure after the stream opened is a `data: {"error": {...}}` line before `[DONE]` (code `worker_lost`: retry). `: keep-alive` comments come after SSE_KEEPALIVE_MS without data.',
             }),
           },
+        },
+      },
+      ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  op('POST /v1/completions', {
+    description:
+      "OpenAI's legacy text completions on the chat models: the prompt is tokenized as is, without the chat template. `prompt` is a string or a list of up to 8 (each gets `n` choices); " +
+      '`logprobs` (0-5) gives `{tokens, token_logprobs, top_logprobs, text_offset}`; `echo` puts the prompt before the text (not together with `logprobs`); `suffix` is refused. ' +
+      'With `stream: true` the answer is server-sent `text_completion` chunks ending with `data: [DONE]`.',
+    request: { body: { required: true, content: { 'application/json': { schema: completionRequestSchema.meta({ id: 'CreateCompletionRequest' }) } } } },
+    responses: {
+      200: {
+        description: 'The completion, or (stream: true) its chunks as server-sent events',
+        headers: z.object({ 'x-job-id': z.string().meta({ description: 'The jobs that produced the answer, one per prompt, comma-separated' }) }),
+        content: {
+          'application/json': { schema: textCompletion },
+          'text/event-stream': { schema: z.string().meta({ description: '`data: {text_completion}` lines, then `data: [DONE]`' }) },
         },
       },
       ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),

@@ -140,6 +140,7 @@ export const ROUTES = [
   // Inference.
   { method: 'POST', path: '/v1/embeddings', access: scope('embeddings'), modelTask: 'embedding', tags: ['embeddings'], summary: 'Create embeddings (OpenAI-compatible), waiting for the result' },
   { method: 'POST', path: '/v1/chat/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
+  { method: 'POST', path: '/v1/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a text completion (legacy OpenAI endpoint): a raw prompt, no chat template' },
   { method: 'POST', path: '/v1/chatbot', access: scope('chat'), tags: ['chat'], summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer" },
   { method: 'POST', path: '/v1/jobs', access: scope(byJobType), modelTask: 'job-type', tags: ['jobs'], summary: 'Submit an asynchronous job' },
   { method: 'GET', path: '/v1/jobs/:id', access: scope(byJobId), tags: ['jobs'], summary: "A job's status, progress, timings and result" },

@@ -4,7 +4,7 @@ import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../sha
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
-import { runStreamingJob } from './stream-runner.js';
+import { runStreamingJob, type StreamRunOptions } from './stream-runner.js';
 
 export type { ChatParams };
 
@@ -16,12 +16,21 @@ export interface ChatRunOptions extends SubmitOptions {
   /** Aborting (the client went away) cancels the job. */
   signal?: AbortSignal;
   onStart?: (jobId: string, model: string) => void;
-  onToken?: (text: string, index: number) => void;
+  onToken?: StreamRunOptions['onToken'];
 }
 
 /** Runs a chat job to its end: ChatService itself, or a decorator in front of it (the response cache). */
 export interface ChatRunner {
   run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome>;
+}
+
+export type ChatChoice = NonNullable<JobResult<'chat'>['choices']>[number];
+
+/** Every choice of a chat result: its `choices` when n > 1, else the one answer as choice 0. */
+export function choicesOf(result: JobResult<'chat'>): ChatChoice[] {
+  if (result.choices) return result.choices;
+  const { message, finish_reason, logprobs, usage } = result;
+  return [{ index: 0, message, finish_reason, ...(logprobs ? { logprobs } : {}), completion_tokens: usage.completion_tokens }];
 }
 
 /** Failures of an upstream that its fallback model may answer instead. */
@@ -52,13 +61,27 @@ export class ChatService implements ChatRunner {
     return model;
   }
 
-  payload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
+  /** The job payload of a chat request; `prompt`: a legacy completion's raw prompt (see chatPayloadSchema). */
+  payload(model: ChatModelConfig, p: ChatParams & { prompt?: string }): JobPayload<'chat'> {
     const maxTokens = p.max_tokens ?? model.default_max_tokens;
     if (maxTokens > model.max_tokens_limit) {
       throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
     }
     if (p.messages.every((m) => m.role !== 'user')) {
       throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
+    }
+    const n = p.n ?? 1;
+    if (p.top_logprobs != null && p.logprobs !== true) {
+      throw errors.invalidRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+    }
+    // An upstream's stream is read for one answer's text: several choices and logprobs need the local engine.
+    if (model.format === 'openai-upstream' && (n > 1 || p.logprobs === true)) {
+      const param = n > 1 ? 'n' : 'logprobs';
+      throw errors.invalidRequest(`'${param}' is not supported for model '${model.id}', which an upstream serves.`, param, 'unsupported_parameter');
+    }
+    // The choices of a request decode together in one batch (workers/chat/generation-engine.ts).
+    if (n > model.concurrency) {
+      throw errors.invalidRequest(`'n' is ${n}; model '${model.id}' decodes at most ${model.concurrency} sequences together.`, 'n');
     }
     return {
       model: model.id,
@@ -70,6 +93,9 @@ export class ChatService implements ChatRunner {
       repetition_penalty: p.repetition_penalty ?? 1,
       ...(p.seed === undefined ? {} : { seed: p.seed }),
       stop: p.stop ?? [],
+      ...(p.logprobs === true ? { logprobs: true, ...(p.top_logprobs == null ? {} : { top_logprobs: p.top_logprobs }) } : {}),
+      ...(n > 1 ? { n } : {}),
+      ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
     };
   }
 

@@ -39,6 +39,16 @@ export const chatMessageSchema = z
   })
   .strict();
 
+/** A token's log-probability, as OpenAI writes it: `bytes` are its exact UTF-8 bytes (split characters join across tokens). */
+export const tokenLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int().min(0).max(255)).nullable() });
+
+/** One entry of OpenAI's `choices[i].logprobs.content`: the chosen token and its most likely alternatives, best first. */
+export const chatTokenLogprobSchema = tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) });
+export type ChatTokenLogprob = z.infer<typeof chatTokenLogprobSchema>;
+
+/** Most samples one chat request may ask for (`n`); they share a prefill and a batch, see generation-engine.ts. */
+export const MAX_CHAT_CHOICES = 8;
+
 export const chatPayloadSchema = z
   .object({
     model: z.string().min(1),
@@ -50,8 +60,19 @@ export const chatPayloadSchema = z
     repetition_penalty: z.number().gt(0).max(10).default(1),
     seed: z.number().int().optional(),
     stop: z.array(z.string().min(1)).max(4).default([]),
+    /** Report each token's log-probability (and `top_logprobs` alternatives, 0-20). */
+    logprobs: z.boolean().optional(),
+    top_logprobs: z.number().int().min(0).max(20).optional(),
+    /** Samples of the prompt, from one prefill; the result's `choices` holds them all when n > 1. */
+    n: z.number().int().min(1).max(MAX_CHAT_CHOICES).optional(),
+    /**
+     * Legacy completions: the prompt as raw text, tokenized without the chat template. `messages`
+     * then holds it as one user message, for backends that only speak chat (upstreams).
+     */
+    prompt: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 
 export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
 
@@ -60,6 +81,20 @@ export const chatResultSchema = z.object({
   model: z.string(),
   message: z.object({ role: z.literal('assistant'), content: z.string() }),
   finish_reason: chatFinishReason,
+  /** With `logprobs`: the answer's tokens (of choice 0 when n > 1), the end-of-sequence token left out. */
+  logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+  /** When n > 1: every choice (choice 0 is also `message`, `finish_reason` and `logprobs`); `usage` sums their completion tokens. */
+  choices: z
+    .array(
+      z.object({
+        index: z.number().int().min(0),
+        message: z.object({ role: z.literal('assistant'), content: z.string() }),
+        finish_reason: chatFinishReason,
+        logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+        completion_tokens: z.number().int(),
+      }),
+    )
+    .optional(),
   usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
 });

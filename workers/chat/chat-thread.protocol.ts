@@ -1,4 +1,6 @@
 import type { JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
+import type { GenerationOutcome } from './chat-backend.js';
 
 /** Messages between a worker's main thread and its chat model thread. */
 export type ChatThreadRequest =
@@ -12,7 +14,7 @@ export type ChatThreadErrorCode = 'context_length_exceeded' | 'generation_failed
 export type ChatThreadReply =
   | { type: 'ready'; provider: string; contextLength: number; loadMs: number }
   | { type: 'load-error'; message: string }
-  | { type: 'token'; id: string; text: string }
-  | { type: 'done'; id: string; text: string; finishReason: 'stop' | 'length' | 'cancelled'; promptTokens: number; completionTokens: number }
+  | ({ type: 'token'; id: string; text: string } & TokenExtras)
+  | ({ type: 'done'; id: string } & GenerationOutcome)
   | { type: 'error'; id: string; code: ChatThreadErrorCode; message: string }
   | { type: 'step'; batch: number; ms: number };

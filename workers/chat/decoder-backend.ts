@@ -1,5 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/logger.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
 import { spawnThread, waitForThreadReady } from '../threads/spawn-thread.js';
 import type { ChatBackend, GenerationOutcome } from './chat-backend.js';
@@ -11,7 +12,7 @@ import { GenerationError } from './generation.error.js';
 const THREAD_ERRORS = { context_length_exceeded: ContextLengthError, generation_failed: GenerationError } satisfies Record<ChatThreadErrorCode, new (message: string) => Error>;
 
 interface Pending {
-  onToken: (text: string) => void;
+  onToken: (text: string, extras: TokenExtras) => void;
   resolve: (o: GenerationOutcome) => void;
   reject: (e: Error) => void;
 }
@@ -34,13 +35,16 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
   let closed = false;
   thread.on('message', (msg: ChatThreadReply) => {
     switch (msg.type) {
-      case 'token':
-        pending.get(msg.id)?.onToken(msg.text);
+      case 'token': {
+        const { type: _type, id, text, ...extras } = msg;
+        pending.get(id)?.onToken(text, extras);
         break;
+      }
       case 'done': {
-        const p = pending.get(msg.id);
-        pending.delete(msg.id);
-        p?.resolve({ text: msg.text, finishReason: msg.finishReason, promptTokens: msg.promptTokens, completionTokens: msg.completionTokens });
+        const { type: _type, id, ...outcome } = msg;
+        const p = pending.get(id);
+        pending.delete(id);
+        p?.resolve(outcome);
         break;
       }
       case 'error': {

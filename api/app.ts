@@ -25,6 +25,7 @@ import type { JobService } from './jobs/job-service.js';
 import type { ApiMetrics } from './metrics/api-metrics.js';
 import { chatRoutes } from './routes/chat.routes.js';
 import { completionsRoutes } from './routes/completions.routes.js';
+import { tokenizeRoutes } from './routes/tokenize.routes.js';
 import { chatbotRoutes } from './routes/chatbot.routes.js';
 import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
@@ -131,6 +132,7 @@ export function createApp(deps: AppDeps): Express {
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
     chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs }),
     completionsRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    tokenizeRoutes({ chat: deps.chat }),
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),

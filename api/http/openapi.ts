@@ -1,6 +1,14 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, chatbotRequestSchema, completionRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import {
+  chatCompletionRequestSchema,
+  chatbotRequestSchema,
+  completionRequestSchema,
+  createJobRequestSchema,
+  detokenizeRequestSchema,
+  embeddingsRequestSchema,
+  tokenizeRequestSchema,
+} from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
@@ -291,6 +299,26 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
         },
       },
       ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  op('POST /v1/tokenize', {
+    description:
+      "vLLM's /tokenize: `{model, prompt}` (special tokens added unless `add_special_tokens: false`) or `{model, messages}` (through the model's chat template, the assistant's turn opened unless `add_generation_prompt: false`) → the ids generation would see. " +
+      'Runs as a job on the model\'s tokenize queue, where the tokenizer lives; upstream models have none (400).',
+    request: { body: { required: true, content: { 'application/json': { schema: tokenizeRequestSchema.meta({ id: 'TokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ count: z.number().int(), max_model_len: z.number().int(), tokens: z.array(z.number().int()) }).meta({ id: 'TokenizeResponse' }), 'The token ids, their count, and the context the model serves'),
+      ...errorsFor(400, 401, 404, 429, 500, 503, 504),
+    },
+  });
+
+  op('POST /v1/detokenize', {
+    description: "vLLM's /detokenize: `{model, tokens}` → `{prompt}`, special tokens kept. Ids outside the vocabulary are a 422.",
+    request: { body: { required: true, content: { 'application/json': { schema: detokenizeRequestSchema.meta({ id: 'DetokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ prompt: z.string() }).meta({ id: 'DetokenizeResponse' }), 'The text'),
+      ...errorsFor(400, 401, 404, 422, 429, 500, 503, 504),
     },
   });
 

@@ -1,5 +1,5 @@
 import { errors } from '../../shared/errors/app-error.js';
-import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
@@ -51,6 +51,8 @@ export class ChatService implements ChatRunner {
       jobs: JobService;
       relay: TokenRelay;
       registry: ModelRegistry;
+      /** How long tokenize jobs may take (SYNC_TIMEOUT_MS). */
+      syncTimeoutMs: number;
     },
   ) {}
 
@@ -97,6 +99,18 @@ export class ChatService implements ChatRunner {
       ...(n > 1 ? { n } : {}),
       ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
     };
+  }
+
+  /**
+   * Tokenizes or detokenizes with the model's own tokenizer: a job on the model's tokenize queue,
+   * since the tokenizer lives with the model on the workers (the API image carries no model files).
+   */
+  tokenize(tenant: string, model: ChatModelConfig, payload: JobPayload<'tokenize'>, requestId: string): Promise<JobResult<'tokenize'>> {
+    if (model.format !== 'hf-decoder') {
+      throw errors.invalidRequest(`Model '${model.id}' is served by an upstream; its tokenizer is not available here.`, 'model', 'unsupported_parameter');
+    }
+    const target = { id: model.id, queueName: modelQueueName('tokenize', model.id), max_queue: model.max_queue };
+    return this.deps.jobs.run('tokenize', tenant, target, payload, this.deps.syncTimeoutMs, requestId);
   }
 
   submit(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: SubmitOptions): Promise<{ view: JobView; created: boolean }> {

@@ -145,6 +145,30 @@ export const completionRequestSchema = z
   })
   .strict();
 
+/**
+ * POST /v1/tokenize, as vLLM serves /tokenize: a raw `prompt` (with the tokenizer's special tokens
+ * unless `add_special_tokens: false`) or `messages` through the chat template (with the
+ * assistant's turn opened unless `add_generation_prompt: false`).
+ */
+export const tokenizeRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    prompt: z.string().optional(),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message').optional(),
+    add_special_tokens: z.boolean().optional(),
+    add_generation_prompt: z.boolean().optional(),
+  })
+  .strict()
+  .refine((r) => (r.prompt === undefined) !== (r.messages === undefined), { message: "needs either 'prompt' or 'messages'", path: ['prompt'] });
+
+/** POST /v1/detokenize, as vLLM serves /detokenize: token ids back to text. */
+export const detokenizeRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    tokens: z.array(z.number().int().min(0)).max(1_000_000),
+  })
+  .strict();
+
 /** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
 const jobTimeout = z.number().positive().max(7 * 86_400).optional();
 

@@ -99,6 +99,34 @@ export const chatResultSchema = z.object({
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
 });
 
+/**
+ * A chat model's tokenizer (vLLM's /tokenize and /detokenize): text (`prompt`, raw) or `messages`
+ * (through the chat template) to ids, or `tokens` back to text. Exactly one of the three.
+ */
+export const tokenizePayloadSchema = z
+  .object({
+    model: z.string().min(1),
+    prompt: z.string().optional(),
+    messages: z.array(chatMessageSchema).min(1).optional(),
+    /** Add the tokenizer's special tokens (BOS…) around a prompt; for messages the template places them. */
+    add_special_tokens: z.boolean().optional(),
+    /** Open the assistant's turn after the messages (default true, as for generation). */
+    add_generation_prompt: z.boolean().optional(),
+    tokens: z.array(z.number().int().min(0)).optional(),
+  })
+  .strict()
+  .refine((p) => [p.prompt, p.messages, p.tokens].filter((x) => x !== undefined).length === 1, { message: 'needs exactly one of prompt, messages and tokens' });
+
+export const tokenizeResultSchema = z.object({
+  /** Tokenizing: the ids and their count. */
+  tokens: z.array(z.number().int()).optional(),
+  count: z.number().int().optional(),
+  /** Detokenizing: the text. */
+  prompt: z.string().optional(),
+  /** The context the model serves (prompt + completion). */
+  max_model_len: z.number().int(),
+});
+
 export const chatbotPayloadSchema = z
   .object({
     user_id: z.string().min(1).max(128),
@@ -145,6 +173,20 @@ export const jobCatalog = {
     concurrency: 'model',
     domain: 'chat',
   },
+  tokenize: {
+    payload: tokenizePayloadSchema,
+    result: tokenizeResultSchema,
+    // Pure and quick: a retry after a worker died does no harm.
+    defaults: { attempts: 2 } satisfies JobsOptions,
+    // A queue per chat model beside its chat queue (`tokenize.<model>`): the tokenizer lives in the
+    // model's thread on the workers (the API image carries no model files), and a tokenization
+    // must not wait behind the generations queued for the model.
+    queue: { perModel: true, modelTask: 'chat' },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 'model',
+    domain: 'chat',
+  },
   chatbot: {
     payload: chatbotPayloadSchema,
     result: chatbotResultSchema,
@@ -177,6 +219,19 @@ export type FixedQueueJobType = Exclude<JobType, ModelJobType>;
 /** The queue of a model's jobs of a per-model job type (its task). Names cannot contain ':' nor '~'. */
 export function modelQueueName(task: string, modelId: string): string {
   return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
+}
+
+/** The task of the models that have a queue of a per-model job type. */
+export function modelTaskOf(type: ModelJobType): string {
+  const q = jobCatalog[type].queue as { perModel: true; modelTask?: string };
+  return q.modelTask ?? type;
+}
+
+/** The queues a model has: one per per-model job type of its task (its own, `model.queueName`, first). */
+export function modelQueues(model: { id: string; task: string }): { type: ModelJobType; queueName: string }[] {
+  return JOB_TYPES.filter((t): t is ModelJobType => 'perModel' in jobSpec(t).queue && modelTaskOf(t as ModelJobType) === model.task)
+    .sort((a, b) => Number(b === model.task) - Number(a === model.task))
+    .map((type) => ({ type, queueName: modelQueueName(type, model.id) }));
 }
 
 /** The queue of a job type that has one queue of its own. */

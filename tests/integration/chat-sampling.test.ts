@@ -285,4 +285,40 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     const chat = await fetch(`${svc.baseUrl}/v1/completions`, { method: 'POST', headers: authHeaders(), body: JSON.stringify({ model: 'tiny-chat', prompt: 'hi', max_tokens: 2 }) });
     assert.equal(chat.status, 200);
   });
+
+  test('tokenize and detokenize (vLLM\'s shape) round-trip, with the counts generation sees', async () => {
+    const text = 'Hello, wörld! 🙂 <|im_start|>';
+    const t = await postJson(svc.baseUrl, '/v1/tokenize', { model: 'tiny-chat', prompt: text });
+    assert.equal(t.status, 200, t.text);
+    assert.equal(t.json.count, t.json.tokens.length);
+    assert.equal(t.json.max_model_len, 256);
+    assert.ok(t.json.tokens.every((id: unknown) => Number.isInteger(id)));
+    const d = await postJson(svc.baseUrl, '/v1/detokenize', { model: 'tiny-chat', tokens: t.json.tokens });
+    assert.equal(d.status, 200, d.text);
+    assert.equal(d.json.prompt, text);
+
+    // Messages go through the chat template: their count is the prompt_tokens of a chat completion.
+    const m = await postJson(svc.baseUrl, '/v1/tokenize', { model: 'tiny-chat', messages });
+    assert.equal(m.status, 200, m.text);
+    const r = await client.chat.completions.create({ model: 'tiny-chat', messages, max_tokens: 1 });
+    assert.equal(m.json.count, r.usage!.prompt_tokens);
+    const open = await postJson(svc.baseUrl, '/v1/tokenize', { model: 'tiny-chat', messages, add_generation_prompt: false });
+    assert.ok(open.json.count < m.json.count, 'without the assistant turn opened');
+    // The raw prompt of a legacy completion is what /v1/tokenize counts for `prompt`.
+    const raw = await postJson(svc.baseUrl, '/v1/tokenize', { model: 'tiny-chat', prompt: 'Once upon a time' });
+    const c = await client.completions.create({ model: 'tiny-chat', prompt: 'Once upon a time', max_tokens: 1 });
+    assert.equal(raw.json.count, c.usage!.prompt_tokens);
+
+    for (const [route, body, status] of [
+      ['/v1/tokenize', { model: 'tiny-chat' }, 400],
+      ['/v1/tokenize', { model: 'tiny-chat', prompt: 'a', messages }, 400],
+      ['/v1/detokenize', { model: 'tiny-chat', tokens: [1, -2] }, 400],
+      ['/v1/detokenize', { model: 'tiny-chat', tokens: [10_000_000] }, 422],
+      ['/v1/tokenize', { model: 'nope', prompt: 'a' }, 404],
+    ] as const) {
+      const bad = await postJson(svc.baseUrl, route, body);
+      assert.equal(bad.status, status, `${route} ${JSON.stringify(body)}: ${bad.text}`);
+      assert.deepEqual(validError(bad.json), []);
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
 
 /** One of the `n` answers of a request. */
@@ -34,5 +34,7 @@ export interface ChatBackend {
     payload: JobPayload<'chat'>,
     opts: { signal: AbortSignal; onToken: (text: string, extras: TokenExtras) => void },
   ): Promise<GenerationOutcome>;
+  /** The model's tokenizer (tokenize jobs); absent where the backend has none (an upstream). */
+  tokenize?(jobId: string, request: JobPayload<'tokenize'>): Promise<JobResult<'tokenize'>>;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ChatTokenizer } from './chat-tokenizer.js';
 import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { DecoderSession, type DecoderSessionOptions } from './decoder-session.js';
-import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
 import type { ChoiceOutcome } from './chat-backend.js';
 import { GenerationEngine, type GeneratedTokenLogprobs, type GenerationResult } from './generation-engine.js';
 
@@ -38,6 +38,9 @@ try {
       case 'generate':
         generate(msg.id, msg.payload);
         break;
+      case 'tokenize':
+        tokenize(msg.id, msg.payload);
+        break;
       case 'cancel':
         engine.cancel(msg.id);
         break;
@@ -49,6 +52,27 @@ try {
         break;
     }
   });
+
+  /** A tokenize job: the same tokenizer and template as generation, so the counts match what generation sees. */
+  function tokenize(id: string, payload: JobPayload<'tokenize'>): void {
+    const max_model_len = engine.maxContextTokens;
+    try {
+      if (payload.tokens !== undefined) {
+        const outside = payload.tokens.find((t) => t >= session.config.vocabSize);
+        if (outside !== undefined) {
+          return post({ type: 'error', id, code: 'invalid_tokenizer_input', message: `token id ${outside} is outside the vocabulary of ${session.config.vocabSize} ids` });
+        }
+        return post({ type: 'tokenized', id, result: { prompt: tokenizer.decode(payload.tokens, { skipSpecialTokens: false }), max_model_len } });
+      }
+      const tokens =
+        payload.messages !== undefined
+          ? tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: payload.add_generation_prompt ?? true })
+          : tokenizer.encode(payload.prompt ?? '', { addSpecialTokens: payload.add_special_tokens ?? true });
+      post({ type: 'tokenized', id, result: { tokens, count: tokens.length, max_model_len } });
+    } catch (err) {
+      post({ type: 'error', id, code: 'generation_failed', message: (err as Error).message });
+    }
+  }
 
   function generate(id: string, payload: Extract<ChatThreadRequest, { type: 'generate' }>['payload']): void {
     let promptIds: number[];

@@ -56,6 +56,8 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     const config = writeModelsConfig([
       { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 200, default_max_tokens: 32 },
       { id: 'tiny-pair', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 2, max_tokens_limit: 200, default_max_tokens: 32 },
+      // Never reached: the requests below are refused before any job.
+      { id: 'remote', task: 'chat', format: 'openai-upstream', base_url: 'http://127.0.0.1:9/v1', timeout_ms: 500 },
     ]);
     svc = await startService({ redisUrl: redis.url, modelsConfig: config });
     client = new OpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0 });
@@ -102,6 +104,42 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     }
     assert.equal(text, whole.choices[0]!.message.content);
     assert.deepEqual(streamed, whole.choices[0]!.logprobs!.content);
+  });
+
+  test('logprobs with a stop string: the tokens that started it are still reported, streamed or not', async () => {
+    const probe = await client.chat.completions.create({ model: 'tiny-chat', messages, max_tokens: 40, temperature: 0 });
+    const text = probe.choices[0]!.message.content ?? '';
+    const stop = text.slice(12, 15);
+    assert.ok(stop.trim().length > 0, 'the probe produced text to stop on');
+    const request = { model: 'tiny-chat', messages, max_tokens: 40, temperature: 0, stop: [stop], logprobs: true } as const;
+    const whole = await client.chat.completions.create(request);
+    assert.equal(whole.choices[0]!.finish_reason, 'stop');
+    const content = whole.choices[0]!.logprobs!.content!;
+    // Stopped by a string, not by end-of-sequence: every sampled token has its entry.
+    assert.equal(content.length, whole.usage!.completion_tokens);
+    assert.ok(textOf(content).startsWith(whole.choices[0]!.message.content!) && textOf(content).includes(stop));
+    const streamed: TokenLogprob[] = [];
+    let streamedText = '';
+    for await (const chunk of await client.chat.completions.create({ ...request, stream: true })) {
+      assert.deepEqual(validChunk(chunk), [], JSON.stringify(chunk));
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+      streamedText += chunk.choices[0]?.delta.content ?? '';
+    }
+    assert.equal(streamedText, whole.choices[0]!.message.content);
+    assert.deepEqual(streamed, content);
+  });
+
+  test('models served by an upstream refuse n > 1, logprobs and tokenize with a 400', async () => {
+    for (const [route, body, param] of [
+      ['/v1/chat/completions', { model: 'remote', messages, n: 2 }, 'n'],
+      ['/v1/chat/completions', { model: 'remote', messages, logprobs: true }, 'logprobs'],
+      ['/v1/tokenize', { model: 'remote', prompt: 'hi' }, 'model'],
+    ] as const) {
+      const r = await postJson(svc.baseUrl, route, body);
+      assert.equal(r.status, 400, r.text);
+      assert.deepEqual(validError(r.json), []);
+      assert.equal(r.json.error.param, param);
+    }
   });
 
   test('top_logprobs without logprobs, or above 20, is a 400 in OpenAI\'s error shape', async () => {

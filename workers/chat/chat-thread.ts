@@ -80,7 +80,7 @@ try {
       // A legacy completion's raw prompt skips the chat template.
       promptIds = payload.prompt !== undefined ? tokenizer.encode(payload.prompt, { addSpecialTokens: true }) : tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: true });
     } catch (err) {
-      return post({ type: 'error', id, code: 'generation_failed', message: `chat template failed: ${(err as Error).message}` });
+      return post({ type: 'error', id, code: 'generation_failed', message: `${payload.prompt !== undefined ? 'tokenizing the prompt' : 'chat template'} failed: ${(err as Error).message}` });
     }
     // The reply needs at least one position after the prompt.
     if (promptIds.length >= engine.maxContextTokens) {
@@ -91,7 +91,6 @@ try {
         message: `The prompt is ${promptIds.length} tokens; this model's context holds ${engine.maxContextTokens}, including the reply.`,
       });
     }
-    if (promptIds.length === 0) return post({ type: 'error', id, code: 'generation_failed', message: 'the prompt encodes to no tokens' });
     const n = payload.n ?? 1;
     const wantLogprobs = payload.logprobs === true;
     /** Per choice: logprobs of tokens whose text has not gone out yet, and all of them. */

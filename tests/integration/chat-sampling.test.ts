@@ -111,7 +111,7 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     const text = probe.choices[0]!.message.content ?? '';
     const stop = text.slice(12, 15);
     assert.ok(stop.trim().length > 0, 'the probe produced text to stop on');
-    const request = { model: 'tiny-chat', messages, max_tokens: 40, temperature: 0, stop: [stop], logprobs: true } as const;
+    const request: OpenAI.ChatCompletionCreateParamsNonStreaming = { model: 'tiny-chat', messages, max_tokens: 40, temperature: 0, stop: [stop], logprobs: true };
     const whole = await client.chat.completions.create(request);
     assert.equal(whole.choices[0]!.finish_reason, 'stop');
     const content = whole.choices[0]!.logprobs!.content!;
@@ -120,7 +120,7 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     assert.ok(textOf(content).startsWith(whole.choices[0]!.message.content!) && textOf(content).includes(stop));
     const streamed: TokenLogprob[] = [];
     let streamedText = '';
-    for await (const chunk of await client.chat.completions.create({ ...request, stream: true })) {
+    for await (const chunk of await client.chat.completions.create({ ...request, stream: true as const })) {
       assert.deepEqual(validChunk(chunk), [], JSON.stringify(chunk));
       streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
       streamedText += chunk.choices[0]?.delta.content ?? '';

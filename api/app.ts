@@ -24,6 +24,8 @@ import type { ChatService } from './jobs/chat-service.js';
 import type { JobService } from './jobs/job-service.js';
 import type { ApiMetrics } from './metrics/api-metrics.js';
 import { chatRoutes } from './routes/chat.routes.js';
+import { completionsRoutes } from './routes/completions.routes.js';
+import { tokenizeRoutes } from './routes/tokenize.routes.js';
 import { chatbotRoutes } from './routes/chatbot.routes.js';
 import { responsesRoutes } from './routes/responses.routes.js';
 import type { ResponseService } from './responses/response-service.js';
@@ -134,6 +136,8 @@ export function createApp(deps: AppDeps): Express {
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
     chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs }),
     responsesRoutes({ responses: deps.responses, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    completionsRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    tokenizeRoutes({ chat: deps.chat }),
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),

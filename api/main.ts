@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     notify: (jobId, type, event, data) => outcomes.announce(jobId, type, event, data),
     admission: tenantLoad,
   });
-  const chat = new ChatService({ jobs, relay, registry });
+  const chat = new ChatService({ jobs, relay, registry, syncTimeoutMs: env.SYNC_TIMEOUT_MS });
   const responses = new ResponseService({
     chat,
     jobs,

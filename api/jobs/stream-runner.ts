@@ -1,5 +1,6 @@
 import type { JobPayload, JobResult, JobType } from '../../shared/jobs/job-catalog.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { JobService, QueueTarget, SubmitOptions } from './job-service.js';
 
 /**
@@ -14,7 +15,8 @@ export interface StreamRunOptions extends SubmitOptions {
   /** Aborting cancels the job (the client went away). */
   signal?: AbortSignal;
   onStart?: (jobId: string) => void;
-  onToken?: (text: string, index: number) => void;
+  /** `extras`: the choice (n > 1) and logprobs the token entry carries. */
+  onToken?: (text: string, index: number, extras: TokenExtras) => void;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function runStreamingJob<K extends JobType>(
 export async function followToEnd<K extends JobType>(
   relay: TokenRelay,
   jobId: string,
-  opts: { signal?: AbortSignal; onToken?: (text: string, index: number) => void; onAbort?: () => void },
+  opts: { signal?: AbortSignal; onToken?: StreamRunOptions['onToken']; onAbort?: () => void },
 ): Promise<{ end: StreamedEnd<K>; tokensSent: boolean }> {
   let tokensSent = false;
   let following: Promise<() => void> | undefined;
@@ -62,7 +64,8 @@ export async function followToEnd<K extends JobType>(
     following = relay.follow(jobId, 0, (entry) => {
       if (entry.kind === 'token') {
         tokensSent = true;
-        opts.onToken?.(entry.text, entry.i);
+        const { kind: _kind, i, text, ...extras } = entry;
+        opts.onToken?.(text, i, extras);
       } else {
         opts.signal?.removeEventListener('abort', onAbort);
         resolve(entry as StreamedEnd<K>);

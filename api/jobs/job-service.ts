@@ -16,7 +16,7 @@ import {
   type JobStatus,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
-import { cancelChannel, publicResult, type JobView } from '../../shared/jobs/job-views.js';
+import { cancelChannel, jobView, type JobView } from '../../shared/jobs/job-views.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { ReplyHub } from './reply-hub.js';
 
@@ -277,30 +277,7 @@ export class JobService {
   }
 
   private async view(job: Job, knownState?: string): Promise<JobView> {
-    const envelope = job.data as JobEnvelope;
-    const state = knownState ?? (await job.getState());
-    const status = toStatus(state, job.failedReason);
-    const view: JobView = {
-      id: job.id!,
-      object: 'job',
-      type: envelope.type,
-      model: (envelope.payload as { model: string }).model,
-      status,
-      progress: job.progress ?? null,
-      attempts: job.attemptsMade,
-      created_at: Math.floor(job.timestamp / 1000),
-      started_at: job.processedOn ? Math.floor(job.processedOn / 1000) : null,
-      finished_at: job.finishedOn ? Math.floor(job.finishedOn / 1000) : null,
-      timings: {
-        queued_ms: job.processedOn ? job.processedOn - job.timestamp : null,
-        run_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
-      },
-    };
-    if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
-    if (status === 'failed' || status === 'cancelled') {
-      view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : failureCode(job.failedReason) };
-    }
-    return view;
+    return jobView(job, knownState ?? (await job.getState()));
   }
 
   private tombstoneKey(jobId: string): string {
@@ -310,19 +287,6 @@ export class JobService {
   /** Redis being down is the service being unavailable (503), not an internal error. */
   private redisAware(err: unknown): unknown {
     return isRedisConnectionError(err) ? errors.redisUnavailable('job store') : err;
-  }
-}
-
-function toStatus(state: string, failedReason: string | undefined): JobStatus {
-  switch (state) {
-    case 'active':
-      return 'active';
-    case 'completed':
-      return 'completed';
-    case 'failed':
-      return failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
-    default:
-      return 'queued';
   }
 }
 

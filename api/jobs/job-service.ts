@@ -33,6 +33,8 @@ export interface SubmitOptions {
   priority?: number;
   /** Epoch ms: a job still queued then is dropped as expired instead of running late. */
   deadline?: number;
+  /** Announce the job's outcome as a webhook event (jobs of POST /v1/jobs), also to `url` when given. */
+  webhookEvents?: { url?: string };
 }
 
 /** Per-tenant admission (api/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
@@ -60,6 +62,8 @@ export class JobService {
       /** Tells the job's Socket.IO room about outcomes the API decides itself (a queued job cancelled). */
       notify?: (jobId: string, type: JobType, event: 'failed', data: { id: string; status: 'cancelled'; error: { message: string; code: string } }) => void;
       admission?: TenantAdmission;
+      /** Told of outcomes the API decides itself, with the job's envelope and final view (webhook events). */
+      ended?: (envelope: JobEnvelope, view: JobView) => void;
     },
   ) {}
 
@@ -83,7 +87,15 @@ export class JobService {
       const jobId = idem?.jobId ?? makeJobId(queue.name, randomUUID());
       const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId, opts.priority) : opts.priority;
       admitted = this.deps.admission ? jobId : undefined;
-      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey, ...(opts.deadline ? { deadline: opts.deadline } : {}) };
+      const envelope: JobEnvelope<K> = {
+        type,
+        tenant,
+        payload,
+        request_id: opts.requestId,
+        idempotency_key: opts.idempotencyKey,
+        ...(opts.deadline ? { deadline: opts.deadline } : {}),
+        ...(opts.webhookEvents ? { webhook_events: opts.webhookEvents } : {}),
+      };
       const job = await queue.add(type, envelope, {
         ...jobCatalog[type].defaults,
         jobId,
@@ -185,6 +197,7 @@ export class JobService {
         await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
         await this.deps.admission?.release(jobId).catch(() => {});
         this.deps.notify?.(jobId, view.type, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error! });
+        this.deps.ended?.(job.data as JobEnvelope, cancelled);
         return cancelled;
       } catch {
         // It became active (and locked) between getState and remove: cancel it as a running job.

@@ -29,11 +29,12 @@ export function signWebhook(secret: string, messageId: string, timestampSeconds:
   return `v1,${mac}`;
 }
 
-export interface WebhookHeaders {
+// A type, not an interface, so that it is a HeaderSource (a record) as it is.
+export type WebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
-}
+};
 
 /** The three headers of a message, signed with every secret given (the current one first). */
 export function webhookHeaders(secrets: readonly string[], messageId: string, timestampSeconds: number, body: string): WebhookHeaders {

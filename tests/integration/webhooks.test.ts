@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -6,7 +9,7 @@ import { Webhook } from 'standardwebhooks';
 import { verifyWebhook } from '../../client/webhook-verify.js';
 import { freePort } from '../../scripts/lib/redis-server.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, authHeaders, postJson, spawnEntry, startService, useLiteModel, waitFor, writeModelsConfig, type ProcessHandle, type ServiceHandle } from '../helpers/service.js';
+import { KEYS, ROOT, authHeaders, postJson, spawnEntry, startService, useLiteModel, waitFor, writeModelsConfig, type ProcessHandle, type ServiceHandle } from '../helpers/service.js';
 
 interface Received {
   path: string;
@@ -120,6 +123,20 @@ describe('webhooks: endpoints, signed deliveries, retries, circuit breaker, addr
     assert.equal((await postJson(svc.baseUrl, '/v1/webhooks', { url: 'ftp://example.com/x', events: ['job.completed'] })).json.error.code, 'invalid_webhook_url');
     assert.equal((await del(svc.baseUrl, `/v1/webhooks/${ep.id}`)).json.deleted, true);
     assert.equal((await getJson(svc.baseUrl, `/v1/webhooks/${ep.id}`)).status, 404);
+  });
+
+  test('qi webhooks add, list, rotate, deliveries and delete (through the typed client)', async () => {
+    const qi = async (...args: string[]) =>
+      (await promisify(execFile)(process.execPath, [path.join(ROOT, 'bin/qi.mjs'), 'webhooks', ...args], { cwd: ROOT, env: { PATH: process.env.PATH, QI_URL: svc.baseUrl, QI_API_KEY: KEYS.acme } })).stdout;
+    const added = await qi('add', `${rx.base}/cli`, '--events', 'job.completed,batch.completed', '--description', 'from the cli');
+    const id = /^(we_\w+)\t/.exec(added)?.[1];
+    assert.ok(id, added);
+    assert.match(added, /secret \(shown once\): whsec_/);
+    assert.match(await qi('list'), new RegExp(`${id}\\t${rx.base}/cli\\tjob.completed,batch.completed\\tcircuit closed`));
+    assert.match(await qi('rotate', id, '--overlap', '60'), /new secret \(shown once\): whsec_/);
+    assert.equal(await qi('deliveries', id), '');
+    assert.match(await qi('delete', id), /deleted/);
+    assert.doesNotMatch(await qi('list'), new RegExp(id));
   });
 
   test('a /v1/jobs job announces job.completed, signed, with the job as GET /v1/jobs/:id shows it', async () => {

@@ -6,14 +6,12 @@ import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { sha256Hex } from '../../shared/sha256.js';
 import {
   CANCELLED_REASON_PREFIX,
-  failureCode,
   jobCatalog,
   makeJobId,
   queueOfJobId,
   type JobEnvelope,
   type JobPayload,
   type JobResult,
-  type JobStatus,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
 import { cancelChannel, jobView, type JobView } from '../../shared/jobs/job-views.js';

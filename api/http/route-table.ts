@@ -170,6 +170,14 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
   { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
 
+  // Webhooks: the tenant's endpoints and their delivery logs (docs/WEBHOOKS.md).
+  { method: 'POST', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: 'Register a webhook endpoint; the answer is the only place its secret is shown' },
+  { method: 'GET', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: "The tenant's webhook endpoints (never their secrets)" },
+  { method: 'GET', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'One webhook endpoint, with the state of its circuit breaker' },
+  { method: 'DELETE', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'Delete a webhook endpoint with its delivery log; its pending deliveries are dropped' },
+  { method: 'POST', path: '/v1/webhooks/:id/rotate_secret', access: scope('webhooks'), tags: ['webhooks'], summary: "Replace an endpoint's signing secret (shown once), optionally overlapping the old one" },
+  { method: 'GET', path: '/v1/webhooks/:id/deliveries', access: scope('webhooks'), tags: ['webhooks'], summary: "An endpoint's delivery log, newest first" },
+
   // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
   { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },
   { method: 'GET', path: '/v1/admin/tenants', access: scope('admin'), tags: ['admin'], summary: 'List tenants (a tenant admin sees its own)' },

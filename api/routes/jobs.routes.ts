@@ -6,7 +6,14 @@ import { checkEmbeddingInput, resolveEmbeddingModel } from './embeddings.routes.
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /** The async job API shared by every job type. */
-export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry: ModelRegistry; maxInputs: number }): TableRoutes {
+export function jobsRoutes(deps: {
+  jobs: JobService;
+  chat: ChatService;
+  registry: ModelRegistry;
+  maxInputs: number;
+  /** Checks a job's own `webhook` URL (api/routes/webhooks.routes.ts: the same rule as for endpoints). */
+  checkWebhookUrl: (url: string, param: string) => Promise<string>;
+}): TableRoutes {
   const router = tableRoutes();
 
   router.post('/v1/jobs', async (req, res) => {
@@ -17,6 +24,8 @@ export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry
       idempotencyKey: req.header('idempotency-key') || undefined,
       // `timeout` (seconds): a job still queued then is dropped as expired rather than run late.
       ...(body.timeout ? { deadline: Date.now() + body.timeout * 1000 } : {}),
+      // Every job submitted here announces its outcome as a webhook event (docs/WEBHOOKS.md).
+      webhookEvents: body.webhook ? { url: await deps.checkWebhookUrl(body.webhook, 'webhook') } : {},
     };
     let submitted: { view: JobView; created: boolean };
     switch (body.type) {
@@ -28,7 +37,7 @@ export function jobsRoutes(deps: { jobs: JobService; chat: ChatService; registry
       }
       case 'chat': {
         const model = deps.chat.resolveModel(body.model);
-        const { priority, timeout: _timeout, max_completion_tokens, ...params } = body;
+        const { priority, timeout: _timeout, webhook: _webhook, max_completion_tokens, ...params } = body;
         const payload = deps.chat.payload(model, { ...params, max_tokens: max_completion_tokens ?? params.max_tokens });
         submitted = await deps.chat.submit(tenant, model, payload, { ...opts, ...(priority ? { priority } : {}) });
         break;

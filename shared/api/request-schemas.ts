@@ -172,6 +172,12 @@ export const detokenizeRequestSchema = z
 /** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
 const jobTimeout = z.number().positive().max(7 * 86_400).optional();
 
+/**
+ * A URL that gets this one job's `job.completed` / `job.failed` webhook event (unsigned: it has no
+ * endpoint secret; the tenant's registered endpoints get it signed). Checked like an endpoint's URL.
+ */
+const jobWebhook = z.string().min(1).max(2048).optional().meta({ description: "http(s) URL told of this job's outcome (`job.completed` / `job.failed`, Standard Webhooks headers, unsigned)" });
+
 /** POST /v1/jobs: one variant per job type, chosen by `type`. */
 export const createJobRequestSchema = z.discriminatedUnion('type', [
   z
@@ -181,6 +187,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       input: textInput,
       dimensions: z.number().int().positive().optional(),
       timeout: jobTimeout,
+      webhook: jobWebhook,
     })
     .strict(),
   z
@@ -193,6 +200,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
       max_completion_tokens: z.number().int().positive().optional(),
       timeout: jobTimeout,
+      webhook: jobWebhook,
     })
     .strict(),
 ]);
@@ -201,11 +209,11 @@ export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
 /** What a client may send to POST /v1/jobs (before defaults and normalisation). */
 export type CreateJobRequestInput = z.input<typeof createJobRequestSchema>;
 /** A chat request's messages and sampling settings, as validated (the API's view). */
-export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority'>;
+export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority' | 'webhook'>;
 /** A chat message as a client sends it (the API folds 'developer' into 'system' and joins text parts). */
 export type ChatMessageInput = z.input<typeof chatMessage>;
 /** A chat request's sampling settings as a client sends them. */
-export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages'>;
+export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages' | 'webhook'>;
 
 /** POST /v1/chatbot: one turn of the tenant's chatbot. */
 export const chatbotRequestSchema = z

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
 import { documentJobCatalog } from '../documents/document-jobs.js';
+import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
 import type { JobSpec } from './job-spec.js';
 
 export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall } from './job-spec.js';
@@ -202,6 +203,8 @@ export const jobCatalog = {
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
+  // Signed webhook deliveries (shared/webhooks).
+  ...webhookJobCatalog,
 } as const satisfies Record<string, JobSpec>;
 
 export type JobType = keyof typeof jobCatalog;
@@ -210,6 +213,16 @@ export const JOB_TYPES = Object.keys(jobCatalog) as JobType[];
 /** The spec of a job type, widened: what generic code (queues, workers, streams) reads. */
 export function jobSpec(type: JobType): JobSpec {
   return jobCatalog[type];
+}
+
+/**
+ * The delay before the retry that follows attempt `attemptsMade` (1 = the first attempt), for a type
+ * with a `retrySchedule`: the schedule's entry (its last repeats), times `scale` (RETRY_SCHEDULE_SCALE).
+ */
+export function scheduledRetryDelayMs(type: JobType, attemptsMade: number, scale: number): number {
+  const schedule = jobSpec(type).retrySchedule;
+  if (!schedule?.length) throw new Error(`${type} jobs have no retry schedule`);
+  return Math.round(schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1]! * scale);
 }
 
 /** Job types that have one queue per model (named by `modelQueueName`), and those with a queue of their own. */
@@ -288,6 +301,11 @@ export interface JobEnvelope<K extends JobType = JobType> {
   idempotency_key?: string;
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
+  /**
+   * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
+   * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
+   */
+  webhook_events?: { url?: string };
 }
 
 export const jobEnvelopeSchema = z.object({
@@ -298,6 +316,7 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
+  webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 
 /** Public job states (GET /v1/jobs/:id). */

@@ -31,13 +31,18 @@ export type JobStall = 'stream' | 'attempts' | 'crash-marks';
 export type JobConcurrency = 'model' | number | { env: 'DOCUMENTS_PARSE_CONCURRENCY' };
 
 /** The folder of workers/ that holds the type's handler (`workers/<domain>/*.handler.ts`). */
-export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents';
+export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents' | 'webhooks';
 
 /** One entry of the job catalog (shared/jobs/job-catalog.ts). */
 export interface JobSpec {
   payload: z.ZodType;
   result: z.ZodType;
   defaults: JobsOptions;
+  /**
+   * Delays (ms) before each retry, for `defaults.backoff: { type: 'schedule' }`: the n-th retry
+   * waits the n-th delay (the last one repeats), times RETRY_SCHEDULE_SCALE.
+   */
+  retrySchedule?: readonly number[];
   queue: JobQueueSpec;
   /** Its worker streams tokens: subscribers follow the token stream, and its runs claim it. */
   streams: boolean;

@@ -1,3 +1,4 @@
+import { toolSettingsProblem } from '../../shared/chat/chat-options.js';
 import { errors } from '../../shared/errors/app-error.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
@@ -60,6 +61,8 @@ export class ChatService implements ChatRunner {
     if (p.messages.every((m) => m.role !== 'user')) {
       throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
     }
+    const toolProblem = toolSettingsProblem(p);
+    if (toolProblem) throw errors.invalidRequest(toolProblem.message, toolProblem.param);
     return {
       model: model.id,
       messages: p.messages,
@@ -70,6 +73,10 @@ export class ChatService implements ChatRunner {
       repetition_penalty: p.repetition_penalty ?? 1,
       ...(p.seed === undefined ? {} : { seed: p.seed }),
       stop: p.stop ?? [],
+      ...(p.response_format === undefined ? {} : { response_format: p.response_format }),
+      ...(p.tools === undefined ? {} : { tools: p.tools }),
+      ...(p.tool_choice === undefined ? {} : { tool_choice: p.tool_choice }),
+      ...(p.parallel_tool_calls === undefined ? {} : { parallel_tool_calls: p.parallel_tool_calls }),
     };
   }
 

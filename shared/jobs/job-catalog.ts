@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
 import type { JobSpec } from './job-spec.js';
 
@@ -34,8 +35,12 @@ export const embeddingResultSchema = z.object({
 
 export const chatMessageSchema = z
   .object({
-    role: z.enum(['system', 'user', 'assistant']),
+    role: z.enum(['system', 'user', 'assistant', 'tool']),
     content: z.string(),
+    /** An assistant turn's calls (its content may then be ''). */
+    tool_calls: z.array(chatToolCallSchema).optional(),
+    /** A tool turn: the call it answers. */
+    tool_call_id: z.string().optional(),
   })
   .strict();
 
@@ -50,15 +55,19 @@ export const chatPayloadSchema = z
     repetition_penalty: z.number().gt(0).max(10).default(1),
     seed: z.number().int().optional(),
     stop: z.array(z.string().min(1)).max(4).default([]),
+    /** Structured outputs and tools, as OpenAI's request has them; the worker enforces them. */
+    ...chatStructuredFields,
   })
   .strict();
 
-export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
+/** `tool_calls`: the reply ended with calls of the request's tools (message.tool_calls). */
+export const chatFinishReason = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);
 
 export const chatResultSchema = z.object({
   /** The model that produced the answer: the requested one, or its fallback. */
   model: z.string(),
-  message: z.object({ role: z.literal('assistant'), content: z.string() }),
+  /** With tool calls, `content` holds only the text outside them ('' when there is none). */
+  message: z.object({ role: z.literal('assistant'), content: z.string(), tool_calls: z.array(chatToolCallSchema).optional() }),
   finish_reason: chatFinishReason,
   usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),

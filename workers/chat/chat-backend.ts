@@ -1,8 +1,12 @@
+import type { ChatToolCall } from '../../shared/chat/chat-options.js';
 import type { JobPayload } from '../../shared/jobs/job-catalog.js';
 
 export interface GenerationOutcome {
+  /** The reply's content: without the tool calls' own text when it made calls. */
   text: string;
-  finishReason: 'stop' | 'length' | 'cancelled';
+  finishReason: 'stop' | 'length' | 'cancelled' | 'tool_calls';
+  /** Calls of the request's tools, in order; absent when there are none. */
+  toolCalls?: ChatToolCall[];
   promptTokens: number;
   completionTokens: number;
 }

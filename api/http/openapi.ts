@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { chatToolCallSchema } from '../../shared/chat/chat-options.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
@@ -96,7 +97,12 @@ const chatCompletion = z
     choices: z.array(
       z.object({
         index: z.number().int(),
-        message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+        message: z.object({
+          role: z.literal('assistant'),
+          content: z.string().nullable().meta({ description: 'null when the reply is only tool calls' }),
+          refusal: z.null(),
+          tool_calls: z.array(chatToolCallSchema).optional(),
+        }),
         finish_reason: z.string(),
         logprobs: z.null(),
       }),

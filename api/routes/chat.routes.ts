@@ -6,6 +6,9 @@ import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
+import { effectiveToolChoice, type ChatToolCall } from '../../shared/chat/chat-options.js';
+import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
+import type { JobResult } from '../../shared/jobs/job-catalog.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -38,7 +41,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
         object: 'chat.completion',
         created,
         model: outcome.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: outcome.result.message.content, refusal: null }, finish_reason: outcome.result.finish_reason, logprobs: null }],
+        choices: [{ index: 0, message: assistantMessage(outcome.result.message), finish_reason: outcome.result.finish_reason, logprobs: null }],
         usage: outcome.result.usage,
         timings: outcome.result.timings,
       });
@@ -63,6 +66,20 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       started = true;
       chunk({ role: 'assistant', content: '' }, null);
     };
+    // With tools offered, the model's text goes through the same parser the worker uses, so that
+    // its calls stream as OpenAI's delta.tool_calls (ids derived from the job id, as the worker's).
+    let toolCalls: ToolCallParser | undefined;
+    let streamedCalls = 0;
+    const send = (events: ToolCallEvent[]) => {
+      for (const e of events) {
+        if (e.type === 'content') chunk({ content: e.text }, null);
+        else if (e.type === 'call') {
+          streamedCalls = e.index + 1;
+          chunk({ tool_calls: [{ index: e.index, id: e.id, type: 'function', function: { name: e.name, arguments: '' } }] }, null);
+        } else chunk({ tool_calls: [{ index: e.index, function: { arguments: e.text } }] }, null);
+      }
+    };
+    const parsesToolCalls = effectiveToolChoice(payload).kind !== 'none';
     let outcome: ChatOutcome;
     try {
       outcome = await deps.runner.run(
@@ -76,10 +93,12 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
           onStart: (startedJob, modelId) => {
             jobId = startedJob;
             answering = modelId;
+            if (parsesToolCalls) toolCalls = new ToolCallParser((i) => toolCallId(startedJob, i));
           },
           onToken: (text) => {
             start();
-            chunk({ content: text }, null);
+            if (toolCalls) send(toolCalls.push(text));
+            else chunk({ content: text }, null);
           },
         },
         cacheContext(req, res),
@@ -98,6 +117,12 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     }
     if (outcome.status === 'completed') {
       start();
+      if (toolCalls) send(toolCalls.finish());
+      // Calls the text did not carry (an upstream's, or a cached answer): whole, one chunk each.
+      for (const [index, call] of (outcome.result.message.tool_calls ?? []).entries()) {
+        if (index < streamedCalls) continue;
+        send([{ type: 'call', index, id: call.id, name: call.function.name }, { type: 'arguments', index, text: call.function.arguments }]);
+      }
       answering = outcome.model;
       chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
       if (body.stream_options?.include_usage) stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
@@ -112,11 +137,25 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
+/** The reply's message in OpenAI's shape: content null when the reply is only tool calls. */
+function assistantMessage(message: JobResult<'chat'>['message']): { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCall[] } {
+  const calls = message.tool_calls ?? [];
+  if (calls.length === 0) return { role: 'assistant', content: message.content, refusal: null };
+  return { role: 'assistant', content: message.content === '' ? null : message.content, refusal: null, tool_calls: calls };
+}
+
 function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   const { message, code } = outcome.error;
   switch (code) {
     case 'context_length_exceeded':
       return errors.invalidRequest(message, 'messages', code);
+    case 'invalid_response_format':
+    case 'unsupported_response_format':
+      return errors.invalidRequest(message, 'response_format', code);
+    case 'invalid_function_parameters':
+      return errors.invalidRequest(message, 'tools', code);
+    case 'grammar_unavailable':
+      return new AppError(500, 'server_error', code, message);
     case 'cancelled':
       return errors.conflict(message, 'cancelled');
     case 'upstream_error':

@@ -62,7 +62,7 @@ export class ToolCallParser {
   private calls: { id: string; name: string; arguments: string }[] = [];
   /** Whitespace held back outside calls: content only if something other than a call follows. */
   private pendingSpace = '';
-  private current: { announced: boolean; argsStart: number; emitted: number } | undefined;
+  private current: { announced: boolean; argsStart: number; emitted: number; spaceBefore: string } | undefined;
 
   constructor(private readonly idFor: (index: number) => string) {}
 
@@ -84,11 +84,11 @@ export class ToolCallParser {
           return events;
         }
         this.content(this.buffer.slice(0, at), events);
-        // Whitespace right before a call is not content.
+        // Whitespace right before a call is not content (kept aside in case the block is no call).
+        this.current = { announced: false, argsStart: 0, emitted: 0, spaceBefore: this.pendingSpace };
         this.pendingSpace = '';
         this.buffer = this.buffer.slice(at + TOOL_CALL_BEGIN.length);
         this.inCall = true;
-        this.current = { announced: false, argsStart: 0, emitted: 0 };
       }
       const end = this.buffer.indexOf(TOOL_CALL_END);
       if (end < 0) {
@@ -107,7 +107,7 @@ export class ToolCallParser {
     if (this.inCall && this.current?.announced) {
       this.streamCall(this.buffer, true, events, { truncated: true });
     } else if (this.inCall) {
-      this.content(TOOL_CALL_BEGIN + this.buffer, events);
+      this.notACall(TOOL_CALL_BEGIN + this.buffer, events);
     } else {
       this.content(this.buffer, events);
     }
@@ -135,6 +135,12 @@ export class ToolCallParser {
     if (out) events.push({ type: 'content', text: out });
   }
 
+  /** A tagged block that turned out not to be a call: content, with the whitespace before it. */
+  private notACall(block: string, events: ToolCallEvent[]): void {
+    this.pendingSpace = this.current?.spaceBefore ?? '';
+    this.content(block, events);
+  }
+
   /** The body of the current call (between the tags) as far as it is known; `closed` at its end. */
   private streamCall(body: string, closed: boolean, events: ToolCallEvent[], opts: { truncated?: boolean } = {}): void {
     const cur = this.current!;
@@ -158,7 +164,7 @@ export class ToolCallParser {
         // Arguments-first or not a call: decided only now that it is whole.
         const whole = parseCall(body);
         if (whole === undefined) {
-          this.content(`${TOOL_CALL_BEGIN}${body}${TOOL_CALL_END}`, events);
+          this.notACall(`${TOOL_CALL_BEGIN}${body}${TOOL_CALL_END}`, events);
           return;
         }
         this.calls.push({ id: this.idFor(index), name: whole.name, arguments: whole.arguments });
@@ -171,7 +177,15 @@ export class ToolCallParser {
     }
     const call = this.calls[index]!;
     const args = body.slice(cur.argsStart).trimStart();
-    const final = closed ? (opts.truncated ? args : closedArguments(args)) : openArguments(args);
+    let final: string;
+    if (args.startsWith('"')) {
+      // Arguments written as a JSON string holding the JSON (some models do): its decoded text,
+      // known only once the string is whole.
+      if (!closed) return;
+      final = decodedString(opts.truncated ? args : closedArguments(args)) ?? args;
+    } else {
+      final = closed ? (opts.truncated ? args : closedArguments(args)) : openArguments(args);
+    }
     if (final.length > cur.emitted) {
       events.push({ type: 'arguments', index, text: final.slice(cur.emitted) });
       cur.emitted = final.length;
@@ -212,6 +226,15 @@ function openArguments(args: string): string {
     while (end > 0 && /\s/.test(args[end - 1]!)) end--;
   }
   return args.slice(0, end);
+}
+
+function decodedString(text: string): string | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A whole call body in any key order: {"name": string, "arguments": object | string}. */

@@ -206,7 +206,7 @@ export class GrammarRuntime {
       case 'json_schema':
         // strict (OpenAI's Structured Outputs): no properties or items beyond the schema's.
         // Otherwise JSON Schema's own rule: whatever the schema does not forbid is allowed.
-        return compiler.compileJSONSchema(canonical, true, -1, undefined, format.strict === true, ws);
+        return compiler.compileGrammar(await this.jsonSchemaEbnf(backend, canonical, format.strict === true), 'root');
       case 'ebnf':
         return compiler.compileGrammar(format.grammar, format.rootRule ?? 'root');
       case 'structural_tag':
@@ -226,17 +226,28 @@ export class GrammarRuntime {
   private async toolCallTag(backend: Backend, functions: readonly ToolCallFunction[], parallel: boolean): Promise<string> {
     const tags = [];
     for (const fn of functions) {
-      const grammar = await backend.instance.api.Grammar.fromJSONSchema(JSON.stringify(fn.parameters), true, undefined, undefined, true, this.maxJsonWhitespace);
-      try {
-        tags.push({ type: 'tag', begin: toolCallOpening(fn.name), content: { type: 'grammar', grammar: grammar.toString() }, end: TOOL_CALL_CLOSING });
-      } finally {
-        grammar.dispose();
-      }
+      const grammar = await this.jsonSchemaEbnf(backend, JSON.stringify(fn.parameters), true);
+      tags.push({ type: 'tag', begin: toolCallOpening(fn.name), content: { type: 'grammar', grammar }, end: TOOL_CALL_CLOSING });
     }
     return JSON.stringify({
       type: 'structural_tag',
       format: { type: 'tags_with_separator', tags, separator: TOOL_CALL_SEPARATOR, at_least_one: true, stop_after_first: !parallel },
     });
+  }
+
+  /**
+   * A JSON schema's grammar as EBNF, with a fix for this xgrammar build: the characters of strings
+   * with maxLength/minLength are `[^"\\\r\n]`, which lets raw control characters (a tab, U+0002)
+   * into a string, and JSON.parse then refuses the output. Unbounded strings already exclude
+   * \0-\x1f; bounded ones get the same class here.
+   */
+  private async jsonSchemaEbnf(backend: Backend, schema: string, strict: boolean): Promise<string> {
+    const grammar = await backend.instance.api.Grammar.fromJSONSchema(schema, true, undefined, undefined, strict, this.maxJsonWhitespace);
+    try {
+      return grammar.toString().replaceAll(String.raw`[^\"\\\r\n]`, String.raw`[^\0-\x1f\"\\\r\n]`);
+    } finally {
+      grammar.dispose();
+    }
   }
 
   private async createMatcher(compiled: CompiledGrammar, backend: Backend): Promise<SequenceGrammar> {

@@ -153,12 +153,17 @@ export function chatCacheKeyMaterial(p: JobPayload<'chat'>): string {
   const sampling = p.temperature === 0 ? { temperature: 0 } : { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, seed: p.seed };
   return JSON.stringify({
     model: p.model,
-    messages: p.messages.map((m) => [m.role, m.content]),
+    messages: p.messages.map((m) => [m.role, m.content, m.tool_calls ?? null, m.tool_call_id ?? null]),
     // A raw prompt (legacy completions) skips the chat template: not the same answer as its message.
     ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
     max_tokens: p.max_tokens,
     stop: [...p.stop].sort(),
     repetition_penalty: p.repetition_penalty,
+    // Structured outputs and tools change the answer (the prompt and the grammar).
+    response_format: p.response_format ?? null,
+    tools: p.tools ?? null,
+    tool_choice: p.tool_choice ?? null,
+    parallel_tool_calls: p.parallel_tool_calls ?? null,
     ...sampling,
   });
 }

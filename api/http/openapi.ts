@@ -11,6 +11,7 @@ import {
 } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
+import { chatToolCallSchema } from '../../shared/chat/chat-options.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { responsesOperations } from './openapi-responses.js';
@@ -107,7 +108,12 @@ const chatCompletion = z
     choices: z.array(
       z.object({
         index: z.number().int(),
-        message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+        message: z.object({
+          role: z.literal('assistant'),
+          content: z.string().nullable().meta({ description: 'null when the reply is only tool calls' }),
+          refusal: z.null(),
+          tool_calls: z.array(chatToolCallSchema).optional(),
+        }),
         finish_reason: z.string(),
         logprobs: z
           .object({ content: z.array(chatTokenLogprobSchema), refusal: z.null() })

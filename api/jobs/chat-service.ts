@@ -1,3 +1,4 @@
+import { toolSettingsProblem } from '../../shared/chat/chat-options.js';
 import { errors } from '../../shared/errors/app-error.js';
 import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
@@ -85,6 +86,12 @@ export class ChatService implements ChatRunner {
     if (n > model.concurrency) {
       throw errors.invalidRequest(`'n' is ${n}; model '${model.id}' decodes at most ${model.concurrency} sequences together.`, 'n');
     }
+    const toolProblem = toolSettingsProblem(p);
+    if (toolProblem) throw errors.invalidRequest(toolProblem.message, toolProblem.param);
+    // Tool calls are parsed from one reply's text (and their ids from the job's): one choice.
+    if (n > 1 && (p.tools?.length ?? 0) > 0 && p.tool_choice !== 'none') {
+      throw errors.invalidRequest("'n' above 1 is not supported together with 'tools'.", 'n', 'unsupported_parameter');
+    }
     return {
       model: model.id,
       messages: p.messages,
@@ -98,6 +105,10 @@ export class ChatService implements ChatRunner {
       ...(p.logprobs === true ? { logprobs: true, ...(p.top_logprobs == null ? {} : { top_logprobs: p.top_logprobs }) } : {}),
       ...(n > 1 ? { n } : {}),
       ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
+      ...(p.response_format === undefined ? {} : { response_format: p.response_format }),
+      ...(p.tools === undefined ? {} : { tools: p.tools }),
+      ...(p.tool_choice === undefined ? {} : { tool_choice: p.tool_choice }),
+      ...(p.parallel_tool_calls === undefined ? {} : { parallel_tool_calls: p.parallel_tool_calls }),
     };
   }
 

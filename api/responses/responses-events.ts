@@ -117,6 +117,8 @@ export function settledResponse(base: ResponseObject, messageId: string, outcome
   };
   const answered = { ...open, model: outcome.model, usage };
   switch (result.finish_reason) {
+    // Function tools are refused before a job runs (responses-request.ts) until their output items are wired.
+    case 'tool_calls':
     case 'stop':
       return { ...answered, status: 'completed', completed_at: nowSeconds(), output: [assistantMessage(messageId, result.message.content, 'completed')] };
     case 'length':

@@ -7,6 +7,9 @@ import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
+import { effectiveToolChoice, type ChatToolCall } from '../../shared/chat/chat-options.js';
+import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
+import type { JobResult } from '../../shared/jobs/job-catalog.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -41,7 +44,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
         model: outcome.model,
         choices: choicesOf(outcome.result).map((c) => ({
           index: c.index,
-          message: { role: 'assistant', content: c.message.content, refusal: null },
+          message: assistantMessage(c.message),
           finish_reason: c.finish_reason,
           logprobs: openAiLogprobs(c.logprobs?.content),
         })),
@@ -70,6 +73,28 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       started.add(index);
       chunk(index, { role: 'assistant', content: '' }, null);
     };
+    // With tools offered, the model's text goes through the same parser the worker uses, so that
+    // its calls stream as OpenAI's delta.tool_calls (ids derived from the job id, as the worker's).
+    let toolCalls: ToolCallParser | undefined;
+    let streamedCalls = 0;
+    // A token's logprobs go with the first chunk its text makes (or alone, if it makes none).
+    const send = (events: ToolCallEvent[], logprobs?: ChatTokenLogprob[]) => {
+      let pending = logprobs;
+      const take = () => {
+        const l = pending;
+        pending = undefined;
+        return l;
+      };
+      for (const e of events) {
+        if (e.type === 'content') chunk(0, { content: e.text }, null, take());
+        else if (e.type === 'call') {
+          streamedCalls = e.index + 1;
+          chunk(0, { tool_calls: [{ index: e.index, id: e.id, type: 'function', function: { name: e.name, arguments: '' } }] }, null, take());
+        } else chunk(0, { tool_calls: [{ index: e.index, function: { arguments: e.text } }] }, null, take());
+      }
+      if (pending !== undefined && pending.length > 0) chunk(0, { content: '' }, null, pending);
+    };
+    const parsesToolCalls = effectiveToolChoice(payload).kind !== 'none';
     let outcome: ChatOutcome;
     try {
       outcome = await deps.runner.run(
@@ -83,10 +108,13 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
           onStart: (startedJob, modelId) => {
             jobId = startedJob;
             answering = modelId;
+            if (parsesToolCalls) toolCalls = new ToolCallParser((i) => toolCallId(startedJob, i));
           },
           onToken: (text, _index, { choice = 0, logprobs }) => {
             start(choice);
-            chunk(choice, { content: text }, null, logprobs);
+            // Tools are offered with n = 1 only (ChatService refuses more), so calls are choice 0's.
+            if (toolCalls) send(toolCalls.push(text), logprobs);
+            else chunk(choice, { content: text }, null, logprobs);
           },
         },
         cacheContext(req, res),
@@ -104,6 +132,13 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       throw failure(outcome);
     }
     if (outcome.status === 'completed') {
+      start(0);
+      if (toolCalls) send(toolCalls.finish());
+      // Calls the text did not carry (an upstream's, or a cached answer): whole, one chunk each.
+      for (const [index, call] of (outcome.result.message.tool_calls ?? []).entries()) {
+        if (index < streamedCalls) continue;
+        send([{ type: 'call', index, id: call.id, name: call.function.name }, { type: 'arguments', index, text: call.function.arguments }]);
+      }
       answering = outcome.model;
       for (const c of choicesOf(outcome.result)) {
         start(c.index);
@@ -126,12 +161,26 @@ function openAiLogprobs(content: ChatTokenLogprob[] | undefined): { content: Cha
   return content === undefined ? null : { content, refusal: null };
 }
 
+/** The reply's message in OpenAI's shape: content null when the reply is only tool calls. */
+function assistantMessage(message: JobResult<'chat'>['message']): { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCall[] } {
+  const calls = message.tool_calls ?? [];
+  if (calls.length === 0) return { role: 'assistant', content: message.content, refusal: null };
+  return { role: 'assistant', content: message.content === '' ? null : message.content, refusal: null, tool_calls: calls };
+}
+
 /** The HTTP error for a chat job that did not complete (also answered by POST /v1/responses). */
 export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   const { message, code } = outcome.error;
   switch (code) {
     case 'context_length_exceeded':
       return errors.invalidRequest(message, 'messages', code);
+    case 'invalid_response_format':
+    case 'unsupported_response_format':
+      return errors.invalidRequest(message, 'response_format', code);
+    case 'invalid_function_parameters':
+      return errors.invalidRequest(message, 'tools', code);
+    case 'grammar_unavailable':
+      return new AppError(500, 'server_error', code, message);
     case 'cancelled':
       return errors.conflict(message, 'cancelled');
     case 'upstream_error':

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAX_CHAT_CHOICES } from '../jobs/job-catalog.js';
+import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
 
 /**
  * Request bodies of the public API. Route handlers validate with these, and later the OpenAPI
@@ -54,12 +55,29 @@ const messageContent = z.union([
 const chatMessage = z
   .object({
     // OpenAI's newer 'developer' role plays the part of 'system' for these models.
-    role: z.enum(['system', 'developer', 'user', 'assistant'], { message: "must be one of 'system', 'developer', 'user', 'assistant'" }),
-    content: messageContent,
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool'], { message: "must be one of 'system', 'developer', 'user', 'assistant', 'tool'" }),
+    // null (or left out) only in an assistant turn that made tool calls.
+    content: messageContent.nullable().optional(),
     name: z.string().max(64).optional(),
+    tool_calls: z.array(chatToolCallSchema).max(128).optional(),
+    tool_call_id: z.string().min(1).max(256).optional(),
+    refusal: z.string().nullable().optional(),
   })
   .strict()
-  .transform((m) => ({ role: m.role === 'developer' ? ('system' as const) : m.role, content: m.content }));
+  .superRefine((m, ctx) => {
+    const problem = (message: string, path: string) => ctx.addIssue({ code: 'custom', message, path: [path] });
+    if (m.tool_calls !== undefined && m.role !== 'assistant') problem("only 'assistant' messages carry tool calls", 'tool_calls');
+    if (m.role === 'tool' && m.tool_call_id === undefined) problem("a 'tool' message needs the 'tool_call_id' of the call it answers", 'tool_call_id');
+    if (m.role !== 'tool' && m.tool_call_id !== undefined) problem("only 'tool' messages have a 'tool_call_id'", 'tool_call_id');
+    const hasCalls = m.role === 'assistant' && (m.tool_calls?.length ?? 0) > 0;
+    if ((m.content === null || m.content === undefined) && !hasCalls) problem('is required (it may be null only in an assistant message with tool_calls)', 'content');
+  })
+  .transform((m) => ({
+    role: m.role === 'developer' ? ('system' as const) : m.role,
+    content: m.content ?? '',
+    ...(m.tool_calls?.length ? { tool_calls: m.tool_calls } : {}),
+    ...(m.tool_call_id === undefined ? {} : { tool_call_id: m.tool_call_id }),
+  }));
 
 const stop = z
   .union([z.string().min(1), z.array(z.string().min(1)).max(4)])
@@ -118,6 +136,7 @@ export const chatCompletionRequestSchema = z
     stream_options: streamOptions,
     presence_penalty: z.number().min(-2).max(2).optional(),
     frequency_penalty: z.number().min(-2).max(2).optional(),
+    ...chatStructuredFields,
   })
   .strict();
 
@@ -199,6 +218,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       ...logprobFields,
       /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
       max_completion_tokens: z.number().int().positive().optional(),
+      ...chatStructuredFields,
       timeout: jobTimeout,
       webhook: jobWebhook,
     })

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
 import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
 import type { JobSpec } from './job-spec.js';
@@ -35,8 +36,12 @@ export const embeddingResultSchema = z.object({
 
 export const chatMessageSchema = z
   .object({
-    role: z.enum(['system', 'user', 'assistant']),
+    role: z.enum(['system', 'user', 'assistant', 'tool']),
     content: z.string(),
+    /** An assistant turn's calls (its content may then be ''). */
+    tool_calls: z.array(chatToolCallSchema).optional(),
+    /** A tool turn: the call it answers. */
+    tool_call_id: z.string().optional(),
   })
   .strict();
 
@@ -71,16 +76,20 @@ export const chatPayloadSchema = z
      * then holds it as one user message, for backends that only speak chat (upstreams).
      */
     prompt: z.string().min(1).optional(),
+    /** Structured outputs and tools, as OpenAI's request has them; the worker enforces them. */
+    ...chatStructuredFields,
   })
   .strict()
   .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 
-export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
+/** `tool_calls`: the reply ended with calls of the request's tools (message.tool_calls). */
+export const chatFinishReason = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);
 
 export const chatResultSchema = z.object({
   /** The model that produced the answer: the requested one, or its fallback. */
   model: z.string(),
-  message: z.object({ role: z.literal('assistant'), content: z.string() }),
+  /** With tool calls, `content` holds only the text outside them ('' when there is none). */
+  message: z.object({ role: z.literal('assistant'), content: z.string(), tool_calls: z.array(chatToolCallSchema).optional() }),
   finish_reason: chatFinishReason,
   /** With `logprobs`: the answer's tokens (of choice 0 when n > 1), the end-of-sequence token left out. */
   logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),

@@ -1,5 +1,6 @@
 import type { ChatTokenLogprob, JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
+import type { ChatToolCall } from '../../shared/chat/chat-options.js';
 
 /** One of the `n` answers of a request. */
 export interface ChoiceOutcome {
@@ -12,8 +13,11 @@ export interface ChoiceOutcome {
 
 /** The answer: choice 0's text, finish reason and logprobs, with usage over every choice. */
 export interface GenerationOutcome {
+  /** The reply's content: without the tool calls' own text when it made calls. */
   text: string;
-  finishReason: 'stop' | 'length' | 'cancelled';
+  finishReason: 'stop' | 'length' | 'cancelled' | 'tool_calls';
+  /** Calls of the request's tools, in order; absent when there are none. */
+  toolCalls?: ChatToolCall[];
   promptTokens: number;
   /** Summed over the choices. */
   completionTokens: number;

@@ -1,6 +1,8 @@
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { GenerationOutcome } from './chat-backend.js';
+import type { ChatToolCall } from '../../shared/chat/chat-options.js';
+import type { StructuredOutputErrorCode } from './structured-output.error.js';
 
 /** Messages between a worker's main thread and its chat model thread. */
 export type ChatThreadRequest =
@@ -10,7 +12,7 @@ export type ChatThreadRequest =
   | { type: 'close' };
 
 /** Why the thread failed a generation (workers/chat/decoder-backend.ts turns each into its error class). */
-export type ChatThreadErrorCode = 'context_length_exceeded' | 'generation_failed' | 'invalid_tokenizer_input';
+export type ChatThreadErrorCode = 'context_length_exceeded' | 'generation_failed' | 'invalid_tokenizer_input' | StructuredOutputErrorCode;
 
 export type ChatThreadReply =
   | { type: 'ready'; provider: string; contextLength: number; loadMs: number }

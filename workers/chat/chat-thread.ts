@@ -1,10 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { planChat, splitReply, type ChatPlan } from './chat-request.js';
 import { ChatTokenizer } from './chat-tokenizer.js';
-import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
+import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { DecoderSession, type DecoderSessionOptions } from './decoder-session.js';
 import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
 import type { ChoiceOutcome } from './chat-backend.js';
 import { GenerationEngine, type GeneratedTokenLogprobs, type GenerationResult } from './generation-engine.js';
+import { GrammarError } from './grammar/grammar-error.js';
+import { GrammarRuntime } from './grammar/grammar-runtime.js';
 
 /**
  * A chat model's thread: tokenizer, chat template, ONNX decoder session and the
@@ -25,8 +28,11 @@ const post = (msg: ChatThreadReply) => port.postMessage(msg);
 try {
   const started = performance.now();
   const [tokenizer, session] = await Promise.all([ChatTokenizer.load(data.dir), DecoderSession.open(data.dir, data.options)]);
+  // Compiles lazily: xgrammar loads on the first constrained request, not at boot.
+  const grammar = new GrammarRuntime({ vocabulary: tokenizer.vocabulary, vocabSize: session.config.vocabSize, stopTokenIds: tokenizer.stopTokenIds });
   const engine = new GenerationEngine(session, tokenizer, {
     maxBatch: data.maxBatch,
+    grammar,
     onStep: (r) => {
       if (r.kind === 'decode') post({ type: 'step', batch: r.batchSize, ms: r.stepMs });
     },
@@ -47,6 +53,7 @@ try {
       case 'close':
         void engine
           .close()
+          .then(() => grammar.close())
           .then(() => session.release())
           .finally(() => port.close());
         break;
@@ -75,10 +82,16 @@ try {
   }
 
   function generate(id: string, payload: Extract<ChatThreadRequest, { type: 'generate' }>['payload']): void {
+    let plan: ChatPlan;
     let promptIds: number[];
     try {
+      plan = planChat(payload);
+    } catch (err) {
+      return post({ type: 'error', id, code: 'generation_failed', message: (err as Error).message });
+    }
+    try {
       // A legacy completion's raw prompt skips the chat template.
-      promptIds = payload.prompt !== undefined ? tokenizer.encode(payload.prompt, { addSpecialTokens: true }) : tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: true });
+      promptIds = payload.prompt !== undefined ? tokenizer.encode(payload.prompt, { addSpecialTokens: true }) : tokenizer.applyChatTemplate(payload.messages, plan.template);
     } catch (err) {
       return post({ type: 'error', id, code: 'generation_failed', message: `${payload.prompt !== undefined ? 'tokenizing the prompt' : 'chat template'} failed: ${(err as Error).message}` });
     }
@@ -119,6 +132,7 @@ try {
           logprobs: wantLogprobs,
           ...(payload.top_logprobs === undefined ? {} : { topLogprobs: payload.top_logprobs }),
           n,
+          ...(plan.responseFormat ? { responseFormat: plan.responseFormat } : {}),
         },
         {
           // Tokens whose text is not final yet (half a UTF-8 character, a possible stop string)
@@ -143,11 +157,16 @@ try {
               (c): ChoiceOutcome => ({ text: c.text, finishReason: c.finishReason, completionTokens: c.completionTokens, ...(wantLogprobs ? { logprobs: all[c.choice]! } : {}) }),
             );
             const first = choices[0]!;
+            // Tool calls come out of the reply's text (n > 1 with tools is refused by the API).
+            const { content, toolCalls } = splitReply(plan, id, first.text);
+            // A reply cut by max_tokens stays `length`, even if it made calls before the cut.
+            const finishReason = toolCalls && first.finishReason === 'stop' ? 'tool_calls' : first.finishReason;
             post({
               type: 'done',
               id,
-              text: first.text,
-              finishReason: first.finishReason,
+              text: content,
+              finishReason,
+              ...(toolCalls ? { toolCalls } : {}),
               promptTokens: r.promptTokens,
               completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
               ...(first.logprobs === undefined ? {} : { logprobs: first.logprobs }),
@@ -159,12 +178,12 @@ try {
             if (failed) return;
             failed = true;
             engine.cancel(id);
-            post({ type: 'error', id, code: 'generation_failed', message: err.message });
+            post({ type: 'error', id, ...threadError(err) });
           },
         },
       );
     } catch (err) {
-      post({ type: 'error', id, code: 'generation_failed', message: (err as Error).message });
+      post({ type: 'error', id, ...threadError(err as Error) });
     }
   }
 } catch (err) {
@@ -179,4 +198,11 @@ function openAiLogprob(t: GeneratedTokenLogprobs): ChatTokenLogprob {
     bytes: t.bytes,
     top_logprobs: t.topLogprobs.map((alt) => ({ token: alt.token, logprob: alt.logprob, bytes: alt.bytes })),
   };
+}
+
+/** A generation's failure as the thread reports it: grammar failures keep their code, named for the field at fault. */
+function threadError(err: Error): { code: ChatThreadErrorCode; message: string } {
+  if (!(err instanceof GrammarError)) return { code: 'generation_failed', message: err.message };
+  if (err.code === 'grammar_unavailable') return { code: err.code, message: err.message };
+  return { code: err.param === 'tools' ? 'invalid_function_parameters' : err.code, message: err.message };
 }

@@ -49,7 +49,7 @@ export function createChatHandler(deps: {
     ctx.log.debug({ completionTokens: outcome.completionTokens, totalMs: Math.round(totalMs), finish: outcome.finishReason }, 'chat done');
     return {
       model: payload.model,
-      message: { role: 'assistant', content: outcome.text },
+      message: { role: 'assistant', content: outcome.text, ...(outcome.toolCalls ? { tool_calls: outcome.toolCalls } : {}) },
       finish_reason: outcome.finishReason,
       ...(outcome.logprobs === undefined ? {} : { logprobs: { content: outcome.logprobs } }),
       ...(outcome.choices === undefined

@@ -9,9 +9,18 @@ import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './
 import { ContextLengthError } from './context-length.error.js';
 import { GenerationError } from './generation.error.js';
 import { TokenizerInputError } from './tokenizer-input.error.js';
+import { StructuredOutputError } from './structured-output.error.js';
 
-/** The chat thread names its failures by code (messages between threads carry no classes): each code's class. */
-const THREAD_ERRORS = { context_length_exceeded: ContextLengthError, generation_failed: GenerationError, invalid_tokenizer_input: TokenizerInputError } satisfies Record<ChatThreadErrorCode, new (message: string) => Error>;
+/** The chat thread names its failures by code (messages between threads carry no classes): each code's error. */
+const THREAD_ERRORS: Record<ChatThreadErrorCode, (message: string) => Error> = {
+  context_length_exceeded: (m) => new ContextLengthError(m),
+  generation_failed: (m) => new GenerationError(m),
+  invalid_tokenizer_input: (m) => new TokenizerInputError(m),
+  invalid_response_format: (m) => new StructuredOutputError('invalid_response_format', m),
+  unsupported_response_format: (m) => new StructuredOutputError('unsupported_response_format', m),
+  invalid_function_parameters: (m) => new StructuredOutputError('invalid_function_parameters', m),
+  grammar_unavailable: (m) => new StructuredOutputError('grammar_unavailable', m),
+};
 
 interface Pending {
   onToken: (text: string, extras: TokenExtras) => void;
@@ -60,7 +69,7 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
         const p = pending.get(msg.id) ?? tokenizing.get(msg.id);
         pending.delete(msg.id);
         tokenizing.delete(msg.id);
-        p?.reject(new THREAD_ERRORS[msg.code](msg.message));
+        p?.reject(THREAD_ERRORS[msg.code](msg.message));
         break;
       }
     }

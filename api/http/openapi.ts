@@ -1,8 +1,9 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import { chatCompletionRequestSchema, chatbotRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
@@ -266,6 +267,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   op('POST /v1/jobs', {
     description:
+      'The body is one of the job types clients may submit, chosen by `type` (each a `Create…JobRequest`, from the job catalog). ' +
       'Answers 202 as soon as the job is stored. With an Idempotency-Key, a repeated request returns the first job (200, `Idempotent-Replayed: true`); the same key with another body is a 409.',
     request: {
       headers: z.object({

@@ -8,6 +8,7 @@ import {
   CANCELLED_REASON_PREFIX,
   failureCode,
   jobCatalog,
+  jobSpec,
   makeJobId,
   queueOfJobId,
   type JobEnvelope,
@@ -31,8 +32,11 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   /** 1 (most urgent) to 10. BullMQ serves lower numbers first. */
   priority?: number;
-  /** Epoch ms: a job still queued then is dropped as expired instead of running late. */
-  deadline?: number;
+  /**
+   * How long the job may stay queued before it is dropped as expired instead of running late;
+   * replaces the type's default (`deadlines.maxQueuedSeconds` in the job catalog).
+   */
+  maxQueuedMs?: number;
 }
 
 /** Per-tenant admission (api/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
@@ -83,7 +87,7 @@ export class JobService {
       const jobId = idem?.jobId ?? makeJobId(queue.name, randomUUID());
       const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId, opts.priority) : opts.priority;
       admitted = this.deps.admission ? jobId : undefined;
-      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey, ...(opts.deadline ? { deadline: opts.deadline } : {}) };
+      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey, ...deadlineOf(type, opts.maxQueuedMs) };
       const job = await queue.add(type, envelope, {
         ...jobCatalog[type].defaults,
         jobId,
@@ -107,7 +111,7 @@ export class JobService {
     const jobId = makeJobId(queue.name, randomUUID());
     const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId).catch((e) => Promise.reject(this.redisAware(e))) : undefined;
     const reply = this.deps.replies.expect<JobResult<K>>(jobId, timeoutMs);
-    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
+    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel, ...deadlineOf(type) };
     const jobOpts: JobsOptions = {
       ...jobCatalog[type].defaults,
       jobId,
@@ -324,6 +328,17 @@ function toStatus(state: string, failedReason: string | undefined): JobStatus {
     default:
       return 'queued';
   }
+}
+
+/**
+ * The envelope's `deadline`: the job must start within `maxQueuedMs`, else the type's default time
+ * in the queue (its catalog entry's `deadlines`); none when neither says. The worker fails a job
+ * taken after it as expired.
+ */
+function deadlineOf(type: JobType, maxQueuedMs?: number): { deadline?: number } {
+  const byType = jobSpec(type).deadlines?.maxQueuedSeconds;
+  const ms = maxQueuedMs ?? (byType === undefined ? undefined : byType * 1000);
+  return ms === undefined ? {} : { deadline: Date.now() + ms };
 }
 
 function nowSeconds(): number {

@@ -94,42 +94,35 @@ export const chatCompletionRequestSchema = z
   })
   .strict();
 
-/** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
-const jobTimeout = z.number().positive().max(7 * 86_400).optional();
+/**
+ * POST /v1/jobs with `type: 'embedding'`: the job catalog's `submit.request` of the type
+ * (shared/jobs/job-catalog.ts), which adds `type` and `timeout` (shared/jobs/job-requests.ts).
+ */
+export const embeddingJobRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    input: textInput,
+    dimensions: z.number().int().positive().optional(),
+  })
+  .strict();
 
-/** POST /v1/jobs: one variant per job type, chosen by `type`. */
-export const createJobRequestSchema = z.discriminatedUnion('type', [
-  z
-    .object({
-      type: z.literal('embedding'),
-      model: z.string().min(1, 'is required'),
-      input: textInput,
-      dimensions: z.number().int().positive().optional(),
-      timeout: jobTimeout,
-    })
-    .strict(),
-  z
-    .object({
-      type: z.literal('chat'),
-      model: z.string().min(1, 'is required'),
-      messages: z.array(chatMessage).min(1, 'must contain at least one message'),
-      ...samplingFields,
-      /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
-      max_completion_tokens: z.number().int().positive().optional(),
-      timeout: jobTimeout,
-    })
-    .strict(),
-]);
+/** POST /v1/jobs with `type: 'chat'`: messages and sampling settings, as on /v1/chat/completions. */
+export const chatJobRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message'),
+    ...samplingFields,
+    /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
+    max_completion_tokens: z.number().int().positive().optional(),
+  })
+  .strict();
 
-export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
-/** What a client may send to POST /v1/jobs (before defaults and normalisation). */
-export type CreateJobRequestInput = z.input<typeof createJobRequestSchema>;
 /** A chat request's messages and sampling settings, as validated (the API's view). */
-export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority'>;
+export type ChatParams = Omit<z.output<typeof chatJobRequestSchema>, 'model' | 'priority'>;
 /** A chat message as a client sends it (the API folds 'developer' into 'system' and joins text parts). */
 export type ChatMessageInput = z.input<typeof chatMessage>;
 /** A chat request's sampling settings as a client sends them. */
-export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages'>;
+export type ChatOptions = Omit<z.input<typeof chatJobRequestSchema>, 'model' | 'messages'>;
 
 /** POST /v1/chatbot: one turn of the tenant's chatbot. */
 export const chatbotRequestSchema = z

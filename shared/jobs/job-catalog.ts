@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { chatJobRequestSchema, embeddingJobRequestSchema } from '../api/request-schemas.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
-import type { JobSpec } from './job-spec.js';
+import type { JobSpec, JobSubmitSpec } from './job-spec.js';
 
-export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall } from './job-spec.js';
+export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall, JobSubmitSpec, JobDeadlines } from './job-spec.js';
 
 /**
  * The job catalog, the one home of a job type: its payload and result schemas, its default retry
@@ -96,6 +97,10 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 'model',
     domain: 'embeddings',
+    scope: 'embeddings',
+    submit: { request: embeddingJobRequestSchema },
+    // An async embedding nobody collected within a day is not worth computing any more.
+    deadlines: { maxQueuedSeconds: 86_400 },
   },
   chat: {
     payload: chatPayloadSchema,
@@ -109,6 +114,10 @@ export const jobCatalog = {
     stall: 'stream',
     concurrency: 'model',
     domain: 'chat',
+    scope: 'chat',
+    submit: { request: chatJobRequestSchema },
+    // Generation is bounded by max_tokens; a run past this is a stuck model or upstream, not a long answer.
+    deadlines: { maxQueuedSeconds: 86_400, maxRunSeconds: 900 },
   },
   chatbot: {
     payload: chatbotPayloadSchema,
@@ -122,6 +131,8 @@ export const jobCatalog = {
     // Turns mostly wait for the chat and embedding models' threads, so a worker holds many.
     concurrency: 16,
     domain: 'chatbot',
+    // Submitted through POST /v1/chatbot only (it needs the tenant's bot), so no `submit`.
+    scope: 'chat',
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
@@ -134,6 +145,14 @@ export const JOB_TYPES = Object.keys(jobCatalog) as JobType[];
 export function jobSpec(type: JobType): JobSpec {
   return jobCatalog[type];
 }
+
+/** Job types clients may submit with POST /v1/jobs: those whose entry has `submit`. */
+export type SubmittableJobType = { [K in JobType]: (typeof jobCatalog)[K] extends { submit: JobSubmitSpec } ? K : never }[JobType];
+export const SUBMITTABLE_JOB_TYPES = JOB_TYPES.filter((t): t is SubmittableJobType => jobSpec(t).submit !== undefined);
+/** The public request of a submittable type (its fields less `type` and `timeout`), as validated. */
+export type JobRequest<K extends SubmittableJobType> = z.output<(typeof jobCatalog)[K]['submit']['request']>;
+/** The same, as a client sends it (before defaults and normalisation). */
+export type JobRequestInput<K extends SubmittableJobType> = z.input<(typeof jobCatalog)[K]['submit']['request']>;
 
 /** Job types that have one queue per model (named by `modelQueueName`), and those with a queue of their own. */
 export type ModelJobType = { [K in JobType]: (typeof jobCatalog)[K]['queue'] extends { perModel: true } ? K : never }[JobType];

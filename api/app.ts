@@ -40,6 +40,7 @@ import { playgroundRoutes } from './routes/playground.routes.js';
 import { jobsRoutes } from './routes/jobs.routes.js';
 import { metricsRoutes } from './routes/metrics.routes.js';
 import { modelsRoutes } from './routes/models.routes.js';
+import { webhookUrlChecker, webhooksRoutes, type WebhookDeps } from './routes/webhooks.routes.js';
 
 export interface AppDeps {
   log: Logger;
@@ -67,6 +68,8 @@ export interface AppDeps {
   documents?: { service: DocumentService; maxBytes: number };
   /** Identity, limits and transport settings (README, "Security"). */
   security: SecurityDeps;
+  /** Webhook endpoints and where their URLs may point (docs/WEBHOOKS.md). */
+  webhooks: WebhookDeps;
 }
 
 export interface SecurityDeps {
@@ -139,7 +142,14 @@ export function createApp(deps: AppDeps): Express {
     completionsRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
     tokenizeRoutes({ chat: deps.chat }),
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
-    jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
+    jobsRoutes({
+      jobs: deps.jobs,
+      chat: deps.chat,
+      registry: deps.registry,
+      maxInputs: deps.maxInputs,
+      checkWebhookUrl: (url, param) => webhookUrlChecker(deps.webhooks.policy)(url, param),
+    }),
+    webhooksRoutes({ webhooks: () => deps.webhooks }),
     documentsRoutes({ documents: () => deps.documents }),
   ]);
 

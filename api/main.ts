@@ -11,6 +11,8 @@ import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
+import { announceJobOutcome, WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
+import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { createApp } from './app.js';
 import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
@@ -97,6 +99,9 @@ async function main(): Promise<void> {
   const outcomes = new JobOutcomes({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS, log });
   outcomes.watchStreamingQueues(queues.keys(), (name) => createRedis(target, 'worker', name));
   shutdown.register('streaming queue events', () => outcomes.close());
+  // Webhooks (docs/WEBHOOKS.md): endpoints in Redis; events go out as jobs on the `webhooks` queue.
+  const webhookStore = new WebhookStore(redis, env.QUEUE_PREFIX);
+  const webhookSink = { queue: queues.get(WEBHOOK_QUEUE)!, store: webhookStore, retentionSeconds: env.JOB_RETENTION_SECONDS };
   const jobs = new JobService({
     queues,
     redis,
@@ -105,6 +110,8 @@ async function main(): Promise<void> {
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     notify: (jobId, type, event, data) => outcomes.announce(jobId, type, event, data),
     admission: tenantLoad,
+    // A queued job cancelled here has no worker to announce it: its webhook event goes from here.
+    ended: (envelope, view) => void announceJobOutcome(webhookSink, envelope, view).catch((err) => log.warn({ err, jobId: view.id }, 'could not queue the webhook event of a cancelled job')),
   });
   const chat = new ChatService({ jobs, relay, registry, syncTimeoutMs: env.SYNC_TIMEOUT_MS });
   const responses = new ResponseService({
@@ -113,6 +120,7 @@ async function main(): Promise<void> {
     relay,
     store: new ResponseStore({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.RESPONSES_RETENTION_SECONDS }),
     log,
+    webhooks: webhookSink,
   });
   shutdown.register('background responses', () => responses.close());
   const documents = new DocumentService({
@@ -146,6 +154,7 @@ async function main(): Promise<void> {
     metrics,
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
+    webhooks: { store: webhookStore, policy: { allowPrivate: env.WEBHOOK_ALLOW_PRIVATE }, maxEndpoints: env.WEBHOOK_MAX_ENDPOINTS },
   });
 
   // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).

@@ -5,12 +5,14 @@
  *   qi embed "text" ["more text" ...] [--model use-lite]
  *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N]
  *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
+ *   qi webhooks add <url> --events job.completed,job.failed | list | delete <id> | rotate <id> [--overlap S] | deliveries <id>
  * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
  */
 import { createReadStream, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
+import type { WebhookEventType } from '../shared/webhooks/webhook-api.js';
 import { InferenceClient, InferenceError } from './inference-client.js';
 
 const USAGE = `usage: qi <command> [options]
@@ -22,6 +24,8 @@ const USAGE = `usage: qi <command> [options]
   jobs <id>                           show a job
   jobs follow <id>                    follow a job live (tokens, progress) until it ends
   jobs cancel <id>                    cancel a job
+  webhooks add <url> --events E,E [--description D]   register an endpoint (prints its secret, shown once)
+  webhooks list | delete <id> | rotate <id> [--overlap SECONDS] | deliveries <id>
 environment: QI_URL (default http://127.0.0.1:3000), QI_API_KEY`;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
       'no-stream': { type: 'boolean' },
       collection: { type: 'string' },
       'top-k': { type: 'string' },
+      events: { type: 'string' },
+      description: { type: 'string' },
+      overlap: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -116,6 +123,28 @@ async function main(argv: string[]): Promise<number> {
           process.stdout.write('\n');
           console.log(JSON.stringify(result, null, 2).slice(0, 2000));
         }
+        return 0;
+      }
+      case 'webhooks': {
+        const [sub, arg] = args;
+        if (sub === 'add') {
+          if (!arg || !values.events) throw new Error('usage: qi webhooks add <url> --events job.completed,job.failed');
+          const events = values.events.split(',').map((e) => e.trim()) as WebhookEventType[];
+          const ep = await client.createWebhook({ url: arg, events, ...(values.description ? { description: values.description } : {}) });
+          console.log(`${ep.id}\t${ep.url}\t${ep.events.join(',')}\nsecret (shown once): ${ep.secret}`);
+        } else if (sub === 'list') {
+          for (const ep of await client.listWebhooks()) console.log(`${ep.id}\t${ep.url}\t${ep.events.join(',')}\tcircuit ${ep.circuit.state}`);
+        } else if (sub === 'delete' && arg) {
+          await client.deleteWebhook(arg);
+          console.log(`${arg}\tdeleted`);
+        } else if (sub === 'rotate' && arg) {
+          const ep = await client.rotateWebhookSecret(arg, { overlap_seconds: num(values.overlap) ?? 0 });
+          console.log(`new secret (shown once): ${ep.secret}`);
+        } else if (sub === 'deliveries' && arg) {
+          for (const d of await client.webhookDeliveries(arg)) {
+            console.log(`${d.event_id}\t${d.event_type}\t${d.state}\t${d.attempts} attempt(s)\t${d.last_status_code ?? '-'}\t${d.last_error ?? ''}`);
+          }
+        } else throw new Error('usage: qi webhooks add|list|delete|rotate|deliveries …');
         return 0;
       }
       default:

@@ -5,6 +5,7 @@ import type { CreateJobRequestInput } from '../shared/jobs/job-requests.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
+import type { WebhookDeliveryView, WebhookEndpointView, WebhookEventType } from '../shared/webhooks/webhook-api.js';
 import { signRequestWeb } from '../shared/api/sign-request-web.js';
 import { multipartBody } from '../shared/api/signature-scheme.js';
 
@@ -219,6 +220,29 @@ export class InferenceClient {
 
   cancelJob(id: string): Promise<JobView> {
     return this.request('DELETE', `/v1/jobs/${encodeURIComponent(id)}`) as Promise<JobView>;
+  }
+
+  /** Registers a webhook endpoint; `secret` (whsec_…) is in this answer only (verify with client/webhook-verify.ts). */
+  createWebhook(body: { url: string; events: WebhookEventType[]; description?: string }): Promise<WebhookEndpointView & { secret: string }> {
+    return this.request('POST', '/v1/webhooks', body) as Promise<WebhookEndpointView & { secret: string }>;
+  }
+
+  async listWebhooks(): Promise<WebhookEndpointView[]> {
+    return ((await this.request('GET', '/v1/webhooks')) as { data: WebhookEndpointView[] }).data;
+  }
+
+  deleteWebhook(id: string): Promise<{ id: string; deleted: true }> {
+    return this.request('DELETE', `/v1/webhooks/${encodeURIComponent(id)}`) as Promise<{ id: string; deleted: true }>;
+  }
+
+  /** A new secret (shown once); with `overlap_seconds` the old one keeps signing that long too. */
+  rotateWebhookSecret(id: string, opts: { overlap_seconds?: number } = {}): Promise<WebhookEndpointView & { secret: string }> {
+    return this.request('POST', `/v1/webhooks/${encodeURIComponent(id)}/rotate_secret`, opts) as Promise<WebhookEndpointView & { secret: string }>;
+  }
+
+  async webhookDeliveries(id: string, opts: { limit?: number } = {}): Promise<WebhookDeliveryView[]> {
+    const query = opts.limit ? `?limit=${opts.limit}` : '';
+    return ((await this.request('GET', `/v1/webhooks/${encodeURIComponent(id)}/deliveries${query}`)) as { data: WebhookDeliveryView[] }).data;
   }
 
   /**

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
-import { UnrecoverableError, type Worker } from 'bullmq';
+import { Queue, UnrecoverableError, type Worker } from 'bullmq';
 import { loadEnv } from '../shared/config/env.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
-import { JOB_TYPES, jobSpec, modelQueues, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobSpec, modelQueues, scheduledRetryDelayMs, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
+import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
@@ -25,6 +27,8 @@ import { createOutcomeDelivery } from './jobs/outcome-delivery.js';
 import { StreamHeartbeats } from './jobs/stream-heartbeats.js';
 import { startDocumentRuntime } from './documents/document-runtime.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
+import { createDeliverWebhookHandler } from './webhooks/deliver-webhook.handler.js';
+import { createJobOutcomeEvents } from './webhooks/job-outcome-events.js';
 
 /** Composition root of a worker process: load config, models, connections; run; shut down. */
 async function main(): Promise<void> {
@@ -73,6 +77,13 @@ async function main(): Promise<void> {
   shutdown.register('redis', () => Promise.allSettled([connection, publisher, subscriber].map((r) => closeRedis(r))));
   await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
 
+  // Webhook events (shared/webhooks): deliveries are jobs on the `webhooks` queue, which this worker also consumes.
+  const webhookStore = new WebhookStore(publisher, env.QUEUE_PREFIX);
+  const webhookQueue = new Queue(WEBHOOK_QUEUE, { connection: publisher, prefix: env.QUEUE_PREFIX });
+  webhookQueue.on('error', (err) => log.debug({ err: err.message }, 'webhook queue connection error'));
+  shutdown.register('webhook queue', () => webhookQueue.close());
+  const webhookSink = { queue: webhookQueue, store: webhookStore, retentionSeconds: env.JOB_RETENTION_SECONDS };
+
   const delivery = createOutcomeDelivery({ publisher, emitter: new Emitter(publisher), prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
 
   // Streaming jobs claim their token stream and keep a heartbeat on it (docs/RELIABILITY.md, "Dead workers and streams").
@@ -111,6 +122,13 @@ async function main(): Promise<void> {
         },
     embedding: createEmbedTextHandler(engines),
     tokenize: createTokenizeHandler(chatBackends),
+    'webhook.deliver': createDeliverWebhookHandler({
+      store: webhookStore,
+      allowPrivate: env.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+      circuit: { failures: env.WEBHOOK_CIRCUIT_FAILURES, openMs: env.WEBHOOK_CIRCUIT_OPEN_SECONDS * 1000 },
+      retryDelayMs: (attemptsMade) => scheduledRetryDelayMs('webhook.deliver', attemptsMade, env.RETRY_SCHEDULE_SCALE),
+    }),
     chat: createChatHandler({
       backends: chatBackends,
       redis: publisher,
@@ -130,6 +148,8 @@ async function main(): Promise<void> {
     chat: undefined,
     chatbot: servesChatbot ? { model: 'chatbot' } : undefined,
     documents: documents.serves ? { model: env.DOCUMENTS_EMBEDDING_MODEL } : undefined,
+    // Every worker delivers webhooks: deliveries wait on the network, not on a model.
+    webhooks: { model: 'webhooks' },
   };
   const servedQueues = (type: JobType): ServedQueue[] => {
     const spec = jobSpec(type);
@@ -141,7 +161,16 @@ async function main(): Promise<void> {
         .map((q) => ({ queueName: q.queueName, model: m.id, concurrency: m.concurrency })),
     );
   };
-  const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });
+  const buildWorker = createWorkerFactory({
+    connection,
+    prefix: env.QUEUE_PREFIX,
+    log,
+    delivery,
+    streams,
+    metrics,
+    settings: env,
+    onFinished: createJobOutcomeEvents({ sink: webhookSink, log }),
+  });
   const workers: Worker[] = JOB_TYPES.flatMap((type) => servedQueues(type).map((queue) => buildWorker(type, handlers[type] as JobHandler<typeof type>, queue)));
   // Closing a Worker stops it taking jobs and waits for its active ones, which need the engines:
   // so workers close first. Jobs still running when the grace period is nearly over are handed

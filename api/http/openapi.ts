@@ -14,6 +14,8 @@ import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { responsesOperations } from './openapi-responses.js';
+import { webhookOperations } from './openapi-webhooks.js';
+import { webhookEventBody } from '../../shared/webhooks/webhook-api.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -422,6 +424,22 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   });
 
   securityOperations(op, { json, errorsFor });
+  webhookOperations(op, { json, errorsFor });
+  // What the service sends to registered endpoints: OpenAPI 3.1's `webhooks` section.
+  registry.registerWebhook({
+    method: 'post',
+    path: 'event',
+    summary: 'A webhook event, as POSTed to an endpoint (Standard Webhooks signature headers)',
+    request: {
+      headers: z.object({
+        'webhook-id': z.string().meta({ param: { description: 'Message id, the same on every retry: drop duplicates by it' } }),
+        'webhook-timestamp': z.string().meta({ param: { description: 'Unix seconds of this attempt' } }),
+        'webhook-signature': z.string().meta({ param: { description: 'Space-separated `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per secret in use' } }),
+      }),
+      body: { required: true, content: { 'application/json': { schema: webhookEventBody } } },
+    },
+    responses: { 200: { description: 'Any 2xx answer acknowledges the event; anything else (or no answer in WEBHOOK_TIMEOUT_MS) is retried' } },
+  });
 
   for (const spec of ROUTES as readonly RouteSpec[]) {
     const key = routeKey(spec) as RouteKey;
@@ -457,6 +475,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },
+      { name: 'webhooks', description: 'Signed event deliveries (Standard Webhooks) to endpoints a tenant registers' },
       { name: 'auth', description: 'Short-lived tokens for API keys' },
       { name: 'admin', description: 'Tenants and API keys (admin key, or a key with the admin scope for its own tenant)' },
       { name: 'operations', description: 'Health, metrics, documentation and dashboards' },

@@ -55,10 +55,16 @@ export interface RouteSpec {
   mount?: boolean;
 }
 
-/** The scope a job type needs to submit, read or cancel its jobs: its catalog entry's. */
-export function jobTypeScope(type: JobType): Scope {
-  return jobSpec(type).scope;
+/** The scope a job type needs to submit, read or cancel its jobs: its catalog entry's (undefined: none may). */
+export function jobTypeScope(type: JobType): Scope | undefined {
+  return jobSpec(type).scope ?? undefined;
 }
+
+/** Job types whose jobs /v1/jobs reaches, with the scope each needs. */
+const SCOPED_JOB_TYPES = JOB_TYPES.flatMap((type) => {
+  const scope = jobTypeScope(type);
+  return scope ? [{ type, scope }] : [];
+});
 
 /** The scope that reads or cancels the job with this public id (from the job type of the queue it names), or undefined when no such queue exists. */
 export function scopeOfJobId(id: string): Scope | undefined {
@@ -77,20 +83,23 @@ function oneCasePerScope<C extends { scope: Scope }>(cases: C[]): C[] {
   return cases.filter((c, i) => cases.findIndex((d) => d.scope === c.scope) === i);
 }
 
+/** Submittable types that may be submitted: all of them, as long as the catalog gives each a scope (the wiring test checks). */
+const SUBMITTABLE = SCOPED_JOB_TYPES.filter(({ type }) => SUBMITTABLE_JOB_TYPES.some((t) => t === type));
+
 const byJobType: ScopeResolver = {
-  describe: `by the body's \`type\`: ${SUBMITTABLE_JOB_TYPES.map((t) => `${t} → \`${jobTypeScope(t)}\``).join(', ')}`,
-  cases: oneCasePerScope(SUBMITTABLE_JOB_TYPES.map((type) => ({ body: { type }, scope: jobTypeScope(type) }))),
+  describe: `by the body's \`type\`: ${SUBMITTABLE.map(({ type, scope }) => `${type} → \`${scope}\``).join(', ')}`,
+  cases: oneCasePerScope(SUBMITTABLE.map(({ type, scope }) => ({ body: { type }, scope }))),
   resolve: ({ body }) => {
     const type = (body as { type?: unknown } | undefined)?.type;
-    const submittable = SUBMITTABLE_JOB_TYPES.find((t) => t === type);
-    if (submittable) return jobTypeScope(submittable);
-    throw errors.invalidRequest(`'type' must be one of ${SUBMITTABLE_JOB_TYPES.map((t) => `'${t}'`).join(', ')}.`, 'type');
+    const submittable = SUBMITTABLE.find((t) => t.type === type);
+    if (submittable) return submittable.scope;
+    throw errors.invalidRequest(`'type' must be one of ${SUBMITTABLE.map((t) => `'${t.type}'`).join(', ')}.`, 'type');
   },
 };
 
 const byJobId: ScopeResolver = {
-  describe: `by the job's type, which the queue in its id (the part before \`~\`) tells: ${JOB_TYPES.map((t) => `${t} → \`${jobTypeScope(t)}\``).join(', ')}`,
-  cases: oneCasePerScope(JOB_TYPES.map((type) => ({ params: { id: makeJobId(exampleQueue(type), '00000000-0000-4000-8000-000000000000') }, scope: jobTypeScope(type) }))),
+  describe: `by the job's type, which the queue in its id (the part before \`~\`) tells: ${SCOPED_JOB_TYPES.map(({ type, scope }) => `${type} → \`${scope}\``).join(', ')}`,
+  cases: oneCasePerScope(SCOPED_JOB_TYPES.map(({ type, scope }) => ({ params: { id: makeJobId(exampleQueue(type), '00000000-0000-4000-8000-000000000000') }, scope }))),
   resolve: ({ params }) => {
     const id = typeof params.id === 'string' ? params.id : '';
     const scope = scopeOfJobId(id);
@@ -163,6 +172,14 @@ export const ROUTES = [
   { method: 'DELETE', path: '/v1/collections/:name', access: scope('documents'), tags: ['documents'], summary: 'Delete a collection with its documents, chunks and index' },
   { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
   { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
+
+  // Webhooks: the tenant's endpoints and their delivery logs (docs/WEBHOOKS.md).
+  { method: 'POST', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: 'Register a webhook endpoint; the answer is the only place its secret is shown' },
+  { method: 'GET', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: "The tenant's webhook endpoints (never their secrets)" },
+  { method: 'GET', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'One webhook endpoint, with the state of its circuit breaker' },
+  { method: 'DELETE', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'Delete a webhook endpoint with its delivery log; its pending deliveries are dropped' },
+  { method: 'POST', path: '/v1/webhooks/:id/rotate_secret', access: scope('webhooks'), tags: ['webhooks'], summary: "Replace an endpoint's signing secret (shown once), optionally overlapping the old one" },
+  { method: 'GET', path: '/v1/webhooks/:id/deliveries', access: scope('webhooks'), tags: ['webhooks'], summary: "An endpoint's delivery log, newest first" },
 
   // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
   { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },

@@ -17,6 +17,8 @@ import {
   type ResponseStreamEvent,
 } from './responses-events.js';
 import { chatPayload, checkSupported, createdResponse, inputItems, newMessageId, newResponseId } from './responses-request.js';
+import { enqueueWebhookEvent, type WebhookSink } from '../../shared/webhooks/webhook-events.js';
+import type { WebhookEventType } from '../../shared/webhooks/webhook-api.js';
 
 /** A validated request, ready to run: its chat job and the response it will become. */
 export interface PreparedResponse {
@@ -44,6 +46,8 @@ export class ResponseService {
       relay: TokenRelay;
       store: ResponseStore;
       log: Logger;
+      /** Where `response.*` webhook events go (docs/WEBHOOKS.md). */
+      webhooks?: WebhookSink;
     },
   ) {}
 
@@ -264,13 +268,26 @@ export class ResponseService {
 
   /**
    * The one place a background response reaches its terminal state, exactly once per response
-   * (ResponseStore.settle decides who): the `response.completed` / `response.failed` /
-   * `response.cancelled` / `response.incomplete` webhooks are to be sent from here.
+   * (ResponseStore.settle decides who): its `response.<status>` webhook event goes from here, with
+   * an event id derived from the response's, so a repeat from another replica delivers nothing twice.
    */
   private backgroundEnded(tenant: string, response: ResponseObject): void {
     this.deps.log.info({ tenant, response: response.id, status: response.status }, 'background response ended');
+    const type = RESPONSE_EVENTS[response.status as keyof typeof RESPONSE_EVENTS];
+    if (!this.deps.webhooks || !type) return;
+    void enqueueWebhookEvent(this.deps.webhooks, tenant, type, response, { eventId: `evt_${response.id}` }).catch((err) =>
+      this.deps.log.warn({ err, response: response.id }, 'could not queue the webhook event of a background response'),
+    );
   }
 }
+
+/** The webhook event of each terminal status of a response. */
+const RESPONSE_EVENTS = {
+  completed: 'response.completed',
+  failed: 'response.failed',
+  cancelled: 'response.cancelled',
+  incomplete: 'response.incomplete',
+} as const satisfies Record<string, WebhookEventType>;
 
 const notFound = (id: string) => errors.notFound(`No response with id '${id}'.`, 'response_not_found', 'response_id');
 

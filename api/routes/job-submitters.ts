@@ -32,7 +32,7 @@ export function jobSubmitters(deps: JobSubmitterDeps): JobSubmitters {
       checkEmbeddingInput(input, dimensions, model, deps.maxInputs);
       return deps.jobs.submit('embedding', tenant, model, { model: model.id, input, dimensions }, opts);
     },
-    chat: async ({ type: _type, timeout: _timeout, model: id, priority, max_completion_tokens, ...params }, { tenant, opts }) => {
+    chat: async ({ type: _type, timeout: _timeout, webhook: _webhook, model: id, priority, max_completion_tokens, ...params }, { tenant, opts }) => {
       const model = deps.chat.resolveModel(id);
       const payload = deps.chat.payload(model, { ...params, max_tokens: max_completion_tokens ?? params.max_tokens });
       return deps.chat.submit(tenant, model, payload, { ...opts, ...(priority ? { priority } : {}) });

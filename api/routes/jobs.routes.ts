@@ -5,7 +5,13 @@ import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 import { jobSubmitters, type JobSubmitter, type JobSubmitterDeps } from './job-submitters.js';
 
 /** The async job API shared by every job type; what POST accepts comes from the job catalog. */
-export function jobsRoutes(deps: JobSubmitterDeps & { jobs: JobService }): TableRoutes {
+export function jobsRoutes(
+  deps: JobSubmitterDeps & {
+    jobs: JobService;
+    /** Checks a job's own `webhook` URL (api/routes/webhooks.routes.ts: the same rule as for endpoints). */
+    checkWebhookUrl: (url: string, param: string) => Promise<string>;
+  },
+): TableRoutes {
   const router = tableRoutes();
   const submitters = jobSubmitters(deps);
 
@@ -16,6 +22,8 @@ export function jobsRoutes(deps: JobSubmitterDeps & { jobs: JobService }): Table
       idempotencyKey: req.header('idempotency-key') || undefined,
       // `timeout` (seconds) replaces the type's default time in the queue (JobService applies it).
       ...(body.timeout ? { maxQueuedMs: body.timeout * 1000 } : {}),
+      // Every job submitted here announces its outcome as a webhook event (docs/WEBHOOKS.md).
+      webhookEvents: body.webhook ? { url: await deps.checkWebhookUrl(body.webhook, 'webhook') } : {},
     };
     // The submitter of the body's own type (TypeScript cannot pair a union's member with its map entry by itself).
     const submit = submitters[body.type] as JobSubmitter<SubmittableJobType>;

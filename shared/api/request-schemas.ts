@@ -171,7 +171,7 @@ export const detokenizeRequestSchema = z
 
 /**
  * POST /v1/jobs with `type: 'embedding'`: the job catalog's `submit.request` of the type
- * (shared/jobs/job-catalog.ts), which adds `type` and `timeout` (shared/jobs/job-requests.ts).
+ * (shared/jobs/job-catalog.ts), which adds `type`, `timeout` and `webhook` (shared/jobs/job-requests.ts).
  */
 export const embeddingJobRequestSchema = z
   .object({

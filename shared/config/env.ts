@@ -210,6 +210,20 @@ export const envSchema = z.object({
    * instead of being retried (at most 3: the parse stage has 4 attempts, and the verdict must come first).
    */
   DOCUMENTS_POISON_CRASHES: z.coerce.number().int().min(1).max(3).default(2),
+  /**
+   * Webhooks (docs/WEBHOOKS.md). Private, loopback, link-local, unique-local, CGNAT and metadata
+   * addresses are refused as destinations unless WEBHOOK_ALLOW_PRIVATE is set (tests, closed networks).
+   */
+  WEBHOOK_ALLOW_PRIVATE: booleanish.default(false),
+  /** One delivery attempt (connect, send, answer) may take this long before it counts as failed. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /** Failed attempts in a row that open an endpoint's circuit; its deliveries then wait WEBHOOK_CIRCUIT_OPEN_SECONDS. */
+  WEBHOOK_CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(10),
+  WEBHOOK_CIRCUIT_OPEN_SECONDS: z.coerce.number().positive().default(300),
+  /** Endpoints one tenant may register. */
+  WEBHOOK_MAX_ENDPOINTS: z.coerce.number().int().min(1).default(20),
+  /** Multiplies the retry schedules of the job catalog (`retrySchedule`): tests shrink a day of webhook retries to seconds. */
+  RETRY_SCHEDULE_SCALE: z.coerce.number().positive().max(1).default(1),
   /** HNSW parameters of every collection index (hnswlib, cosine). */
   HNSW_M: z.coerce.number().int().min(2).max(128).default(16),
   HNSW_EF_CONSTRUCTION: z.coerce.number().int().min(8).max(2000).default(200),

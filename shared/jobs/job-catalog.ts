@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
 import { chatJobRequestSchema, embeddingJobRequestSchema } from '../api/request-schemas.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
+import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
 import { MAX_CHAT_CHOICES } from './chat-choices.js';
 import type { JobSpec, JobSubmitSpec } from './job-spec.js';
 
@@ -215,6 +216,8 @@ export const jobCatalog = {
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
+  // Signed webhook deliveries (shared/webhooks).
+  ...webhookJobCatalog,
 } as const satisfies Record<string, JobSpec>;
 
 export type JobType = keyof typeof jobCatalog;
@@ -228,10 +231,20 @@ export function jobSpec(type: JobType): JobSpec {
 /** Job types clients may submit with POST /v1/jobs: those whose entry has `submit`. */
 export type SubmittableJobType = { [K in JobType]: (typeof jobCatalog)[K] extends { submit: JobSubmitSpec } ? K : never }[JobType];
 export const SUBMITTABLE_JOB_TYPES = JOB_TYPES.filter((t): t is SubmittableJobType => jobSpec(t).submit !== undefined);
-/** The public request of a submittable type (its fields less `type` and `timeout`), as validated. */
+/** The public request of a submittable type (its fields less `type`, `timeout` and `webhook`), as validated. */
 export type JobRequest<K extends SubmittableJobType> = z.output<(typeof jobCatalog)[K]['submit']['request']>;
 /** The same, as a client sends it (before defaults and normalisation). */
 export type JobRequestInput<K extends SubmittableJobType> = z.input<(typeof jobCatalog)[K]['submit']['request']>;
+
+/**
+ * The delay before the retry that follows attempt `attemptsMade` (1 = the first attempt), for a type
+ * with a `retrySchedule`: the schedule's entry (its last repeats), times `scale` (RETRY_SCHEDULE_SCALE).
+ */
+export function scheduledRetryDelayMs(type: JobType, attemptsMade: number, scale: number): number {
+  const schedule = jobSpec(type).retrySchedule;
+  if (!schedule?.length) throw new Error(`${type} jobs have no retry schedule`);
+  return Math.round(schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1]! * scale);
+}
 
 /** Job types that have one queue per model (named by `modelQueueName`), and those with a queue of their own. */
 export type ModelJobType = { [K in JobType]: (typeof jobCatalog)[K]['queue'] extends { perModel: true } ? K : never }[JobType];
@@ -309,6 +322,11 @@ export interface JobEnvelope<K extends JobType = JobType> {
   idempotency_key?: string;
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
+  /**
+   * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
+   * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
+   */
+  webhook_events?: { url?: string };
 }
 
 export const jobEnvelopeSchema = z.object({
@@ -319,6 +337,7 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
+  webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 
 /** Public job states (GET /v1/jobs/:id). */

@@ -11,11 +11,23 @@ import { SUBMITTABLE_JOB_TYPES, jobCatalog, type JobRequest, type JobRequestInpu
 /** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
 export const jobTimeoutSchema = z.number().positive().max(7 * 86_400).optional();
 
+/**
+ * A URL that gets this one job's `job.completed` / `job.failed` webhook event (unsigned: it has no
+ * endpoint secret; the tenant's registered endpoints get it signed). Checked like an endpoint's URL.
+ */
+export const jobWebhookSchema = z
+  .string()
+  .min(1)
+  .max(2048)
+  .optional()
+  .meta({ description: "http(s) URL told of this job's outcome (`job.completed` / `job.failed`, Standard Webhooks headers, unsigned)" });
+
 /** Fields every job request has besides its type's own. */
 interface CommonJobFields {
   type: SubmittableJobType;
   /** Replaces the type's default `deadlines.maxQueuedSeconds` for this job. */
   timeout?: number;
+  webhook?: string;
 }
 
 export type CreateJobRequest = { [K in SubmittableJobType]: { type: K } & Omit<CommonJobFields, 'type'> & JobRequest<K> }[SubmittableJobType];
@@ -31,7 +43,7 @@ export function jobRequestComponentId(type: SubmittableJobType): string {
 }
 
 function variant(type: SubmittableJobType): z.ZodObject {
-  return jobCatalog[type].submit.request.extend({ type: z.literal(type), timeout: jobTimeoutSchema }).meta({ id: jobRequestComponentId(type) });
+  return jobCatalog[type].submit.request.extend({ type: z.literal(type), timeout: jobTimeoutSchema, webhook: jobWebhookSchema }).meta({ id: jobRequestComponentId(type) });
 }
 
 const variants = SUBMITTABLE_JOB_TYPES.map(variant);

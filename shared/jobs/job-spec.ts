@@ -32,7 +32,7 @@ export type JobStall = 'stream' | 'attempts' | 'crash-marks';
 export type JobConcurrency = 'model' | number | { env: 'DOCUMENTS_PARSE_CONCURRENCY' };
 
 /** The folder of workers/ that holds the type's handler (`workers/<domain>/*.handler.ts`). */
-export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents';
+export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents' | 'webhooks';
 
 /**
  * A job type clients may submit themselves with POST /v1/jobs: its public request, less `type` and
@@ -60,14 +60,22 @@ export interface JobSpec {
   payload: z.ZodType;
   result: z.ZodType;
   defaults: JobsOptions;
+  /**
+   * Delays (ms) before each retry, for `defaults.backoff: { type: 'schedule' }`: the n-th retry
+   * waits the n-th delay (the last one repeats), times RETRY_SCHEDULE_SCALE.
+   */
+  retrySchedule?: readonly number[];
   queue: JobQueueSpec;
   /** Its worker streams tokens: subscribers follow the token stream, and its runs claim it. */
   streams: boolean;
   stall: JobStall;
   concurrency: JobConcurrency;
   domain: JobDomain;
-  /** The scope a caller needs to submit, read or cancel the type's jobs. */
-  scope: Scope;
+  /**
+   * The scope a caller needs to submit, read or cancel the type's jobs through /v1/jobs; null: its
+   * jobs are nobody's to reach there (webhook deliveries, which have an API of their own).
+   */
+  scope: Scope | null;
   /** Present when clients may submit the type with POST /v1/jobs; internal types have none. */
   submit?: JobSubmitSpec;
   deadlines?: JobDeadlines;

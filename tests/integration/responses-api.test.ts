@@ -8,7 +8,9 @@ import { generateText, streamText } from 'ai';
 import OpenAI from 'openai';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
+import { Webhook } from 'standardwebhooks';
 import { startPrivateRedis } from '../helpers/redis.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
 import { KEYS, authHeaders, postJson, startService, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 type StreamEvent = OpenAI.Responses.ResponseStreamEvent;
@@ -19,6 +21,7 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
   let svc: ServiceHandle;
   let client: OpenAI;
   let globex: OpenAI;
+  let rx: Awaited<ReturnType<typeof startReceiver>>;
   const validResponse = openAiValidator('Response');
   const validEvent = openAiValidator('ResponseStreamEvent');
   const validItems = openAiValidator('ResponseItemList');
@@ -28,7 +31,10 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
     const modelDir = mkdtempSync(path.join(tmpdir(), 'qi-responses-'));
     await makeTinyDecoder(modelDir, { maxPositions: 256 });
     redis = await startPrivateRedis();
+    rx = await startReceiver();
     svc = await startService({
+      // The webhook receiver below listens on 127.0.0.1.
+      env: { WEBHOOK_ALLOW_PRIVATE: '1' },
       redisUrl: redis.url,
       modelsConfig: writeModelsConfig([
         { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 200, default_max_tokens: 32 },
@@ -40,6 +46,7 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
 
   after(async () => {
     await svc?.stop();
+    await rx?.close();
     await redis?.cleanup();
   });
 
@@ -224,6 +231,25 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
     const refused = await postJson(svc.baseUrl, '/v1/responses', { model: 'tiny-chat', input: 'x', background: true, store: false });
     assert.equal(refused.status, 400);
     assert.equal(refused.json.error.param, 'store');
+  });
+
+  test('a background response that ends announces response.<status> once, signed, with the stored response as data', async () => {
+    const reg = await postJson(svc.baseUrl, '/v1/webhooks', { url: `${rx.base}/responses`, events: ['response.completed', 'response.incomplete'] }, authHeaders(KEYS.acme));
+    assert.equal(reg.status, 201, reg.text);
+    const r = await client.responses.create({ model: 'tiny-chat', input: 'Tell the hook.', max_output_tokens: 6, background: true });
+    const mine = () => rx.at('/responses').filter((x) => (JSON.parse(x.body) as { data: { id: string } }).data.id === r.id);
+    // Polling reconciles the end from every GET as well: the event still goes out once.
+    const final = await waitFor('background response ended', async () => {
+      const now = await client.responses.retrieve(r.id);
+      return now.status === 'queued' || now.status === 'in_progress' ? undefined : now;
+    }, 30_000);
+    const [got] = await waitFor('response webhook', async () => (mine().length ? mine() : undefined), 30_000);
+    const event = new Webhook(reg.json.secret).verify(got!.body, got!.headers as Record<string, string>) as { type: string; data: { id: string; status: string } };
+    assert.equal(event.type, `response.${final.status}`);
+    assert.deepEqual(event.data, wire(await client.responses.retrieve(r.id)));
+    await client.responses.retrieve(r.id);
+    await new Promise((done) => setTimeout(done, 500));
+    assert.equal(mine().length, 1);
   });
 
   test('background + cancel: the running job stops and the response ends `cancelled`; only background responses can be cancelled', async () => {

@@ -8,6 +8,7 @@ import {
   jobCatalog,
   jobEnvelopeSchema,
   jobSpec,
+  scheduledRetryDelayMs,
   STREAMING_JOB_TYPES,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
@@ -69,6 +70,8 @@ export interface JobWorkerOptions<K extends JobType> {
    * nothing, and the API can tell a dead worker from a slow one.
    */
   streams?: StreamRuns;
+  /** RETRY_SCHEDULE_SCALE: multiplies the type's `retrySchedule` (default 1). */
+  retryScheduleScale?: number;
 }
 
 export interface StreamRuns {
@@ -95,7 +98,7 @@ export interface JobTimings {
  */
 export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): Worker {
   const { type, handler, delivery } = opts;
-  const spec = jobCatalog[type];
+  const spec = jobSpec(type);
 
   const retryable = (jobCatalog[type].defaults as { attempts: number }).attempts > 1;
   const maxRunMs = opts.maxRunMs ?? (jobSpec(type).deadlines?.maxRunSeconds ?? 0) * 1000;
@@ -261,8 +264,13 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }),
     ...(opts.maxStalledCount !== undefined ? { maxStalledCount: opts.maxStalledCount } : {}),
   };
+  // A type with a retry schedule in its catalog entry retries on it (backoff type 'schedule').
+  const settings = spec.retrySchedule
+    ? { backoffStrategy: (attemptsMade: number) => scheduledRetryDelayMs(type, attemptsMade, opts.retryScheduleScale ?? 1) }
+    : undefined;
   const worker = new Worker(opts.queueName, processor, {
     connection: opts.connection,
+    ...(settings ? { settings } : {}),
     prefix: opts.prefix,
     concurrency: opts.concurrency,
     autorun: false,

@@ -1,6 +1,7 @@
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
-import type { ChatMessageInput, ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
+import type { ChatMessageInput, ChatOptions } from '../shared/api/request-schemas.js';
+import type { CreateJobRequestInput } from '../shared/jobs/job-requests.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
@@ -35,6 +36,7 @@ export type ChatbotReply = JobResult<'chatbot'>;
 /** One hit of a collection search (the `document.search` job's result). */
 export type SearchHit = JobResult<'document.search'>['data'][number];
 
+/** A POST /v1/jobs body: one variant per job type the catalog lets clients submit, chosen by `type`. */
 export type JobSubmission = CreateJobRequestInput;
 export type { ChatOptions };
 /** A finished chat job's result. */

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { idSchema } from '../../shared/api/ids.js';
+import { SCOPES } from '../../shared/api/scopes.js';
+
+export { SCOPES, type Scope } from '../../shared/api/scopes.js';
 
 /**
  * Request and response shapes of the identity admin API (/v1/admin/tenants, /v1/admin/keys) and
  * of POST /v1/auth/token. The routes validate with these and api/http/openapi.ts documents them.
  */
-export const SCOPES = ['chat', 'embeddings', 'documents', 'webhooks', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
-
 export const tenantIdSchema = idSchema('tenant ids');
 
 /** Per-minute limits; absent = the deployment's default, 0 = unlimited. */

@@ -4,7 +4,6 @@ import {
   chatCompletionRequestSchema,
   chatbotRequestSchema,
   completionRequestSchema,
-  createJobRequestSchema,
   detokenizeRequestSchema,
   embeddingsRequestSchema,
   tokenizeRequestSchema,
@@ -12,6 +11,7 @@ import {
 import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
 import { chatToolCallSchema } from '../../shared/chat/chat-options.js';
+import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { responsesOperations } from './openapi-responses.js';
@@ -350,6 +350,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   op('POST /v1/jobs', {
     description:
+      'The body is one of the job types clients may submit, chosen by `type` (each a `Create…JobRequest`, from the job catalog). ' +
       'Answers 202 as soon as the job is stored. With an Idempotency-Key, a repeated request returns the first job (200, `Idempotent-Replayed: true`); the same key with another body is a 409.',
     request: {
       headers: z.object({

@@ -7,6 +7,7 @@ import { sha256Hex } from '../../shared/sha256.js';
 import {
   CANCELLED_REASON_PREFIX,
   jobCatalog,
+  jobSpec,
   makeJobId,
   queueOfJobId,
   type JobEnvelope,
@@ -29,8 +30,11 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   /** 1 (most urgent) to 10. BullMQ serves lower numbers first. */
   priority?: number;
-  /** Epoch ms: a job still queued then is dropped as expired instead of running late. */
-  deadline?: number;
+  /**
+   * How long the job may stay queued before it is dropped as expired instead of running late;
+   * replaces the type's default (`deadlines.maxQueuedSeconds` in the job catalog).
+   */
+  maxQueuedMs?: number;
   /** Announce the job's outcome as a webhook event (jobs of POST /v1/jobs), also to `url` when given. */
   webhookEvents?: { url?: string };
 }
@@ -91,7 +95,7 @@ export class JobService {
         payload,
         request_id: opts.requestId,
         idempotency_key: opts.idempotencyKey,
-        ...(opts.deadline ? { deadline: opts.deadline } : {}),
+        ...deadlineOf(type, opts.maxQueuedMs),
         ...(opts.webhookEvents ? { webhook_events: opts.webhookEvents } : {}),
       };
       const job = await queue.add(type, envelope, {
@@ -117,7 +121,7 @@ export class JobService {
     const jobId = makeJobId(queue.name, randomUUID());
     const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId).catch((e) => Promise.reject(this.redisAware(e))) : undefined;
     const reply = this.deps.replies.expect<JobResult<K>>(jobId, timeoutMs);
-    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
+    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel, ...deadlineOf(type) };
     const jobOpts: JobsOptions = {
       ...jobCatalog[type].defaults,
       jobId,
@@ -299,6 +303,17 @@ export class JobService {
   private redisAware(err: unknown): unknown {
     return isRedisConnectionError(err) ? errors.redisUnavailable('job store') : err;
   }
+}
+
+/**
+ * The envelope's `deadline`: the job must start within `maxQueuedMs`, else the type's default time
+ * in the queue (its catalog entry's `deadlines`); none when neither says. The worker fails a job
+ * taken after it as expired.
+ */
+function deadlineOf(type: JobType, maxQueuedMs?: number): { deadline?: number } {
+  const byType = jobSpec(type).deadlines?.maxQueuedSeconds;
+  const ms = maxQueuedMs ?? (byType === undefined ? undefined : byType * 1000);
+  return ms === undefined ? {} : { deadline: Date.now() + ms };
 }
 
 function nowSeconds(): number {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_CHAT_CHOICES } from '../jobs/job-catalog.js';
+import { MAX_CHAT_CHOICES } from '../jobs/chat-choices.js';
 import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
 
 /**
@@ -188,52 +188,37 @@ export const detokenizeRequestSchema = z
   })
   .strict();
 
-/** Seconds a job may wait in the queue; still queued after that, it fails as `expired` instead of running late. */
-const jobTimeout = z.number().positive().max(7 * 86_400).optional();
-
 /**
- * A URL that gets this one job's `job.completed` / `job.failed` webhook event (unsigned: it has no
- * endpoint secret; the tenant's registered endpoints get it signed). Checked like an endpoint's URL.
+ * POST /v1/jobs with `type: 'embedding'`: the job catalog's `submit.request` of the type
+ * (shared/jobs/job-catalog.ts), which adds `type`, `timeout` and `webhook` (shared/jobs/job-requests.ts).
  */
-const jobWebhook = z.string().min(1).max(2048).optional().meta({ description: "http(s) URL told of this job's outcome (`job.completed` / `job.failed`, Standard Webhooks headers, unsigned)" });
+export const embeddingJobRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    input: textInput,
+    dimensions: z.number().int().positive().optional(),
+  })
+  .strict();
 
-/** POST /v1/jobs: one variant per job type, chosen by `type`. */
-export const createJobRequestSchema = z.discriminatedUnion('type', [
-  z
-    .object({
-      type: z.literal('embedding'),
-      model: z.string().min(1, 'is required'),
-      input: textInput,
-      dimensions: z.number().int().positive().optional(),
-      timeout: jobTimeout,
-      webhook: jobWebhook,
-    })
-    .strict(),
-  z
-    .object({
-      type: z.literal('chat'),
-      model: z.string().min(1, 'is required'),
-      messages: z.array(chatMessage).min(1, 'must contain at least one message'),
-      ...samplingFields,
-      ...logprobFields,
-      /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
-      max_completion_tokens: z.number().int().positive().optional(),
-      ...chatStructuredFields,
-      timeout: jobTimeout,
-      webhook: jobWebhook,
-    })
-    .strict(),
-]);
+/** POST /v1/jobs with `type: 'chat'`: messages and sampling settings, as on /v1/chat/completions. */
+export const chatJobRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message'),
+    ...samplingFields,
+    ...logprobFields,
+    /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
+    max_completion_tokens: z.number().int().positive().optional(),
+    ...chatStructuredFields,
+  })
+  .strict();
 
-export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
-/** What a client may send to POST /v1/jobs (before defaults and normalisation). */
-export type CreateJobRequestInput = z.input<typeof createJobRequestSchema>;
 /** A chat request's messages and sampling settings, as validated (the API's view). */
-export type ChatParams = Omit<Extract<CreateJobRequest, { type: 'chat' }>, 'type' | 'model' | 'priority' | 'webhook'>;
+export type ChatParams = Omit<z.output<typeof chatJobRequestSchema>, 'model' | 'priority'>;
 /** A chat message as a client sends it (the API folds 'developer' into 'system' and joins text parts). */
 export type ChatMessageInput = z.input<typeof chatMessage>;
 /** A chat request's sampling settings as a client sends them. */
-export type ChatOptions = Omit<Extract<CreateJobRequestInput, { type: 'chat' }>, 'type' | 'model' | 'messages' | 'webhook'>;
+export type ChatOptions = Omit<z.input<typeof chatJobRequestSchema>, 'model' | 'messages'>;
 
 /** POST /v1/chatbot: one turn of the tenant's chatbot. */
 export const chatbotRequestSchema = z

@@ -70,7 +70,7 @@ const stageDefaults = { attempts: 4, backoff: { type: 'exponential', delay: 500 
  * processes interleave their steps across tenants. A parse job that kills its worker is judged by
  * its crash marks (DOCUMENTS_POISON_CRASHES); BullMQ's own stalled limit must not fire first.
  */
-const stage = { streams: false, stall: 'attempts', domain: 'documents' } as const;
+const stage = { streams: false, stall: 'attempts', domain: 'documents', scope: 'documents' } as const;
 
 export const documentJobCatalog = {
   'document.ingest': {

@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
 import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
+import { chatJobRequestSchema, embeddingJobRequestSchema } from '../api/request-schemas.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
 import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
-import type { JobSpec } from './job-spec.js';
+import { MAX_CHAT_CHOICES } from './chat-choices.js';
+import type { JobSpec, JobSubmitSpec } from './job-spec.js';
 
-export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall } from './job-spec.js';
+export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall, JobSubmitSpec, JobDeadlines } from './job-spec.js';
 
 /**
  * The job catalog, the one home of a job type: its payload and result schemas, its default retry
@@ -52,8 +54,7 @@ export const tokenLogprobSchema = z.object({ token: z.string(), logprob: z.numbe
 export const chatTokenLogprobSchema = tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) });
 export type ChatTokenLogprob = z.infer<typeof chatTokenLogprobSchema>;
 
-/** Most samples one chat request may ask for (`n`); they share a prefill and a batch, see generation-engine.ts. */
-export const MAX_CHAT_CHOICES = 8;
+export { MAX_CHAT_CHOICES };
 
 export const chatPayloadSchema = z
   .object({
@@ -169,6 +170,10 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 'model',
     domain: 'embeddings',
+    scope: 'embeddings',
+    submit: { request: embeddingJobRequestSchema },
+    // An async embedding nobody collected within a day is not worth computing any more.
+    deadlines: { maxQueuedSeconds: 86_400 },
   },
   chat: {
     payload: chatPayloadSchema,
@@ -182,6 +187,10 @@ export const jobCatalog = {
     stall: 'stream',
     concurrency: 'model',
     domain: 'chat',
+    scope: 'chat',
+    submit: { request: chatJobRequestSchema },
+    // Generation is bounded by max_tokens; a run past this is a stuck model or upstream, not a long answer.
+    deadlines: { maxQueuedSeconds: 86_400, maxRunSeconds: 900 },
   },
   tokenize: {
     payload: tokenizePayloadSchema,
@@ -196,6 +205,8 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 'model',
     domain: 'chat',
+    // Submitted through POST /v1/tokenize and /v1/detokenize only (synchronous), so no `submit`.
+    scope: 'chat',
   },
   chatbot: {
     payload: chatbotPayloadSchema,
@@ -209,6 +220,8 @@ export const jobCatalog = {
     // Turns mostly wait for the chat and embedding models' threads, so a worker holds many.
     concurrency: 16,
     domain: 'chatbot',
+    // Submitted through POST /v1/chatbot only (it needs the tenant's bot), so no `submit`.
+    scope: 'chat',
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
@@ -223,6 +236,14 @@ export const JOB_TYPES = Object.keys(jobCatalog) as JobType[];
 export function jobSpec(type: JobType): JobSpec {
   return jobCatalog[type];
 }
+
+/** Job types clients may submit with POST /v1/jobs: those whose entry has `submit`. */
+export type SubmittableJobType = { [K in JobType]: (typeof jobCatalog)[K] extends { submit: JobSubmitSpec } ? K : never }[JobType];
+export const SUBMITTABLE_JOB_TYPES = JOB_TYPES.filter((t): t is SubmittableJobType => jobSpec(t).submit !== undefined);
+/** The public request of a submittable type (its fields less `type`, `timeout` and `webhook`), as validated. */
+export type JobRequest<K extends SubmittableJobType> = z.output<(typeof jobCatalog)[K]['submit']['request']>;
+/** The same, as a client sends it (before defaults and normalisation). */
+export type JobRequestInput<K extends SubmittableJobType> = z.input<(typeof jobCatalog)[K]['submit']['request']>;
 
 /**
  * The delay before the retry that follows attempt `attemptsMade` (1 = the first attempt), for a type

@@ -45,6 +45,8 @@ export const webhookJobCatalog = {
     // Producers add deliveries themselves (shared/webhooks/webhook-events.ts), unbounded: an event
     // that happened is never refused for a full queue.
     queue: { name: 'webhooks' },
+    // Read through /v1/webhooks/.../deliveries, never as jobs of /v1/jobs.
+    scope: null,
     streams: false,
     stall: 'attempts',
     // Deliveries mostly wait on the network (up to WEBHOOK_TIMEOUT_MS each).

@@ -6,13 +6,14 @@ import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
-import { JOB_TYPES, jobSpec, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobSpec, modelQueues, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
 import type { ChatBackend } from './chat/chat-backend.js';
 import { startChatBackend } from './chat/chat-formats.js';
 import { createChatHandler } from './chat/chat.handler.js';
+import { createTokenizeHandler } from './chat/tokenize.handler.js';
 import { createChatbotHandler } from './chatbot/chatbot.handler.js';
 import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
           throw new UnrecoverableError('chatbot jobs are served by workers that serve every bot\'s models');
         },
     embedding: createEmbedTextHandler(engines),
+    tokenize: createTokenizeHandler(chatBackends),
     chat: createChatHandler({
       backends: chatBackends,
       redis: publisher,
@@ -134,7 +136,11 @@ async function main(): Promise<void> {
     const spec = jobSpec(type);
     const domain = domains[spec.domain];
     if ('name' in spec.queue) return domain ? [{ queueName: spec.queue.name, model: domain.model }] : [];
-    return served.filter((m) => m.task === type).map((m) => ({ queueName: m.queueName, model: m.id, concurrency: m.concurrency }));
+    return served.flatMap((m) =>
+      modelQueues(m)
+        .filter((q) => q.type === type)
+        .map((q) => ({ queueName: q.queueName, model: m.id, concurrency: m.concurrency })),
+    );
   };
   const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });
   const workers: Worker[] = JOB_TYPES.flatMap((type) => servedQueues(type).map((queue) => buildWorker(type, handlers[type] as JobHandler<typeof type>, queue)));

@@ -1,10 +1,10 @@
 import { errors } from '../../shared/errors/app-error.js';
-import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
-import { runStreamingJob } from './stream-runner.js';
+import { runStreamingJob, type StreamedEnd, type StreamRunOptions } from './stream-runner.js';
 
 export type { ChatParams };
 
@@ -16,12 +16,21 @@ export interface ChatRunOptions extends SubmitOptions {
   /** Aborting (the client went away) cancels the job. */
   signal?: AbortSignal;
   onStart?: (jobId: string, model: string) => void;
-  onToken?: (text: string, index: number) => void;
+  onToken?: StreamRunOptions['onToken'];
 }
 
 /** Runs a chat job to its end: ChatService itself, or a decorator in front of it (the response cache). */
 export interface ChatRunner {
   run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome>;
+}
+
+export type ChatChoice = NonNullable<JobResult<'chat'>['choices']>[number];
+
+/** Every choice of a chat result: its `choices` when n > 1, else the one answer as choice 0. */
+export function choicesOf(result: JobResult<'chat'>): ChatChoice[] {
+  if (result.choices) return result.choices;
+  const { message, finish_reason, logprobs, usage } = result;
+  return [{ index: 0, message, finish_reason, ...(logprobs ? { logprobs } : {}), completion_tokens: usage.completion_tokens }];
 }
 
 /** Failures of an upstream that its fallback model may answer instead. */
@@ -42,6 +51,8 @@ export class ChatService implements ChatRunner {
       jobs: JobService;
       relay: TokenRelay;
       registry: ModelRegistry;
+      /** How long tokenize jobs may take (SYNC_TIMEOUT_MS). */
+      syncTimeoutMs: number;
     },
   ) {}
 
@@ -52,13 +63,27 @@ export class ChatService implements ChatRunner {
     return model;
   }
 
-  payload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
+  /** The job payload of a chat request; `prompt`: a legacy completion's raw prompt (see chatPayloadSchema). */
+  payload(model: ChatModelConfig, p: ChatParams & { prompt?: string }): JobPayload<'chat'> {
     const maxTokens = p.max_tokens ?? model.default_max_tokens;
     if (maxTokens > model.max_tokens_limit) {
       throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
     }
     if (p.messages.every((m) => m.role !== 'user')) {
       throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
+    }
+    const n = p.n ?? 1;
+    if (p.top_logprobs != null && p.logprobs !== true) {
+      throw errors.invalidRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+    }
+    // An upstream's stream is read for one answer's text: several choices and logprobs need the local engine.
+    if (model.format === 'openai-upstream' && (n > 1 || p.logprobs === true)) {
+      const param = n > 1 ? 'n' : 'logprobs';
+      throw errors.invalidRequest(`'${param}' is not supported for model '${model.id}', which an upstream serves.`, param, 'unsupported_parameter');
+    }
+    // The choices of a request decode together in one batch (workers/chat/generation-engine.ts).
+    if (n > model.concurrency) {
+      throw errors.invalidRequest(`'n' is ${n}; model '${model.id}' decodes at most ${model.concurrency} sequences together.`, 'n');
     }
     return {
       model: model.id,
@@ -70,7 +95,22 @@ export class ChatService implements ChatRunner {
       repetition_penalty: p.repetition_penalty ?? 1,
       ...(p.seed === undefined ? {} : { seed: p.seed }),
       stop: p.stop ?? [],
+      ...(p.logprobs === true ? { logprobs: true, ...(p.top_logprobs == null ? {} : { top_logprobs: p.top_logprobs }) } : {}),
+      ...(n > 1 ? { n } : {}),
+      ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
     };
+  }
+
+  /**
+   * Tokenizes or detokenizes with the model's own tokenizer: a job on the model's tokenize queue,
+   * since the tokenizer lives with the model on the workers (the API image carries no model files).
+   */
+  tokenize(tenant: string, model: ChatModelConfig, payload: JobPayload<'tokenize'>, requestId: string): Promise<JobResult<'tokenize'>> {
+    if (model.format !== 'hf-decoder') {
+      throw errors.invalidRequest(`Model '${model.id}' is served by an upstream; its tokenizer is not available here.`, 'model', 'unsupported_parameter');
+    }
+    const target = { id: model.id, queueName: modelQueueName('tokenize', model.id), max_queue: model.max_queue };
+    return this.deps.jobs.run('tokenize', tenant, target, payload, this.deps.syncTimeoutMs, requestId);
   }
 
   submit(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: SubmitOptions): Promise<{ view: JobView; created: boolean }> {
@@ -101,7 +141,12 @@ export class ChatService implements ChatRunner {
       ...opts,
       onStart: (id) => opts.onStart?.(id, model.id),
     });
-    if (end.status === 'completed') return { outcome: { status: 'completed', jobId, model: end.result.model, result: end.result }, tokensSent };
-    return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
+    return { outcome: chatOutcome(jobId, model.id, end), tokensSent };
   }
+}
+
+/** How a chat job ended, from its token stream's end entry; `model` is the one it was submitted to. */
+export function chatOutcome(jobId: string, model: string, end: StreamedEnd<'chat'>): ChatOutcome {
+  if (end.status === 'completed') return { status: 'completed', jobId, model: end.result.model, result: end.result };
+  return { status: end.status, jobId, model, error: end.error ?? { message: 'failed', code: 'job_failed' } };
 }

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
-import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
+import { choicesOf, type ChatOutcome, type ChatService } from '../jobs/chat-service.js';
+import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
@@ -18,11 +19,11 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
 
   router.post('/v1/chat/completions', async (req, res) => {
     const body = chatCompletionRequestSchema.parse(req.body);
-    if ((body.n ?? 1) > 1) throw errors.invalidRequest("'n' greater than 1 is not supported; send one request per completion.", 'n', 'unsupported_parameter');
     for (const p of ['presence_penalty', 'frequency_penalty'] as const) {
       if (body[p]) throw errors.invalidRequest(`'${p}' is not supported; use 'repetition_penalty'.`, p, 'unsupported_parameter');
     }
     const model = deps.chat.resolveModel(body.model);
+    // max_completion_tokens is OpenAI's current name for max_tokens; it wins when both are given.
     const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
     const tenant = req.principal!.tenant;
     const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
@@ -38,7 +39,12 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
         object: 'chat.completion',
         created,
         model: outcome.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: outcome.result.message.content, refusal: null }, finish_reason: outcome.result.finish_reason, logprobs: null }],
+        choices: choicesOf(outcome.result).map((c) => ({
+          index: c.index,
+          message: { role: 'assistant', content: c.message.content, refusal: null },
+          finish_reason: c.finish_reason,
+          logprobs: openAiLogprobs(c.logprobs?.content),
+        })),
         usage: outcome.result.usage,
         timings: outcome.result.timings,
       });
@@ -52,16 +58,17 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     let answering = model.id;
     let jobId = '';
     const stream = new EventStream(res, { keepAliveMs: deps.sseKeepAliveMs, jobId: () => jobId });
-    const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
-    // The first chunk carries the role, as OpenAI's do. The stream itself opens with it, or with a
+    const chunk = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs?: ChatTokenLogprob[]) =>
+      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index, delta, finish_reason: finish, logprobs: openAiLogprobs(logprobs) }] });
+    // Each choice's first chunk carries the role, as OpenAI's do; with n > 1 the choices' chunks
+    // interleave as their tokens come. The stream itself opens with the first chunk, or with a
     // keep-alive while the job waits: a job that fails before either (a prompt longer than the
     // context) still gets a plain HTTP error status.
-    let started = false;
-    const start = () => {
-      if (started) return;
-      started = true;
-      chunk({ role: 'assistant', content: '' }, null);
+    const started = new Set<number>();
+    const start = (index: number) => {
+      if (started.has(index)) return;
+      started.add(index);
+      chunk(index, { role: 'assistant', content: '' }, null);
     };
     let outcome: ChatOutcome;
     try {
@@ -77,9 +84,9 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
             jobId = startedJob;
             answering = modelId;
           },
-          onToken: (text) => {
-            start();
-            chunk({ content: text }, null);
+          onToken: (text, _index, { choice = 0, logprobs }) => {
+            start(choice);
+            chunk(choice, { content: text }, null, logprobs);
           },
         },
         cacheContext(req, res),
@@ -97,9 +104,11 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       throw failure(outcome);
     }
     if (outcome.status === 'completed') {
-      start();
       answering = outcome.model;
-      chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
+      for (const c of choicesOf(outcome.result)) {
+        start(c.index);
+        chunk(c.index, {}, c.finish_reason === 'cancelled' ? 'stop' : c.finish_reason);
+      }
       if (body.stream_options?.include_usage) stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
     } else {
       const e = failure(outcome);
@@ -112,7 +121,13 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
-function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
+/** A choice's `logprobs` as OpenAI writes them: null when not asked for. */
+function openAiLogprobs(content: ChatTokenLogprob[] | undefined): { content: ChatTokenLogprob[]; refusal: null } | null {
+  return content === undefined ? null : { content, refusal: null };
+}
+
+/** The HTTP error for a chat job that did not complete (also answered by POST /v1/responses). */
+export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   const { message, code } = outcome.error;
   switch (code) {
     case 'context_length_exceeded':

@@ -92,6 +92,11 @@ export const envSchema = z.object({
   COALESCE_WINDOW_MS: z.coerce.number().min(0).max(100).default(2),
   /** How long finished async jobs stay readable through GET /v1/jobs/:id. */
   JOB_RETENTION_SECONDS: z.coerce.number().int().positive().default(3600),
+  /**
+   * How long stored Responses (POST /v1/responses with `store`, the default) stay readable and
+   * chainable with `previous_response_id`: OpenAI keeps them 30 days.
+   */
+  RESPONSES_RETENTION_SECONDS: z.coerce.number().int().positive().default(30 * 86_400),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
   /** Upper bound on inputs per embedding request (OpenAI's own limit is 2048). */
   MAX_EMBEDDING_INPUTS: z.coerce.number().int().positive().default(2048),

@@ -172,6 +172,7 @@ export class DocumentService {
         query: body.query,
         top_k: body.top_k,
         ...(body.filter ? { filter: body.filter } : {}),
+        ...(body.filters ? { attribute_filter: body.filters } : {}),
         ...(body.ef ? { ef: body.ef } : {}),
         ...(body.ranking_options ? { ranking_options: body.ranking_options } : {}),
       },

@@ -67,14 +67,16 @@ export type ComparisonFilter = z.infer<typeof comparisonFilterSchema>;
 export type CompoundFilter = { type: 'and' | 'or'; filters: AttributeFilter[] };
 export type AttributeFilter = ComparisonFilter | CompoundFilter;
 
-export const attributeFilterSchema: z.ZodType<AttributeFilter> = z.lazy(() =>
-  z.union([comparisonFilterSchema, z.object({ type: z.enum(['and', 'or']), filters: z.array(attributeFilterSchema).min(1).max(100) }).strict()]),
-);
+// Named, so that the OpenAPI generator refers to the recursive schema instead of unrolling it forever.
+export const attributeFilterSchema: z.ZodType<AttributeFilter> = z
+  .lazy(() => z.union([comparisonFilterSchema, z.object({ type: z.enum(['and', 'or']), filters: z.array(attributeFilterSchema).min(1).max(100) }).strict()]))
+  .meta({ id: 'AttributeFilter' });
 
 /** Whether a document's metadata passes an OpenAI attribute filter. A missing key fails every comparison but `ne` and `nin`. */
 export function matchesAttributeFilter(meta: Record<string, unknown>, filter: AttributeFilter): boolean {
   if ('filters' in filter) return filter.type === 'and' ? filter.filters.every((f) => matchesAttributeFilter(meta, f)) : filter.filters.some((f) => matchesAttributeFilter(meta, f));
-  const actual = meta[filter.key];
+  // Own keys only: "__proto__" or "constructor" name no attribute of a document.
+  const actual = Object.hasOwn(meta, filter.key) ? meta[filter.key] : undefined;
   const want = filter.value;
   switch (filter.type) {
     case 'eq':

@@ -83,6 +83,18 @@ describe('hybrid search', () => {
     );
     const lexicalFiltered = await search('SIGTERM', 'lexical', { filter: { section: 'quota' } });
     assert.deepEqual(lexicalFiltered, []);
+    // OpenAI-style attribute filters (the vector stores' `filters`): comparison and compound.
+    const inFilter = await search(QUERY, 'hybrid', { filters: { type: 'in', key: 'section', value: ['disk', 'logs'] } });
+    assert.deepEqual(new Set(inFilter.map((h) => h.document_id)), new Set([ids.disk, ids.logs]));
+    const compound = await search(QUERY, 'lexical', {
+      filters: { type: 'or', filters: [{ type: 'eq', key: 'section', value: 'quota' }, { type: 'and', filters: [{ type: 'ne', key: 'section', value: 'quota' }, { type: 'eq', key: 'section', value: 'codes' }] }] },
+    });
+    assert.deepEqual(
+      compound.map((h) => h.document_id),
+      [ids.quota, ids.codes],
+    );
+    const badFilter = await postJson(svc.baseUrl, '/v1/collections/runbook/search', { query: QUERY, filters: { type: 'like', key: 'section', value: 'q%' } });
+    assert.equal(badFilter.status, 400);
     const bad = await postJson(svc.baseUrl, '/v1/collections/runbook/search', { query: QUERY, ranking_options: { ranker: 'magic' } });
     assert.equal(bad.status, 400);
     assert.match(bad.json.error.message, /ranker/);

@@ -143,6 +143,8 @@ describe('attribute filters', () => {
       [{ type: 'nin', key: 'team', value: ['dev', 'ops'] }, false],
       [{ type: 'eq', key: 'missing', value: 'x' }, false],
       [{ type: 'ne', key: 'missing', value: 'x' }, true],
+      [{ type: 'eq', key: 'constructor', value: 'x' }, false],
+      [{ type: 'nin', key: '__proto__', value: ['x'] }, true],
       [{ type: 'and', filters: [{ type: 'eq', key: 'public', value: true }, { type: 'gt', key: 'year', value: 2020 }] }, true],
       [{ type: 'or', filters: [{ type: 'eq', key: 'team', value: 'dev' }, { type: 'and', filters: [{ type: 'eq', key: 'year', value: 1999 }] }] }, false],
     ];

@@ -3,6 +3,7 @@ import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenE
 import type { ChatMessageInput, ChatOptions } from '../shared/api/request-schemas.js';
 import type { CreateJobRequestInput } from '../shared/jobs/job-requests.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
+import type { RankingOptions } from '../shared/documents/search-ranking.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
 import type { WebhookDeliveryView, WebhookEndpointView, WebhookEventType } from '../shared/webhooks/webhook-api.js';
@@ -200,7 +201,7 @@ export class InferenceClient {
     return this.request('GET', `/v1/documents/${encodeURIComponent(id)}`) as Promise<DocumentView>;
   }
 
-  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number } = {}): Promise<SearchHit[]> {
+  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number; ranking_options?: RankingOptions } = {}): Promise<SearchHit[]> {
     const res = (await this.request('POST', `/v1/collections/${encodeURIComponent(collection)}/search`, { query, top_k: opts.top_k ?? 5, ...opts })) as { data: SearchHit[] };
     return res.data;
   }

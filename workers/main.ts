@@ -112,6 +112,7 @@ async function main(): Promise<void> {
           redis: publisher,
           prefix: env.QUEUE_PREFIX,
           retentionSeconds: env.JOB_RETENTION_SECONDS,
+          untrainedChatModels: new Set(registry.models.filter((m) => m.task === 'chat' && 'untrained' in m && m.untrained).map((m) => m.id)),
           // Knowledge answers search the tenant's document collections where this worker serves them.
           ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
             ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }

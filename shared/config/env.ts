@@ -128,6 +128,11 @@ export const envSchema = z.object({
   /** Where the all-in-one launcher keeps the data of the Redis it starts itself. */
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
+  /**
+   * Port of the demo tool service the all-in-one launcher runs for the example chatbot when
+   * CHATBOT_CONFIG is not set (loopback only; 0 picks a free port).
+   */
+  DEMO_TOOLS_PORT: z.coerce.number().int().min(0).max(65535).default(8081),
   PRETTY_LOGS: booleanish.default(false),
   /**
    * Security (api/auth, api/limits, api/cache). JWT_SECRET signs the tokens of POST /v1/auth/token

@@ -99,6 +99,14 @@ describe('responses: stream events from a token stream', () => {
     assert.ok(doneOf(0) < doneOf(2), 'closed in output order at the end');
   });
 
+  it('text only after a call (auto): it streams into a message item added after the call, the same item the settled response lists', () => {
+    const text = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>\nDone.';
+    const r = run(text.match(/.{1,4}/gs)!, { tools: true });
+    assertCoherent(r);
+    const added = r.events.filter((e) => e.type === 'response.output_item.added').map((e) => (e.item as { type: string }).type);
+    assert.deepEqual(added, ['function_call', 'message']);
+  });
+
   it('calls the token stream did not carry (a cached answer): each item is added whole from the settled response', () => {
     const r = run([], { tools: true, settledFrom: '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>' });
     assertCoherent(r);

@@ -7,13 +7,26 @@ type ErrorsFor = (...statuses: number[]) => object;
 
 /** The Responses API routes in the OpenAPI document (called from openapi.ts). */
 export function responsesOperations(op: DescribeOperation, h: { json: Json; errorsFor: ErrorsFor }): void {
-  const outputText = z.object({ type: z.literal('output_text'), text: z.string(), annotations: z.array(z.unknown()), logprobs: z.array(z.unknown()) });
+  const outputText = z.object({
+    type: z.literal('output_text'),
+    text: z.string(),
+    annotations: z.array(z.unknown()),
+    logprobs: z.array(z.unknown()).meta({ description: "With `include: ['message.output_text.logprobs']` (or `top_logprobs`): each token's {token, logprob, bytes, top_logprobs}; else empty" }),
+  });
   const message = z.object({
     id: z.string(),
     type: z.literal('message'),
     role: z.enum(['user', 'system', 'developer', 'assistant']),
     status: z.enum(['in_progress', 'completed', 'incomplete']),
     content: z.array(z.union([outputText, z.object({ type: z.literal('input_text'), text: z.string() })])),
+  });
+  const functionCall = z.object({
+    id: z.string().meta({ example: 'fc_3f1c0e5b2a9d4c7e8f1a2b3c' }),
+    type: z.literal('function_call'),
+    call_id: z.string().meta({ description: 'What a `function_call_output` input item answers' }),
+    name: z.string(),
+    arguments: z.string().meta({ description: "A JSON text valid against the function's parameters (grammar-constrained)" }),
+    status: z.enum(['in_progress', 'completed', 'incomplete']),
   });
   const usage = z.object({
     input_tokens: z.number().int(),
@@ -35,7 +48,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
       instructions: z.string().nullable(),
       max_output_tokens: z.number().int().nullable(),
       model: z.string().meta({ description: 'The model that answered: the requested one or its fallback' }),
-      output: z.array(message),
+      output: z.array(z.union([message, functionCall])),
       previous_response_id: z.string().nullable(),
       store: z.boolean(),
       temperature: z.number(),
@@ -51,6 +64,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
     description:
       '`event: <type>` + `data: {…}` pairs: `response.created`, `response.in_progress`, `response.output_item.added`, `response.content_part.added`, ' +
       '`response.output_text.delta` (one per token of the job’s token stream), `response.output_text.done`, `response.content_part.done`, `response.output_item.done`, ' +
+      'for each function call `response.output_item.added`, `response.function_call_arguments.delta`, `response.function_call_arguments.done`, `response.output_item.done`, ' +
       'then `response.completed`, `response.incomplete` or `response.failed` (also for a cancelled response, whose status says `cancelled`); each with `sequence_number`. ' +
       'A failure after the stream opened is an `error` event.',
   });
@@ -59,7 +73,8 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
     description:
       'One chat job per response. `store` (default true) keeps it for RESPONSES_RETENTION_SECONDS, readable with GET and continued with `previous_response_id`. ' +
       '`background: true` queues the job and answers `queued` at once (poll with GET, cancel with POST …/cancel, stream with GET ?stream=true). ' +
-      'Not supported yet (400 `unsupported_parameter`): `text.format` json_schema/json_object, function `tools`, `tool_choice` required or named, function call items, `top_logprobs`, `include`. ' +
+      '`text.format` json_schema/json_object is enforced by grammar-constrained decoding; function `tools` with `tool_choice` (none, auto, required, a named function) answer `function_call` output items, sent back as `function_call` / `function_call_output` input items; ' +
+      "`include: ['message.output_text.logprobs']` and `top_logprobs` put logprobs on the output text (not together with callable tools: 400 `unsupported_parameter`). " +
       'Extensions: `top_k`, `repetition_penalty`, `seed`.',
     request: { body: { required: true, content: { 'application/json': { schema: createResponseRequestSchema.meta({ id: 'CreateResponseRequest' }) } } } },
     responses: {

@@ -5,7 +5,8 @@ import type { Logger } from '../../shared/logger.js';
 import type { ChatModelConfig } from '../../shared/models/model-registry.js';
 import { chatOutcome, type ChatOutcome, type ChatService } from '../jobs/chat-service.js';
 import type { JobService, JobView } from '../jobs/job-service.js';
-import { followToEnd } from '../jobs/stream-runner.js';
+import { followToEnd, type StreamRunOptions } from '../jobs/stream-runner.js';
+import { toolCallId } from '../../shared/chat/tool-calls.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ResponseStore, StoredResponse } from './response-store.js';
 import {
@@ -68,7 +69,7 @@ export class ResponseService {
   async run(
     tenant: string,
     p: PreparedResponse,
-    opts: { requestId: string; signal?: AbortSignal; onStart?: () => void; onToken?: (text: string, index: number) => void },
+    opts: { requestId: string; signal?: AbortSignal; onStart?: (jobId: string) => void; onToken?: StreamRunOptions['onToken'] },
   ): Promise<{ response: ResponseObject; outcome: ChatOutcome }> {
     let record = p.record;
     const saves: Promise<void>[] = [];
@@ -80,7 +81,7 @@ export class ResponseService {
       onStart: (jobId) => {
         record = { ...record, job_id: jobId };
         if (record.response.store) saves.push(this.deps.store.save(tenant, record));
-        opts.onStart?.();
+        opts.onStart?.(jobId);
       },
       ...(opts.onToken ? { onToken: opts.onToken } : {}),
     });
@@ -90,16 +91,19 @@ export class ResponseService {
 
   /** `stream: true`: the same run, as Responses stream events. */
   async stream(tenant: string, p: PreparedResponse, send: Send, opts: { requestId: string; signal: AbortSignal }): Promise<void> {
-    const events = new ResponseEventSequence(p.record.response, p.record.message_id);
+    // Calls are named after the job that answers (a fallback model's job, if the first failed before any token).
+    let jobId = '';
+    const events = new ResponseEventSequence(p.record.response, p.record.message_id, (i) => toolCallId(jobId, i));
     let opened = false;
     const { response } = await this.run(tenant, p, {
       ...opts,
       // The stream opens once the job is queued: a request refused before that gets a plain HTTP error.
-      onStart: () => {
+      onStart: (startedJob) => {
+        jobId = startedJob;
         if (!opened) events.opening().forEach(send);
         opened = true;
       },
-      onToken: (text, index) => send(events.token(index, text)),
+      onToken: (text, index, { logprobs }) => events.token(index, text, logprobs).forEach(send),
     });
     if (!opts.signal.aborted) events.closing(response).forEach(send);
   }
@@ -140,12 +144,12 @@ export class ResponseService {
     if (TERMINAL_STATUSES.has(record.response.status) && !(await this.deps.relay.hasStream(jobId))) {
       throw errors.notFound(`The events of response '${id}' are no longer kept (they expire JOB_RETENTION_SECONDS after it ends); GET it without 'stream' for the result.`, 'stream_expired', 'stream');
     }
-    const events = new ResponseEventSequence(asCreated(record.response), record.message_id);
+    const events = new ResponseEventSequence(asCreated(record.response), record.message_id, (i) => toolCallId(jobId, i));
     const emit = (list: ResponseStreamEvent[]) => {
       for (const e of list) if (e.sequence_number > startingAfter) send(e);
     };
     emit(events.opening());
-    const { end } = await followToEnd<'chat'>(this.deps.relay, jobId, { signal, onToken: (text, index) => emit([events.token(index, text)]) });
+    const { end } = await followToEnd<'chat'>(this.deps.relay, jobId, { signal, onToken: (text, index, { logprobs }) => emit(events.token(index, text, logprobs)) });
     if (signal.aborted) return;
     emit(events.closing(await this.settle(tenant, record, chatOutcome(jobId, record.response.model, end))));
   }

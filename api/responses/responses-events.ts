@@ -1,29 +1,43 @@
+import type { ResponseTextFormat, ResponseToolChoice } from '../../shared/api/responses-schemas.js';
+import type { ChatToolCall } from '../../shared/chat/chat-options.js';
+import { ToolCallParser, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
+import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import type { ChatOutcome } from '../jobs/chat-service.js';
 
 /**
  * Chat job results and token events → OpenAI's Responses objects and stream events: the one module
- * that knows what a response looks like. The request side is responses-request.ts. When the chat
- * job learns tool calls and logprobs (issue #12), function_call output items, the
- * `response.function_call_arguments.*` events and `logprobs` arrays are produced here, and nowhere
- * else: today every output is one assistant message with one `output_text` part, and `logprobs`
- * are empty arrays (the field is required by OpenAI's schema).
+ * that knows what a response looks like. The request side is responses-request.ts. A reply is an
+ * assistant message with one `output_text` part (carrying `logprobs` when they were asked for)
+ * and, when function tools were offered and called, one `function_call` item per call, parsed
+ * from the reply's text by the same ToolCallParser the worker and the chat completions stream use.
  */
 
 export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled';
 export const TERMINAL_STATUSES: ReadonlySet<ResponseStatus> = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
 
+type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
+
+/** A token's log-probability in Responses' shape (OpenAI's `LogProb`: bytes always an array). */
+export interface ResponseLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
 export interface OutputTextPart {
   type: 'output_text';
   text: string;
   annotations: unknown[];
-  logprobs: unknown[];
+  logprobs: ResponseLogprob[];
 }
 
 export interface AssistantMessageItem {
   id: string;
   type: 'message';
   role: 'assistant';
-  status: 'in_progress' | 'completed' | 'incomplete';
+  status: ItemStatus;
   content: OutputTextPart[];
 }
 
@@ -35,8 +49,38 @@ export interface InputMessageItem {
   content: { type: 'input_text'; text: string }[];
 }
 
+/** A call the model made (output), or one a client sends back (input). */
+export interface FunctionCallItem {
+  id: string;
+  type: 'function_call';
+  call_id: string;
+  name: string;
+  arguments: string;
+  status: ItemStatus;
+}
+
+/** A function's result, sent by the client. */
+export interface FunctionCallOutputItem {
+  id: string;
+  type: 'function_call_output';
+  call_id: string;
+  output: string | { type: 'input_text'; text: string }[];
+  status: 'completed';
+}
+
+export type OutputItem = AssistantMessageItem | FunctionCallItem;
+
 /** An item of a conversation: what input_items lists, and what `previous_response_id` carries over. */
-export type ConversationItem = InputMessageItem | AssistantMessageItem;
+export type ConversationItem = InputMessageItem | AssistantMessageItem | FunctionCallItem | FunctionCallOutputItem;
+
+/** A function tool as a response object shows it (OpenAI's `FunctionTool`). */
+export interface ResponseFunctionToolView {
+  type: 'function';
+  name: string;
+  description: string | null;
+  parameters: Record<string, unknown> | null;
+  strict: boolean;
+}
 
 export interface ResponseUsage {
   input_tokens: number;
@@ -61,16 +105,18 @@ export interface ResponseObject {
   instructions: string | null;
   max_output_tokens: number | null;
   model: string;
-  output: AssistantMessageItem[];
+  output: OutputItem[];
   parallel_tool_calls: boolean;
   previous_response_id: string | null;
   reasoning: null;
   service_tier: 'default';
   store: boolean;
   temperature: number;
-  text: { format: { type: 'text' } };
-  tool_choice: 'auto' | 'none';
-  tools: unknown[];
+  text: { format: ResponseTextFormat };
+  tool_choice: ResponseToolChoice;
+  tools: ResponseFunctionToolView[];
+  /** Absent on responses stored before logprobs were served (read as null). */
+  top_logprobs?: number | null;
   top_p: number;
   truncation: 'disabled';
   /** Absent until the job has answered (OpenAI's schema has no null usage). */
@@ -80,15 +126,42 @@ export interface ResponseObject {
   metadata: Record<string, string>;
 }
 
-export const outputText = (text: string): OutputTextPart => ({ type: 'output_text', text, annotations: [], logprobs: [] });
+export const outputText = (text: string, logprobs: ResponseLogprob[] = []): OutputTextPart => ({ type: 'output_text', text, annotations: [], logprobs });
 
-export function assistantMessage(id: string, text: string, status: AssistantMessageItem['status']): AssistantMessageItem {
-  return { id, type: 'message', role: 'assistant', status, content: [outputText(text)] };
+export function assistantMessage(id: string, text: string, status: ItemStatus, logprobs: ResponseLogprob[] = []): AssistantMessageItem {
+  return { id, type: 'message', role: 'assistant', status, content: [outputText(text, logprobs)] };
+}
+
+/**
+ * A function_call item's id from its call's: derived, so the stream's items (whose calls the API
+ * parses as tokens come) and the settled response's (whose calls the worker parsed) are the same items.
+ */
+export function functionCallItemId(callId: string): string {
+  return `fc_${sha256Hex(callId).slice(0, 24)}`;
+}
+
+function functionCallItem(call: ChatToolCall, status: ItemStatus): FunctionCallItem {
+  return { id: functionCallItemId(call.id), type: 'function_call', call_id: call.id, name: call.function.name, arguments: call.function.arguments, status };
+}
+
+/** Chat logprobs in Responses' shape: a token without exact bytes (none today) gets an empty array. */
+export function responseLogprobs(content: readonly ChatTokenLogprob[] | undefined): ResponseLogprob[] {
+  return (content ?? []).map((t) => ({
+    token: t.token,
+    logprob: t.logprob,
+    bytes: t.bytes ?? [],
+    top_logprobs: t.top_logprobs.map((top) => ({ token: top.token, logprob: top.logprob, bytes: top.bytes ?? [] })),
+  }));
 }
 
 /** The text of a response's output messages, in order (what the SDKs call `output_text`). */
 export function responseText(response: Pick<ResponseObject, 'output'>): string {
-  return response.output.flatMap((item) => item.content.map((part) => part.text)).join('');
+  return response.output.flatMap((item) => (item.type === 'message' ? item.content.map((part) => part.text) : [])).join('');
+}
+
+/** Whether a response's reply is parsed for function calls: tools offered and not turned off (as the worker decides). */
+export function parsesFunctionCalls(response: { tools: readonly unknown[]; tool_choice: ResponseToolChoice }): boolean {
+  return response.tools.length > 0 && response.tool_choice !== 'none';
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -96,7 +169,8 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 /**
  * The response once its chat job has ended: its status from how the job ended (`length` is
  * OpenAI's `incomplete` with reason `max_output_tokens`), the answer as one assistant message
- * whose id (`messageId`) the stream events already used, and the usage in Responses' names.
+ * whose id (`messageId`) the stream events already used (left out when the reply is only calls),
+ * then its function calls, and the usage in Responses' names.
  */
 export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome): ResponseObject {
   const { usage: _none, ...unanswered } = base;
@@ -116,20 +190,20 @@ export function settledResponse(base: ResponseObject, messageId: string, outcome
     total_tokens: result.usage.total_tokens,
   };
   const answered = { ...open, model: outcome.model, usage };
+  const itemStatus: ItemStatus = result.finish_reason === 'stop' || result.finish_reason === 'tool_calls' ? 'completed' : 'incomplete';
+  const calls = result.message.tool_calls ?? [];
+  const output: OutputItem[] = [
+    ...(result.message.content !== '' || calls.length === 0 ? [assistantMessage(messageId, result.message.content, itemStatus, responseLogprobs(result.logprobs?.content))] : []),
+    ...calls.map((call) => functionCallItem(call, itemStatus)),
+  ];
   switch (result.finish_reason) {
-    // Function tools are refused before a job runs (responses-request.ts) until their output items are wired.
     case 'tool_calls':
     case 'stop':
-      return { ...answered, status: 'completed', completed_at: nowSeconds(), output: [assistantMessage(messageId, result.message.content, 'completed')] };
+      return { ...answered, status: 'completed', completed_at: nowSeconds(), output };
     case 'length':
-      return {
-        ...answered,
-        status: 'incomplete',
-        incomplete_details: { reason: 'max_output_tokens' },
-        output: [assistantMessage(messageId, result.message.content, 'incomplete')],
-      };
+      return { ...answered, status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output };
     case 'cancelled':
-      return { ...answered, status: 'cancelled', output: [assistantMessage(messageId, result.message.content, 'incomplete')] };
+      return { ...answered, status: 'cancelled', output };
   }
 }
 
@@ -140,61 +214,153 @@ export interface ResponseStreamEvent {
   [field: string]: unknown;
 }
 
-/** Events before the first token: created, in_progress, the message item and its text part. */
-const OPENING_EVENTS = 4;
+interface EventBody {
+  type: string;
+  [field: string]: unknown;
+}
 
 /**
- * The stream events of one response, numbered so that the same token always has the same
- * `sequence_number`: 0 `response.created`, 1 `response.in_progress`, 2 `response.output_item.added`,
- * 3 `response.content_part.added`, then token i of the chat job's token stream is delta 4 + i, then
- * the closing events. A background stream resumed with `starting_after=N` is the same sequence
- * filtered to numbers above N, built from the same token stream the Socket.IO relay resumes from.
+ * The stream events of one response, numbered 0, 1, 2, … as they are made from the chat job's
+ * token stream: `response.created`, `response.in_progress`, then per output item its
+ * `response.output_item.added`, its deltas (`response.output_text.delta` for the message,
+ * `response.function_call_arguments.delta` for a call) and its `…done` events, then the terminal
+ * event. The numbering is a pure function of the token stream, so a background stream resumed
+ * with `starting_after=N` (the same sequence rebuilt from token 0 and filtered to numbers above
+ * N, from the token stream the Socket.IO relay resumes from) numbers every event as before.
+ *
+ * The message item opens with its first text; without tools every token is text, so it opens
+ * with the first token. A reply that calls functions gets one function_call item per call, each
+ * done before the next is added. Text after a call (rare: `auto` with a model that writes both)
+ * streams into the message item, which is then numbered after those calls while the stored
+ * response lists the message first.
  *
  * A cancelled response ends with `response.failed` carrying status `cancelled`: OpenAI's event
  * list has no cancelled event, and a client must still see how its stream ended.
  */
 export class ResponseEventSequence {
-  private tokens = 0;
+  private seq = 0;
+  private nextToken = 0;
+  private nextOutputIndex = 0;
+  private message: { outputIndex: number } | undefined;
+  /** Streamed calls by their index in the reply. */
+  private readonly calls: { outputIndex: number; item: FunctionCallItem; done: boolean }[] = [];
+  private readonly parser: ToolCallParser | undefined;
 
   constructor(
     /** The response as it was created (status `queued` or `in_progress`, no output). */
     private readonly created: ResponseObject,
     private readonly messageId: string,
-  ) {}
+    /** The id of the reply's call `index`, as the worker names it (from the job that answers). */
+    callId: (index: number) => string,
+  ) {
+    if (parsesFunctionCalls(created)) this.parser = new ToolCallParser(callId);
+  }
 
   opening(): ResponseStreamEvent[] {
-    const place = { output_index: 0 };
     return [
-      { type: 'response.created', sequence_number: 0, response: this.created },
-      { type: 'response.in_progress', sequence_number: 1, response: { ...this.created, status: 'in_progress' } },
-      { type: 'response.output_item.added', sequence_number: 2, ...place, item: assistantMessage(this.messageId, '', 'in_progress') },
-      { type: 'response.content_part.added', sequence_number: 3, ...place, item_id: this.messageId, content_index: 0, part: outputText('') },
+      this.next({ type: 'response.created', response: this.created }),
+      this.next({ type: 'response.in_progress', response: { ...this.created, status: 'in_progress' } }),
     ];
   }
 
-  /** Token `index` of the job's token stream. */
-  token(index: number, text: string): ResponseStreamEvent {
-    this.tokens = Math.max(this.tokens, index + 1);
-    return { type: 'response.output_text.delta', sequence_number: OPENING_EVENTS + index, item_id: this.messageId, output_index: 0, content_index: 0, delta: text, logprobs: [] };
+  /** Token `index` of the job's token stream, with the logprobs its entry carries. */
+  token(index: number, text: string, logprobs?: ChatTokenLogprob[]): ResponseStreamEvent[] {
+    // A token already seen (the relay delivering it again) must not shift the numbering.
+    if (index < this.nextToken) return [];
+    this.nextToken = index + 1;
+    if (!this.parser) return this.text(text, responseLogprobs(logprobs));
+    // Logprobs together with tools are refused by responses-request.ts: parsed text carries none.
+    return this.parsed(this.parser.push(text));
   }
 
   /** The events after the last token, from the settled response. */
   closing(settled: ResponseObject): ResponseStreamEvent[] {
-    let seq = OPENING_EVENTS + this.tokens;
     const events: ResponseStreamEvent[] = [];
-    const message = settled.output[0];
-    if (message) {
-      const part = message.content[0] ?? outputText('');
-      const at = { item_id: this.messageId, output_index: 0, content_index: 0 };
-      events.push(
-        { type: 'response.output_text.done', sequence_number: seq++, ...at, text: part.text, logprobs: [] },
-        { type: 'response.content_part.done', sequence_number: seq++, ...at, part },
-        { type: 'response.output_item.done', sequence_number: seq++, output_index: 0, item: message },
-      );
+    if (settled.output.length > 0) {
+      if (this.parser) events.push(...this.parsed(this.parser.finish()));
+      // Calls the text did not carry (an upstream's, or a cached answer): whole, one item each.
+      for (const item of settled.output) {
+        if (item.type !== 'function_call' || this.calls.some((c) => c.item.call_id === item.call_id)) continue;
+        events.push(...this.parsed([{ type: 'call', index: this.calls.length, id: item.call_id, name: item.name }, { type: 'arguments', index: this.calls.length, text: item.arguments }]));
+      }
+      const message = settled.output.find((item): item is AssistantMessageItem => item.type === 'message');
+      if (message && !this.message) events.push(...this.openMessage());
+      const closing: { outputIndex: number; events: () => ResponseStreamEvent[] }[] = [];
+      if (message && this.message) {
+        const at = { item_id: this.messageId, output_index: this.message.outputIndex, content_index: 0 };
+        const part = message.content[0] ?? outputText('');
+        closing.push({
+          outputIndex: this.message.outputIndex,
+          events: () => [
+            this.next({ type: 'response.output_text.done', ...at, text: part.text, logprobs: part.logprobs }),
+            this.next({ type: 'response.content_part.done', ...at, part }),
+            this.next({ type: 'response.output_item.done', output_index: at.output_index, item: message }),
+          ],
+        });
+      }
+      for (const call of this.calls) {
+        const item = settled.output.find((i): i is FunctionCallItem => i.type === 'function_call' && i.call_id === call.item.call_id);
+        if (!call.done) closing.push({ outputIndex: call.outputIndex, events: () => this.closeCall(call, item) });
+      }
+      closing.sort((a, b) => a.outputIndex - b.outputIndex);
+      for (const c of closing) events.push(...c.events());
     }
     const terminal = settled.status === 'completed' ? 'response.completed' : settled.status === 'incomplete' ? 'response.incomplete' : 'response.failed';
-    events.push({ type: terminal, sequence_number: seq, response: settled });
+    events.push(this.next({ type: terminal, response: settled }));
     return events;
+  }
+
+  private next(body: EventBody): ResponseStreamEvent {
+    return { ...body, sequence_number: this.seq++ };
+  }
+
+  private openMessage(): ResponseStreamEvent[] {
+    if (this.message) return [];
+    const outputIndex = this.nextOutputIndex++;
+    this.message = { outputIndex };
+    return [
+      this.next({ type: 'response.output_item.added', output_index: outputIndex, item: assistantMessage(this.messageId, '', 'in_progress') }),
+      this.next({ type: 'response.content_part.added', output_index: outputIndex, item_id: this.messageId, content_index: 0, part: outputText('') }),
+    ];
+  }
+
+  private text(delta: string, logprobs: ResponseLogprob[]): ResponseStreamEvent[] {
+    const events = this.openMessage();
+    const at = { item_id: this.messageId, output_index: this.message!.outputIndex, content_index: 0 };
+    events.push(this.next({ type: 'response.output_text.delta', ...at, delta, logprobs }));
+    return events;
+  }
+
+  private parsed(parsed: ToolCallEvent[]): ResponseStreamEvent[] {
+    const events: ResponseStreamEvent[] = [];
+    for (const e of parsed) {
+      if (e.type === 'content') {
+        events.push(...this.text(e.text, []));
+      } else if (e.type === 'call') {
+        // Each call is done before the next is added, as OpenAI streams items.
+        for (const open of this.calls) if (!open.done) events.push(...this.closeCall(open));
+        const outputIndex = this.nextOutputIndex++;
+        const item: FunctionCallItem = { id: functionCallItemId(e.id), type: 'function_call', call_id: e.id, name: e.name, arguments: '', status: 'in_progress' };
+        this.calls[e.index] = { outputIndex, item, done: false };
+        events.push(this.next({ type: 'response.output_item.added', output_index: outputIndex, item: { ...item } }));
+      } else {
+        const call = this.calls[e.index];
+        if (!call) continue;
+        call.item.arguments += e.text;
+        events.push(this.next({ type: 'response.function_call_arguments.delta', item_id: call.item.id, output_index: call.outputIndex, delta: e.text }));
+      }
+    }
+    return events;
+  }
+
+  /** A call's `…done` events: from the settled response's item when there is one (its final status). */
+  private closeCall(call: { outputIndex: number; item: FunctionCallItem; done: boolean }, settled?: FunctionCallItem): ResponseStreamEvent[] {
+    call.done = true;
+    const item = settled ?? { ...call.item, status: 'completed' as const };
+    return [
+      this.next({ type: 'response.function_call_arguments.done', item_id: item.id, output_index: call.outputIndex, name: item.name, arguments: item.arguments }),
+      this.next({ type: 'response.output_item.done', output_index: call.outputIndex, item }),
+    ];
   }
 }
 

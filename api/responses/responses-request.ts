@@ -1,38 +1,50 @@
 import { randomUUID } from 'node:crypto';
-import type { CreateResponseRequest, ResponseInputItem } from '../../shared/api/responses-schemas.js';
+import type { CreateResponseRequest, ResponseInputItem, ResponseTextFormat } from '../../shared/api/responses-schemas.js';
+import { toolSettingsProblem, type ChatResponseFormat, type ChatTool, type ChatToolCall, type ChatToolChoice } from '../../shared/chat/chat-options.js';
 import { errors } from '../../shared/errors/app-error.js';
 import type { JobPayload } from '../../shared/jobs/job-catalog.js';
 import type { ChatModelConfig } from '../../shared/models/model-registry.js';
 import type { ChatService } from '../jobs/chat-service.js';
-import { assistantMessage, type ConversationItem, type ResponseObject } from './responses-events.js';
+import { assistantMessage, functionCallItemId, parsesFunctionCalls, type ConversationItem, type ResponseObject } from './responses-events.js';
 
 /**
  * A Responses request → a chat job: the one module that maps Responses' parameters onto the chat
  * job payload (shared/jobs/job-catalog.ts). The objects and events going back are built in
  * responses-events.ts.
  *
- * Accepted by the schema but refused here with 400 `unsupported_parameter` until the chat job
- * supports them (issue #12; they are wired here, and only here, when it does):
- * - `text.format` `json_schema` / `json_object` → the chat job's `response_format`;
- * - function `tools`, `tool_choice` `required` or a named function → the chat job's `tools`;
- *   `function_call` and `function_call_output` input items → assistant tool calls and `tool` messages;
- * - `top_logprobs` > 0 and `include` (e.g. `message.output_text.logprobs`) → the chat job's logprobs.
+ * - `text.format` (`text`, `json_object`, `json_schema` with its flat `name`/`schema`/`strict`) →
+ *   the chat job's `response_format`, which the worker enforces with its grammar;
+ * - function `tools` (flat: `{type, name, description, parameters, strict}`), `tool_choice`
+ *   (`none`, `auto`, `required`, `{type: "function", name}`) and `parallel_tool_calls` → the chat
+ *   job's tools, whose calls the worker's grammar keeps to the functions' schemas;
+ * - `function_call` input items → the assistant turn's `tool_calls`, `function_call_output` → a
+ *   `tool` message answering its call;
+ * - `include: ["message.output_text.logprobs"]` or `top_logprobs` > 0 → the chat job's logprobs.
  */
 
 export const newResponseId = () => `resp_${randomUUID().replace(/-/g, '')}`;
 export const newMessageId = () => `msg_${randomUUID().replace(/-/g, '')}`;
+const newFunctionOutputId = () => `fco_${randomUUID().replace(/-/g, '')}`;
+
+/** The one `include` value that changes what a chat job does; the others name outputs of tools this server has not. */
+const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
 
 const unsupported = (param: string, what: string) =>
-  errors.invalidRequest(`${what} is not supported yet by this server's Responses API.`, param, 'unsupported_parameter');
+  errors.invalidRequest(`${what} is not supported by this server's Responses API.`, param, 'unsupported_parameter');
 
-/** Refuses what the chat job cannot do yet, and combinations OpenAI refuses too. */
+/** Whether the caller asked for the output text's logprobs. */
+function wantsLogprobs(body: CreateResponseRequest): boolean {
+  return (body.include ?? []).includes(LOGPROBS_INCLUDE) || (body.top_logprobs ?? 0) > 0;
+}
+
+/** Refuses what the chat job cannot do, and combinations OpenAI refuses too. */
 export function checkSupported(body: CreateResponseRequest): void {
-  const format = body.text?.format?.type;
-  if (format && format !== 'text') throw unsupported('text.format', `'text.format' of type '${format}' (structured outputs)`);
-  if (body.tools?.length) throw unsupported('tools', "Function 'tools'");
-  if (body.tool_choice && body.tool_choice !== 'auto' && body.tool_choice !== 'none') throw unsupported('tool_choice', `'tool_choice' other than 'auto' or 'none'`);
-  if (body.top_logprobs) throw unsupported('top_logprobs', "'top_logprobs'");
-  if (body.include?.length) throw unsupported('include', `'include' (${body.include.join(', ')})`);
+  const others = (body.include ?? []).filter((i) => i !== LOGPROBS_INCLUDE);
+  if (others.length) throw unsupported('include', `'include' of ${others.map((i) => `'${i}'`).join(', ')} (only '${LOGPROBS_INCLUDE}')`);
+  // A reply's tokens would have to be split between the message and the calls parsed from it.
+  if (wantsLogprobs(body) && parsesFunctionCalls({ tools: body.tools ?? [], tool_choice: body.tool_choice ?? 'auto' })) {
+    throw unsupported(body.top_logprobs ? 'top_logprobs' : 'include', "Output text logprobs together with function 'tools' the model may call");
+  }
   if (body.truncation === 'auto') throw unsupported('truncation', "'truncation: auto'");
   if (body.background && body.store === false) {
     throw errors.invalidRequest("'background' responses must be stored: drop 'store: false' (they are read back with GET /v1/responses/{id}).", 'store');
@@ -50,8 +62,11 @@ function userMessage(text: string): ConversationItem {
 }
 
 function toConversationItem(item: ResponseInputItem, index: number): ConversationItem {
-  if (item.type === 'function_call' || item.type === 'function_call_output') {
-    throw unsupported(`input[${index}]`, `A '${item.type}' input item (function tools)`);
+  if (item.type === 'function_call') {
+    return { id: item.id ?? functionCallItemId(item.call_id), type: 'function_call', call_id: item.call_id, name: item.name, arguments: item.arguments, status: 'completed' };
+  }
+  if (item.type === 'function_call_output') {
+    return { id: item.id ?? newFunctionOutputId(), type: 'function_call_output', call_id: item.call_id, output: item.output, status: 'completed' };
   }
   const text = typeof item.content === 'string' ? item.content : item.content.map((p) => p.text).join('');
   if (item.role === 'assistant') return assistantMessage(item.id ?? newMessageId(), text, 'completed');
@@ -62,6 +77,67 @@ function toConversationItem(item: ResponseInputItem, index: number): Conversatio
   return { id: item.id ?? newMessageId(), type: 'message', role: item.role, status: 'completed', content: [{ type: 'input_text', text }] };
 }
 
+type ChatMessage = JobPayload<'chat'>['messages'][number];
+
+/**
+ * The conversation as chat messages: calls that follow an assistant's text or each other are that
+ * assistant turn's `tool_calls` (parallel calls), each output a `tool` message; an output must
+ * answer a call made earlier in the conversation (OpenAI refuses it otherwise too).
+ */
+function chatMessages(conversation: readonly ConversationItem[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  const calls = new Set<string>();
+  for (const item of conversation) {
+    switch (item.type) {
+      case 'message':
+        // OpenAI's 'developer' role plays the part of 'system' for these models (as on chat completions).
+        messages.push({ role: item.role === 'developer' ? 'system' : item.role, content: item.content.map((p) => p.text).join('') });
+        break;
+      case 'function_call': {
+        calls.add(item.call_id);
+        const call: ChatToolCall = { id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } };
+        const last = messages.at(-1);
+        if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), call];
+        else messages.push({ role: 'assistant', content: '', tool_calls: [call] });
+        break;
+      }
+      case 'function_call_output':
+        if (!calls.has(item.call_id)) {
+          throw errors.invalidRequest(`No function call found for the 'function_call_output' with call_id '${item.call_id}': send its 'function_call' item before it, or continue the response that made it with 'previous_response_id'.`, 'input');
+        }
+        messages.push({ role: 'tool', content: typeof item.output === 'string' ? item.output : item.output.map((p) => p.text).join(''), tool_call_id: item.call_id });
+        break;
+    }
+  }
+  return messages;
+}
+
+/** Responses' flat function tools → chat's, with OpenAI's Responses default `strict: true` (the worker's call grammar is strict in any case). */
+function chatTools(body: CreateResponseRequest): { tools?: ChatTool[]; tool_choice?: ChatToolChoice } {
+  if (!body.tools?.length && body.tool_choice === undefined) return {};
+  const tools: ChatTool[] = (body.tools ?? []).map((t) => ({
+    type: 'function',
+    function: {
+      name: t.name,
+      ...(t.description == null ? {} : { description: t.description }),
+      ...(t.parameters == null ? {} : { parameters: t.parameters }),
+      strict: t.strict ?? true,
+    },
+  }));
+  const choice = body.tool_choice;
+  const tool_choice: ChatToolChoice | undefined = choice === undefined || typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
+  const problem = toolSettingsProblem({ tools, tool_choice });
+  // The same checks as chat completions, with the field named as the Responses request has it.
+  if (problem) throw errors.invalidRequest(problem.message, problem.param.replace('.function.name', '.name'));
+  return { ...(tools.length ? { tools } : {}), ...(tool_choice === undefined ? {} : { tool_choice }) };
+}
+
+function chatResponseFormat(format: ResponseTextFormat | undefined): ChatResponseFormat | undefined {
+  if (!format || format.type !== 'json_schema') return format;
+  const { type, name, schema, description, strict } = format;
+  return { type, json_schema: { name, schema, ...(description === undefined ? {} : { description }), ...(strict == null ? {} : { strict }) } };
+}
+
 /**
  * The chat job for a response: `instructions` first as the system message (they are not carried
  * over by `previous_response_id`, as in OpenAI's API), then the conversation so far, then this input.
@@ -70,15 +146,9 @@ export function chatPayload(chat: ChatService, model: ChatModelConfig, body: Cre
   if (body.max_output_tokens != null && body.max_output_tokens > model.max_tokens_limit) {
     throw errors.invalidRequest(`'max_output_tokens' is ${body.max_output_tokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_output_tokens', 'max_tokens_too_large');
   }
-  if (!conversation.some((item) => item.role === 'user')) throw errors.invalidRequest("'input' must contain at least one message with role 'user'.", 'input');
-  const messages = [
-    ...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []),
-    ...conversation.map((item) => ({
-      // OpenAI's 'developer' role plays the part of 'system' for these models (as on chat completions).
-      role: item.role === 'developer' ? ('system' as const) : item.role,
-      content: item.content.map((p) => p.text).join(''),
-    })),
-  ];
+  if (!conversation.some((item) => item.type === 'message' && item.role === 'user')) throw errors.invalidRequest("'input' must contain at least one message with role 'user'.", 'input');
+  const messages = [...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []), ...chatMessages(conversation)];
+  const responseFormat = chatResponseFormat(body.text?.format);
   return chat.payload(model, {
     messages,
     ...(body.max_output_tokens != null ? { max_tokens: body.max_output_tokens } : {}),
@@ -87,6 +157,10 @@ export function chatPayload(chat: ChatService, model: ChatModelConfig, body: Cre
     ...(body.top_k !== undefined ? { top_k: body.top_k } : {}),
     ...(body.repetition_penalty !== undefined ? { repetition_penalty: body.repetition_penalty } : {}),
     ...(body.seed !== undefined ? { seed: body.seed } : {}),
+    ...(wantsLogprobs(body) ? { logprobs: true, top_logprobs: body.top_logprobs ?? 0 } : {}),
+    ...(responseFormat ? { response_format: responseFormat } : {}),
+    ...chatTools(body),
+    ...(body.parallel_tool_calls != null ? { parallel_tool_calls: body.parallel_tool_calls } : {}),
   });
 }
 
@@ -116,9 +190,17 @@ export function createdResponse(
     service_tier: 'default',
     store: opts.store,
     temperature: payload.temperature,
-    text: { format: { type: 'text' } },
-    tool_choice: body.tool_choice === 'none' ? 'none' : 'auto',
-    tools: [],
+    text: { format: body.text?.format ?? { type: 'text' } },
+    tool_choice: body.tool_choice ?? 'auto',
+    // As the job got them (strict defaulted), in Responses' flat shape.
+    tools: (payload.tools ?? []).map(({ function: f }) => ({
+      type: 'function',
+      name: f.name,
+      description: f.description ?? null,
+      parameters: f.parameters ?? null,
+      strict: f.strict ?? true,
+    })),
+    top_logprobs: payload.top_logprobs ?? null,
     top_p: payload.top_p,
     truncation: 'disabled',
     ...(body.user ? { user: body.user } : {}),

@@ -1,12 +1,13 @@
 import { z } from 'zod';
+import { MAX_TOOLS, functionName } from '../chat/chat-options.js';
 
 /**
  * POST /v1/responses, OpenAI's Responses API, as the official clients send it (the `openai`
  * package, the AI SDK's default provider). A file of its own beside request-schemas.ts: the
  * Responses contract grows with the chat features it maps onto (structured outputs, tools,
  * logprobs), and api/responses/responses-request.ts is the one place that translates it into a
- * chat job. Fields accepted here but not wired yet are refused there with `unsupported_parameter`,
- * never silently ignored.
+ * chat job. Fields accepted here that the chat job cannot honour are refused there with
+ * `unsupported_parameter`, never silently ignored.
  */
 
 const text = z.string();
@@ -35,18 +36,23 @@ export const responseMessageItemSchema = z
   })
   .strict();
 
-/** A function's result sent back into the conversation (history only; see responses-request.ts). */
+/** Text parts of a function's output (OpenAI also allows images and files, which a text model cannot read). */
+const functionOutputPart = z
+  .object({ type: z.literal('input_text', { message: "only 'input_text' parts are supported in a function's output" }), text })
+  .strict();
+
+/** A function's result sent back into the conversation: a `tool` message of the chat job. */
 const functionCallOutputItem = z
   .object({
     type: z.literal('function_call_output'),
     id: z.string().nullable().optional(),
     call_id: z.string().min(1).max(64),
-    output: z.union([text, z.array(z.unknown())]),
+    output: z.union([text, z.array(functionOutputPart)]),
     status: z.enum(['in_progress', 'completed', 'incomplete']).nullable().optional(),
   })
   .strict();
 
-/** A function call the model made earlier, sent back with its output. */
+/** A function call the model made earlier, sent back with its output: an assistant tool call of the chat job. */
 const functionCallItem = z
   .object({
     type: z.literal('function_call'),
@@ -62,10 +68,11 @@ const inputItem = z.union([responseMessageItemSchema, functionCallOutputItem, fu
   message: "each input item must be a message ({role, content}), a 'function_call' or a 'function_call_output'",
 });
 
+/** Responses' flat function tool (chat completions nest the same fields under `function`). */
 const functionTool = z
   .object({
     type: z.literal('function'),
-    name: z.string().min(1).max(64),
+    name: functionName,
     description: z.string().nullable().optional(),
     parameters: z.record(z.string(), z.unknown()).nullable().optional(),
     strict: z.boolean().nullable().optional(),
@@ -78,7 +85,7 @@ const textFormat = z.discriminatedUnion('type', [
   z
     .object({
       type: z.literal('json_schema'),
-      name: z.string().min(1).max(64),
+      name: functionName,
       schema: z.record(z.string(), z.unknown()),
       description: z.string().optional(),
       strict: z.boolean().nullable().optional(),
@@ -111,10 +118,8 @@ export const createResponseRequestSchema = z
     truncation: z.enum(['auto', 'disabled']).nullable().optional(),
     parallel_tool_calls: z.boolean().nullable().optional(),
     text: z.object({ format: textFormat.optional(), verbosity: z.enum(['low', 'medium', 'high']).nullable().optional() }).strict().nullable().optional(),
-    tools: z.array(functionTool).optional(),
-    tool_choice: z
-      .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), name: z.string().min(1) }).strict()])
-      .optional(),
+    tools: z.array(functionTool).max(MAX_TOOLS).optional(),
+    tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), name: functionName }).strict()]).optional(),
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     include: z.array(z.string()).nullable().optional(),
     /** Extensions, as on chat completions: sample among the k most likely tokens; Hugging Face's repetition penalty; a seed. */
@@ -127,6 +132,9 @@ export const createResponseRequestSchema = z
 export type CreateResponseRequest = z.infer<typeof createResponseRequestSchema>;
 export type ResponseInputItem = z.infer<typeof inputItem>;
 export type ResponseMessageItem = z.infer<typeof responseMessageItemSchema>;
+export type ResponseFunctionTool = z.infer<typeof functionTool>;
+export type ResponseTextFormat = z.infer<typeof textFormat>;
+export type ResponseToolChoice = NonNullable<CreateResponseRequest['tool_choice']>;
 
 /** GET /v1/responses/{id}: `stream=true` replays a background response's events after `starting_after`. */
 export const retrieveResponseQuerySchema = z

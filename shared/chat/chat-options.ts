@@ -7,8 +7,8 @@ import { z } from 'zod';
  * how to enforce it (workers/chat/chat-request.ts).
  */
 
-/** OpenAI's rule for function and schema names. */
-const functionName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes');
+/** OpenAI's rule for function and schema names (chat completions and Responses alike). */
+export const functionName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes');
 
 /** A JSON Schema object; checked against the JSON Schema meta-schema by the worker (and the API, shared/chat/json-schema-check.ts). */
 const jsonSchemaObject = z.record(z.string(), z.unknown());

@@ -4,8 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createOpenAI } from '@ai-sdk/openai';
-import { generateText, streamText } from 'ai';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { generateObject, generateText, jsonSchema, streamText, tool } from 'ai';
 import OpenAI from 'openai';
+import { zodTextFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { Webhook } from 'standardwebhooks';
@@ -15,6 +18,36 @@ import { KEYS, authHeaders, postJson, startService, waitFor, writeModelsConfig, 
 
 type StreamEvent = OpenAI.Responses.ResponseStreamEvent;
 const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/**
+ * Function tools in Responses' flat shape. Parameters bound their strings and numbers: the
+ * untrained tiny model would never close an unbounded string (the grammar keeps it to the schema).
+ */
+const WEATHER: OpenAI.Responses.FunctionTool = {
+  type: 'function',
+  name: 'get_weather',
+  description: 'Current weather in a city',
+  parameters: {
+    type: 'object',
+    properties: { city: { type: 'string', maxLength: 12 }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+    required: ['city', 'unit'],
+    additionalProperties: false,
+  },
+  strict: true,
+};
+const ADD: OpenAI.Responses.FunctionTool = {
+  type: 'function',
+  name: 'add',
+  description: 'Adds numbers',
+  parameters: {
+    type: 'object',
+    properties: { numbers: { type: 'array', items: { type: 'integer', minimum: -100, maximum: 100 }, minItems: 2, maxItems: 4 } },
+    required: ['numbers'],
+    additionalProperties: false,
+  },
+  strict: true,
+};
+const TOOLS = [WEATHER, ADD];
 
 describe('responses: OpenAI Responses API on chat jobs (create, stream, store and chain, background on the queue)', () => {
   let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
@@ -29,7 +62,8 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
 
   before(async () => {
     const modelDir = mkdtempSync(path.join(tmpdir(), 'qi-responses-'));
-    await makeTinyDecoder(modelDir, { maxPositions: 256 });
+    // Room for tool definitions in the prompt and a whole structured answer.
+    await makeTinyDecoder(modelDir, { maxPositions: 1024 });
     redis = await startPrivateRedis();
     rx = await startReceiver();
     svc = await startService({
@@ -37,7 +71,7 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
       env: { WEBHOOK_ALLOW_PRIVATE: '1' },
       redisUrl: redis.url,
       modelsConfig: writeModelsConfig([
-        { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 200, default_max_tokens: 32 },
+        { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 600, default_max_tokens: 32 },
       ]),
     });
     client = new OpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0 });
@@ -318,13 +352,202 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
     await client.responses.cancel(r.id);
   });
 
+  /** A function_call item of one of the tools, its arguments valid against that tool's parameters. */
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  const assertValidCall = (item: OpenAI.Responses.ResponseOutputItem | undefined, tools = TOOLS): OpenAI.Responses.ResponseFunctionToolCall => {
+    assert.ok(item?.type === 'function_call', JSON.stringify(item));
+    assert.match(item.call_id, /^call_[0-9a-f]{24}$/);
+    assert.match(item.id!, /^fc_/);
+    assert.equal(item.status, 'completed');
+    const fn = tools.find((t) => t.name === item.name);
+    assert.ok(fn, `called a tool that exists: ${item.name}`);
+    assert.ok(ajv.validate(fn.parameters!, JSON.parse(item.arguments)), `${item.name}(${item.arguments}): ${ajv.errorsText()}`);
+    return item;
+  };
+
+  test('text.format json_schema and json_object: the output text parses and validates (grammar-constrained, untrained model); responses.parse with zodTextFormat', async () => {
+    const schema = {
+      type: 'object',
+      properties: { title: { type: 'string', maxLength: 16 }, rating: { type: 'integer', minimum: 1, maximum: 5 }, tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, maxItems: 3 } },
+      required: ['title', 'rating', 'tags'],
+      additionalProperties: false,
+    };
+    for (const seed of [1, 2]) {
+      const r = await client.responses.create({
+        model: 'tiny-chat',
+        input: 'Review a film.',
+        text: { format: { type: 'json_schema', name: 'review', schema, strict: true } },
+        max_output_tokens: 400,
+        seed,
+      } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+      assert.deepEqual(validResponse(wire(r)), []);
+      assert.equal(r.status, 'completed', JSON.stringify(r.output));
+      assert.deepEqual(r.text?.format, { type: 'json_schema', name: 'review', schema, strict: true });
+      const value = JSON.parse(r.output_text) as unknown;
+      assert.ok(ajv.validate(schema, value), `${r.output_text}: ${ajv.errorsText()}`);
+    }
+
+    const obj = await client.responses.create({ model: 'tiny-chat', input: 'Any JSON object.', text: { format: { type: 'json_object' } }, max_output_tokens: 400, seed: 3 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    if (obj.status === 'completed') {
+      const value = JSON.parse(obj.output_text) as unknown;
+      assert.ok(value !== null && typeof value === 'object' && !Array.isArray(value), obj.output_text);
+    } else {
+      // An unbounded object may not close within max_output_tokens; what was written is still a JSON object's start.
+      assert.equal(obj.status, 'incomplete');
+      assert.match(obj.output_text, /^\s*\{/);
+    }
+
+    const Film = z.object({ title: z.string().max(12), year: z.number().int().min(1900).max(2030), liked: z.boolean() });
+    const parsed = await client.responses.parse({ model: 'tiny-chat', input: 'A film.', text: { format: zodTextFormat(Film, 'film') }, max_output_tokens: 400, seed: 4 } as never);
+    assert.deepEqual(Film.parse((parsed as { output_parsed: unknown }).output_parsed), (parsed as { output_parsed: unknown }).output_parsed);
+  });
+
+  test('function tools, tool_choice required: the output is function_call items of the given tools, arguments valid against their parameters; stored and listed as such', async () => {
+    const names = new Set<string>();
+    for (const seed of [1, 2, 3]) {
+      const r = await client.responses.create({ model: 'tiny-chat', input: 'What is the weather in Paris?', tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, max_output_tokens: 400, seed } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+      assert.deepEqual(validResponse(wire(r)), [], JSON.stringify(r.output));
+      assert.equal(r.status, 'completed');
+      assert.equal(r.output.length, 1, 'parallel_tool_calls false: one call and no message');
+      names.add(assertValidCall(r.output[0]).name);
+      assert.equal(r.output_text, '');
+      assert.deepEqual(r.tools, TOOLS);
+      assert.equal(r.tool_choice, 'required');
+      assert.equal(r.parallel_tool_calls, false);
+      assert.deepEqual(wire(await client.responses.retrieve(r.id)), wire(r));
+    }
+    assert.ok(names.size > 1, `the model chose among the tools (${[...names].join(', ')})`);
+
+    // A named function: exactly that one.
+    const named = await client.responses.create({ model: 'tiny-chat', input: 'Add some numbers.', tools: TOOLS, tool_choice: { type: 'function', name: 'add' }, max_output_tokens: 400, seed: 5 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.equal(named.status, 'completed');
+    for (const item of named.output) assert.equal(assertValidCall(item).name, 'add');
+
+    // none: tools are shown but never called.
+    const none = await client.responses.create({ model: 'tiny-chat', input: 'Hello.', tools: TOOLS, tool_choice: 'none', max_output_tokens: 8, seed: 5 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.deepEqual(none.output.map((i) => i.type), ['message']);
+  });
+
+  test('a tool round trip: function_call_output through previous_response_id, and the same history sent whole (stateless); the model then answers with text', async () => {
+    const question = 'What is the weather in Paris?';
+    const first = await client.responses.create({ model: 'tiny-chat', input: question, tools: TOOLS, tool_choice: { type: 'function', name: 'get_weather' }, max_output_tokens: 400, seed: 8 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    const call = assertValidCall(first.output[0]);
+    assert.equal(call.name, 'get_weather');
+    const result: OpenAI.Responses.ResponseInputItem.FunctionCallOutput = { type: 'function_call_output', call_id: call.call_id, output: '{"temperature": 21, "sky": "clear"}' };
+
+    const chained = await client.responses.create({ model: 'tiny-chat', previous_response_id: first.id, input: [result], tools: TOOLS, max_output_tokens: 12, seed: 8 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.deepEqual(validResponse(wire(chained)), []);
+    assert.equal(chained.status, 'incomplete');
+    assert.ok(chained.output_text.length > 0 || chained.output.some((i) => i.type === 'function_call'));
+    // The call and its result are in the prompt (after the first prompt, tools included).
+    assert.ok(chained.usage!.input_tokens > first.usage!.input_tokens + 10, `${first.usage!.input_tokens} → ${chained.usage!.input_tokens} tokens`);
+    const items = (await (await fetch(`${svc.baseUrl}/v1/responses/${chained.id}/input_items?order=asc`, { headers: authHeaders() })).json()) as any;
+    assert.deepEqual(validItems(items), [], JSON.stringify(items));
+    assert.deepEqual(items.data.map((i: any) => i.type), ['message', 'function_call', 'function_call_output']);
+    assert.equal(items.data[1].id, call.id);
+    assert.equal(items.data[2].call_id, call.call_id);
+
+    // Stateless: the whole history as input items gives the same prompt.
+    const stateless = await client.responses.create({
+      model: 'tiny-chat',
+      input: [{ role: 'user', content: question }, { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments }, result],
+      tools: TOOLS,
+      max_output_tokens: 12,
+      seed: 8,
+      store: false,
+    } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.equal(stateless.usage!.input_tokens, chained.usage!.input_tokens);
+    assert.equal(stateless.output_text, chained.output_text);
+
+    // tool_choice none after the result: a text answer.
+    const answer = await client.responses.create({ model: 'tiny-chat', previous_response_id: first.id, input: [result], tools: TOOLS, tool_choice: 'none', max_output_tokens: 12, seed: 8 } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.deepEqual(answer.output.map((i) => i.type), ['message']);
+    assert.ok(answer.output_text.length > 0);
+  });
+
+  test('streamed function calls: output_item.added, arguments deltas, .done, output_item.done, valid and numbered; they add up to the final response; a background replay numbers them the same', async () => {
+    const body = { model: 'tiny-chat', input: 'What is the weather in Paris?', tools: TOOLS, tool_choice: 'required' as const, max_output_tokens: 400, seed: 4 };
+    const whole = await client.responses.create(body as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    const events = await collect(await client.responses.create({ ...body, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming));
+    assertValidEvents(events);
+    assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+    const final = (events.at(-1) as OpenAI.Responses.ResponseCompletedEvent).response;
+    assert.equal(events.at(-1)!.type, 'response.completed');
+    assert.deepEqual(validResponse(final), []);
+    assert.ok(final.output.length >= 1);
+    assert.deepEqual(final.output.map((i) => i.type === 'function_call' && [i.name, i.arguments]), whole.output.map((i) => i.type === 'function_call' && [i.name, i.arguments]));
+    assert.ok(!events.some((e) => e.type === 'response.output_text.delta'), 'no text besides the calls');
+    for (const [index, item] of final.output.entries()) {
+      const call = assertValidCall(item);
+      const mine = events.filter((e) => 'output_index' in e && e.output_index === index);
+      assert.deepEqual([mine[0]!.type, ...mine.slice(-3).map((e) => e.type)], ['response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.done', 'response.output_item.done']);
+      const added = mine[0] as OpenAI.Responses.ResponseOutputItemAddedEvent;
+      assert.deepEqual(added.item, { ...call, arguments: '', status: 'in_progress' });
+      const deltas = mine.filter((e): e is OpenAI.Responses.ResponseFunctionCallArgumentsDeltaEvent => e.type === 'response.function_call_arguments.delta');
+      assert.ok(deltas.length > 1, `arguments streamed in pieces (${deltas.length})`);
+      assert.ok(deltas.every((d) => d.item_id === call.id));
+      assert.equal(deltas.map((d) => d.delta).join(''), call.arguments);
+      const done = mine.at(-2) as OpenAI.Responses.ResponseFunctionCallArgumentsDoneEvent;
+      assert.deepEqual([done.name, done.arguments], [call.name, call.arguments]);
+      assert.deepEqual((mine.at(-1) as OpenAI.Responses.ResponseOutputItemDoneEvent).item, call);
+      if (index > 0) assert.ok(mine[0]!.sequence_number > events.find((e) => e.type === 'response.output_item.done' && e.output_index === index - 1)!.sequence_number, 'one item done before the next');
+    }
+    // The SDK's stream helper assembles the same response.
+    const helper = client.responses.stream(body as never);
+    const assembled = await helper.finalResponse();
+    assert.deepEqual(assembled.output.map((i) => i.type === 'function_call' && i.arguments), whole.output.map((i) => i.type === 'function_call' && i.arguments));
+
+    // Background: the live stream, a replay and the stored response agree (ids and numbering come from the token stream).
+    const live = await collect(await client.responses.create({ ...body, background: true, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming));
+    assertValidEvents(live);
+    const id = (live[0] as OpenAI.Responses.ResponseCreatedEvent).response.id;
+    const replay = await collect(await client.responses.retrieve(id, { stream: true }));
+    assert.deepEqual(replay, live);
+    const stored = await client.responses.retrieve(id);
+    assert.deepEqual(wire(stored), (live.at(-1) as OpenAI.Responses.ResponseCompletedEvent).response);
+  });
+
+  test('logprobs: include message.output_text.logprobs with top_logprobs → output_text parts and deltas carry them, in Responses\' shape, the chat job\'s numbers', async () => {
+    const body = { model: 'tiny-chat', input: 'Say something.', max_output_tokens: 8, seed: 11, top_logprobs: 3, include: ['message.output_text.logprobs'] };
+    const r = await client.responses.create(body as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    assert.deepEqual(validResponse(wire(r)), []);
+    assert.equal(r.top_logprobs, 3);
+    const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    const logprobs = part.logprobs!;
+    assert.equal(logprobs.length, 8);
+    for (const l of logprobs) {
+      assert.ok(l.logprob <= 0);
+      assert.equal(l.top_logprobs.length, 3);
+      assert.ok(l.top_logprobs[0]!.logprob >= l.top_logprobs[2]!.logprob);
+    }
+    assert.equal(Buffer.from(logprobs.flatMap((l) => l.bytes)).toString('utf8'), part.text);
+    // The same job on chat completions reports the same numbers.
+    const chat = await client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'Say something.' }], max_tokens: 8, seed: 11, logprobs: true, top_logprobs: 3 });
+    assert.deepEqual(logprobs.map((l) => [l.token, l.logprob]), chat.choices[0]!.logprobs!.content!.map((l) => [l.token, l.logprob]));
+
+    const events = await collect(await client.responses.create({ ...body, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming));
+    assertValidEvents(events);
+    const deltas = events.filter((e): e is OpenAI.Responses.ResponseTextDeltaEvent => e.type === 'response.output_text.delta');
+    assert.deepEqual(deltas.flatMap((d) => d.logprobs.map((l) => l.logprob)), logprobs.map((l) => l.logprob));
+    const done = events.find((e): e is OpenAI.Responses.ResponseTextDoneEvent => e.type === 'response.output_text.done')!;
+    assert.deepEqual(done.logprobs, logprobs);
+
+    // Not asked for: empty arrays, as OpenAI's schema requires the field.
+    const plain = await client.responses.create({ model: 'tiny-chat', input: 'Say something.', max_output_tokens: 4 });
+    assert.deepEqual(((plain.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText).logprobs, []);
+  });
+
   test('bad or unsupported requests get a clear 400 in OpenAI\'s shape, never a silent ignore', async () => {
     const cases: [Record<string, unknown>, string | null, string][] = [
-      [{ text: { format: { type: 'json_schema', name: 'x', schema: { type: 'object' } } } }, 'text.format', 'unsupported_parameter'],
-      [{ tools: [{ type: 'function', name: 'f', parameters: { type: 'object' } }] }, 'tools', 'unsupported_parameter'],
-      [{ tool_choice: 'required' }, 'tool_choice', 'unsupported_parameter'],
-      [{ top_logprobs: 3 }, 'top_logprobs', 'unsupported_parameter'],
-      [{ input: [{ role: 'user', content: 'hi' }, { type: 'function_call_output', call_id: 'c1', output: '42' }] }, 'input[1]', 'unsupported_parameter'],
+      [{ text: { format: { type: 'json_schema', name: 'not a name!', schema: { type: 'object' } } } }, 'text.format.name', 'invalid_request'],
+      [{ tool_choice: 'required' }, 'tool_choice', 'invalid_request'],
+      [{ tools: [WEATHER], tool_choice: { type: 'function', name: 'add' } }, 'tool_choice', 'invalid_request'],
+      [{ tools: [WEATHER, WEATHER] }, 'tools[1].name', 'invalid_request'],
+      [{ tools: [{ type: 'web_search' }] }, 'tools.0.type', 'invalid_request'],
+      [{ tools: [WEATHER], top_logprobs: 3 }, 'top_logprobs', 'unsupported_parameter'],
+      [{ include: ['reasoning.encrypted_content'] }, 'include', 'unsupported_parameter'],
+      [{ input: [{ role: 'user', content: 'hi' }, { type: 'function_call_output', call_id: 'c1', output: '42' }] }, 'input', 'invalid_request'],
+      [{ input: [{ role: 'user', content: 'hi' }, { type: 'item_reference', id: 'msg_1' }] }, null, 'invalid_request'],
       [{ max_output_tokens: 5000 }, 'max_output_tokens', 'max_tokens_too_large'],
       [{ input: [{ role: 'system', content: 'only a system message' }] }, 'input', 'invalid_request'],
       [{ previous_response_id: 'resp_missing' }, 'previous_response_id', 'previous_response_not_found'],
@@ -356,5 +579,42 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
     assert.ok((await streamed.text).length > 0);
     assert.equal(await streamed.finishReason, 'length');
     assert.equal((await streamed.usage).outputTokens, 8);
+  });
+
+  test('the AI SDK\'s default provider: generateObject with a zod schema, and a tool round trip (forced call, executed, its result sent back, then text)', async () => {
+    const openai = createOpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1` });
+    const Recipe = z.object({ title: z.string().max(16), steps: z.array(z.string().max(12)).min(1).max(3), vegan: z.boolean() });
+    const { object, finishReason } = await generateObject({ model: openai('tiny-chat'), schema: Recipe, prompt: 'A recipe.', maxOutputTokens: 400, maxRetries: 0, seed: 2 });
+    assert.equal(finishReason, 'stop');
+    assert.deepEqual(Recipe.parse(object), object);
+
+    const Weather = z.object({ city: z.string().max(10), unit: z.enum(['celsius', 'fahrenheit']) });
+    const calls: unknown[] = [];
+    const first = await generateText({
+      model: openai('tiny-chat'),
+      prompt: 'Weather in Paris?',
+      tools: {
+        get_weather: tool({
+          description: 'Weather in a city',
+          inputSchema: jsonSchema<{ city: string; unit: string }>(z.toJSONSchema(Weather) as never),
+          execute: async (input) => {
+            calls.push(input);
+            return { temperature: 21 };
+          },
+        }),
+      },
+      toolChoice: 'required',
+      maxOutputTokens: 400,
+      maxRetries: 0,
+      seed: 3,
+    });
+    assert.equal(calls.length, 1, JSON.stringify(first.steps.map((s) => s.finishReason)));
+    assert.ok(Weather.safeParse(calls[0]).success, JSON.stringify(calls[0]));
+    assert.equal(first.finishReason, 'tool-calls');
+    assert.equal(first.toolResults.length, 1);
+    // The call (a function_call item) and its result (function_call_output) go back; the model answers with text.
+    const second = await generateText({ model: openai('tiny-chat'), messages: [{ role: 'user', content: 'Weather in Paris?' }, ...first.response.messages], maxOutputTokens: 12, maxRetries: 0, seed: 3 });
+    assert.ok(second.text.length > 0);
+    assert.equal(second.finishReason, 'length');
   });
 });

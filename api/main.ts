@@ -11,6 +11,7 @@ import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
+import { BlobStore } from '../shared/storage/blob-store.js';
 import { createApp } from './app.js';
 import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
@@ -105,11 +106,13 @@ async function main(): Promise<void> {
     admission: tenantLoad,
   });
   const chat = new ChatService({ jobs, relay, registry });
+  // Uploaded bytes of documents and files: one data root every replica mounts (shared/storage/blob-store.ts).
+  const blobs = new BlobStore(path.resolve(env.DOCUMENTS_DIR));
   const documents = new DocumentService({
     redis,
     prefix: env.QUEUE_PREFIX,
     jobs,
-    documentsDir: path.resolve(env.DOCUMENTS_DIR),
+    blobs,
     model: env.DOCUMENTS_EMBEDDING_MODEL,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     searchTimeoutMs: env.SYNC_TIMEOUT_MS,

@@ -28,6 +28,8 @@ import { chatbotRoutes } from './routes/chatbot.routes.js';
 import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
 import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
+import { filesRoutes } from './routes/files.routes.js';
+import type { FileService } from './files/file-service.js';
 import type { DocumentService } from './documents/document-service.js';
 import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
@@ -59,6 +61,8 @@ export interface AppDeps {
   metrics: ApiMetrics;
   /** Documents and vector search (api/documents); without it those routes answer 503. */
   documents?: { service: DocumentService; maxBytes: number };
+  /** The Files API (api/files). */
+  files: FileService;
   /** Identity, limits and transport settings (README, "Security"). */
   security: SecurityDeps;
 }
@@ -132,6 +136,7 @@ export function createApp(deps: AppDeps): Express {
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),
+    filesRoutes({ files: deps.files }),
   ]);
 
   app.use(notFoundRoute);

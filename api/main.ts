@@ -12,7 +12,9 @@ import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { BlobStore } from '../shared/storage/blob-store.js';
+import { FileStore } from '../shared/files/file-store.js';
 import { createApp } from './app.js';
+import { FileService } from './files/file-service.js';
 import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { IdentityService } from './auth/identity.js';
@@ -119,6 +121,7 @@ async function main(): Promise<void> {
     maxImagePixels: env.DOCUMENTS_MAX_IMAGE_PIXELS,
   });
   shutdown.register('documents', () => documents.close());
+  const files = new FileService(new FileStore(redis, env.QUEUE_PREFIX, blobs), { maxBytes: env.FILES_MAX_BYTES, maxBatchLines: env.BATCH_MAX_LINES });
   const app = createApp({
     chatbot: { config: chatbotConfig, relay },
     log,
@@ -138,6 +141,7 @@ async function main(): Promise<void> {
     metrics,
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
+    files,
   });
 
   // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).

@@ -5,6 +5,7 @@ import type { ErrorType } from '../../shared/errors/app-error.js';
 import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
+import { fileOperations } from './openapi-files.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -310,6 +311,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   });
 
   documentOperations(op, { json, errorsFor });
+  fileOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
     responses: { 200: json(health, 'Up') },
@@ -378,6 +380,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },
+      { name: 'files', description: "OpenAI's Files API (batch input and output files)" },
+      { name: 'batches', description: "OpenAI's Batch API: JSONL files of requests run as low-priority jobs" },
       { name: 'auth', description: 'Short-lived tokens for API keys' },
       { name: 'admin', description: 'Tenants and API keys (admin key, or a key with the admin scope for its own tenant)' },
       { name: 'operations', description: 'Health, metrics, documentation and dashboards' },

@@ -154,6 +154,13 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
   { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
 
+  // Files (OpenAI's Files API): batch input and output files, and others.
+  { method: 'POST', path: '/v1/files', access: scope('files'), tags: ['files'], summary: 'Upload a file (multipart, streamed; OpenAI-compatible)' },
+  { method: 'GET', path: '/v1/files', access: scope('files'), tags: ['files'], summary: "The tenant's files, newest first" },
+  { method: 'GET', path: '/v1/files/:file_id', access: scope('files'), tags: ['files'], summary: 'One file' },
+  { method: 'GET', path: '/v1/files/:file_id/content', access: scope('files'), tags: ['files'], summary: "A file's bytes" },
+  { method: 'DELETE', path: '/v1/files/:file_id', access: scope('files'), tags: ['files'], summary: 'Delete a file' },
+
   // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
   { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },
   { method: 'GET', path: '/v1/admin/tenants', access: scope('admin'), tags: ['admin'], summary: 'List tenants (a tenant admin sees its own)' },

@@ -22,7 +22,7 @@ import { JwtService } from './auth/jwt.js';
 import { KeyStore } from './auth/key-store.js';
 import { CachingChatRunner, CachingEmbedder, ResponseCache } from './cache/response-cache.js';
 import { RateLimits } from './limits/rate-limits.js';
-import { TenantLoad } from './limits/tenant-load.js';
+import { TenantLoad } from '../shared/limits/tenant-load.js';
 import { ChatService } from './jobs/chat-service.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobOutcomes } from './jobs/job-outcomes.js';

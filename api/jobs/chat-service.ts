@@ -1,4 +1,4 @@
-import { errors } from '../../shared/errors/app-error.js';
+import { chatPayload, resolveChatModel } from '../../shared/api/openai-requests.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
@@ -46,31 +46,11 @@ export class ChatService implements ChatRunner {
   ) {}
 
   resolveModel(id: string): ChatModelConfig {
-    const model = this.deps.registry.get(id);
-    if (!model) throw errors.modelNotFound(id);
-    if (!isChatModel(model)) throw errors.invalidRequest(`Model '${id}' is not a chat model.`, 'model', 'wrong_model_task');
-    return model;
+    return resolveChatModel(this.deps.registry, id);
   }
 
   payload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
-    const maxTokens = p.max_tokens ?? model.default_max_tokens;
-    if (maxTokens > model.max_tokens_limit) {
-      throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
-    }
-    if (p.messages.every((m) => m.role !== 'user')) {
-      throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
-    }
-    return {
-      model: model.id,
-      messages: p.messages,
-      max_tokens: maxTokens,
-      temperature: p.temperature ?? 1,
-      top_p: p.top_p ?? 1,
-      top_k: p.top_k ?? 0,
-      repetition_penalty: p.repetition_penalty ?? 1,
-      ...(p.seed === undefined ? {} : { seed: p.seed }),
-      stop: p.stop ?? [],
-    };
+    return chatPayload(model, p);
   }
 
   submit(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: SubmitOptions): Promise<{ view: JobView; created: boolean }> {

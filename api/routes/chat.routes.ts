@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
-import { AppError, errors } from '../../shared/errors/app-error.js';
+import { checkChatCompletionOptions } from '../../shared/api/openai-requests.js';
+import { chatCompletionBody, chatFailure } from '../../shared/api/openai-responses.js';
+import type { AppError } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import { EventStream } from '../http/sse.js';
@@ -18,10 +20,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
 
   router.post('/v1/chat/completions', async (req, res) => {
     const body = chatCompletionRequestSchema.parse(req.body);
-    if ((body.n ?? 1) > 1) throw errors.invalidRequest("'n' greater than 1 is not supported; send one request per completion.", 'n', 'unsupported_parameter');
-    for (const p of ['presence_penalty', 'frequency_penalty'] as const) {
-      if (body[p]) throw errors.invalidRequest(`'${p}' is not supported; use 'repetition_penalty'.`, p, 'unsupported_parameter');
-    }
+    checkChatCompletionOptions(body);
     const model = deps.chat.resolveModel(body.model);
     const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
     const tenant = req.principal!.tenant;
@@ -33,15 +32,8 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
       if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
-      res.json({
-        id,
-        object: 'chat.completion',
-        created,
-        model: outcome.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: outcome.result.message.content, refusal: null }, finish_reason: outcome.result.finish_reason, logprobs: null }],
-        usage: outcome.result.usage,
-        timings: outcome.result.timings,
-      });
+      // The model that answered (a fallback, perhaps), which the outcome names.
+      res.json(chatCompletionBody(id, created, { ...outcome.result, model: outcome.model }));
       return;
     }
 
@@ -113,19 +105,5 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
 }
 
 function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
-  const { message, code } = outcome.error;
-  switch (code) {
-    case 'context_length_exceeded':
-      return errors.invalidRequest(message, 'messages', code);
-    case 'cancelled':
-      return errors.conflict(message, 'cancelled');
-    case 'upstream_error':
-    case 'upstream_timeout':
-      return new AppError(502, 'server_error', code, message);
-    case WORKER_LOST:
-      // Retryable: another worker (or this one, restarted) answers the same request.
-      return errors.unavailable(message, WORKER_LOST, 1);
-    default:
-      return errors.internal(`The chat job failed: ${message}`);
-  }
+  return chatFailure(outcome.error);
 }

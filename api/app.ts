@@ -29,6 +29,8 @@ import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
 import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
 import { filesRoutes } from './routes/files.routes.js';
+import { batchesRoutes } from './routes/batches.routes.js';
+import type { BatchService } from './batches/batch-service.js';
 import type { FileService } from './files/file-service.js';
 import type { DocumentService } from './documents/document-service.js';
 import { docsRoutes } from './routes/docs.routes.js';
@@ -63,6 +65,8 @@ export interface AppDeps {
   documents?: { service: DocumentService; maxBytes: number };
   /** The Files API (api/files). */
   files: FileService;
+  /** The Batch API (api/batches). */
+  batches: BatchService;
   /** Identity, limits and transport settings (README, "Security"). */
   security: SecurityDeps;
 }
@@ -137,6 +141,7 @@ export function createApp(deps: AppDeps): Express {
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),
     filesRoutes({ files: deps.files }),
+    batchesRoutes({ batches: deps.batches }),
   ]);
 
   app.use(notFoundRoute);

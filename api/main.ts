@@ -15,6 +15,8 @@ import { BlobStore } from '../shared/storage/blob-store.js';
 import { FileStore } from '../shared/files/file-store.js';
 import { createApp } from './app.js';
 import { FileService } from './files/file-service.js';
+import { BatchService } from './batches/batch-service.js';
+import { BatchStore } from '../shared/batches/batch-store.js';
 import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { IdentityService } from './auth/identity.js';
@@ -142,6 +144,7 @@ async function main(): Promise<void> {
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
     files,
+    batches: new BatchService({ batches: new BatchStore(redis, env.QUEUE_PREFIX), files: files.store, jobs, windowSeconds: env.BATCH_COMPLETION_WINDOW_S }),
   });
 
   // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).

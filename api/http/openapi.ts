@@ -6,6 +6,7 @@ import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { fileOperations } from './openapi-files.js';
+import { batchOperations } from './openapi-batches.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -312,6 +313,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   documentOperations(op, { json, errorsFor });
   fileOperations(op, { json, errorsFor });
+  batchOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
     responses: { 200: json(health, 'Up') },

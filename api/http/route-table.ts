@@ -161,6 +161,12 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/files/:file_id/content', access: scope('files'), tags: ['files'], summary: "A file's bytes" },
   { method: 'DELETE', path: '/v1/files/:file_id', access: scope('files'), tags: ['files'], summary: 'Delete a file' },
 
+  // Batches (OpenAI's Batch API): a JSONL file of requests run as low-priority jobs.
+  { method: 'POST', path: '/v1/batches', access: scope('batches'), tags: ['batches'], summary: 'Create a batch from an uploaded JSONL file (OpenAI-compatible)' },
+  { method: 'GET', path: '/v1/batches', access: scope('batches'), tags: ['batches'], summary: "The tenant's batches, newest first" },
+  { method: 'GET', path: '/v1/batches/:batch_id', access: scope('batches'), tags: ['batches'], summary: 'One batch, with live request counts' },
+  { method: 'POST', path: '/v1/batches/:batch_id/cancel', access: scope('batches'), tags: ['batches'], summary: 'Cancel a batch: queued lines are dropped, finished ones kept' },
+
   // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
   { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },
   { method: 'GET', path: '/v1/admin/tenants', access: scope('admin'), tags: ['admin'], summary: 'List tenants (a tenant admin sees its own)' },

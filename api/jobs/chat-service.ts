@@ -1,4 +1,5 @@
 import { chatPayload, resolveChatModel } from '../../shared/api/openai-requests.js';
+import { BATCH_PRIORITY, INTERACTIVE_PRIORITY } from '../../shared/jobs/priorities.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
@@ -27,9 +28,7 @@ export interface ChatRunner {
 /** Failures of an upstream that its fallback model may answer instead. */
 const FALLBACK_CODES = new Set(['upstream_error', 'upstream_timeout']);
 
-/** Interactive requests (OpenAI endpoint, SSE) come before batch work unless they say otherwise. */
-export const INTERACTIVE_PRIORITY = 1;
-export const BATCH_PRIORITY = 5;
+export { INTERACTIVE_PRIORITY, BATCH_PRIORITY };
 
 /**
  * Chat on top of the job service: validates against the model's limits, submits, and follows the

@@ -83,6 +83,8 @@ export const chatbotResultSchema = z.object({
   metadata: z.record(z.string(), z.unknown()),
 });
 
+export const batchJobPayloadSchema = z.object({ batch_id: z.string().regex(/^batch_[0-9a-f]{32}$/) }).strict();
+
 export const jobCatalog = {
   embedding: {
     payload: embeddingPayloadSchema,
@@ -125,6 +127,31 @@ export const jobCatalog = {
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
+  // The Batch API (workers/batches): a batch's own jobs. Its lines are ordinary embedding and chat
+  // jobs on the model queues, at batch priority, that carry a `batch` reference in their envelope.
+  'batch.validate': {
+    payload: batchJobPayloadSchema,
+    result: z.object({ batch_id: z.string(), status: z.string(), lines: z.number().int() }),
+    // Validation is idempotent (lines are stored by index), so a retry after a crash is safe.
+    defaults: { attempts: 3, backoff: { type: 'exponential', delay: 1000 } } satisfies JobsOptions,
+    queue: { name: 'batches.validate', maxQueued: 10_000 },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 2,
+    domain: 'batches',
+  },
+  'batch.run': {
+    payload: batchJobPayloadSchema,
+    result: z.object({ batch_id: z.string(), status: z.string() }),
+    // One per batch (its id is the batch's), deferred between looks at its lines: it queues lines a
+    // window at a time, sees cancel and expiry, and writes the output files at the end.
+    defaults: { attempts: 5, backoff: { type: 'exponential', delay: 1000 } } satisfies JobsOptions,
+    queue: { name: 'batches.run', maxQueued: 10_000 },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 16,
+    domain: 'batches',
+  },
 } as const satisfies Record<string, JobSpec>;
 
 export type JobType = keyof typeof jobCatalog;
@@ -198,6 +225,8 @@ export interface JobEnvelope<K extends JobType = JobType> {
   idempotency_key?: string;
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
+  /** A batch line (embedding and chat jobs): its outcome is recorded in the batch, not announced. */
+  batch?: { id: string; line: number };
 }
 
 export const jobEnvelopeSchema = z.object({
@@ -208,6 +237,7 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
+  batch: z.object({ id: z.string(), line: z.number().int().min(0) }).optional(),
 });
 
 /** Public job states (GET /v1/jobs/:id). */

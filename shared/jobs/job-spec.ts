@@ -24,7 +24,7 @@ export type JobStall = 'stream' | 'attempts' | 'crash-marks';
 export type JobConcurrency = 'model' | number | { env: 'DOCUMENTS_PARSE_CONCURRENCY' };
 
 /** The folder of workers/ that holds the type's handler (`workers/<domain>/*.handler.ts`). */
-export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents';
+export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents' | 'batches';
 
 /** One entry of the job catalog (shared/jobs/job-catalog.ts). */
 export interface JobSpec {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -7,7 +9,7 @@ import OpenAI, { toFile } from 'openai';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { KEYS, ROOT, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 type Line = { custom_id: string; method: string; url: string; body: unknown };
 type OutLine = { id: string; custom_id: string | null; response: { status_code: number; request_id: string | null; body: any } | null; error: { code: string; message: string } | null };
@@ -186,6 +188,22 @@ describe('Batch API', () => {
     assert.equal(output.length, done.request_counts!.completed);
     assert.equal(new Set(output.map((o) => o.custom_id)).size, output.length);
     await assert.rejects(acme.batches.cancel(b.id).then((x) => (x.status === 'cancelled' ? Promise.reject(Object.assign(new Error(), { status: 409 })) : x)), (e: any) => e.status === 409);
+  });
+
+  test('qi batch create --follow runs a file to its end and prints the output; qi files lists it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'qi-cli-batch-'));
+    const input = path.join(dir, 'in.jsonl');
+    writeFileSync(input, [embed(1), embed(2), { ...embed(3), body: { model: 'nope', input: 'x' } }].map((l) => JSON.stringify(l)).join('\n'));
+    const env = { PATH: process.env.PATH, QI_URL: svc.baseUrl, QI_API_KEY: KEYS.acme };
+    const run = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'bin/qi.mjs'), ...args], { cwd: ROOT, env });
+    const out = path.join(dir, 'out.jsonl');
+    const { stderr } = await run(['batch', 'create', input, '--endpoint', '/v1/embeddings', '--follow', '--output', out]);
+    assert.match(stderr, /completed: 2 completed, 1 failed/);
+    assert.match(stderr, /model_not_found/);
+    const lines = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as OutLine);
+    assert.deepEqual(lines.map((l) => l.custom_id).sort(), ['emb-1', 'emb-2']);
+    const listed = await run(['files', 'list', '--purpose', 'batch_output']);
+    assert.match(listed.stdout, /file-[0-9a-f]+\tbatch_output/);
   });
 
   test("another tenant's batch is a 404, and it cannot use another tenant's file", async () => {

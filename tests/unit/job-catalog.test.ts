@@ -44,9 +44,9 @@ test('the catalog says which job types stream tokens, and every queue name tells
 
 test('queues are created from the catalog: every model, every fixed queue, less the skipped types', () => {
   const all = queueNames(registry);
-  assert.deepEqual(all, ['embedding.baai-bge-small', 'embedding.use-lite', 'chat.tiny-chat', 'chat.up-stream', 'chatbot.default', ...Object.values(DOCUMENT_QUEUES)]);
+  assert.deepEqual(all, ['embedding.baai-bge-small', 'embedding.use-lite', 'chat.tiny-chat', 'chat.up-stream', 'chatbot.default', ...Object.values(DOCUMENT_QUEUES), 'batches.validate', 'batches.run']);
   assert.deepEqual(queueNames(registry, ['chatbot']), all.filter((q) => q !== 'chatbot.default'));
-  assert.deepEqual(fixedQueueNames(['chatbot', 'document.search']), Object.values(DOCUMENT_QUEUES).filter((q) => q !== 'documents.search'));
+  assert.deepEqual(fixedQueueNames(['chatbot', 'document.search', 'batch.validate', 'batch.run']), Object.values(DOCUMENT_QUEUES).filter((q) => q !== 'documents.search'));
 });
 
 test('a job type with a queue of its own is submitted there, bounded by its catalog entry', () => {

@@ -13,6 +13,8 @@ import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { BlobStore } from '../shared/storage/blob-store.js';
 import { FileStore } from '../shared/files/file-store.js';
+import { announceJobOutcome, WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
+import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { createApp } from './app.js';
 import { FileService } from './files/file-service.js';
 import { BatchService } from './batches/batch-service.js';
@@ -26,6 +28,8 @@ import { CachingChatRunner, CachingEmbedder, ResponseCache } from './cache/respo
 import { RateLimits } from './limits/rate-limits.js';
 import { TenantLoad } from '../shared/limits/tenant-load.js';
 import { ChatService } from './jobs/chat-service.js';
+import { ResponseService } from './responses/response-service.js';
+import { ResponseStore } from './responses/response-store.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobOutcomes } from './jobs/job-outcomes.js';
 import { JobService } from './jobs/job-service.js';
@@ -100,6 +104,9 @@ async function main(): Promise<void> {
   const outcomes = new JobOutcomes({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS, log });
   outcomes.watchStreamingQueues(queues.keys(), (name) => createRedis(target, 'worker', name));
   shutdown.register('streaming queue events', () => outcomes.close());
+  // Webhooks (docs/WEBHOOKS.md): endpoints in Redis; events go out as jobs on the `webhooks` queue.
+  const webhookStore = new WebhookStore(redis, env.QUEUE_PREFIX);
+  const webhookSink = { queue: queues.get(WEBHOOK_QUEUE)!, store: webhookStore, retentionSeconds: env.JOB_RETENTION_SECONDS };
   const jobs = new JobService({
     queues,
     redis,
@@ -108,8 +115,19 @@ async function main(): Promise<void> {
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     notify: (jobId, type, event, data) => outcomes.announce(jobId, type, event, data),
     admission: tenantLoad,
+    // A queued job cancelled here has no worker to announce it: its webhook event goes from here.
+    ended: (envelope, view) => void announceJobOutcome(webhookSink, envelope, view).catch((err) => log.warn({ err, jobId: view.id }, 'could not queue the webhook event of a cancelled job')),
   });
-  const chat = new ChatService({ jobs, relay, registry });
+  const chat = new ChatService({ jobs, relay, registry, syncTimeoutMs: env.SYNC_TIMEOUT_MS });
+  const responses = new ResponseService({
+    chat,
+    jobs,
+    relay,
+    store: new ResponseStore({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.RESPONSES_RETENTION_SECONDS }),
+    log,
+    webhooks: webhookSink,
+  });
+  shutdown.register('background responses', () => responses.close());
   // Uploaded bytes of documents and files: one data root every replica mounts (shared/storage/blob-store.ts).
   const blobs = new BlobStore(path.resolve(env.DOCUMENTS_DIR));
   const documents = new DocumentService({
@@ -137,6 +155,7 @@ async function main(): Promise<void> {
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     chat,
     chatRunner: new CachingChatRunner(chat, cache),
+    responses,
     coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,
     sseKeepAliveMs: env.SSE_KEEPALIVE_MS,
@@ -145,6 +164,7 @@ async function main(): Promise<void> {
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
     files,
     batches: new BatchService({ batches: new BatchStore(redis, env.QUEUE_PREFIX), files: files.store, jobs, windowSeconds: env.BATCH_COMPLETION_WINDOW_S }),
+    webhooks: { store: webhookStore, policy: { allowPrivate: env.WEBHOOK_ALLOW_PRIVATE }, maxEndpoints: env.WEBHOOK_MAX_ENDPOINTS },
   });
 
   // Requests in flight are tracked so that shutdown can wait for them (SSE streams included).

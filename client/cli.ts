@@ -3,16 +3,19 @@
  *   qi models
  *   qi chat "hello" [--model tiny-chat] [--max-tokens 64] [--temperature 0.7] [--seed 1] [--no-stream]
  *   qi embed "text" ["more text" ...] [--model use-lite]
- *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N]
+ *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N] [--ranker hybrid|vector|lexical]
  *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
  *   qi files upload <file> [--purpose batch] | qi files list | get <id> | content <id> | delete <id>
  *   qi batch create <file.jsonl> --endpoint /v1/embeddings [--follow] [--output out.jsonl]
+ *   qi webhooks add <url> --events job.completed,job.failed | list | delete <id> | rotate <id> [--overlap S] | deliveries <id>
  * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
  */
 import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
+import type { WebhookEventType } from '../shared/webhooks/webhook-api.js';
+import { rankingOptionsSchema } from '../shared/documents/search-ranking.js';
 import { InferenceClient, InferenceError } from './inference-client.js';
 
 const USAGE = `usage: qi <command> [options]
@@ -20,7 +23,7 @@ const USAGE = `usage: qi <command> [options]
   chat <message> [--model M] [--max-tokens N] [--temperature T] [--seed S] [--no-stream]
   embed <text>... [--model M]         print one line per text: its dimensions and first values
   upload <file> --collection C         upload a document, with progress bars for the upload and its ingestion
-  search <query> --collection C [--top-k N]
+  search <query> --collection C [--top-k N] [--ranker hybrid|vector|lexical]
   jobs <id>                           show a job
   jobs follow <id>                    follow a job live (tokens, progress) until it ends
   jobs cancel <id>                    cancel a job
@@ -31,6 +34,8 @@ const USAGE = `usage: qi <command> [options]
                                       /v1/chat/completions); --follow shows progress until it ends, then
                                       writes the output file to F (default: stdout) and errors to stderr
   batch get <id> | cancel <id> | list
+  webhooks add <url> --events E,E [--description D]   register an endpoint (prints its secret, shown once)
+  webhooks list | delete <id> | rotate <id> [--overlap SECONDS] | deliveries <id>
 environment: QI_URL (default http://127.0.0.1:3000), QI_API_KEY`;
 
 async function main(argv: string[]): Promise<number> {
@@ -49,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
       endpoint: { type: 'string' },
       follow: { type: 'boolean' },
       output: { type: 'string' },
+      events: { type: 'string' },
+      description: { type: 'string' },
+      overlap: { type: 'string' },
+      ranker: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,7 +121,8 @@ async function main(argv: string[]): Promise<number> {
       case 'search': {
         const query = args.join(' ');
         if (!query || !values.collection) throw new Error('usage: qi search "query" --collection <name>');
-        const hits = await client.search(values.collection, query, { top_k: num(values['top-k']) ?? 5 });
+        const ranker = rankingOptionsSchema.shape.ranker.parse(values.ranker);
+        const hits = await client.search(values.collection, query, { top_k: num(values['top-k']) ?? 5, ...(ranker ? { ranking_options: { ranker } } : {}) });
         for (const h of hits) console.log(`${h.score.toFixed(3)}\t${h.document_id.slice(0, 8)} p.${h.page}\t${h.text.replace(/\s+/g, ' ').slice(0, 100)}`);
         return 0;
       }
@@ -176,6 +186,28 @@ async function main(argv: string[]): Promise<number> {
         else if (sub === 'cancel' && arg) console.log(JSON.stringify(await client.cancelBatch(arg), null, 2));
         else if (sub === 'list') for (const b of await client.listBatches()) console.log(`${b.id}\t${b.status}\t${b.endpoint}\t${b.request_counts.completed}/${b.request_counts.total}`);
         else throw new Error('usage: qi batch create <file> --endpoint E [--follow] | get <id> | cancel <id> | list');
+        return 0;
+      }
+      case 'webhooks': {
+        const [sub, arg] = args;
+        if (sub === 'add') {
+          if (!arg || !values.events) throw new Error('usage: qi webhooks add <url> --events job.completed,job.failed');
+          const events = values.events.split(',').map((e) => e.trim()) as WebhookEventType[];
+          const ep = await client.createWebhook({ url: arg, events, ...(values.description ? { description: values.description } : {}) });
+          console.log(`${ep.id}\t${ep.url}\t${ep.events.join(',')}\nsecret (shown once): ${ep.secret}`);
+        } else if (sub === 'list') {
+          for (const ep of await client.listWebhooks()) console.log(`${ep.id}\t${ep.url}\t${ep.events.join(',')}\tcircuit ${ep.circuit.state}`);
+        } else if (sub === 'delete' && arg) {
+          await client.deleteWebhook(arg);
+          console.log(`${arg}\tdeleted`);
+        } else if (sub === 'rotate' && arg) {
+          const ep = await client.rotateWebhookSecret(arg, { overlap_seconds: num(values.overlap) ?? 0 });
+          console.log(`new secret (shown once): ${ep.secret}`);
+        } else if (sub === 'deliveries' && arg) {
+          for (const d of await client.webhookDeliveries(arg)) {
+            console.log(`${d.event_id}\t${d.event_type}\t${d.state}\t${d.attempts} attempt(s)\t${d.last_status_code ?? '-'}\t${d.last_error ?? ''}`);
+          }
+        } else throw new Error('usage: qi webhooks add|list|delete|rotate|deliveries …');
         return 0;
       }
       default:

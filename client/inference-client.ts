@@ -1,9 +1,12 @@
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
-import type { ChatMessageInput, ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
+import type { ChatMessageInput, ChatOptions } from '../shared/api/request-schemas.js';
+import type { CreateJobRequestInput } from '../shared/jobs/job-requests.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
+import type { RankingOptions } from '../shared/documents/search-ranking.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
+import type { WebhookDeliveryView, WebhookEndpointView, WebhookEventType } from '../shared/webhooks/webhook-api.js';
 import { signRequestWeb } from '../shared/api/sign-request-web.js';
 import { multipartBody } from '../shared/api/signature-scheme.js';
 import type { batchView } from '../shared/batches/batch-store.js';
@@ -44,6 +47,7 @@ export type ChatbotReply = JobResult<'chatbot'>;
 /** One hit of a collection search (the `document.search` job's result). */
 export type SearchHit = JobResult<'document.search'>['data'][number];
 
+/** A POST /v1/jobs body: one variant per job type the catalog lets clients submit, chosen by `type`. */
 export type JobSubmission = CreateJobRequestInput;
 export type { ChatOptions };
 /** A finished chat job's result. */
@@ -274,7 +278,7 @@ export class InferenceClient {
     return this.request('GET', `/v1/documents/${encodeURIComponent(id)}`) as Promise<DocumentView>;
   }
 
-  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number } = {}): Promise<SearchHit[]> {
+  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number; ranking_options?: RankingOptions } = {}): Promise<SearchHit[]> {
     const res = (await this.request('POST', `/v1/collections/${encodeURIComponent(collection)}/search`, { query, top_k: opts.top_k ?? 5, ...opts })) as { data: SearchHit[] };
     return res.data;
   }
@@ -294,6 +298,29 @@ export class InferenceClient {
 
   cancelJob(id: string): Promise<JobView> {
     return this.request('DELETE', `/v1/jobs/${encodeURIComponent(id)}`) as Promise<JobView>;
+  }
+
+  /** Registers a webhook endpoint; `secret` (whsec_…) is in this answer only (verify with client/webhook-verify.ts). */
+  createWebhook(body: { url: string; events: WebhookEventType[]; description?: string }): Promise<WebhookEndpointView & { secret: string }> {
+    return this.request('POST', '/v1/webhooks', body) as Promise<WebhookEndpointView & { secret: string }>;
+  }
+
+  async listWebhooks(): Promise<WebhookEndpointView[]> {
+    return ((await this.request('GET', '/v1/webhooks')) as { data: WebhookEndpointView[] }).data;
+  }
+
+  deleteWebhook(id: string): Promise<{ id: string; deleted: true }> {
+    return this.request('DELETE', `/v1/webhooks/${encodeURIComponent(id)}`) as Promise<{ id: string; deleted: true }>;
+  }
+
+  /** A new secret (shown once); with `overlap_seconds` the old one keeps signing that long too. */
+  rotateWebhookSecret(id: string, opts: { overlap_seconds?: number } = {}): Promise<WebhookEndpointView & { secret: string }> {
+    return this.request('POST', `/v1/webhooks/${encodeURIComponent(id)}/rotate_secret`, opts) as Promise<WebhookEndpointView & { secret: string }>;
+  }
+
+  async webhookDeliveries(id: string, opts: { limit?: number } = {}): Promise<WebhookDeliveryView[]> {
+    const query = opts.limit ? `?limit=${opts.limit}` : '';
+    return ((await this.request('GET', `/v1/webhooks/${encodeURIComponent(id)}/deliveries${query}`)) as { data: WebhookDeliveryView[] }).data;
   }
 
   /**

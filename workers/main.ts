@@ -7,7 +7,9 @@ import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
-import { JOB_TYPES, jobCatalog, jobSpec, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobCatalog, jobSpec, modelQueues, scheduledRetryDelayMs, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
+import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { BatchStore } from '../shared/batches/batch-store.js';
 import { FileStore } from '../shared/files/file-store.js';
 import { TenantLoad } from '../shared/limits/tenant-load.js';
@@ -22,6 +24,7 @@ import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embeddi
 import type { ChatBackend } from './chat/chat-backend.js';
 import { startChatBackend } from './chat/chat-formats.js';
 import { createChatHandler } from './chat/chat.handler.js';
+import { createTokenizeHandler } from './chat/tokenize.handler.js';
 import { createChatbotHandler } from './chatbot/chatbot.handler.js';
 import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
@@ -33,6 +36,8 @@ import { createOutcomeDelivery } from './jobs/outcome-delivery.js';
 import { StreamHeartbeats } from './jobs/stream-heartbeats.js';
 import { startDocumentRuntime } from './documents/document-runtime.js';
 import { WorkerMetrics } from './metrics/worker-metrics.js';
+import { createDeliverWebhookHandler } from './webhooks/deliver-webhook.handler.js';
+import { createJobOutcomeEvents } from './webhooks/job-outcome-events.js';
 
 /** Composition root of a worker process: load config, models, connections; run; shut down. */
 async function main(): Promise<void> {
@@ -80,6 +85,13 @@ async function main(): Promise<void> {
   const subscriber = createRedis(target, 'subscriber', `worker-sub:${workerId}`);
   shutdown.register('redis', () => Promise.allSettled([connection, publisher, subscriber].map((r) => closeRedis(r))));
   await Promise.all([waitForRedis(connection, 60_000), waitForRedis(publisher, 60_000)]);
+
+  // Webhook events (shared/webhooks): deliveries are jobs on the `webhooks` queue, which this worker also consumes.
+  const webhookStore = new WebhookStore(publisher, env.QUEUE_PREFIX);
+  const webhookQueue = new Queue(WEBHOOK_QUEUE, { connection: publisher, prefix: env.QUEUE_PREFIX });
+  webhookQueue.on('error', (err) => log.debug({ err: err.message }, 'webhook queue connection error'));
+  shutdown.register('webhook queue', () => webhookQueue.close());
+  const webhookSink = { queue: webhookQueue, store: webhookStore, retentionSeconds: env.JOB_RETENTION_SECONDS };
 
   const batches = new BatchStore(publisher, env.QUEUE_PREFIX);
   const delivery = createOutcomeDelivery({
@@ -135,6 +147,7 @@ async function main(): Promise<void> {
           redis: publisher,
           prefix: env.QUEUE_PREFIX,
           retentionSeconds: env.JOB_RETENTION_SECONDS,
+          untrainedChatModels: new Set(registry.models.filter((m) => m.task === 'chat' && 'untrained' in m && m.untrained).map((m) => m.id)),
           // Knowledge answers search the tenant's document collections where this worker serves them.
           ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
             ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }
@@ -146,6 +159,14 @@ async function main(): Promise<void> {
     embedding: createEmbedTextHandler(engines),
     'batch.validate': createValidateBatchHandler(batchDeps),
     'batch.run': createRunBatchHandler(batchDeps),
+    tokenize: createTokenizeHandler(chatBackends),
+    'webhook.deliver': createDeliverWebhookHandler({
+      store: webhookStore,
+      allowPrivate: env.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+      circuit: { failures: env.WEBHOOK_CIRCUIT_FAILURES, openMs: env.WEBHOOK_CIRCUIT_OPEN_SECONDS * 1000 },
+      retryDelayMs: (attemptsMade) => scheduledRetryDelayMs('webhook.deliver', attemptsMade, env.RETRY_SCHEDULE_SCALE),
+    }),
     chat: createChatHandler({
       backends: chatBackends,
       redis: publisher,
@@ -167,14 +188,29 @@ async function main(): Promise<void> {
     documents: documents.serves ? { model: env.DOCUMENTS_EMBEDDING_MODEL } : undefined,
     // Validation and the drivers need no model: every worker serves them.
     batches: { model: 'batches' },
+    // Every worker delivers webhooks: deliveries wait on the network, not on a model.
+    webhooks: { model: 'webhooks' },
   };
   const servedQueues = (type: JobType): ServedQueue[] => {
     const spec = jobSpec(type);
     const domain = domains[spec.domain];
     if ('name' in spec.queue) return domain ? [{ queueName: spec.queue.name, model: domain.model }] : [];
-    return served.filter((m) => m.task === type).map((m) => ({ queueName: m.queueName, model: m.id, concurrency: m.concurrency }));
+    return served.flatMap((m) =>
+      modelQueues(m)
+        .filter((q) => q.type === type)
+        .map((q) => ({ queueName: q.queueName, model: m.id, concurrency: m.concurrency })),
+    );
   };
-  const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });
+  const buildWorker = createWorkerFactory({
+    connection,
+    prefix: env.QUEUE_PREFIX,
+    log,
+    delivery,
+    streams,
+    metrics,
+    settings: env,
+    onFinished: createJobOutcomeEvents({ sink: webhookSink, log }),
+  });
   const workers: Worker[] = JOB_TYPES.flatMap((type) => servedQueues(type).map((queue) => buildWorker(type, handlers[type] as JobHandler<typeof type>, queue)));
   // Closing a Worker stops it taking jobs and waits for its active ones, which need the engines:
   // so workers close first. Jobs still running when the grace period is nearly over are handed

@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { idSchema } from '../../shared/api/ids.js';
+import { SCOPES } from '../../shared/api/scopes.js';
+
+export { SCOPES, type Scope } from '../../shared/api/scopes.js';
 
 /**
  * Request and response shapes of the identity admin API (/v1/admin/tenants, /v1/admin/keys) and
  * of POST /v1/auth/token. The routes validate with these and api/http/openapi.ts documents them.
  */
-export const SCOPES = ['chat', 'embeddings', 'documents', 'files', 'batches', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
-
 export const tenantIdSchema = idSchema('tenant ids');
 
 /** Per-minute limits; absent = the deployment's default, 0 = unlimited. */
@@ -32,7 +32,7 @@ export const createKeySchema = z
   .object({
     tenant: tenantIdSchema,
     name: z.string().max(200).optional(),
-    scopes: z.array(z.enum(SCOPES)).min(1).default(['chat', 'embeddings', 'documents', 'files', 'batches']),
+    scopes: z.array(z.enum(SCOPES)).min(1).default(['chat', 'embeddings', 'documents', 'files', 'batches', 'webhooks']),
     limits: limitsSchema.optional(),
     require_signature: z.boolean().default(false).meta({ description: 'Requests with this key must be signed (docs/SIGNED_REQUESTS.md)' }),
   })

@@ -1,12 +1,24 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import {
+  chatCompletionRequestSchema,
+  chatbotRequestSchema,
+  completionRequestSchema,
+  detokenizeRequestSchema,
+  embeddingsRequestSchema,
+  tokenizeRequestSchema,
+} from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
-import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
+import { chatToolCallSchema } from '../../shared/chat/chat-options.js';
+import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { fileOperations } from './openapi-files.js';
 import { batchOperations } from './openapi-batches.js';
+import { responsesOperations } from './openapi-responses.js';
+import { webhookOperations } from './openapi-webhooks.js';
+import { webhookEventBody } from '../../shared/webhooks/webhook-api.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -98,15 +110,48 @@ const chatCompletion = z
     choices: z.array(
       z.object({
         index: z.number().int(),
-        message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+        message: z.object({
+          role: z.literal('assistant'),
+          content: z.string().nullable().meta({ description: 'null when the reply is only tool calls' }),
+          refusal: z.null(),
+          tool_calls: z.array(chatToolCallSchema).optional(),
+        }),
         finish_reason: z.string(),
-        logprobs: z.null(),
+        logprobs: z
+          .object({ content: z.array(chatTokenLogprobSchema), refusal: z.null() })
+          .nullable()
+          .meta({ description: "With `logprobs: true`: each token's log-probability (the model's own distribution) and `top_logprobs` alternatives" }),
       }),
     ),
     usage: chatResultSchema.shape.usage,
     timings: chatResultSchema.shape.timings.optional().meta({ description: 'Extension: time to first token, total time, tokens per second' }),
   })
   .meta({ id: 'CreateChatCompletionResponse' });
+
+const textCompletion = z
+  .object({
+    id: z.string(),
+    object: z.literal('text_completion'),
+    created: z.number().int(),
+    model: z.string(),
+    choices: z.array(
+      z.object({
+        index: z.number().int().meta({ description: "Prompt p's choice c is choice p * n + c" }),
+        text: z.string(),
+        logprobs: z
+          .object({
+            tokens: z.array(z.string()),
+            token_logprobs: z.array(z.number()),
+            top_logprobs: z.array(z.record(z.string(), z.number())),
+            text_offset: z.array(z.number().int()),
+          })
+          .nullable(),
+        finish_reason: z.string(),
+      }),
+    ),
+    usage: chatResultSchema.shape.usage,
+  })
+  .meta({ id: 'CreateCompletionResponse' });
 
 const health = z.object({ status: z.literal('ok') });
 const readiness = z
@@ -249,6 +294,45 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     },
   });
 
+  op('POST /v1/completions', {
+    description:
+      "OpenAI's legacy text completions on the chat models: the prompt is tokenized as is, without the chat template. `prompt` is a string or a list of up to 8 (each gets `n` choices); " +
+      '`logprobs` (0-5) gives `{tokens, token_logprobs, top_logprobs, text_offset}`; `echo` puts the prompt before the text (not together with `logprobs`); `suffix` is refused. ' +
+      'With `stream: true` the answer is server-sent `text_completion` chunks ending with `data: [DONE]`.',
+    request: { body: { required: true, content: { 'application/json': { schema: completionRequestSchema.meta({ id: 'CreateCompletionRequest' }) } } } },
+    responses: {
+      200: {
+        description: 'The completion, or (stream: true) its chunks as server-sent events',
+        headers: z.object({ 'x-job-id': z.string().meta({ description: 'The jobs that produced the answer, one per prompt, comma-separated' }) }),
+        content: {
+          'application/json': { schema: textCompletion },
+          'text/event-stream': { schema: z.string().meta({ description: '`data: {text_completion}` lines, then `data: [DONE]`' }) },
+        },
+      },
+      ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  op('POST /v1/tokenize', {
+    description:
+      "vLLM's /tokenize: `{model, prompt}` (special tokens added unless `add_special_tokens: false`) or `{model, messages}` (through the model's chat template, the assistant's turn opened unless `add_generation_prompt: false`) → the ids generation would see. " +
+      'Runs as a job on the model\'s tokenize queue, where the tokenizer lives; upstream models have none (400).',
+    request: { body: { required: true, content: { 'application/json': { schema: tokenizeRequestSchema.meta({ id: 'TokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ count: z.number().int(), max_model_len: z.number().int(), tokens: z.array(z.number().int()) }).meta({ id: 'TokenizeResponse' }), 'The token ids, their count, and the context the model serves'),
+      ...errorsFor(400, 401, 404, 429, 500, 503, 504),
+    },
+  });
+
+  op('POST /v1/detokenize', {
+    description: "vLLM's /detokenize: `{model, tokens}` → `{prompt}`, special tokens kept. Ids outside the vocabulary are a 422.",
+    request: { body: { required: true, content: { 'application/json': { schema: detokenizeRequestSchema.meta({ id: 'DetokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ prompt: z.string() }).meta({ id: 'DetokenizeResponse' }), 'The text'),
+      ...errorsFor(400, 401, 404, 422, 429, 500, 503, 504),
+    },
+  });
+
   op('POST /v1/chatbot', {
     description:
       'Answers `{reply, intent, confidence, session_id, sources, tool_calls, metadata}`. With `stream: true`: server-sent `{"type":"token","text"}` events, then `{"type":"result", ...}` and `[DONE]`. ' +
@@ -268,6 +352,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   op('POST /v1/jobs', {
     description:
+      'The body is one of the job types clients may submit, chosen by `type` (each a `Create…JobRequest`, from the job catalog). ' +
       'Answers 202 as soon as the job is stored. With an Idempotency-Key, a repeated request returns the first job (200, `Idempotent-Replayed: true`); the same key with another body is a 409.',
     request: {
       headers: z.object({
@@ -314,6 +399,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   documentOperations(op, { json, errorsFor });
   fileOperations(op, { json, errorsFor });
   batchOperations(op, { json, errorsFor });
+  responsesOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
     responses: { 200: json(health, 'Up') },
@@ -348,6 +434,22 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   });
 
   securityOperations(op, { json, errorsFor });
+  webhookOperations(op, { json, errorsFor });
+  // What the service sends to registered endpoints: OpenAPI 3.1's `webhooks` section.
+  registry.registerWebhook({
+    method: 'post',
+    path: 'event',
+    summary: 'A webhook event, as POSTed to an endpoint (Standard Webhooks signature headers)',
+    request: {
+      headers: z.object({
+        'webhook-id': z.string().meta({ param: { description: 'Message id, the same on every retry: drop duplicates by it' } }),
+        'webhook-timestamp': z.string().meta({ param: { description: 'Unix seconds of this attempt' } }),
+        'webhook-signature': z.string().meta({ param: { description: 'Space-separated `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per secret in use' } }),
+      }),
+      body: { required: true, content: { 'application/json': { schema: webhookEventBody } } },
+    },
+    responses: { 200: { description: 'Any 2xx answer acknowledges the event; anything else (or no answer in WEBHOOK_TIMEOUT_MS) is retried' } },
+  });
 
   for (const spec of ROUTES as readonly RouteSpec[]) {
     const key = routeKey(spec) as RouteKey;
@@ -379,11 +481,13 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     tags: [
       { name: 'embeddings', description: 'OpenAI-compatible synchronous endpoints' },
       { name: 'chat', description: 'OpenAI-compatible chat completions' },
+      { name: 'responses', description: "OpenAI's Responses API, with background responses on the queue" },
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },
       { name: 'files', description: "OpenAI's Files API (batch input and output files)" },
       { name: 'batches', description: "OpenAI's Batch API: JSONL files of requests run as low-priority jobs" },
+      { name: 'webhooks', description: 'Signed event deliveries (Standard Webhooks) to endpoints a tenant registers' },
       { name: 'auth', description: 'Short-lived tokens for API keys' },
       { name: 'admin', description: 'Tenants and API keys (admin key, or a key with the admin scope for its own tenant)' },
       { name: 'operations', description: 'Health, metrics, documentation and dashboards' },

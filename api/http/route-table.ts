@@ -1,8 +1,6 @@
-import type { CreateJobRequest } from '../../shared/api/request-schemas.js';
+import type { Scope } from '../../shared/api/scopes.js';
 import { errors } from '../../shared/errors/app-error.js';
-import { queueOfJobId } from '../../shared/jobs/job-catalog.js';
-import type { ModelConfig } from '../../shared/models/model-registry.js';
-import type { Scope } from '../auth/admin-schemas.js';
+import { JOB_TYPES, SUBMITTABLE_JOB_TYPES, jobSpec, jobTypeOfQueue, makeJobId, modelQueueName, queueOfJobId, type JobType } from '../../shared/jobs/job-catalog.js';
 
 /**
  * Every HTTP route of the API, with who may call it. Authorization is a property of the route, not
@@ -57,50 +55,56 @@ export interface RouteSpec {
   mount?: boolean;
 }
 
-/** The scope of each job type a client may submit to POST /v1/jobs: a new type without one does not compile. */
-export const SUBMIT_SCOPES = { embedding: 'embeddings', chat: 'chat' } as const satisfies Record<CreateJobRequest['type'], Scope>;
-
-/**
- * The scope that reads or cancels a job, by the family of the queue its id names (`<family>.<name>~<uuid>`):
- * model queues are named after the model's task, the document pipeline's all start with `documents`,
- * the chatbot's is `chatbot.default`. A family missing here has no job anyone may read (fail closed).
- */
-export const JOB_FAMILY_SCOPES: Readonly<Record<ModelConfig['task'] | 'documents' | 'chatbot', Scope>> = {
-  embedding: 'embeddings',
-  chat: 'chat',
-  documents: 'documents',
-  chatbot: 'chat',
-};
-
-export function familyOfQueue(queue: string): string {
-  return queue.split('.')[0] ?? '';
+/** The scope a job type needs to submit, read or cancel its jobs: its catalog entry's (undefined: none may). */
+export function jobTypeScope(type: JobType): Scope | undefined {
+  return jobSpec(type).scope ?? undefined;
 }
 
-/** The scope that reads or cancels the job with this public id, or undefined when no queue of its family exists. */
+/** Job types whose jobs /v1/jobs reaches, with the scope each needs. */
+const SCOPED_JOB_TYPES = JOB_TYPES.flatMap((type) => {
+  const scope = jobTypeScope(type);
+  return scope ? [{ type, scope }] : [];
+});
+
+/** The scope that reads or cancels the job with this public id (from the job type of the queue it names), or undefined when no such queue exists. */
 export function scopeOfJobId(id: string): Scope | undefined {
-  const queue = queueOfJobId(id);
-  const family = queue === undefined ? '' : familyOfQueue(queue);
-  return Object.hasOwn(JOB_FAMILY_SCOPES, family) ? JOB_FAMILY_SCOPES[family as keyof typeof JOB_FAMILY_SCOPES] : undefined;
+  const type = jobTypeOfQueue(queueOfJobId(id));
+  return type === undefined ? undefined : jobTypeScope(type);
 }
+
+/** A queue of each job type, as a job id names it (a model's queue for per-model types). */
+function exampleQueue(type: JobType): string {
+  const q = jobSpec(type).queue;
+  return 'name' in q ? q.name : modelQueueName(type, 'example');
+}
+
+/** One request per scope (the access matrix sends each case): the first type that needs it. */
+function oneCasePerScope<C extends { scope: Scope }>(cases: C[]): C[] {
+  return cases.filter((c, i) => cases.findIndex((d) => d.scope === c.scope) === i);
+}
+
+/** Submittable types that may be submitted: all of them, as long as the catalog gives each a scope (the wiring test checks). */
+const SUBMITTABLE = SCOPED_JOB_TYPES.filter(({ type }) => SUBMITTABLE_JOB_TYPES.some((t) => t === type));
 
 const byJobType: ScopeResolver = {
-  describe: `by the body's \`type\`: ${Object.entries(SUBMIT_SCOPES).map(([t, s]) => `${t} → \`${s}\``).join(', ')}`,
-  cases: Object.entries(SUBMIT_SCOPES).map(([type, scope]) => ({ body: { type }, scope })),
+  describe: `by the body's \`type\`: ${SUBMITTABLE.map(({ type, scope }) => `${type} → \`${scope}\``).join(', ')}`,
+  cases: oneCasePerScope(SUBMITTABLE.map(({ type, scope }) => ({ body: { type }, scope }))),
   resolve: ({ body }) => {
     const type = (body as { type?: unknown } | undefined)?.type;
-    if (typeof type === 'string' && Object.hasOwn(SUBMIT_SCOPES, type)) return SUBMIT_SCOPES[type as keyof typeof SUBMIT_SCOPES];
-    throw errors.invalidRequest(`'type' must be one of ${Object.keys(SUBMIT_SCOPES).map((t) => `'${t}'`).join(', ')}.`, 'type');
+    const submittable = SUBMITTABLE.find((t) => t.type === type);
+    if (submittable) return submittable.scope;
+    throw errors.invalidRequest(`'type' must be one of ${SUBMITTABLE.map((t) => `'${t.type}'`).join(', ')}.`, 'type');
   },
 };
 
 const byJobId: ScopeResolver = {
-  describe: `by the job's queue, the part of its id before \`~\`: ${Object.entries(JOB_FAMILY_SCOPES).map(([f, s]) => `${f}.* → \`${s}\``).join(', ')}`,
-  cases: Object.entries(JOB_FAMILY_SCOPES).map(([family, scope]) => ({ params: { id: `${family}.example~00000000-0000-4000-8000-000000000000` }, scope })),
+  describe: `by the job's type, which the queue in its id (the part before \`~\`) tells: ${SCOPED_JOB_TYPES.map(({ type, scope }) => `${type} → \`${scope}\``).join(', ')}`,
+  cases: oneCasePerScope(SCOPED_JOB_TYPES.map(({ type, scope }) => ({ params: { id: makeJobId(exampleQueue(type), '00000000-0000-4000-8000-000000000000') }, scope }))),
   resolve: ({ params }) => {
     const id = typeof params.id === 'string' ? params.id : '';
     const scope = scopeOfJobId(id);
     if (scope) return scope;
-    // No queue of this family exists, so neither does the job: the same answer as for a missing one.
+    // No queue of this name exists, so neither does the job: the same answer as for a missing one.
     throw errors.notFound(`No job with id '${id}'.`, 'job_not_found', 'id');
   },
 };
@@ -140,6 +144,21 @@ export const ROUTES = [
   // Inference.
   { method: 'POST', path: '/v1/embeddings', access: scope('embeddings'), modelTask: 'embedding', tags: ['embeddings'], summary: 'Create embeddings (OpenAI-compatible), waiting for the result' },
   { method: 'POST', path: '/v1/chat/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
+  { method: 'POST', path: '/v1/responses', access: scope('chat'), modelTask: 'chat', tags: ['responses'], summary: "Create a response (OpenAI's Responses API): whole, streamed, or in the background on the queue" },
+  { method: 'GET', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'A stored response; with `stream=true`, a background response\'s events from `starting_after` on' },
+  { method: 'DELETE', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'Delete a stored response (a running one is cancelled first)' },
+  { method: 'POST', path: '/v1/responses/:id/cancel', access: scope('chat'), tags: ['responses'], summary: 'Cancel a background response' },
+  { method: 'GET', path: '/v1/responses/:id/input_items', access: scope('chat'), tags: ['responses'], summary: 'The items a stored response was generated from' },
+  { method: 'POST', path: '/v1/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a text completion (legacy OpenAI endpoint): a raw prompt, no chat template' },
+  {
+    method: 'POST',
+    path: '/v1/tokenize',
+    access: scope('chat'),
+    modelTask: 'chat',
+    tags: ['chat'],
+    summary: "Token ids of a prompt or of messages through the chat template, with the model's own tokenizer (vLLM's /tokenize)",
+  },
+  { method: 'POST', path: '/v1/detokenize', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: "Text of token ids, with the model's own tokenizer (vLLM's /detokenize)" },
   { method: 'POST', path: '/v1/chatbot', access: scope('chat'), tags: ['chat'], summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer" },
   { method: 'POST', path: '/v1/jobs', access: scope(byJobType), modelTask: 'job-type', tags: ['jobs'], summary: 'Submit an asynchronous job' },
   { method: 'GET', path: '/v1/jobs/:id', access: scope(byJobId), tags: ['jobs'], summary: "A job's status, progress, timings and result" },
@@ -166,6 +185,13 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/batches', access: scope('batches'), tags: ['batches'], summary: "The tenant's batches, newest first" },
   { method: 'GET', path: '/v1/batches/:batch_id', access: scope('batches'), tags: ['batches'], summary: 'One batch, with live request counts' },
   { method: 'POST', path: '/v1/batches/:batch_id/cancel', access: scope('batches'), tags: ['batches'], summary: 'Cancel a batch: queued lines are dropped, finished ones kept' },
+  // Webhooks: the tenant's endpoints and their delivery logs (docs/WEBHOOKS.md).
+  { method: 'POST', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: 'Register a webhook endpoint; the answer is the only place its secret is shown' },
+  { method: 'GET', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: "The tenant's webhook endpoints (never their secrets)" },
+  { method: 'GET', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'One webhook endpoint, with the state of its circuit breaker' },
+  { method: 'DELETE', path: '/v1/webhooks/:id', access: scope('webhooks'), tags: ['webhooks'], summary: 'Delete a webhook endpoint with its delivery log; its pending deliveries are dropped' },
+  { method: 'POST', path: '/v1/webhooks/:id/rotate_secret', access: scope('webhooks'), tags: ['webhooks'], summary: "Replace an endpoint's signing secret (shown once), optionally overlapping the old one" },
+  { method: 'GET', path: '/v1/webhooks/:id/deliveries', access: scope('webhooks'), tags: ['webhooks'], summary: "An endpoint's delivery log, newest first" },
 
   // Identity administration: the admin key for tenants; the `admin` scope for a tenant's own keys.
   { method: 'POST', path: '/v1/admin/tenants', access: GLOBAL_ADMIN, tags: ['admin'], summary: 'Create a tenant (admin key only)' },

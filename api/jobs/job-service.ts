@@ -6,17 +6,16 @@ import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { sha256Hex } from '../../shared/sha256.js';
 import {
   CANCELLED_REASON_PREFIX,
-  failureCode,
   jobCatalog,
+  jobSpec,
   makeJobId,
   queueOfJobId,
   type JobEnvelope,
   type JobPayload,
   type JobResult,
-  type JobStatus,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
-import { cancelChannel, publicResult, type JobView } from '../../shared/jobs/job-views.js';
+import { cancelChannel, jobView, type JobView } from '../../shared/jobs/job-views.js';
 import type { ModelConfig } from '../../shared/models/model-registry.js';
 import type { ReplyHub } from './reply-hub.js';
 
@@ -31,8 +30,13 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   /** 1 (most urgent) to 10. BullMQ serves lower numbers first. */
   priority?: number;
-  /** Epoch ms: a job still queued then is dropped as expired instead of running late. */
-  deadline?: number;
+  /**
+   * How long the job may stay queued before it is dropped as expired instead of running late;
+   * replaces the type's default (`deadlines.maxQueuedSeconds` in the job catalog).
+   */
+  maxQueuedMs?: number;
+  /** Announce the job's outcome as a webhook event (jobs of POST /v1/jobs), also to `url` when given. */
+  webhookEvents?: { url?: string };
 }
 
 /** Per-tenant admission (shared/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
@@ -60,6 +64,8 @@ export class JobService {
       /** Tells the job's Socket.IO room about outcomes the API decides itself (a queued job cancelled). */
       notify?: (jobId: string, type: JobType, event: 'failed', data: { id: string; status: 'cancelled'; error: { message: string; code: string } }) => void;
       admission?: TenantAdmission;
+      /** Told of outcomes the API decides itself, with the job's envelope and final view (webhook events). */
+      ended?: (envelope: JobEnvelope, view: JobView) => void;
     },
   ) {}
 
@@ -83,7 +89,15 @@ export class JobService {
       const jobId = idem?.jobId ?? makeJobId(queue.name, randomUUID());
       const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId, opts.priority) : opts.priority;
       admitted = this.deps.admission ? jobId : undefined;
-      const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: opts.requestId, idempotency_key: opts.idempotencyKey, ...(opts.deadline ? { deadline: opts.deadline } : {}) };
+      const envelope: JobEnvelope<K> = {
+        type,
+        tenant,
+        payload,
+        request_id: opts.requestId,
+        idempotency_key: opts.idempotencyKey,
+        ...deadlineOf(type, opts.maxQueuedMs),
+        ...(opts.webhookEvents ? { webhook_events: opts.webhookEvents } : {}),
+      };
       const job = await queue.add(type, envelope, {
         ...jobCatalog[type].defaults,
         jobId,
@@ -107,7 +121,7 @@ export class JobService {
     const jobId = makeJobId(queue.name, randomUUID());
     const priority = this.deps.admission ? await this.deps.admission.admit(tenant, jobId).catch((e) => Promise.reject(this.redisAware(e))) : undefined;
     const reply = this.deps.replies.expect<JobResult<K>>(jobId, timeoutMs);
-    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel };
+    const envelope: JobEnvelope<K> = { type, tenant, payload, request_id: requestId, reply_to: this.deps.replies.channel, ...deadlineOf(type) };
     const jobOpts: JobsOptions = {
       ...jobCatalog[type].defaults,
       jobId,
@@ -185,6 +199,7 @@ export class JobService {
         await this.deps.redis.set(this.tombstoneKey(jobId), JSON.stringify({ ...cancelled, tenant }), 'EX', this.deps.retentionSeconds);
         await this.deps.admission?.release(jobId).catch(() => {});
         this.deps.notify?.(jobId, view.type, 'failed', { id: jobId, status: 'cancelled', error: cancelled.error! });
+        this.deps.ended?.(job.data as JobEnvelope, cancelled);
         return cancelled;
       } catch {
         // It became active (and locked) between getState and remove: cancel it as a running job.
@@ -277,30 +292,7 @@ export class JobService {
   }
 
   private async view(job: Job, knownState?: string): Promise<JobView> {
-    const envelope = job.data as JobEnvelope;
-    const state = knownState ?? (await job.getState());
-    const status = toStatus(state, job.failedReason);
-    const view: JobView = {
-      id: job.id!,
-      object: 'job',
-      type: envelope.type,
-      model: (envelope.payload as { model: string }).model,
-      status,
-      progress: job.progress ?? null,
-      attempts: job.attemptsMade,
-      created_at: Math.floor(job.timestamp / 1000),
-      started_at: job.processedOn ? Math.floor(job.processedOn / 1000) : null,
-      finished_at: job.finishedOn ? Math.floor(job.finishedOn / 1000) : null,
-      timings: {
-        queued_ms: job.processedOn ? job.processedOn - job.timestamp : null,
-        run_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
-      },
-    };
-    if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
-    if (status === 'failed' || status === 'cancelled') {
-      view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : failureCode(job.failedReason) };
-    }
-    return view;
+    return jobView(job, knownState ?? (await job.getState()));
   }
 
   private tombstoneKey(jobId: string): string {
@@ -313,17 +305,15 @@ export class JobService {
   }
 }
 
-function toStatus(state: string, failedReason: string | undefined): JobStatus {
-  switch (state) {
-    case 'active':
-      return 'active';
-    case 'completed':
-      return 'completed';
-    case 'failed':
-      return failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
-    default:
-      return 'queued';
-  }
+/**
+ * The envelope's `deadline`: the job must start within `maxQueuedMs`, else the type's default time
+ * in the queue (its catalog entry's `deadlines`); none when neither says. The worker fails a job
+ * taken after it as expired.
+ */
+function deadlineOf(type: JobType, maxQueuedMs?: number): { deadline?: number } {
+  const byType = jobSpec(type).deadlines?.maxQueuedSeconds;
+  const ms = maxQueuedMs ?? (byType === undefined ? undefined : byType * 1000);
+  return ms === undefined ? {} : { deadline: Date.now() + ms };
 }
 
 function nowSeconds(): number {

@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { checkChatCompletionOptions } from '../../shared/api/openai-requests.js';
-import { chatCompletionBody, chatFailure } from '../../shared/api/openai-responses.js';
+import { chatCompletionBody, chatFailure, choicesOf, openAiLogprobs } from '../../shared/api/openai-responses.js';
 import type { AppError } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
+import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
+import { effectiveToolChoice } from '../../shared/chat/chat-options.js';
+import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -22,6 +25,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     const body = chatCompletionRequestSchema.parse(req.body);
     checkChatCompletionOptions(body);
     const model = deps.chat.resolveModel(body.model);
+    // max_completion_tokens is OpenAI's current name for max_tokens; it wins when both are given.
     const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
     const tenant = req.principal!.tenant;
     const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
@@ -32,8 +36,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
       if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
-      // The model that answered (a fallback, perhaps), which the outcome names.
-      res.json(chatCompletionBody(id, created, { ...outcome.result, model: outcome.model }));
+      res.json(chatCompletionBody(id, created, outcome.model, outcome.result));
       return;
     }
 
@@ -44,17 +47,40 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     let answering = model.id;
     let jobId = '';
     const stream = new EventStream(res, { keepAliveMs: deps.sseKeepAliveMs, jobId: () => jobId });
-    const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
-    // The first chunk carries the role, as OpenAI's do. The stream itself opens with it, or with a
+    const chunk = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs?: ChatTokenLogprob[]) =>
+      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index, delta, finish_reason: finish, logprobs: openAiLogprobs(logprobs) }] });
+    // Each choice's first chunk carries the role, as OpenAI's do; with n > 1 the choices' chunks
+    // interleave as their tokens come. The stream itself opens with the first chunk, or with a
     // keep-alive while the job waits: a job that fails before either (a prompt longer than the
     // context) still gets a plain HTTP error status.
-    let started = false;
-    const start = () => {
-      if (started) return;
-      started = true;
-      chunk({ role: 'assistant', content: '' }, null);
+    const started = new Set<number>();
+    const start = (index: number) => {
+      if (started.has(index)) return;
+      started.add(index);
+      chunk(index, { role: 'assistant', content: '' }, null);
     };
+    // With tools offered, the model's text goes through the same parser the worker uses, so that
+    // its calls stream as OpenAI's delta.tool_calls (ids derived from the job id, as the worker's).
+    let toolCalls: ToolCallParser | undefined;
+    let streamedCalls = 0;
+    // A token's logprobs go with the first chunk its text makes (or alone, if it makes none).
+    const send = (events: ToolCallEvent[], logprobs?: ChatTokenLogprob[]) => {
+      let pending = logprobs;
+      const take = () => {
+        const l = pending;
+        pending = undefined;
+        return l;
+      };
+      for (const e of events) {
+        if (e.type === 'content') chunk(0, { content: e.text }, null, take());
+        else if (e.type === 'call') {
+          streamedCalls = e.index + 1;
+          chunk(0, { tool_calls: [{ index: e.index, id: e.id, type: 'function', function: { name: e.name, arguments: '' } }] }, null, take());
+        } else chunk(0, { tool_calls: [{ index: e.index, function: { arguments: e.text } }] }, null, take());
+      }
+      if (pending !== undefined && pending.length > 0) chunk(0, { content: '' }, null, pending);
+    };
+    const parsesToolCalls = effectiveToolChoice(payload).kind !== 'none';
     let outcome: ChatOutcome;
     try {
       outcome = await deps.runner.run(
@@ -68,10 +94,13 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
           onStart: (startedJob, modelId) => {
             jobId = startedJob;
             answering = modelId;
+            if (parsesToolCalls) toolCalls = new ToolCallParser((i) => toolCallId(startedJob, i));
           },
-          onToken: (text) => {
-            start();
-            chunk({ content: text }, null);
+          onToken: (text, _index, { choice = 0, logprobs }) => {
+            start(choice);
+            // Tools are offered with n = 1 only (ChatService refuses more), so calls are choice 0's.
+            if (toolCalls) send(toolCalls.push(text), logprobs);
+            else chunk(choice, { content: text }, null, logprobs);
           },
         },
         cacheContext(req, res),
@@ -89,9 +118,18 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       throw failure(outcome);
     }
     if (outcome.status === 'completed') {
-      start();
+      start(0);
+      if (toolCalls) send(toolCalls.finish());
+      // Calls the text did not carry (an upstream's, or a cached answer): whole, one chunk each.
+      for (const [index, call] of (outcome.result.message.tool_calls ?? []).entries()) {
+        if (index < streamedCalls) continue;
+        send([{ type: 'call', index, id: call.id, name: call.function.name }, { type: 'arguments', index, text: call.function.arguments }]);
+      }
       answering = outcome.model;
-      chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
+      for (const c of choicesOf(outcome.result)) {
+        start(c.index);
+        chunk(c.index, {}, c.finish_reason === 'cancelled' ? 'stop' : c.finish_reason);
+      }
       if (body.stream_options?.include_usage) stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
     } else {
       const e = failure(outcome);
@@ -104,6 +142,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
-function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
+/** The HTTP error for a chat job that did not complete (also answered by POST /v1/completions and /v1/responses). */
+export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   return chatFailure(outcome.error);
 }

@@ -6,10 +6,11 @@
  *
  * Usage: tsx scripts/models/build-models.ts [--force]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadEnv } from '../../shared/config/env.js';
 import { loadModelRegistry, type ModelConfig } from '../../shared/models/model-registry.js';
+import { CHATML_TEMPLATE } from './tiny-chat-template.js';
 
 /**
  * The builders need packages that only building needs (devDependencies: onnx-proto, the TF.js
@@ -41,11 +42,22 @@ export async function ensureModels(models: readonly ModelConfig[], opts: { force
       await buildUseLite(model.dir);
       log(`built ${model.id} (USE-Lite rebuilt as ONNX) in ${model.dir} in ${Date.now() - started} ms`);
     } else {
-      if (!opts.force && existsSync(path.join(model.dir, 'config.json')) && existsSync(path.join(model.dir, 'model.onnx'))) continue;
+      const built = existsSync(path.join(model.dir, 'config.json')) && existsSync(path.join(model.dir, 'model.onnx'));
+      // A folder from before the current chat template (e.g. one that cannot render tools) is
+      // written again: the generator is deterministic, so only the template changes.
+      if (!opts.force && built && hasChatTemplate(model.dir, CHATML_TEMPLATE)) continue;
       const { makeTinyDecoder } = await loadBuilder(() => import('./make-tiny-decoder.js'), model.id);
       await makeTinyDecoder(model.dir);
       log(`generated ${model.id} (untrained tiny decoder: its text is meaningless) in ${model.dir} in ${Date.now() - started} ms`);
     }
+  }
+}
+
+function hasChatTemplate(dir: string, template: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template?: unknown }).chat_template === template;
+  } catch {
+    return false;
   }
 }
 

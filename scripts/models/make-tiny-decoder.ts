@@ -36,6 +36,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { CHATML_TEMPLATE } from './tiny-chat-template.js';
 import {
   DataType,
   OnnxGraphBuilder,
@@ -75,15 +76,7 @@ export const CHAT_SPECIAL_TOKENS = {
   imEnd: '<|im_end|>',
 } as const;
 
-/**
- * ChatML, as Qwen2 / SmolLM2 instruct models use it: every message is
- * `<|im_start|>{role}\n{content}<|im_end|>\n`, and the generation prompt opens an assistant turn.
- */
-export const CHATML_TEMPLATE =
-  "{%- for message in messages -%}" +
-  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' -}}" +
-  '{%- endfor -%}' +
-  "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}";
+export { CHATML_TEMPLATE } from './tiny-chat-template.js';
 
 // ---------------------------------------------------------------------------------------------
 // Tokenizer: GPT-2's byte-level BPE as a Hugging Face tokenizer.json

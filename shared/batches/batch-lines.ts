@@ -67,9 +67,10 @@ function requestOf(customId: string, body: unknown, endpoint: BatchEndpoint, dep
 export function outputLine(batchId: string, index: number, customId: string | null, line: BatchLine | undefined, outcome: LineOutcome): string {
   const id = batchRequestId(batchId, index);
   if (outcome.ok) {
+    const chat = outcome.result as JobResult<'chat'>;
     const body = line?.type === 'embedding'
       ? embeddingList(outcome.result as JobResult<'embedding'>, line.encoding_format)
-      : chatCompletionBody(`chatcmpl-${id.slice('batch_req_'.length)}`, outcome.at, outcome.result as JobResult<'chat'>);
+      : chatCompletionBody(`chatcmpl-${id.slice('batch_req_'.length)}`, outcome.at, chat.model, chat);
     return JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: outcome.job_id, body }, error: null });
   }
   const response = outcome.response ? { status_code: outcome.response.status_code, request_id: outcome.job_id ?? null, body: outcome.response.body } : null;

@@ -92,6 +92,11 @@ export const envSchema = z.object({
   COALESCE_WINDOW_MS: z.coerce.number().min(0).max(100).default(2),
   /** How long finished async jobs stay readable through GET /v1/jobs/:id. */
   JOB_RETENTION_SECONDS: z.coerce.number().int().positive().default(3600),
+  /**
+   * How long stored Responses (POST /v1/responses with `store`, the default) stay readable and
+   * chainable with `previous_response_id`: OpenAI keeps them 30 days.
+   */
+  RESPONSES_RETENTION_SECONDS: z.coerce.number().int().positive().default(30 * 86_400),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
   /** Upper bound on inputs per embedding request (OpenAI's own limit is 2048). */
   MAX_EMBEDDING_INPUTS: z.coerce.number().int().positive().default(2048),
@@ -123,6 +128,11 @@ export const envSchema = z.object({
   /** Where the all-in-one launcher keeps the data of the Redis it starts itself. */
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
+  /**
+   * Port of the demo tool service the all-in-one launcher runs for the example chatbot when
+   * CHATBOT_CONFIG is not set (loopback only; 0 picks a free port).
+   */
+  DEMO_TOOLS_PORT: z.coerce.number().int().min(0).max(65535).default(8081),
   PRETTY_LOGS: booleanish.default(false),
   /**
    * Security (api/auth, api/limits, api/cache). JWT_SECRET signs the tokens of POST /v1/auth/token
@@ -218,6 +228,20 @@ export const envSchema = z.object({
    * instead of being retried (at most 3: the parse stage has 4 attempts, and the verdict must come first).
    */
   DOCUMENTS_POISON_CRASHES: z.coerce.number().int().min(1).max(3).default(2),
+  /**
+   * Webhooks (docs/WEBHOOKS.md). Private, loopback, link-local, unique-local, CGNAT and metadata
+   * addresses are refused as destinations unless WEBHOOK_ALLOW_PRIVATE is set (tests, closed networks).
+   */
+  WEBHOOK_ALLOW_PRIVATE: booleanish.default(false),
+  /** One delivery attempt (connect, send, answer) may take this long before it counts as failed. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /** Failed attempts in a row that open an endpoint's circuit; its deliveries then wait WEBHOOK_CIRCUIT_OPEN_SECONDS. */
+  WEBHOOK_CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(10),
+  WEBHOOK_CIRCUIT_OPEN_SECONDS: z.coerce.number().positive().default(300),
+  /** Endpoints one tenant may register. */
+  WEBHOOK_MAX_ENDPOINTS: z.coerce.number().int().min(1).default(20),
+  /** Multiplies the retry schedules of the job catalog (`retrySchedule`): tests shrink a day of webhook retries to seconds. */
+  RETRY_SCHEDULE_SCALE: z.coerce.number().positive().max(1).default(1),
   /** HNSW parameters of every collection index (hnswlib, cosine). */
   HNSW_M: z.coerce.number().int().min(2).max(128).default(16),
   HNSW_EF_CONSTRUCTION: z.coerce.number().int().min(8).max(2000).default(200),

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { scanKeys } from '../redis/redis-connections.js';
+import { JobError, TransientJobError } from '../jobs/job.error.js';
 import {
   documentKeys,
   parseDocumentRecord,
@@ -21,13 +22,19 @@ export type LogEntry =
   | { id: string; op: 'add'; doc: string; from: number; to: number }
   | { id: string; op: 'del'; doc: string; ranges: [number, number][] };
 
-export class DocumentStoreError extends Error {
+/** A commit refused because the document or its collection was deleted meanwhile: the ingestion cannot go on. */
+export class DocumentStoreError extends JobError {
   constructor(
-    readonly code: string,
+    readonly code: 'document_deleted' | 'collection_deleted',
     message: string,
   ) {
     super(message);
   }
+}
+
+/** A commit refused because another attempt of the stage committed first: a retry starts from what is there. */
+export class StaleCommitError extends TransientJobError {
+  readonly code = 'stale_commit';
 }
 
 /**
@@ -208,8 +215,11 @@ export class DocumentStore {
       number,
       string,
     ];
-    if (a === -1) throw new DocumentStoreError(b, b === 'collection_deleted' ? 'The collection was deleted during ingestion.' : 'The document was deleted during ingestion.');
-    if (a === -2) throw new DocumentStoreError('stale_commit', `expected ${expected} committed chunks, found ${b}`);
+    if (a === -1) {
+      if (b === 'collection_deleted') throw new DocumentStoreError(b, 'The collection was deleted during ingestion.');
+      throw new DocumentStoreError('document_deleted', 'The document was deleted during ingestion.');
+    }
+    if (a === -2) throw new StaleCommitError(`expected ${expected} committed chunks, found ${b}`);
     return { from: a, logId: b };
   }
 
@@ -261,17 +271,17 @@ export class DocumentStore {
     return last[0]?.[0] ?? '0-0';
   }
 
-  /** Vectors and document ids of labels (null where the chunk was deleted since). */
-  async chunkVectors(cid: string, labels: readonly number[]): Promise<({ doc: string; vector: Float32Array } | null)[]> {
+  /** What a replica needs of each label: its document, vector and text (null where the chunk was deleted since). */
+  async chunkEntries(cid: string, labels: readonly number[]): Promise<({ doc: string; vector: Float32Array; text: string } | null)[]> {
     const pipe = this.redis.pipeline();
-    for (const l of labels) pipe.hmgetBuffer(this.keys.chunk(cid, l), 'doc', 'vec');
+    for (const l of labels) pipe.hmgetBuffer(this.keys.chunk(cid, l), 'doc', 'vec', 'text');
     const res = (await pipe.exec()) ?? [];
     return res.map(([err, v]) => {
-      const [doc, vec] = (v ?? []) as (Buffer | null)[];
+      const [doc, vec, text] = (v ?? []) as (Buffer | null)[];
       if (err || !doc || !vec) return null;
       const out = new Float32Array(vec.byteLength / 4);
       new Uint8Array(out.buffer).set(vec);
-      return { doc: doc.toString(), vector: out };
+      return { doc: doc.toString(), vector: out, text: text?.toString('utf8') ?? '' };
     });
   }
 

@@ -1,9 +1,13 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { chatStructuredFields, chatToolCallSchema } from '../chat/chat-options.js';
+import { chatJobRequestSchema, embeddingJobRequestSchema } from '../api/request-schemas.js';
 import { documentJobCatalog } from '../documents/document-jobs.js';
-import type { JobSpec } from './job-spec.js';
+import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
+import { MAX_CHAT_CHOICES } from './chat-choices.js';
+import type { JobSpec, JobSubmitSpec } from './job-spec.js';
 
-export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall } from './job-spec.js';
+export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall, JobSubmitSpec, JobDeadlines } from './job-spec.js';
 
 /**
  * The job catalog, the one home of a job type: its payload and result schemas, its default retry
@@ -34,10 +38,23 @@ export const embeddingResultSchema = z.object({
 
 export const chatMessageSchema = z
   .object({
-    role: z.enum(['system', 'user', 'assistant']),
+    role: z.enum(['system', 'user', 'assistant', 'tool']),
     content: z.string(),
+    /** An assistant turn's calls (its content may then be ''). */
+    tool_calls: z.array(chatToolCallSchema).optional(),
+    /** A tool turn: the call it answers. */
+    tool_call_id: z.string().optional(),
   })
   .strict();
+
+/** A token's log-probability, as OpenAI writes it: `bytes` are its exact UTF-8 bytes (split characters join across tokens). */
+export const tokenLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int().min(0).max(255)).nullable() });
+
+/** One entry of OpenAI's `choices[i].logprobs.content`: the chosen token and its most likely alternatives, best first. */
+export const chatTokenLogprobSchema = tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) });
+export type ChatTokenLogprob = z.infer<typeof chatTokenLogprobSchema>;
+
+export { MAX_CHAT_CHOICES };
 
 export const chatPayloadSchema = z
   .object({
@@ -50,18 +67,75 @@ export const chatPayloadSchema = z
     repetition_penalty: z.number().gt(0).max(10).default(1),
     seed: z.number().int().optional(),
     stop: z.array(z.string().min(1)).max(4).default([]),
+    /** Report each token's log-probability (and `top_logprobs` alternatives, 0-20). */
+    logprobs: z.boolean().optional(),
+    top_logprobs: z.number().int().min(0).max(20).optional(),
+    /** Samples of the prompt, from one prefill; the result's `choices` holds them all when n > 1. */
+    n: z.number().int().min(1).max(MAX_CHAT_CHOICES).optional(),
+    /**
+     * Legacy completions: the prompt as raw text, tokenized without the chat template. `messages`
+     * then holds it as one user message, for backends that only speak chat (upstreams).
+     */
+    prompt: z.string().min(1).optional(),
+    /** Structured outputs and tools, as OpenAI's request has them; the worker enforces them. */
+    ...chatStructuredFields,
   })
-  .strict();
+  .strict()
+  .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 
-export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
+/** `tool_calls`: the reply ended with calls of the request's tools (message.tool_calls). */
+export const chatFinishReason = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);
 
 export const chatResultSchema = z.object({
   /** The model that produced the answer: the requested one, or its fallback. */
   model: z.string(),
-  message: z.object({ role: z.literal('assistant'), content: z.string() }),
+  /** With tool calls, `content` holds only the text outside them ('' when there is none). */
+  message: z.object({ role: z.literal('assistant'), content: z.string(), tool_calls: z.array(chatToolCallSchema).optional() }),
   finish_reason: chatFinishReason,
+  /** With `logprobs`: the answer's tokens (of choice 0 when n > 1), the end-of-sequence token left out. */
+  logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+  /** When n > 1: every choice (choice 0 is also `message`, `finish_reason` and `logprobs`); `usage` sums their completion tokens. */
+  choices: z
+    .array(
+      z.object({
+        index: z.number().int().min(0),
+        message: z.object({ role: z.literal('assistant'), content: z.string() }),
+        finish_reason: chatFinishReason,
+        logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+        completion_tokens: z.number().int(),
+      }),
+    )
+    .optional(),
   usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
+});
+
+/**
+ * A chat model's tokenizer (vLLM's /tokenize and /detokenize): text (`prompt`, raw) or `messages`
+ * (through the chat template) to ids, or `tokens` back to text. Exactly one of the three.
+ */
+export const tokenizePayloadSchema = z
+  .object({
+    model: z.string().min(1),
+    prompt: z.string().optional(),
+    messages: z.array(chatMessageSchema).min(1).optional(),
+    /** Add the tokenizer's special tokens (BOS…) around a prompt; for messages the template places them. */
+    add_special_tokens: z.boolean().optional(),
+    /** Open the assistant's turn after the messages (default true, as for generation). */
+    add_generation_prompt: z.boolean().optional(),
+    tokens: z.array(z.number().int().min(0)).optional(),
+  })
+  .strict()
+  .refine((p) => [p.prompt, p.messages, p.tokens].filter((x) => x !== undefined).length === 1, { message: 'needs exactly one of prompt, messages and tokens' });
+
+export const tokenizeResultSchema = z.object({
+  /** Tokenizing: the ids and their count. */
+  tokens: z.array(z.number().int()).optional(),
+  count: z.number().int().optional(),
+  /** Detokenizing: the text. */
+  prompt: z.string().optional(),
+  /** The context the model serves (prompt + completion). */
+  max_model_len: z.number().int(),
 });
 
 export const chatbotPayloadSchema = z
@@ -98,6 +172,10 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 'model',
     domain: 'embeddings',
+    scope: 'embeddings',
+    submit: { request: embeddingJobRequestSchema },
+    // An async embedding nobody collected within a day is not worth computing any more.
+    deadlines: { maxQueuedSeconds: 86_400 },
   },
   chat: {
     payload: chatPayloadSchema,
@@ -111,6 +189,26 @@ export const jobCatalog = {
     stall: 'stream',
     concurrency: 'model',
     domain: 'chat',
+    scope: 'chat',
+    submit: { request: chatJobRequestSchema },
+    // Generation is bounded by max_tokens; a run past this is a stuck model or upstream, not a long answer.
+    deadlines: { maxQueuedSeconds: 86_400, maxRunSeconds: 900 },
+  },
+  tokenize: {
+    payload: tokenizePayloadSchema,
+    result: tokenizeResultSchema,
+    // Pure and quick: a retry after a worker died does no harm.
+    defaults: { attempts: 2 } satisfies JobsOptions,
+    // A queue per chat model beside its chat queue (`tokenize.<model>`): the tokenizer lives in the
+    // model's thread on the workers (the API image carries no model files), and a tokenization
+    // must not wait behind the generations queued for the model.
+    queue: { perModel: true, modelTask: 'chat' },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 'model',
+    domain: 'chat',
+    // Submitted through POST /v1/tokenize and /v1/detokenize only (synchronous), so no `submit`.
+    scope: 'chat',
   },
   chatbot: {
     payload: chatbotPayloadSchema,
@@ -124,6 +222,8 @@ export const jobCatalog = {
     // Turns mostly wait for the chat and embedding models' threads, so a worker holds many.
     concurrency: 16,
     domain: 'chatbot',
+    // Submitted through POST /v1/chatbot only (it needs the tenant's bot), so no `submit`.
+    scope: 'chat',
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
@@ -139,6 +239,8 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 2,
     domain: 'batches',
+    // Internal: a batch is reached through /v1/batches, never as a job of /v1/jobs.
+    scope: null,
   },
   'batch.run': {
     payload: batchJobPayloadSchema,
@@ -151,7 +253,11 @@ export const jobCatalog = {
     stall: 'attempts',
     concurrency: 16,
     domain: 'batches',
+    // Internal: a batch is reached through /v1/batches, never as a job of /v1/jobs.
+    scope: null,
   },
+  // Signed webhook deliveries (shared/webhooks).
+  ...webhookJobCatalog,
 } as const satisfies Record<string, JobSpec>;
 
 export type JobType = keyof typeof jobCatalog;
@@ -162,6 +268,24 @@ export function jobSpec(type: JobType): JobSpec {
   return jobCatalog[type];
 }
 
+/** Job types clients may submit with POST /v1/jobs: those whose entry has `submit`. */
+export type SubmittableJobType = { [K in JobType]: (typeof jobCatalog)[K] extends { submit: JobSubmitSpec } ? K : never }[JobType];
+export const SUBMITTABLE_JOB_TYPES = JOB_TYPES.filter((t): t is SubmittableJobType => jobSpec(t).submit !== undefined);
+/** The public request of a submittable type (its fields less `type`, `timeout` and `webhook`), as validated. */
+export type JobRequest<K extends SubmittableJobType> = z.output<(typeof jobCatalog)[K]['submit']['request']>;
+/** The same, as a client sends it (before defaults and normalisation). */
+export type JobRequestInput<K extends SubmittableJobType> = z.input<(typeof jobCatalog)[K]['submit']['request']>;
+
+/**
+ * The delay before the retry that follows attempt `attemptsMade` (1 = the first attempt), for a type
+ * with a `retrySchedule`: the schedule's entry (its last repeats), times `scale` (RETRY_SCHEDULE_SCALE).
+ */
+export function scheduledRetryDelayMs(type: JobType, attemptsMade: number, scale: number): number {
+  const schedule = jobSpec(type).retrySchedule;
+  if (!schedule?.length) throw new Error(`${type} jobs have no retry schedule`);
+  return Math.round(schedule[Math.min(Math.max(attemptsMade, 1), schedule.length) - 1]! * scale);
+}
+
 /** Job types that have one queue per model (named by `modelQueueName`), and those with a queue of their own. */
 export type ModelJobType = { [K in JobType]: (typeof jobCatalog)[K]['queue'] extends { perModel: true } ? K : never }[JobType];
 export type FixedQueueJobType = Exclude<JobType, ModelJobType>;
@@ -169,6 +293,19 @@ export type FixedQueueJobType = Exclude<JobType, ModelJobType>;
 /** The queue of a model's jobs of a per-model job type (its task). Names cannot contain ':' nor '~'. */
 export function modelQueueName(task: string, modelId: string): string {
   return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
+}
+
+/** The task of the models that have a queue of a per-model job type. */
+export function modelTaskOf(type: ModelJobType): string {
+  const q = jobCatalog[type].queue as { perModel: true; modelTask?: string };
+  return q.modelTask ?? type;
+}
+
+/** The queues a model has: one per per-model job type of its task (its own, `model.queueName`, first). */
+export function modelQueues(model: { id: string; task: string }): { type: ModelJobType; queueName: string }[] {
+  return JOB_TYPES.filter((t): t is ModelJobType => 'perModel' in jobSpec(t).queue && modelTaskOf(t as ModelJobType) === model.task)
+    .sort((a, b) => Number(b === model.task) - Number(a === model.task))
+    .map((type) => ({ type, queueName: modelQueueName(type, model.id) }));
 }
 
 /** The queue of a job type that has one queue of its own. */
@@ -227,6 +364,11 @@ export interface JobEnvelope<K extends JobType = JobType> {
   deadline?: number;
   /** A batch line (embedding and chat jobs): its outcome is recorded in the batch, not announced. */
   batch?: { id: string; line: number };
+  /**
+   * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
+   * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
+   */
+  webhook_events?: { url?: string };
 }
 
 export const jobEnvelopeSchema = z.object({
@@ -238,6 +380,7 @@ export const jobEnvelopeSchema = z.object({
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
   batch: z.object({ id: z.string(), line: z.number().int().min(0) }).optional(),
+  webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 
 /** Public job states (GET /v1/jobs/:id). */

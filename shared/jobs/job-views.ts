@@ -1,4 +1,5 @@
-import { decodeVector, type JobResult, type JobStatus, type JobType } from './job-catalog.js';
+import type { Job } from 'bullmq';
+import { CANCELLED_REASON_PREFIX, decodeVector, failureCode, type JobEnvelope, type JobResult, type JobStatus, type JobType } from './job-catalog.js';
 
 /**
  * How a stored job result looks to clients (GET /v1/jobs/:id and the Socket.IO `completed`
@@ -37,6 +38,50 @@ export interface JobView {
   timings: { queued_ms: number | null; run_ms: number | null };
   result?: unknown;
   error?: { message: string; code: string };
+}
+
+/**
+ * The public view of a BullMQ job in a known BullMQ state: what GET /v1/jobs/:id answers, and
+ * the data of the `job.completed` / `job.failed` webhook events a worker announces.
+ */
+export function jobView(job: Job, state: string): JobView {
+  const envelope = job.data as JobEnvelope;
+  const status = jobStatusOf(state, job.failedReason);
+  const view: JobView = {
+    id: job.id!,
+    object: 'job',
+    type: envelope.type,
+    model: (envelope.payload as { model: string }).model,
+    status,
+    progress: job.progress ?? null,
+    attempts: job.attemptsMade,
+    created_at: Math.floor(job.timestamp / 1000),
+    started_at: job.processedOn ? Math.floor(job.processedOn / 1000) : null,
+    finished_at: job.finishedOn ? Math.floor(job.finishedOn / 1000) : null,
+    timings: {
+      queued_ms: job.processedOn ? job.processedOn - job.timestamp : null,
+      run_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
+    },
+  };
+  if (status === 'completed' && job.returnvalue) view.result = publicResult(envelope.type, job.returnvalue as never);
+  if (status === 'failed' || status === 'cancelled') {
+    view.error = { message: job.failedReason, code: status === 'cancelled' ? 'cancelled' : failureCode(job.failedReason) };
+  }
+  return view;
+}
+
+/** The public status of a BullMQ state (a failure whose reason says so is a cancellation). */
+export function jobStatusOf(state: string, failedReason: string | undefined): JobStatus {
+  switch (state) {
+    case 'active':
+      return 'active';
+    case 'completed':
+      return 'completed';
+    case 'failed':
+      return failedReason?.startsWith(CANCELLED_REASON_PREFIX) ? 'cancelled' : 'failed';
+    default:
+      return 'queued';
+  }
 }
 
 /** Messages on an API instance's reply channel, for requests that wait synchronously. */

@@ -122,3 +122,75 @@ describe('job runner: a job whose workers keep dying', () => {
     assert.equal(failed.filter((f) => f.id === doomed).length, 1, 'announced once');
   });
 });
+
+describe('job runner: deadlines', () => {
+  let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
+  let connection: Redis;
+  let queue: Queue;
+  let worker: Worker;
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const queueName = 'embedding.deadlines';
+  const failed: { id: string; status: string; error: { message: string; code: string } }[] = [];
+  const ran: string[] = [];
+
+  before(async () => {
+    redis = await startPrivateRedis();
+    connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    queue = new Queue(queueName, { connection, prefix });
+    worker = createJobWorker({
+      queueName,
+      type: 'embedding',
+      // Runs until aborted, as a stuck model would (but one that listens to its signal).
+      handler: async (_payload, ctx) => {
+        ran.push(ctx.jobId);
+        await new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+        throw new Error('unreachable');
+      },
+      connection,
+      prefix,
+      concurrency: 2,
+      log: createLogger({ level: 'silent', name: 'test' }),
+      delivery: {
+        reply: async () => {},
+        progress: () => {},
+        completed: async () => {},
+        failed: async (_type, id, status, error) => void failed.push({ id, status, error }),
+        batchLine: async () => {},
+      },
+      maxRunMs: 300,
+    });
+    void worker.run();
+  });
+
+  after(async () => {
+    await worker?.close();
+    await queue?.close();
+    connection?.disconnect();
+    await redis?.cleanup();
+  });
+
+  const add = async (deadline?: number) => {
+    const envelope: JobEnvelope<'embedding'> = { type: 'embedding', tenant: 'acme', payload: { model: 'use-lite', input: ['x'] }, ...(deadline ? { deadline } : {}) };
+    const jobId = makeJobId(queueName, randomUUID());
+    await queue.add('embedding', envelope, { jobId, ...jobCatalog.embedding.defaults });
+    return jobId;
+  };
+  const failedJob = async (id: string) => ((await queue.getJobState(id)) === 'failed' ? Job.fromId(queue, id) : undefined);
+
+  test('a run past its limit is aborted and fails as expired, without a retry', { timeout: 30_000 }, async () => {
+    const id = await add();
+    const job = (await waitFor('the overlong run to fail', () => failedJob(id), 20_000))!;
+    assert.match(job.failedReason, /^expired: still running after its 0.3 s limit/);
+    assert.equal(job.attemptsMade, 1, 'expired is terminal although the type has retries');
+    assert.deepEqual(failed.filter((f) => f.id === id).map((f) => [f.status, f.error.code]), [['failed', 'expired']]);
+    assert.deepEqual(ran.filter((r) => r === id), [id]);
+  });
+
+  test('a job taken after its deadline fails as expired without running', { timeout: 30_000 }, async () => {
+    const id = await add(Date.now() - 2000);
+    const job = (await waitFor('the late job to fail', () => failedJob(id), 20_000))!;
+    assert.match(job.failedReason, /^expired: still queued \d+ s past its deadline/);
+    assert.equal(failed.find((f) => f.id === id)?.error.code, 'expired');
+    assert.ok(!ran.includes(id), 'it never ran');
+  });
+});

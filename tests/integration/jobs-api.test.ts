@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { io as connect, type Socket } from 'socket.io-client';
+import { jobCatalog, type JobEnvelope } from '../../shared/jobs/job-catalog.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
@@ -268,6 +269,29 @@ describe('async jobs: submit, status, Socket.IO events, cancel, idempotency, bou
       await new Promise((res) => setTimeout(res, 60));
     }
     for (const id of ids) await cancelJob(id);
+  });
+
+  test("a job's start deadline is its type's default time in the queue, or the request's timeout", async () => {
+    const maxQueuedMs = jobCatalog.embedding.deadlines.maxQueuedSeconds * 1000;
+    const parked = new Queue('embedding.parked', { connection: { host: '127.0.0.1', port: redis.port }, prefix: svc.prefix });
+    try {
+      const deadlineOf = async (body: Record<string, unknown>) => {
+        const before = Date.now();
+        const r = await submit({ type: 'embedding', model: 'parked', ...body });
+        const after = Date.now();
+        assert.equal(r.status, 202, r.text);
+        const data = (await parked.getJob(r.json.id))!.data as JobEnvelope;
+        await cancelJob(r.json.id);
+        await new Promise((res) => setTimeout(res, 60)); // past the API's 50 ms cache of the queue's depth
+        return { deadline: data.deadline!, before, after };
+      };
+      const byType = await deadlineOf({ input: 'no timeout' });
+      assert.ok(byType.deadline >= byType.before + maxQueuedMs && byType.deadline <= byType.after + maxQueuedMs, 'the catalog default applies');
+      const byRequest = await deadlineOf({ input: 'with a timeout', timeout: 30 });
+      assert.ok(byRequest.deadline >= byRequest.before + 30_000 && byRequest.deadline <= byRequest.after + 30_000, "the request's timeout replaces it");
+    } finally {
+      await parked.close();
+    }
   });
 
   test('bad job requests: unknown type, unknown model, bad input → 4xx, nothing enqueued', async () => {

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { freePort } from '../../scripts/lib/redis-server.js';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
-import type { JobPayload } from '../../shared/jobs/job-catalog.js';
+import { failureCode, type JobPayload } from '../../shared/jobs/job-catalog.js';
 import { createLogger } from '../../shared/logger.js';
 import { parseModelRegistry, type ModelConfig } from '../../shared/models/model-registry.js';
 import { createRedis, closeRedis } from '../../shared/redis/redis-connections.js';
@@ -18,7 +18,12 @@ import { createUpstreamBackend } from '../../workers/chat/upstream-backend.js';
 import { UpstreamError } from '../../workers/chat/upstream.error.js';
 import { UpstreamTimeoutError } from '../../workers/chat/upstream-timeout.error.js';
 import { CollectionGoneError } from '../../workers/index/collection-replicas.js';
-import { JobError, jobErrorCode } from '../../workers/jobs/job.error.js';
+import { JobError, TransientJobError, jobErrorCode } from '../../workers/jobs/job.error.js';
+import { ExpiredError } from '../../workers/jobs/expired.error.js';
+import { JobEndedError } from '../../workers/jobs/job-ended.error.js';
+import { DocumentFailedError } from '../../workers/documents/document-failed.error.js';
+import { ParseFailure, TransientParseFailure, parseFailure } from '../../workers/documents/parse-failure.error.js';
+import { DocumentStoreError, StaleCommitError } from '../../shared/documents/document-store.js';
 import { WorkerLostError } from '../../workers/jobs/worker-lost.error.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/service.js';
@@ -49,6 +54,12 @@ test('each kind is a terminal JobError whose type gives its code', () => {
     [new UpstreamError('refused'), 'upstream_error', 'UpstreamError'],
     [new UpstreamTimeoutError('silent'), 'upstream_timeout', 'UpstreamTimeoutError'],
     [new CollectionGoneError('deleted'), 'collection_deleted', 'CollectionGoneError'],
+    [new DocumentStoreError('document_deleted', 'gone'), 'document_deleted', 'DocumentStoreError'],
+    [new ParseFailure('encrypted_pdf', 'has a password'), 'encrypted_pdf', 'ParseFailure'],
+    [parseFailure('corrupt_pdf', 'truncated', true) as JobError, 'corrupt_pdf', 'ParseFailure'],
+    [new DocumentFailedError('stage_failed', 'the parse stage failed'), 'stage_failed', 'DocumentFailedError'],
+    [new ExpiredError('still queued 3 s past its deadline'), 'expired', 'ExpiredError'],
+    [new JobEndedError('upstream_error', 'refused'), 'upstream_error', 'JobEndedError'],
   ];
   for (const [err, code, name] of kinds) {
     assert.ok(err instanceof JobError && err instanceof UnrecoverableError, name);
@@ -57,10 +68,26 @@ test('each kind is a terminal JobError whose type gives its code', () => {
     assert.equal(jobErrorCode(err), code);
   }
   assert.match(kinds[0]![0].message, /^worker lost: /, 'worker_lost keeps the failed-reason prefix failureCode() reads');
+  assert.equal(failureCode(new ExpiredError('late').message), 'expired', 'expired keeps the failed-reason prefix failureCode() reads');
   // By type, not by shape: an error that merely has a `code` is no known kind.
   assert.equal(jobErrorCode(Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' })), 'job_failed');
   assert.equal(jobErrorCode(new Error('boom')), 'job_failed');
   assert.equal(jobErrorCode('not even an error'), 'job_failed');
+});
+
+test('passing kinds are TransientJobErrors: not terminal, their code still read from their type', () => {
+  const kinds: [TransientJobError, string, string][] = [
+    [new StaleCommitError('expected 3 committed chunks, found 5'), 'stale_commit', 'StaleCommitError'],
+    [new TransientParseFailure('parse_crashed', 'its process died'), 'parse_crashed', 'TransientParseFailure'],
+    [parseFailure('parse_pool_closed', 'shutting down', false) as TransientJobError, 'parse_pool_closed', 'TransientParseFailure'],
+  ];
+  for (const [err, code, name] of kinds) {
+    assert.ok(err instanceof TransientJobError && !(err instanceof UnrecoverableError) && !(err instanceof JobError), name);
+    assert.equal(err.name, name);
+    assert.equal(jobErrorCode(err), code);
+    assert.equal(jobErrorCode(err, 'stage_failed'), code, 'a known kind keeps its code whatever the fallback');
+  }
+  assert.equal(jobErrorCode(new Error('boom'), 'stage_failed'), 'stage_failed');
 });
 
 test('BullMQ fails a JobError at once, and retries a plain error', { timeout: 60_000 }, async () => {
@@ -72,7 +99,8 @@ test('BullMQ fails a JobError at once, and retries a plain error', { timeout: 60
   const worker = new Worker(
     'job-errors',
     async (job) => {
-      throw job.name === 'known' ? new UpstreamError('upstream refused') : new Error('something passing');
+      if (job.name === 'known') throw new UpstreamError('upstream refused');
+      throw job.name === 'transient' ? new StaleCommitError('raced another attempt') : new Error('something passing');
     },
     { connection, prefix: 'qi-job-errors' },
   );
@@ -80,6 +108,7 @@ test('BullMQ fails a JobError at once, and retries a plain error', { timeout: 60
   const opts = { attempts: 3, backoff: { type: 'fixed', delay: 10 } };
   const known = await queue.add('known', {}, opts);
   const unknown = await queue.add('unknown', {}, opts);
+  const transient = await queue.add('transient', {}, opts);
   // State first, then the job: a job read before it failed would show the attempts of then.
   const settled = async (id: string) => ((await queue.getJobState(id)) === 'failed' ? queue.getJob(id) : undefined);
   const k = await waitFor('the known failure to fail', () => settled(known.id!), 30_000);
@@ -87,6 +116,8 @@ test('BullMQ fails a JobError at once, and retries a plain error', { timeout: 60
   assert.equal(k.attemptsMade, 1, 'a known kind is not retried');
   assert.equal(k.failedReason, 'upstream refused');
   assert.equal(u.attemptsMade, 3, 'a plain error spends every attempt');
+  const t = await waitFor('the transient failure to run out of attempts', () => settled(transient.id!), 30_000);
+  assert.equal(t.attemptsMade, 3, 'a TransientJobError spends every attempt too');
 });
 
 test('a local chat model fails a prompt longer than its context with ContextLengthError', { timeout: 90_000 }, async () => {

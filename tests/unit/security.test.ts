@@ -8,13 +8,13 @@ import { looksLikeJwt } from '../../api/auth/jwt.js';
 import { checkRotation, grantableLimits } from '../../api/auth/grants.js';
 import type { Identity } from '../../api/auth/identity.js';
 import { nonCanonical } from '../../api/http/canonical-path.js';
-import { JOB_FAMILY_SCOPES, ROUTES, familyOfQueue, type RouteSpec, type ScopeResolver } from '../../api/http/route-table.js';
+import { ROUTES, scopeOfJobId, type RouteSpec, type ScopeResolver } from '../../api/http/route-table.js';
 import { checkCompletionBudget, estimateRequestTokens } from '../../api/limits/token-estimate.js';
 import { AppError } from '../../shared/errors/app-error.js';
 import { CHATBOT_QUEUE, chatbotConfigSchema, loadChatbotConfig } from '../../shared/chatbot/chatbot-config.js';
 import { DOCUMENT_QUEUES, documentMetadataSchema } from '../../shared/documents/documents.js';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
-import { createJobRequestSchema } from '../../shared/api/request-schemas.js';
+import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { isValidId } from '../../shared/api/ids.js';
 import { createTenantSchema } from '../../api/auth/admin-schemas.js';
 import { parseModelRegistry, queueNameFor, type ModelRegistry } from '../../shared/models/model-registry.js';
@@ -46,6 +46,9 @@ test('token estimate: characters / 4 for texts; chat adds framing and the comple
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }], max_tokens: 50 }), 4 + 10 + 50);
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: [{ type: 'text', text: 'x'.repeat(8) }] }], max_completion_tokens: 10, max_tokens: 99 }), 4 + 2 + 10);
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: '' }] }), 4 + 256, 'default budget when the model is unknown');
+  // Responses: input items and instructions count like messages, max_output_tokens is the budget.
+  assert.equal(estimateRequestTokens({ input: [{ role: 'user', content: 'x'.repeat(40) }], instructions: 'y'.repeat(8), max_output_tokens: 30 }), 4 + 10 + 2 + 30);
+  assert.equal(estimateRequestTokens({ input: 'x'.repeat(8), max_output_tokens: 30 }), 2 + 30);
   assert.equal(estimateRequestTokens(undefined), 0);
   assert.equal(estimateRequestTokens('a string'), 0);
 });
@@ -123,9 +126,9 @@ test("route table: a job's scope comes from its type (POST) or the queue its id 
     assert.ok(r.access.scope.cases.length > 0, `${r.method} ${r.path} lists its cases`);
     for (const c of r.access.scope.cases) assert.equal(r.access.scope.resolve({ params: c.params ?? {}, body: c.body }), c.scope, JSON.stringify(c));
   }
-  // Every queue the service creates belongs to a family with a scope.
+  // Every queue the service creates has a job type, hence a scope.
   for (const q of [...Object.values(DOCUMENT_QUEUES), CHATBOT_QUEUE, queueNameFor('embedding', 'BAAI/bge-small'), queueNameFor('chat', 'tiny-chat')]) {
-    assert.ok(Object.hasOwn(JOB_FAMILY_SCOPES, familyOfQueue(q)), `queue ${q} has a scope`);
+    assert.ok(scopeOfJobId(`${q}~abc`), `queue ${q} has a scope`);
   }
 });
 

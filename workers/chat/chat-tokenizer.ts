@@ -16,6 +16,10 @@ import { TokenVocabulary } from './token-vocabulary.js';
 export interface ChatMessage {
   role: string;
   content: string;
+  /** An assistant turn's tool calls, arguments as JSON text (OpenAI's shape). */
+  tool_calls?: readonly { id: string; type: 'function'; function: { name: string; arguments: string } }[];
+  /** A tool turn: the call it answers. */
+  tool_call_id?: string;
 }
 
 export interface ChatTemplateOptions {
@@ -162,7 +166,7 @@ export class ChatTokenizer {
   renderChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     return this.template.render({
       ...options.extra,
-      messages: messages.map((m) => ({ role: m.role, content: m.content })),
+      messages: messages.map(templateMessage),
       add_generation_prompt: options.addGenerationPrompt ?? true,
       bos_token: this.specialStrings.bos ?? '',
       eos_token: this.specialStrings.eos ?? '',
@@ -239,6 +243,33 @@ export class IncrementalDetokenizer {
     const delta = after.length > before.length ? after.slice(before.length) : '';
     this.emitted += delta;
     return delta;
+  }
+}
+
+/**
+ * A message as Hugging Face templates expect it: as transformers and vLLM pass them, tool calls'
+ * arguments are objects (templates write them with `| tojson`; a JSON string would come out
+ * quoted twice). Arguments that are not a JSON object stay the text they are.
+ */
+function templateMessage(m: ChatMessage): Json {
+  const out: Json = { role: m.role, content: m.content };
+  if (m.tool_calls?.length) {
+    out['tool_calls'] = m.tool_calls.map((call) => ({
+      id: call.id,
+      type: call.type,
+      function: { name: call.function.name, arguments: parseArguments(call.function.arguments) },
+    }));
+  }
+  if (m.tool_call_id !== undefined) out['tool_call_id'] = m.tool_call_id;
+  return out;
+}
+
+function parseArguments(text: string): unknown {
+  try {
+    const value: unknown = JSON.parse(text);
+    return isObject(value) ? value : text;
+  } catch {
+    return text;
   }
 }
 

@@ -1,4 +1,7 @@
 import OpenAI from 'openai';
+import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatToolCall } from '../../shared/chat/chat-options.js';
+import type { JobPayload } from '../../shared/jobs/job-catalog.js';
 import type { UpstreamModelConfig } from '../../shared/models/model-registry.js';
 import type { ChatBackend } from './chat-backend.js';
 import { UpstreamError } from './upstream.error.js';
@@ -30,17 +33,23 @@ export function createUpstreamBackend(model: UpstreamModelConfig, apiKey: string
       let completionTokens = 0;
       let promptTokens = 0;
       let finish: string | null = null;
+      const toolCalls: ChatToolCall[] = [];
       try {
         arm();
         const stream = await client.chat.completions.create(
           {
             model: model.upstream_model ?? model.id,
-            messages: payload.messages,
+            messages: payload.messages.map(upstreamMessage),
             max_tokens: payload.max_tokens,
             temperature: payload.temperature,
             top_p: payload.top_p,
             ...(payload.seed === undefined ? {} : { seed: payload.seed }),
             ...(payload.stop.length ? { stop: payload.stop } : {}),
+            // Structured outputs and tools are the upstream's to enforce: passed on as they came.
+            ...(payload.response_format === undefined ? {} : { response_format: payload.response_format as OpenAI.ChatCompletionCreateParams['response_format'] }),
+            ...(payload.tools === undefined ? {} : { tools: payload.tools as OpenAI.ChatCompletionTool[] }),
+            ...(payload.tool_choice === undefined ? {} : { tool_choice: payload.tool_choice }),
+            ...(payload.parallel_tool_calls === undefined ? {} : { parallel_tool_calls: payload.parallel_tool_calls }),
             stream: true,
             stream_options: { include_usage: true },
           },
@@ -53,7 +62,14 @@ export function createUpstreamBackend(model: UpstreamModelConfig, apiKey: string
           if (typeof delta === 'string' && delta.length > 0) {
             text += delta;
             completionTokens++;
-            onToken(delta);
+            onToken(delta, {});
+          }
+          for (const part of choice?.delta?.tool_calls ?? []) {
+            // OpenAI's stream: the first piece of a call has its id and name, later ones add to its arguments.
+            const call = (toolCalls[part.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
+            if (part.id) call.id = part.id;
+            if (part.function?.name) call.function.name += part.function.name;
+            if (part.function?.arguments) call.function.arguments += part.function.arguments;
           }
           if (choice?.finish_reason) finish = choice.finish_reason;
           if (chunk.usage) {
@@ -70,8 +86,22 @@ export function createUpstreamBackend(model: UpstreamModelConfig, apiKey: string
         signal.removeEventListener('abort', onOuterAbort);
       }
       if (finish === null) throw new UpstreamError(`upstream ${model.base_url} ended its stream without a finish reason`);
-      return { text, finishReason: finish === 'length' ? 'length' : 'stop', promptTokens, completionTokens };
+      const calls = toolCalls.filter((c) => c !== undefined && c.function.name !== '');
+      const finishReason = finish === 'length' ? 'length' : calls.length > 0 ? 'tool_calls' : 'stop';
+      return { text, finishReason, promptTokens, completionTokens, ...(calls.length > 0 ? { toolCalls: calls } : {}) };
     },
     async close() {},
   };
+}
+
+/** A chat job's message as the OpenAI client types it (one shape per role). */
+function upstreamMessage(m: JobPayload<'chat'>['messages'][number]): ChatCompletionMessageParam {
+  switch (m.role) {
+    case 'tool':
+      return { role: 'tool', content: m.content, tool_call_id: m.tool_call_id ?? '' };
+    case 'assistant':
+      return m.tool_calls?.length ? { role: 'assistant', content: m.content || null, tool_calls: m.tool_calls } : { role: 'assistant', content: m.content };
+    default:
+      return { role: m.role, content: m.content };
+  }
 }

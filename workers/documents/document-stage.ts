@@ -1,15 +1,16 @@
 import { UnrecoverableError } from 'bullmq';
 import type { DocumentJobType, DocumentStageType } from '../../shared/documents/document-jobs.js';
-import { DocumentStoreError, type DocumentStore } from '../../shared/documents/document-store.js';
+import type { DocumentStore } from '../../shared/documents/document-store.js';
 import { STAGES, type DocumentRecord, type Stage } from '../../shared/documents/documents.js';
 import { jobCatalog } from '../../shared/jobs/job-catalog.js';
 import type { BlobStore } from '../../shared/storage/blob-store.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import type { CollectionReplicas } from '../index/collection-replicas.js';
-import { CollectionGoneError } from '../index/collection-replicas.js';
 import type { JobContext, JobHandler } from '../jobs/job-handler.js';
 import type { Chunker } from './chunker.js';
-import { ParseFailure, type ParseJob, type ParseOutcome } from './parse-pool.js';
+import { jobErrorCode } from '../jobs/job.error.js';
+import { DocumentFailedError } from './document-failed.error.js';
+import type { ParseJob, ParseOutcome } from './parse-pool.js';
 import type { ParseLimits } from './parse-process.protocol.js';
 import type { TenantSlots } from './tenant-slots.js';
 
@@ -55,8 +56,8 @@ export interface DocumentHandlerDeps {
 }
 
 /** A stage failure the document is to blame for: not retried, shown to the client as it is. */
-export function permanent(code: string, message: string): UnrecoverableError {
-  return Object.assign(new UnrecoverableError(message), { code });
+export function permanent(code: string, message: string): DocumentFailedError {
+  return new DocumentFailedError(code, message);
 }
 
 async function loadLiveDocument(store: DocumentStore, id: string, cid: string, tenant: string): Promise<DocumentRecord> {
@@ -104,26 +105,18 @@ export function documentStage(
       return { document_id: doc.id, stage: name, ...out };
     } catch (err) {
       if (ctx.signal.aborted) throw err;
-      const known = toPermanent(err);
-      const final = known !== undefined || ctx.attempt >= attempts;
-      if (final) {
-        const error = known ? { message: known.message, code: (known as { code?: string }).code ?? 'stage_failed' } : { message: `${name} failed: ${(err as Error).message}`, code: 'stage_failed' };
+      // Terminal failures (the document's own fault, or gone) end the ingestion now; the others once out of attempts.
+      const terminal = err instanceof UnrecoverableError;
+      if (terminal || ctx.attempt >= attempts) {
+        const error = terminal ? { message: err.message, code: jobErrorCode(err, 'stage_failed') } : { message: `${name} failed: ${(err as Error).message}`, code: 'stage_failed' };
         await deps.store.markFailed(doc.id, error).catch(() => {});
         ctx.log.warn({ documentId: doc.id, stage: name, error }, 'document ingestion failed');
       }
-      throw known ?? err;
+      throw err;
     }
   }
 }
 
 function stageDone(doc: DocumentRecord, stage: Stage): boolean {
   return doc.stage_done !== null && STAGES.indexOf(doc.stage_done) >= STAGES.indexOf(stage);
-}
-
-function toPermanent(err: unknown): Error | undefined {
-  if (err instanceof UnrecoverableError) return err;
-  if (err instanceof ParseFailure && err.permanent) return permanent(err.code, err.message);
-  if (err instanceof DocumentStoreError && err.code !== 'stale_commit') return permanent(err.code, err.message);
-  if (err instanceof CollectionGoneError) return permanent('collection_deleted', 'The collection was deleted during ingestion.');
-  return undefined;
 }

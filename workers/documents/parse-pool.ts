@@ -2,17 +2,9 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { build, stop as stopEsbuild, type Plugin } from 'esbuild';
 import type { Logger } from '../../shared/logger.js';
+import { ParseFailure, TransientParseFailure, parseFailure } from './parse-failure.error.js';
 import type { FromParseProcess, ParsedPage, ParseRequest, ParseStats, ToParseProcess } from './parse-process.protocol.js';
 
-export class ParseFailure extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly permanent: boolean,
-  ) {
-    super(message);
-  }
-}
 
 /** What the pool needs of the crash marks (workers/documents/crash-marks.ts). */
 export interface StepMarks {
@@ -101,7 +93,7 @@ export class ParsePool {
   constructor(private readonly opts: ParsePoolOptions) {}
 
   parse(job: ParseJob, opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<ParseOutcome> {
-    if (this.closed) return Promise.reject(new ParseFailure('parse_pool_closed', 'the worker is shutting down', false));
+    if (this.closed) return Promise.reject(new TransientParseFailure('parse_pool_closed', 'the worker is shutting down'));
     return new Promise<ParseOutcome>((resolve, reject) => {
       const req: Request = {
         id: this.nextId++,
@@ -129,7 +121,7 @@ export class ParsePool {
       }
       this.prepareEntry().then(
         () => this.dispatch(req),
-        (err: Error) => this.settle(req, new ParseFailure('parse_failed', `The parse process could not be prepared: ${err.message}`, false)),
+        (err: Error) => this.settle(req, new TransientParseFailure('parse_failed', `The parse process could not be prepared: ${err.message}`)),
       );
     });
   }
@@ -153,7 +145,7 @@ export class ParsePool {
         const gone = r.child.exitCode !== null || r.child.signalCode !== null ? Promise.resolve() : new Promise((done) => r.child.once('exit', done));
         r.child.kill('SIGKILL');
         if (step?.started) await this.opts.marks.end(step.req.job.docId, STAGE).catch(() => {});
-        for (const req of r.requests.values()) this.settle(req, new ParseFailure('parse_pool_closed', 'the worker is shutting down', false));
+        for (const req of r.requests.values()) this.settle(req, new TransientParseFailure('parse_pool_closed', 'the worker is shutting down'));
         r.requests.clear();
         await gone;
       }),
@@ -183,7 +175,7 @@ export class ParsePool {
   }
 
   private dispatch(req: Request): void {
-    if (this.closed) return this.settle(req, new ParseFailure('parse_pool_closed', 'the worker is shutting down', false));
+    if (this.closed) return this.settle(req, new TransientParseFailure('parse_pool_closed', 'the worker is shutting down'));
     const runner = this.pick();
     runner.requests.set(req.id, req);
     this.hold(runner);
@@ -300,7 +292,7 @@ export class ParsePool {
         if (!req.settled) {
           // The stage ended with an answer of its own: its earlier crashes no longer matter. The
           // answer waits for the mark to be cleared, so whoever reads the mark next sees it gone.
-          const outcome = msg.type === 'result' ? { pages: msg.pages, stats: msg.stats } : new ParseFailure(msg.code, msg.message, msg.permanent);
+          const outcome = msg.type === 'result' ? { pages: msg.pages, stats: msg.stats } : parseFailure(msg.code, msg.message, msg.permanent);
           req.marks = req.marks
             .then(() => this.opts.marks.clear(docId, STAGE))
             .catch((err) => this.opts.log.warn({ err, documentId: docId }, 'crash mark not cleared'))
@@ -337,11 +329,11 @@ export class ParsePool {
         this.settle(
           req,
           crashes >= this.opts.poisonCrashes
-            ? new ParseFailure('poison_input', poisonMessage(crashes, reason), true)
-            : new ParseFailure('parse_crashed', `The parse process died while reading this document (${reason}); it will be retried.`, false),
+            ? new ParseFailure('poison_input', poisonMessage(crashes, reason))
+            : new TransientParseFailure('parse_crashed', `The parse process died while reading this document (${reason}); it will be retried.`),
         );
       } else if (this.closed || req.resubmits >= MAX_RESUBMITS) {
-        this.settle(req, new ParseFailure('parse_crashed', `The parse process died (${reason}) while another document was being read.`, false));
+        this.settle(req, new TransientParseFailure('parse_crashed', `The parse process died (${reason}) while another document was being read.`));
       } else {
         req.resubmits++;
         this.dispatch(req);

@@ -34,6 +34,12 @@ const MIN_TEXT_LAYER_CHARS = 16;
 /** Text layers read per step (progress is reported after each). */
 const TEXT_BATCH = 8;
 
+/**
+ * A parse failure of a known kind, read by type below and sent to the worker as its code, message
+ * and `permanent`; the pool turns it into a ParseFailure or TransientParseFailure (JobErrors,
+ * parse-failure.error.ts). Not a JobError itself: it never reaches BullMQ, and JobError would load
+ * bullmq into every parse process (about half a second and 28 MB each) for nothing.
+ */
 class ParseError extends Error {
   constructor(
     readonly code: string,

@@ -4,10 +4,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import {
   CANCELLED_REASON_PREFIX,
-  EXPIRED_REASON_PREFIX,
   failureCode,
   jobCatalog,
   jobEnvelopeSchema,
+  jobSpec,
+  scheduledRetryDelayMs,
   STREAMING_JOB_TYPES,
   type JobType,
 } from '../../shared/jobs/job-catalog.js';
@@ -17,6 +18,9 @@ import type { BatchLineRef } from '../../shared/batches/batch-store.js';
 import { claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
 import { DeferJob, type JobHandler } from './job-handler.js';
 import type { StreamHeartbeats } from './stream-heartbeats.js';
+import { ExpiredError } from './expired.error.js';
+import { JobEndedError } from './job-ended.error.js';
+import { jobErrorCode } from './job.error.js';
 import { WorkerLostError } from './worker-lost.error.js';
 
 /**
@@ -46,6 +50,9 @@ interface Recipient {
   tenant: string;
 }
 
+/** Abort reason of a run that passed its job type's `deadlines.maxRunSeconds`. */
+const RUN_DEADLINE_REASON = 'run deadline passed';
+
 export interface JobWorkerOptions<K extends JobType> {
   queueName: string;
   type: K;
@@ -63,6 +70,8 @@ export interface JobWorkerOptions<K extends JobType> {
   stalledIntervalMs?: number;
   /** Lock and stalled-check settings of this queue (shared/jobs/queues.ts); overrides the two above. */
   stall?: StallOptions;
+  /** Longest run before the job is aborted as expired; default: the catalog's `deadlines.maxRunSeconds` of the type, else none. */
+  maxRunMs?: number;
   /** Worker deaths a job survives (default: the queue's stall settings, else its attempts, or 0 when it has one). */
   maxStalledCount?: number;
   /**
@@ -71,6 +80,8 @@ export interface JobWorkerOptions<K extends JobType> {
    * nothing, and the API can tell a dead worker from a slow one.
    */
   streams?: StreamRuns;
+  /** RETRY_SCHEDULE_SCALE: multiplies the type's `retrySchedule` (default 1). */
+  retryScheduleScale?: number;
 }
 
 export interface StreamRuns {
@@ -97,9 +108,10 @@ export interface JobTimings {
  */
 export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): Worker {
   const { type, handler, delivery } = opts;
-  const spec = jobCatalog[type];
+  const spec = jobSpec(type);
 
   const retryable = (jobCatalog[type].defaults as { attempts: number }).attempts > 1;
+  const maxRunMs = opts.maxRunMs ?? (jobSpec(type).deadlines?.maxRunSeconds ?? 0) * 1000;
   const processor = async (job: Job, token?: string, signal?: AbortSignal): Promise<unknown> => {
     const jobId = job.id!;
     const attempt = job.attemptsMade + 1;
@@ -112,12 +124,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
     const { tenant, reply_to, deadline, batch } = envelope.data;
     const to: Recipient = { replyTo: reply_to, batch, tenant };
-    // A job still queued at its deadline is dropped, not run late (POST /v1/jobs `timeout`).
+    // A job still queued at its deadline is dropped, not run late (the catalog's `deadlines.maxQueuedSeconds`, a request's `timeout`).
     if (deadline !== undefined && Date.now() > deadline) {
-      const message = `${EXPIRED_REASON_PREFIX}: still queued ${Math.ceil((Date.now() - deadline) / 1000)} s past its deadline`;
+      const err = new ExpiredError(`still queued ${Math.ceil((Date.now() - deadline) / 1000)} s past its deadline`);
       log.info({ deadline }, 'job expired before it ran');
-      await announceFailure(jobId, to, 'failed', { message, code: 'expired' });
-      throw new UnrecoverableError(message);
+      await announceFailure(jobId, to, 'failed', { message: err.message, code: err.code });
+      throw err;
     }
     const payload = spec.payload.safeParse(envelope.data.payload);
     if (!payload.success) {
@@ -136,7 +148,10 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       streams.heartbeats.add(jobId, owner, () => lost.abort());
     }
     const stopBeat = () => streams?.heartbeats.remove(jobId);
-    const abort = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
+    // Aborted when the run passes the type's `deadlines.maxRunSeconds`.
+    const overtime = new AbortController();
+    const overtimeTimer = maxRunMs > 0 ? setTimeout(() => overtime.abort(RUN_DEADLINE_REASON), maxRunMs) : undefined;
+    const abort = AbortSignal.any([...(signal ? [signal] : []), lost.signal, overtime.signal]);
     const started = performance.now();
     let outcome: 'completed' | 'failed' | 'cancelled' | 'deferred' = 'failed';
     try {
@@ -197,6 +212,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         await announceFailure(jobId, to, 'failed', { message, code: 'worker_shutdown' });
         throw new UnrecoverableError(message);
       }
+      if (abort.aborted && abort.reason === RUN_DEADLINE_REASON) {
+        const expired = new ExpiredError(`still running after its ${maxRunMs / 1000} s limit`);
+        log.warn({ maxRunMs }, 'job aborted: it ran past its deadline');
+        await announceFailure(jobId, to, 'failed', { message: expired.message, code: expired.code });
+        throw expired;
+      }
       if (abort.aborted) {
         outcome = 'cancelled';
         const reason = `${CANCELLED_REASON_PREFIX}: ${String(abort.reason instanceof Error ? abort.reason.message : (abort.reason ?? 'by request'))}`;
@@ -206,10 +227,10 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       }
       const final = err instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1);
       log.error({ err, final }, 'job failed');
-      const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'job_failed';
-      if (final) await announceFailure(jobId, to, 'failed', { message: (err as Error).message, code });
+      if (final) await announceFailure(jobId, to, 'failed', { message: (err as Error).message, code: jobErrorCode(err) });
       throw err;
     } finally {
+      clearTimeout(overtimeTimer);
       stopBeat();
       if (outcome !== 'deferred') opts.timings?.finished(outcome, (performance.now() - started) / 1000, Math.max(0, Date.now() - job.timestamp) / 1000);
     }
@@ -229,7 +250,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
     if (end) {
       log.warn({ reason: end.error?.message }, 'taken again after its worker died, but it had already ended: recorded as it was');
-      throw Object.assign(new UnrecoverableError(end.error?.message ?? end.status), { code: end.error?.code ?? 'job_failed' });
+      throw new JobEndedError(end.error?.code ?? 'job_failed', end.error?.message ?? end.status);
     }
     const err = new WorkerLostError(`the worker running this job stopped after streaming ${tokens} token${tokens === 1 ? '' : 's'}; it is not run again, since its text would repeat`);
     log.warn({ tokens }, 'taken again after its worker died mid-stream: failed as worker_lost');
@@ -259,8 +280,13 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }),
     ...(opts.maxStalledCount !== undefined ? { maxStalledCount: opts.maxStalledCount } : {}),
   };
+  // A type with a retry schedule in its catalog entry retries on it (backoff type 'schedule').
+  const settings = spec.retrySchedule
+    ? { backoffStrategy: (attemptsMade: number) => scheduledRetryDelayMs(type, attemptsMade, opts.retryScheduleScale ?? 1) }
+    : undefined;
   const worker = new Worker(opts.queueName, processor, {
     connection: opts.connection,
+    ...(settings ? { settings } : {}),
     prefix: opts.prefix,
     concurrency: opts.concurrency,
     autorun: false,

@@ -1,4 +1,4 @@
-import type { Worker } from 'bullmq';
+import type { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { jobSpec, type JobType } from '../../shared/jobs/job-catalog.js';
 import { stallOptions, type StallSettings } from '../../shared/jobs/queues.js';
@@ -30,7 +30,9 @@ export function createWorkerFactory(deps: {
   delivery: ResultDelivery;
   streams: StreamRuns;
   metrics: WorkerMetrics;
-  settings: StallSettings & { DOCUMENTS_PARSE_CONCURRENCY: number };
+  settings: StallSettings & { DOCUMENTS_PARSE_CONCURRENCY: number; RETRY_SCHEDULE_SCALE: number };
+  /** Told of every job's final outcome once BullMQ has recorded it (webhook events: workers/webhooks/job-outcome-events.ts). */
+  onFinished?: (job: Job, state: 'completed' | 'failed') => void;
 }): BuildWorker {
   return (type, handler, queue) => {
     const spec = jobSpec(type);
@@ -49,9 +51,17 @@ export function createWorkerFactory(deps: {
       stall: stallOptions(type, deps.settings),
       streams: deps.streams,
       timings: deps.metrics.jobTimings(queue.queueName, queue.model),
+      retryScheduleScale: deps.settings.RETRY_SCHEDULE_SCALE,
     });
-    worker.on('completed', () => deps.metrics.jobsFinished.inc({ queue: queue.queueName, outcome: 'completed' }));
-    worker.on('failed', () => deps.metrics.jobsFinished.inc({ queue: queue.queueName, outcome: 'failed' }));
+    worker.on('completed', (job) => {
+      deps.metrics.jobsFinished.inc({ queue: queue.queueName, outcome: 'completed' });
+      deps.onFinished?.(job, 'completed');
+    });
+    worker.on('failed', (job) => {
+      deps.metrics.jobsFinished.inc({ queue: queue.queueName, outcome: 'failed' });
+      // BullMQ tells of every failed attempt; only a job with finishedOn failed for good (no retry follows).
+      if (job?.finishedOn) deps.onFinished?.(job, 'failed');
+    });
     worker.on('error', (err) => deps.log.error({ err, queue: queue.queueName }, 'worker error'));
     return worker;
   };

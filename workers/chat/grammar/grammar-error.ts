@@ -9,15 +9,17 @@
 export type GrammarErrorCode = 'invalid_response_format' | 'unsupported_response_format' | 'grammar_unavailable';
 
 export class GrammarError extends Error {
-  readonly param = 'response_format';
+  /** The request field at fault: `response_format`, or `tools` for a tool-call grammar. */
+  readonly param: 'response_format' | 'tools';
 
   constructor(
     readonly code: GrammarErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; param?: 'response_format' | 'tools' },
   ) {
     super(message, options);
     this.name = 'GrammarError';
+    this.param = options?.param ?? 'response_format';
   }
 
   /** True when the request is at fault (a 4xx), false for a server-side failure. */

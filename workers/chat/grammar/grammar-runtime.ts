@@ -1,8 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import type { CompiledGrammar, GrammarCompiler, GrammarMatcher, TokenizerInfo } from '@mlc-ai/web-xgrammar';
+import { TOOL_CALL_CLOSING, TOOL_CALL_SEPARATOR, toolCallOpening } from '../../../shared/chat/tool-calls.js';
 import type { TokenVocabulary } from '../token-vocabulary.js';
 import { GrammarError } from './grammar-error.js';
-import { prepareFormat, type GrammarFormat, type PreparedFormat, type ResponseFormatLimits } from './response-format.js';
+import { prepareFormat, type GrammarFormat, type PreparedFormat, type ResponseFormatLimits, type ToolCallFunction } from './response-format.js';
 import { loadXGrammarInstance, type XGrammarInstance } from './xgrammar-module.js';
 
 /**
@@ -195,7 +196,7 @@ export class GrammarRuntime {
     return entry;
   }
 
-  private compileOn(backend: Backend, { format, canonical }: PreparedFormat): Promise<CompiledGrammar> {
+  private async compileOn(backend: Backend, { format, canonical }: PreparedFormat): Promise<CompiledGrammar> {
     const { compiler } = backend;
     const ws = this.maxJsonWhitespace;
     switch (format.type) {
@@ -205,11 +206,47 @@ export class GrammarRuntime {
       case 'json_schema':
         // strict (OpenAI's Structured Outputs): no properties or items beyond the schema's.
         // Otherwise JSON Schema's own rule: whatever the schema does not forbid is allowed.
-        return compiler.compileJSONSchema(canonical, true, -1, undefined, format.strict === true, ws);
+        return compiler.compileGrammar(await this.jsonSchemaEbnf(backend, canonical, format.strict === true), 'root');
       case 'ebnf':
         return compiler.compileGrammar(format.grammar, format.rootRule ?? 'root');
       case 'structural_tag':
         return compiler.compileStructuralTag(canonical);
+      case 'tool_calls':
+        return compiler.compileStructuralTag(await this.toolCallTag(backend, format.functions, format.parallel));
+    }
+  }
+
+  /**
+   * The structural tag of a reply made only of tool calls: one tag per function whose opening
+   * names it, so the name is always one of the tools and the arguments follow that function's
+   * schema. Each schema becomes its own grammar first (rather than a json_schema element of the
+   * tag) so that the whitespace limit applies inside arguments too, and in strict mode: arguments
+   * never carry properties the function does not declare.
+   */
+  private async toolCallTag(backend: Backend, functions: readonly ToolCallFunction[], parallel: boolean): Promise<string> {
+    const tags = [];
+    for (const fn of functions) {
+      const grammar = await this.jsonSchemaEbnf(backend, JSON.stringify(fn.parameters), true);
+      tags.push({ type: 'tag', begin: toolCallOpening(fn.name), content: { type: 'grammar', grammar }, end: TOOL_CALL_CLOSING });
+    }
+    return JSON.stringify({
+      type: 'structural_tag',
+      format: { type: 'tags_with_separator', tags, separator: TOOL_CALL_SEPARATOR, at_least_one: true, stop_after_first: !parallel },
+    });
+  }
+
+  /**
+   * A JSON schema's grammar as EBNF, with a fix for this xgrammar build: the characters of strings
+   * with maxLength/minLength are `[^"\\\r\n]`, which lets raw control characters (a tab, U+0002)
+   * into a string, and JSON.parse then refuses the output. Unbounded strings already exclude
+   * \0-\x1f; bounded ones get the same class here.
+   */
+  private async jsonSchemaEbnf(backend: Backend, schema: string, strict: boolean): Promise<string> {
+    const grammar = await backend.instance.api.Grammar.fromJSONSchema(schema, true, undefined, undefined, strict, this.maxJsonWhitespace);
+    try {
+      return grammar.toString().replaceAll(String.raw`[^\"\\\r\n]`, String.raw`[^\0-\x1f\"\\\r\n]`);
+    } finally {
+      grammar.dispose();
     }
   }
 
@@ -317,11 +354,13 @@ function compileError(format: GrammarFormat, printed: string[], err: Error): Gra
       ? 'the JSON schema'
       : format.type === 'ebnf'
         ? 'the EBNF grammar'
-        : 'the structural tag';
+        : format.type === 'tool_calls'
+          ? "the tools' parameters"
+          : 'the structural tag';
   // A construct the compiler lacks, or a schema/grammar that is wrong in itself (a parse error,
   // a contradiction such as minimum > maximum, a $ref to nowhere).
   const code = /not supported|unsupported/i.test(reason) ? 'unsupported_response_format' : 'invalid_response_format';
   // No `cause`: the error is cached, and a WebAssembly error's unformatted stack trace keeps the
   // functions of its (retired) instance, and so the instance's whole memory, alive.
-  return new GrammarError(code, `cannot compile ${what} into a grammar: ${reason}`);
+  return new GrammarError(code, `cannot compile ${what} into a grammar: ${reason}`, { param: format.type === 'tool_calls' ? 'tools' : 'response_format' });
 }

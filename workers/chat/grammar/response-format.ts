@@ -6,15 +6,25 @@ import { GrammarError } from './grammar-error.js';
  * What a sequence's output must look like. `json_object` and `json_schema` are OpenAI's
  * `response_format` values (`json_schema` flattened: OpenAI nests it as
  * {type, json_schema: {name, schema, strict}}; the API layer unwraps it). `ebnf` and
- * `structural_tag` are xgrammar's own formats, for tool calling later: a raw EBNF grammar, or a
- * structural tag (free text until a trigger such as "<tool_call>", then a JSON schema per tag).
+ * `structural_tag` are xgrammar's own formats: a raw EBNF grammar, or a structural tag (free text
+ * until a trigger such as "<tool_call>", then a JSON schema per tag). `tool_calls` is a reply made
+ * only of calls of the given functions in the Hermes syntax (shared/chat/tool-calls.ts), each
+ * call's arguments valid against its function's parameters: tool_choice `required` or a named
+ * function.
  */
 export type ResponseFormat =
   | { type: 'text' }
   | { type: 'json_object' }
   | { type: 'json_schema'; schema: Record<string, unknown>; strict?: boolean }
   | { type: 'ebnf'; grammar: string; rootRule?: string }
-  | { type: 'structural_tag'; structuralTag: Record<string, unknown> };
+  | { type: 'structural_tag'; structuralTag: Record<string, unknown> }
+  | { type: 'tool_calls'; functions: ToolCallFunction[]; /** More than one call allowed. */ parallel: boolean };
+
+/** A function a tool-call grammar may call: its name and the JSON Schema of its arguments object. */
+export interface ToolCallFunction {
+  name: string;
+  parameters: Record<string, unknown>;
+}
 
 /** A format that needs a grammar (everything but text). */
 export type GrammarFormat = Exclude<ResponseFormat, { type: 'text' }>;
@@ -57,8 +67,18 @@ export function needsGrammar(format: ResponseFormat | undefined): format is Gram
 export function prepareFormat(format: GrammarFormat, limits: ResponseFormatLimits = {}): PreparedFormat {
   const maxChars = limits.maxChars ?? DEFAULT_MAX_CHARS;
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
-  const invalid = (message: string) => new GrammarError('invalid_response_format', message);
+  const param = format?.type === 'tool_calls' ? 'tools' : 'response_format';
+  const invalid = (message: string) => new GrammarError('invalid_response_format', message, { param });
   if (typeof format !== 'object' || format === null) throw invalid('response_format must be an object');
+  const checkSchema = (schema: unknown, what: string): string => {
+    if (!isPlainObject(schema)) throw invalid(`${what} must be a JSON Schema object`);
+    const depth = nestingDepth(schema, maxDepth + 1);
+    if (depth > maxDepth) throw invalid(`${what} nests deeper than ${maxDepth} levels`);
+    const text = JSON.stringify(schema);
+    if (text.length > maxChars) throw invalid(`${what} is ${text.length} characters; at most ${maxChars} are accepted`);
+    checkAgainstMetaSchema(schema, what, param);
+    return text;
+  };
 
   let canonical: string;
   switch (format.type) {
@@ -69,11 +89,14 @@ export function prepareFormat(format: GrammarFormat, limits: ResponseFormatLimit
       const { schema, strict } = format;
       if (!isPlainObject(schema)) throw invalid('response_format.json_schema.schema must be a JSON Schema object');
       if (strict !== undefined && typeof strict !== 'boolean') throw invalid('response_format.json_schema.strict must be a boolean');
-      const depth = nestingDepth(schema, maxDepth + 1);
-      if (depth > maxDepth) throw invalid(`the JSON schema nests deeper than ${maxDepth} levels`);
-      canonical = JSON.stringify(schema);
-      if (canonical.length > maxChars) throw invalid(`the JSON schema is ${canonical.length} characters; at most ${maxChars} are accepted`);
-      checkAgainstMetaSchema(schema);
+      canonical = checkSchema(schema, 'the JSON schema');
+      break;
+    }
+    case 'tool_calls': {
+      if (!Array.isArray(format.functions) || format.functions.length === 0) throw invalid('a tool-call grammar needs at least one function');
+      for (const fn of format.functions) checkSchema(fn.parameters, `the parameters of function '${fn.name}'`);
+      canonical = JSON.stringify({ functions: format.functions, parallel: format.parallel === true });
+      if (canonical.length > maxChars) throw invalid(`the tools are ${canonical.length} characters of JSON; at most ${maxChars} are accepted`);
       break;
     }
     case 'ebnf':
@@ -98,7 +121,7 @@ export function prepareFormat(format: GrammarFormat, limits: ResponseFormatLimit
 
 let metaValidator: Ajv2020 | undefined;
 
-function checkAgainstMetaSchema(schema: Record<string, unknown>): void {
+function checkAgainstMetaSchema(schema: Record<string, unknown>, what: string, param: 'response_format' | 'tools'): void {
   // Only the meta-schema is used (validateSchema), never compile(): nothing in the schema runs.
   metaValidator ??= new Ajv2020({ strict: false, allErrors: false, validateFormats: false });
   // A `$schema` naming another draft would make Ajv look for that draft's meta-schema; the
@@ -107,7 +130,7 @@ function checkAgainstMetaSchema(schema: Record<string, unknown>): void {
   const ok = metaValidator.validateSchema(rest);
   if (ok !== true) {
     const detail = metaValidator.errorsText(metaValidator.errors, { dataVar: 'schema' });
-    throw new GrammarError('invalid_response_format', `the JSON schema is not valid JSON Schema: ${detail}`);
+    throw new GrammarError('invalid_response_format', `${what} is not valid JSON Schema: ${detail}`, { param });
   }
 }
 

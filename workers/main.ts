@@ -118,6 +118,7 @@ async function main(): Promise<void> {
     linesInFlight: env.BATCH_LINES_IN_FLIGHT,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     log,
+    webhooks: webhookSink,
     onLines: (tenant, endpoint, outcome, n) => metrics.batchLinesFinished.inc({ tenant, endpoint, outcome }, n),
   };
 

@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
+import { Webhook } from 'standardwebhooks';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, ROOT, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
+import { KEYS, ROOT, authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 type Line = { custom_id: string; method: string; url: string; body: unknown };
 type OutLine = { id: string; custom_id: string | null; response: { status_code: number; request_id: string | null; body: any } | null; error: { code: string; message: string } | null };
@@ -23,6 +25,7 @@ describe('Batch API', () => {
   let svc: ServiceHandle;
   let acme: OpenAI;
   let globex: OpenAI;
+  let rx: Awaited<ReturnType<typeof startReceiver>>;
   const validBatch = openAiValidator('Batch');
   const validList = openAiValidator('ListBatchesResponse');
   const validEmbedding = openAiValidator('CreateEmbeddingResponse');
@@ -31,16 +34,19 @@ describe('Batch API', () => {
 
   before(async () => {
     redis = await startPrivateRedis();
+    rx = await startReceiver();
     const modelDir = mkdtempSync(path.join(tmpdir(), 'qi-chat-'));
-    await makeTinyDecoder(modelDir, { maxPositions: 256 });
+    // Room for a tools prompt (the template lists the tools) and a call.
+    await makeTinyDecoder(modelDir, { maxPositions: 1024 });
     const config = writeModelsConfig([
       useLiteModel(),
-      { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 200, default_max_tokens: 32 },
+      { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 400, default_max_tokens: 32 },
     ]);
     svc = await startService({
       redisUrl: redis.url,
       modelsConfig: config,
-      env: { DOCUMENTS_DIR: mkdtempSync(path.join(tmpdir(), 'qi-batch-')), BATCH_POLL_MS: '100', BATCH_LINES_IN_FLIGHT: '64' },
+      // The webhook receiver is on 127.0.0.1.
+      env: { DOCUMENTS_DIR: mkdtempSync(path.join(tmpdir(), 'qi-batch-')), BATCH_POLL_MS: '100', BATCH_LINES_IN_FLIGHT: '64', WEBHOOK_ALLOW_PRIVATE: '1' },
     });
     acme = new OpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0 });
     globex = new OpenAI({ apiKey: KEYS.globex, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0 });
@@ -48,6 +54,7 @@ describe('Batch API', () => {
 
   after(async () => {
     await svc?.stop();
+    await rx?.close();
     await redis?.cleanup();
   });
 
@@ -162,6 +169,82 @@ describe('Batch API', () => {
     for (const o of output) assert.deepEqual(validCompletion(o.response!.body), [], JSON.stringify(o));
     const errorsOut = await contentLines(acme, done.error_file_id);
     assert.deepEqual(errorsOut.map((e) => [e.custom_id, e.error!.code, e.response!.status_code]), [['too-many-tokens', 'max_tokens_too_large', 400]]);
+  });
+
+  test('chat lines take what the endpoint takes (n, logprobs, tools, response_format) and answer in its shape', async () => {
+    const ask = (custom_id: string, extra: Record<string, unknown>): Line => ({
+      custom_id,
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model: 'tiny-chat', messages: [{ role: 'user', content: 'Ping the server.' }], seed: 7, ...extra },
+    });
+    const ping = { type: 'function', function: { name: 'ping', description: 'Checks the server', parameters: { type: 'object', properties: {}, additionalProperties: false } } };
+    const okSchema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false };
+    const lines = [
+      ask('n', { n: 3, max_tokens: 4 }),
+      ask('logprobs', { logprobs: true, top_logprobs: 2, max_tokens: 4 }),
+      ask('tool', { tools: [ping], tool_choice: { type: 'function', function: { name: 'ping' } }, parallel_tool_calls: false, max_tokens: 300 }),
+      ask('json', { response_format: { type: 'json_schema', json_schema: { name: 'status', schema: okSchema, strict: true } }, max_tokens: 300 }),
+      // Refused exactly as the endpoint refuses them.
+      ask('n-with-tools', { n: 2, tools: [ping], max_tokens: 4 }),
+      ask('top-without-logprobs', { top_logprobs: 2, max_tokens: 4 }),
+    ];
+    const file = await upload(acme, lines);
+    const b = await acme.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await until(acme, b.id, (x) => x.status === 'completed');
+    const byId = new Map([...(await contentLines(acme, done.output_file_id)), ...(await contentLines(acme, done.error_file_id))].map((l) => [l.custom_id, l]));
+    for (const id of ['n', 'logprobs', 'tool', 'json']) {
+      const l = byId.get(id);
+      assert.equal(l?.response?.status_code, 200, JSON.stringify(l));
+      assert.deepEqual(validCompletion(l!.response!.body), [], JSON.stringify(l));
+    }
+    const body = (id: string) => byId.get(id)!.response!.body;
+    assert.deepEqual(body('n').choices.map((c: { index: number }) => c.index), [0, 1, 2]);
+    const lp = body('logprobs').choices[0].logprobs;
+    assert.ok(lp.content.length > 0 && lp.content.every((t: { top_logprobs: unknown[] }) => t.top_logprobs.length === 2), JSON.stringify(lp));
+    assert.equal(body('n').choices[0].logprobs, null, 'no logprobs unless asked');
+    const toolMessage = body('tool').choices[0].message;
+    assert.equal(toolMessage.content, null, 'a reply that is only a tool call has content null');
+    assert.equal(toolMessage.tool_calls.length, 1);
+    assert.equal(toolMessage.tool_calls[0].function.name, 'ping');
+    assert.deepEqual(JSON.parse(toolMessage.tool_calls[0].function.arguments), {});
+    assert.equal(body('tool').choices[0].finish_reason, 'tool_calls');
+    assert.equal(typeof JSON.parse(body('json').choices[0].message.content).ok, 'boolean');
+    assert.equal(byId.get('n-with-tools')!.response!.status_code, 400);
+    assert.equal(byId.get('n-with-tools')!.error!.code, 'unsupported_parameter');
+    assert.equal(byId.get('top-without-logprobs')!.response!.status_code, 400);
+  });
+
+  test('a batch that ends is announced once to the webhooks subscribed to its end (batch.completed, batch.failed), signed', async () => {
+    const register = async (route: string, events: string[]) => {
+      const r = await postJson(svc.baseUrl, '/v1/webhooks', { url: `${rx.base}${route}`, events }, authHeaders(KEYS.acme));
+      assert.equal(r.status, 201, r.text);
+      return r.json as { id: string; secret: string };
+    };
+    const ends = await register('/batch-ends', ['batch.completed', 'batch.failed']);
+    const jobsOnly = await register('/jobs-only', ['job.completed']);
+    const eventsFor = (route: string, batchId: string) => rx.at(route).filter((r) => (JSON.parse(r.body) as { data: { id: string } }).data.id === batchId);
+
+    const good = await acme.batches.create({ input_file_id: (await upload(acme, [embed(1), embed(2)])).id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    const dup = await acme.batches.create({ input_file_id: (await upload(acme, [embed(1), embed(1)])).id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    const completed = await until(acme, good.id, (x) => x.status === 'completed');
+    const failed = await until(acme, dup.id, (x) => x.status === 'failed');
+    const [got] = await waitFor('batch.completed delivery', async () => (eventsFor('/batch-ends', good.id).length ? eventsFor('/batch-ends', good.id) : undefined), 30_000);
+    const event = new Webhook(ends.secret).verify(got!.body, got!.headers as Record<string, string>) as any;
+    assert.equal(event.type, 'batch.completed');
+    assert.deepEqual(event.data, JSON.parse(JSON.stringify(completed)), 'the data is the batch object as GET /v1/batches/{id} shows it');
+    assert.deepEqual(validBatch(event.data), []);
+    const [gotFailed] = await waitFor('batch.failed delivery', async () => (eventsFor('/batch-ends', dup.id).length ? eventsFor('/batch-ends', dup.id) : undefined), 30_000);
+    const failedEvent = new Webhook(ends.secret).verify(gotFailed!.body, gotFailed!.headers as Record<string, string>) as any;
+    assert.equal(failedEvent.type, 'batch.failed');
+    assert.equal(failedEvent.data.errors.data[0].code, 'duplicate_custom_id');
+    assert.equal(failedEvent.data.failed_at, failed.failed_at);
+    // The drivers have ended; a late second announcement would have arrived by now.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(eventsFor('/batch-ends', good.id).length, 1, 'one delivery per batch end');
+    assert.equal(eventsFor('/batch-ends', dup.id).length, 1);
+    assert.equal(rx.at('/jobs-only').length, 0, 'an endpoint not subscribed to batch events gets none');
+    for (const ep of [ends, jobsOnly]) await fetch(`${svc.baseUrl}/v1/webhooks/${ep.id}`, { method: 'DELETE', headers: authHeaders(KEYS.acme) });
   });
 
   test('a duplicate custom_id fails the batch at validation, with errors', async () => {

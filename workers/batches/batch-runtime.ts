@@ -4,6 +4,7 @@ import type { FileStore } from '../../shared/files/file-store.js';
 import type { TenantLoad } from '../../shared/limits/tenant-load.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ModelRegistry } from '../../shared/models/model-registry.js';
+import type { WebhookSink } from '../../shared/webhooks/webhook-events.js';
 
 /** What the batch handlers (`*.handler.ts` beside this file) share. */
 export interface BatchDeps {
@@ -22,6 +23,8 @@ export interface BatchDeps {
   linesInFlight: number;
   retentionSeconds: number;
   log: Logger;
+  /** Where a batch's end is announced (`batch.<status>` webhook events). */
+  webhooks: WebhookSink;
   /** Lines answered by the batch handlers themselves (validation errors, expiry), for metrics. */
   onLines(tenant: string, endpoint: string, outcome: 'completed' | 'failed' | 'expired', n: number): void;
 }

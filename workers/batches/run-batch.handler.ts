@@ -6,7 +6,7 @@ import { failureCode, jobCatalog, makeJobId, type JobEnvelope } from '../../shar
 import { BATCH_PRIORITY } from '../../shared/jobs/priorities.js';
 import { DeferJob, type JobHandler } from '../jobs/job-handler.js';
 import type { BatchDeps } from './batch-runtime.js';
-import { finishBatch } from './finish-batch.js';
+import { announceBatchEnd, finishBatch } from './finish-batch.js';
 
 const EXPIRED = { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' };
 
@@ -26,7 +26,11 @@ export function createRunBatchHandler(deps: BatchDeps): JobHandler<'batch.run'> 
   return async ({ batch_id }) => {
     const b = await deps.batches.get(batch_id);
     if (!b) throw new UnrecoverableError(`batch ${batch_id} does not exist`);
-    if (TERMINAL_BATCH_STATUSES.has(b.status)) return { batch_id, status: b.status };
+    if (TERMINAL_BATCH_STATUSES.has(b.status)) {
+      // Ended by an earlier run that may have died before announcing it (a repeat delivers nothing twice).
+      await announceBatchEnd(deps, b);
+      return { batch_id, status: b.status };
+    }
     if (b.status === 'cancelling') {
       if (await stopPending(deps, b, 'cancel')) return { batch_id, status: (await finishBatch(deps, b, 'cancelled')).status };
       throw new DeferJob(deps.pollMs, 'cancelling: waiting for running lines to stop');

@@ -7,7 +7,7 @@ import { FILE_CONTENT } from '../../shared/files/file-store.js';
 import { jobCatalog, makeJobId, type JobEnvelope } from '../../shared/jobs/job-catalog.js';
 import type { JobHandler } from '../jobs/job-handler.js';
 import type { BatchDeps } from './batch-runtime.js';
-import { finishBatch } from './finish-batch.js';
+import { announceBatchEnd, finishBatch } from './finish-batch.js';
 
 /** Lines stored per Redis round trip. */
 const CHUNK = 500;
@@ -24,7 +24,13 @@ export function createValidateBatchHandler(deps: BatchDeps): JobHandler<'batch.v
   return async ({ batch_id }, ctx) => {
     const b = await deps.batches.get(batch_id);
     if (!b) throw new UnrecoverableError(`batch ${batch_id} does not exist`);
-    if (b.status !== 'validating') return { batch_id, status: b.status, lines: b.total };
+    if (b.status !== 'validating') {
+      // Cancelled before validation began: the driver ends it (it is the one that ends cancelled batches).
+      if (b.status === 'cancelling') await startDriver(deps, b.tenant, batch_id);
+      // Failed here by an earlier run that may have died before announcing it.
+      else await announceBatchEnd(deps, b);
+      return { batch_id, status: b.status, lines: b.total };
+    }
     const file = await deps.files.get(b.tenant, b.input_file_id);
     if (!file || file.purpose !== 'batch') {
       const done = await finishBatch(deps, b, 'failed', {

@@ -134,7 +134,8 @@ export class BatchStore {
   }
 
   async create(r: BatchRecord): Promise<void> {
-    await this.redis.multi().hset(this.key(r.id), flatten(r)).zadd(this.tenantKey(r.tenant), r.created_at, r.id).exec();
+    // Ordered by the time of creation in ms (created_at has whole seconds; see FileStore.create).
+    await this.redis.multi().hset(this.key(r.id), flatten(r)).zadd(this.tenantKey(r.tenant), Date.now(), r.id).exec();
   }
 
   async get(id: string): Promise<BatchRecord | undefined> {

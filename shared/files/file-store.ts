@@ -77,7 +77,9 @@ export class FileStore {
     await this.redis
       .multi()
       .hset(this.key(r.id), { ...r, expires_at: r.expires_at ?? '', lines: r.lines ?? '' })
-      .zadd(this.tenantKey(r.tenant), r.created_at, r.id)
+      // Ordered by the time of creation in ms: created_at has whole seconds, and files of one second
+      // would otherwise list in the order of their random ids.
+      .zadd(this.tenantKey(r.tenant), Date.now(), r.id)
       .exec();
   }
 

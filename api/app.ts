@@ -32,6 +32,10 @@ import type { ResponseService } from './responses/response-service.js';
 import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
 import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
+import { filesRoutes } from './routes/files.routes.js';
+import { batchesRoutes } from './routes/batches.routes.js';
+import type { BatchService } from './batches/batch-service.js';
+import type { FileService } from './files/file-service.js';
 import type { DocumentService } from './documents/document-service.js';
 import { docsRoutes } from './routes/docs.routes.js';
 import { embeddingsRoutes } from './routes/embeddings.routes.js';
@@ -66,6 +70,10 @@ export interface AppDeps {
   metrics: ApiMetrics;
   /** Documents and vector search (api/documents); without it those routes answer 503. */
   documents?: { service: DocumentService; maxBytes: number };
+  /** The Files API (api/files). */
+  files: FileService;
+  /** The Batch API (api/batches). */
+  batches: BatchService;
   /** Identity, limits and transport settings (README, "Security"). */
   security: SecurityDeps;
   /** Webhook endpoints and where their URLs may point (docs/WEBHOOKS.md). */
@@ -151,6 +159,8 @@ export function createApp(deps: AppDeps): Express {
     }),
     webhooksRoutes({ webhooks: () => deps.webhooks }),
     documentsRoutes({ documents: () => deps.documents }),
+    filesRoutes({ files: deps.files }),
+    batchesRoutes({ batches: deps.batches }),
   ]);
 
   app.use(notFoundRoute);

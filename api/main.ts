@@ -11,9 +11,14 @@ import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
 import { errors } from '../shared/errors/app-error.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
+import { BlobStore } from '../shared/storage/blob-store.js';
+import { FileStore } from '../shared/files/file-store.js';
 import { announceJobOutcome, WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
 import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { createApp } from './app.js';
+import { FileService } from './files/file-service.js';
+import { BatchService } from './batches/batch-service.js';
+import { BatchStore } from '../shared/batches/batch-store.js';
 import { DocumentService } from './documents/document-service.js';
 import { ApiKeyAuthenticator } from './auth/api-key.auth.js';
 import { IdentityService } from './auth/identity.js';
@@ -21,7 +26,7 @@ import { JwtService } from './auth/jwt.js';
 import { KeyStore } from './auth/key-store.js';
 import { CachingChatRunner, CachingEmbedder, ResponseCache } from './cache/response-cache.js';
 import { RateLimits } from './limits/rate-limits.js';
-import { TenantLoad } from './limits/tenant-load.js';
+import { TenantLoad } from '../shared/limits/tenant-load.js';
 import { ChatService } from './jobs/chat-service.js';
 import { ResponseService } from './responses/response-service.js';
 import { ResponseStore } from './responses/response-store.js';
@@ -123,17 +128,20 @@ async function main(): Promise<void> {
     webhooks: webhookSink,
   });
   shutdown.register('background responses', () => responses.close());
+  // Uploaded bytes of documents and files: one data root every replica mounts (shared/storage/blob-store.ts).
+  const blobs = new BlobStore(path.resolve(env.DOCUMENTS_DIR));
   const documents = new DocumentService({
     redis,
     prefix: env.QUEUE_PREFIX,
     jobs,
-    documentsDir: path.resolve(env.DOCUMENTS_DIR),
+    blobs,
     model: env.DOCUMENTS_EMBEDDING_MODEL,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
     searchTimeoutMs: env.SYNC_TIMEOUT_MS,
     maxImagePixels: env.DOCUMENTS_MAX_IMAGE_PIXELS,
   });
   shutdown.register('documents', () => documents.close());
+  const files = new FileService(new FileStore(redis, env.QUEUE_PREFIX, blobs), { maxBytes: env.FILES_MAX_BYTES, maxBatchLines: env.BATCH_MAX_LINES });
   const app = createApp({
     chatbot: { config: chatbotConfig, relay },
     log,
@@ -154,6 +162,8 @@ async function main(): Promise<void> {
     metrics,
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
+    files,
+    batches: new BatchService({ batches: new BatchStore(redis, env.QUEUE_PREFIX), files: files.store, jobs, windowSeconds: env.BATCH_COMPLETION_WINDOW_S }),
     webhooks: { store: webhookStore, policy: { allowPrivate: env.WEBHOOK_ALLOW_PRIVATE }, maxEndpoints: env.WEBHOOK_MAX_ENDPOINTS },
   });
 

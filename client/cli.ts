@@ -5,10 +5,12 @@
  *   qi embed "text" ["more text" ...] [--model use-lite]
  *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N] [--ranker hybrid|vector|lexical]
  *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
+ *   qi files upload <file> [--purpose batch] | qi files list | get <id> | content <id> | delete <id>
+ *   qi batch create <file.jsonl> --endpoint /v1/embeddings [--follow] [--output out.jsonl]
  *   qi webhooks add <url> --events job.completed,job.failed | list | delete <id> | rotate <id> [--overlap S] | deliveries <id>
  * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
@@ -25,6 +27,13 @@ const USAGE = `usage: qi <command> [options]
   jobs <id>                           show a job
   jobs follow <id>                    follow a job live (tokens, progress) until it ends
   jobs cancel <id>                    cancel a job
+  files upload <file> [--purpose P]   upload a file (purpose: batch (default), user_data, assistants)
+  files list | get <id> | content <id> | delete <id>
+  batch create <file.jsonl> --endpoint E [--follow] [--output F]
+                                      upload a JSONL file and start a batch on it (E: /v1/embeddings or
+                                      /v1/chat/completions); --follow shows progress until it ends, then
+                                      writes the output file to F (default: stdout) and errors to stderr
+  batch get <id> | cancel <id> | list
   webhooks add <url> --events E,E [--description D]   register an endpoint (prints its secret, shown once)
   webhooks list | delete <id> | rotate <id> [--overlap SECONDS] | deliveries <id>
 environment: QI_URL (default http://127.0.0.1:3000), QI_API_KEY`;
@@ -41,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
       'no-stream': { type: 'boolean' },
       collection: { type: 'string' },
       'top-k': { type: 'string' },
+      purpose: { type: 'string' },
+      endpoint: { type: 'string' },
+      follow: { type: 'boolean' },
+      output: { type: 'string' },
       events: { type: 'string' },
       description: { type: 'string' },
       overlap: { type: 'string' },
@@ -126,6 +139,53 @@ async function main(argv: string[]): Promise<number> {
           process.stdout.write('\n');
           console.log(JSON.stringify(result, null, 2).slice(0, 2000));
         }
+        return 0;
+      }
+      case 'files': {
+        const [sub, arg] = args;
+        if (sub === 'upload') {
+          if (!arg) throw new Error('usage: qi files upload <file> [--purpose batch]');
+          const purpose = (values.purpose ?? 'batch') as 'batch' | 'assistants' | 'user_data';
+          console.log(JSON.stringify(await client.uploadFile(readFileSync(arg), { filename: path.basename(arg), purpose }), null, 2));
+        } else if (sub === 'list') {
+          for (const f of await client.listFiles({ purpose: values.purpose })) console.log(`${f.id}	${f.purpose}	${f.bytes}	${f.filename}`);
+        } else if (sub === 'get' && arg) console.log(JSON.stringify(await client.getFile(arg), null, 2));
+        else if (sub === 'content' && arg) process.stdout.write(await client.fileContent(arg));
+        else if (sub === 'delete' && arg) console.log(JSON.stringify(await client.deleteFile(arg)));
+        else throw new Error('usage: qi files upload <file> | list | get <id> | content <id> | delete <id>');
+        return 0;
+      }
+      case 'batch': {
+        const [sub, arg] = args;
+        if (sub === 'create') {
+          const endpoint = values.endpoint;
+          if (!arg || (endpoint !== '/v1/embeddings' && endpoint !== '/v1/chat/completions')) {
+            throw new Error('usage: qi batch create <file.jsonl> --endpoint /v1/embeddings|/v1/chat/completions [--follow] [--output F]');
+          }
+          const file = await client.uploadFile(readFileSync(arg), { filename: path.basename(arg), purpose: 'batch' });
+          const batch = await client.createBatch({ input_file_id: file.id, endpoint });
+          process.stderr.write(`${batch.id} created from ${file.id}\n`);
+          if (!values.follow) {
+            console.log(batch.id);
+            return 0;
+          }
+          const done = await client.followBatch(batch.id, {
+            onProgress: (b) => bar(b.status, b.request_counts.completed + b.request_counts.failed, b.request_counts.total),
+          });
+          process.stderr.write(`\n${done.id} ${done.status}: ${done.request_counts.completed} completed, ${done.request_counts.failed} failed\n`);
+          if (done.output_file_id) {
+            const text = await client.fileContent(done.output_file_id);
+            if (values.output) writeFileSync(values.output, text);
+            else process.stdout.write(text);
+          }
+          if (done.error_file_id) process.stderr.write(await client.fileContent(done.error_file_id));
+          for (const e of done.errors?.data ?? []) process.stderr.write(`${e.code}: ${e.message}\n`);
+          return done.status === 'completed' ? 0 : 1;
+        }
+        if (sub === 'get' && arg) console.log(JSON.stringify(await client.getBatch(arg), null, 2));
+        else if (sub === 'cancel' && arg) console.log(JSON.stringify(await client.cancelBatch(arg), null, 2));
+        else if (sub === 'list') for (const b of await client.listBatches()) console.log(`${b.id}\t${b.status}\t${b.endpoint}\t${b.request_counts.completed}/${b.request_counts.total}`);
+        else throw new Error('usage: qi batch create <file> --endpoint E [--follow] | get <id> | cancel <id> | list');
         return 0;
       }
       case 'webhooks': {

@@ -9,8 +9,18 @@ import type { JobView } from '../shared/jobs/job-views.js';
 import type { WebhookDeliveryView, WebhookEndpointView, WebhookEventType } from '../shared/webhooks/webhook-api.js';
 import { signRequestWeb } from '../shared/api/sign-request-web.js';
 import { multipartBody } from '../shared/api/signature-scheme.js';
+import type { batchView } from '../shared/batches/batch-store.js';
+import type { FileView } from '../shared/files/file-store.js';
 
-export type { DocumentView, JobView };
+/** A query string of the defined options ('' when none). */
+function query(opts: Record<string, string | number | undefined>): string {
+  const entries = Object.entries(opts).filter((e): e is [string, string | number] => e[1] !== undefined);
+  return entries.length ? `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}` : '';
+}
+
+export type { DocumentView, JobView, FileView };
+/** OpenAI's batch object, as the service answers it. */
+export type BatchView = ReturnType<typeof batchView>;
 
 /**
  * A typed client for this service: REST (embeddings, chat, jobs, models) and Socket.IO (job
@@ -195,6 +205,73 @@ export class InferenceClient {
     if (!res.ok) throw await toError(res);
     opts.onProgress?.(content.size);
     return (await res.json()) as DocumentView;
+  }
+
+  /** Uploads a file (Files API): `purpose: 'batch'` for a batch's JSONL input. */
+  async uploadFile(content: Blob | Uint8Array, opts: { filename: string; purpose: 'batch' | 'assistants' | 'user_data' }): Promise<FileView> {
+    const form = new FormData();
+    form.set('purpose', opts.purpose);
+    form.set('file', content instanceof Blob ? content : new Blob([content as Uint8Array<ArrayBuffer>]), opts.filename);
+    let res: Response;
+    if (this.opts.signRequests) {
+      // Signed: the exact bytes are hashed before they are sent.
+      const { body, contentType } = await multipartBody(form);
+      res = await this.fetchImpl(`${this.baseUrl}/v1/files`, {
+        method: 'POST',
+        headers: { 'content-type': contentType, ...(await this.signatureOf('POST', '/v1/files', body)) },
+        body: body as Uint8Array<ArrayBuffer>,
+      });
+    } else {
+      res = await this.fetchImpl(`${this.baseUrl}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${this.opts.apiKey}` }, body: form });
+    }
+    if (!res.ok) throw await toError(res);
+    return (await res.json()) as FileView;
+  }
+
+  async listFiles(opts: { purpose?: string; limit?: number; after?: string } = {}): Promise<FileView[]> {
+    return ((await this.request('GET', `/v1/files${query(opts)}`)) as { data: FileView[] }).data;
+  }
+
+  getFile(id: string): Promise<FileView> {
+    return this.request('GET', `/v1/files/${encodeURIComponent(id)}`) as Promise<FileView>;
+  }
+
+  /** A file's bytes as text (batch output and error files are JSONL). */
+  async fileContent(id: string): Promise<string> {
+    const route = `/v1/files/${encodeURIComponent(id)}/content`;
+    const res = await this.fetchImpl(`${this.baseUrl}${route}`, { headers: await this.headers('GET', route, undefined) });
+    if (!res.ok) throw await toError(res);
+    return res.text();
+  }
+
+  deleteFile(id: string): Promise<{ id: string; deleted: boolean }> {
+    return this.request('DELETE', `/v1/files/${encodeURIComponent(id)}`) as Promise<{ id: string; deleted: boolean }>;
+  }
+
+  createBatch(opts: { input_file_id: string; endpoint: '/v1/embeddings' | '/v1/chat/completions'; metadata?: Record<string, string> }): Promise<BatchView> {
+    return this.request('POST', '/v1/batches', { completion_window: '24h', ...opts }) as Promise<BatchView>;
+  }
+
+  getBatch(id: string): Promise<BatchView> {
+    return this.request('GET', `/v1/batches/${encodeURIComponent(id)}`) as Promise<BatchView>;
+  }
+
+  cancelBatch(id: string): Promise<BatchView> {
+    return this.request('POST', `/v1/batches/${encodeURIComponent(id)}/cancel`) as Promise<BatchView>;
+  }
+
+  async listBatches(opts: { limit?: number; after?: string } = {}): Promise<BatchView[]> {
+    return ((await this.request('GET', `/v1/batches${query(opts)}`)) as { data: BatchView[] }).data;
+  }
+
+  /** Polls a batch until it ends, calling `onProgress` with each view (its request_counts are live). */
+  async followBatch(id: string, opts: { intervalMs?: number; onProgress?: (b: BatchView) => void } = {}): Promise<BatchView> {
+    for (;;) {
+      const b = await this.getBatch(id);
+      opts.onProgress?.(b);
+      if (['completed', 'failed', 'expired', 'cancelled'].includes(b.status)) return b;
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
+    }
   }
 
   getDocument(id: string): Promise<DocumentView> {

@@ -1,14 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { Emitter } from '@socket.io/redis-emitter';
+import path from 'node:path';
 import { Queue, UnrecoverableError, type Worker } from 'bullmq';
 import { loadEnv } from '../shared/config/env.js';
 import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
-import { JOB_TYPES, jobSpec, modelQueues, scheduledRetryDelayMs, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobCatalog, jobSpec, modelQueues, scheduledRetryDelayMs, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
 import { WEBHOOK_QUEUE } from '../shared/webhooks/webhook-events.js';
 import { WebhookStore } from '../shared/webhooks/webhook-store.js';
+import { BatchStore } from '../shared/batches/batch-store.js';
+import { FileStore } from '../shared/files/file-store.js';
+import { TenantLoad } from '../shared/limits/tenant-load.js';
+import { BlobStore } from '../shared/storage/blob-store.js';
+import { batchLineRecorder } from './batches/batch-lines.js';
+import type { BatchDeps } from './batches/batch-runtime.js';
+import { createRunBatchHandler } from './batches/run-batch.handler.js';
+import { createValidateBatchHandler } from './batches/validate-batch.handler.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
 import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embedding-engine.js';
@@ -84,7 +93,34 @@ async function main(): Promise<void> {
   shutdown.register('webhook queue', () => webhookQueue.close());
   const webhookSink = { queue: webhookQueue, store: webhookStore, retentionSeconds: env.JOB_RETENTION_SECONDS };
 
-  const delivery = createOutcomeDelivery({ publisher, emitter: new Emitter(publisher), prefix: env.QUEUE_PREFIX, retentionSeconds: env.JOB_RETENTION_SECONDS });
+  const batches = new BatchStore(publisher, env.QUEUE_PREFIX);
+  const delivery = createOutcomeDelivery({
+    publisher,
+    emitter: new Emitter(publisher),
+    prefix: env.QUEUE_PREFIX,
+    retentionSeconds: env.JOB_RETENTION_SECONDS,
+    batchLine: batchLineRecorder(batches, (labels) => metrics.batchLinesFinished.inc(labels)),
+  });
+  // The Batch API's own jobs (workers/batches): they queue lines on every model's queue, served here or not.
+  const batchQueues = new Map(
+    [...registry.models.map((m) => m.queueName), jobCatalog['batch.run'].queue.name].map((name) => [name, new Queue(name, { connection: publisher, prefix: env.QUEUE_PREFIX })]),
+  );
+  shutdown.register('batch queues', () => Promise.allSettled([...batchQueues.values()].map((q) => q.close())));
+  const batchDeps: BatchDeps = {
+    batches,
+    files: new FileStore(publisher, env.QUEUE_PREFIX, new BlobStore(path.resolve(env.DOCUMENTS_DIR))),
+    registry,
+    maxInputs: env.MAX_EMBEDDING_INPUTS,
+    queues: batchQueues,
+    admission: new TenantLoad({ redis: publisher, prefix: env.QUEUE_PREFIX, maxJobs: env.TENANT_MAX_JOBS, fairnessStep: env.FAIRNESS_STEP, log }),
+    cancelRunning: async (jobId) => void (await publisher.publish(cancelChannel(env.QUEUE_PREFIX), jobId)),
+    pollMs: env.BATCH_POLL_MS,
+    linesInFlight: env.BATCH_LINES_IN_FLIGHT,
+    retentionSeconds: env.JOB_RETENTION_SECONDS,
+    log,
+    webhooks: webhookSink,
+    onLines: (tenant, endpoint, outcome, n) => metrics.batchLinesFinished.inc({ tenant, endpoint, outcome }, n),
+  };
 
   // Streaming jobs claim their token stream and keep a heartbeat on it (docs/RELIABILITY.md, "Dead workers and streams").
   const heartbeats = new StreamHeartbeats({ redis: publisher, prefix: env.QUEUE_PREFIX, intervalMs: env.STREAM_HEARTBEAT_MS, ttlMs: env.STREAM_HEARTBEAT_TTL_MS, log });
@@ -122,6 +158,8 @@ async function main(): Promise<void> {
           throw new UnrecoverableError('chatbot jobs are served by workers that serve every bot\'s models');
         },
     embedding: createEmbedTextHandler(engines),
+    'batch.validate': createValidateBatchHandler(batchDeps),
+    'batch.run': createRunBatchHandler(batchDeps),
     tokenize: createTokenizeHandler(chatBackends),
     'webhook.deliver': createDeliverWebhookHandler({
       store: webhookStore,
@@ -149,6 +187,8 @@ async function main(): Promise<void> {
     chat: undefined,
     chatbot: servesChatbot ? { model: 'chatbot' } : undefined,
     documents: documents.serves ? { model: env.DOCUMENTS_EMBEDDING_MODEL } : undefined,
+    // Validation and the drivers need no model: every worker serves them.
+    batches: { model: 'batches' },
     // Every worker delivers webhooks: deliveries wait on the network, not on a model.
     webhooks: { model: 'webhooks' },
   };

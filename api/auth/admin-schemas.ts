@@ -32,7 +32,7 @@ export const createKeySchema = z
   .object({
     tenant: tenantIdSchema,
     name: z.string().max(200).optional(),
-    scopes: z.array(z.enum(SCOPES)).min(1).default(['chat', 'embeddings', 'documents', 'webhooks']),
+    scopes: z.array(z.enum(SCOPES)).min(1).default(['chat', 'embeddings', 'documents', 'files', 'batches', 'webhooks']),
     limits: limitsSchema.optional(),
     require_signature: z.boolean().default(false).meta({ description: 'Requests with this key must be signed (docs/SIGNED_REQUESTS.md)' }),
   })

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, rename, rm, unlink } from 'node:fs/promises';
-import path from 'node:path';
+import { unlink } from 'node:fs/promises';
 import { FlowProducer, type FlowJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { SearchRequest } from '../../shared/documents/document-api.js';
@@ -14,6 +13,7 @@ import {
   type DocumentRecord,
 } from '../../shared/documents/documents.js';
 import { errors } from '../../shared/errors/app-error.js';
+import type { BlobStore } from '../../shared/storage/blob-store.js';
 import { fixedQueueTarget, jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
 import type { JobService } from '../jobs/job-service.js';
 import { checkImageHeader, sniffDocument } from './sniff.js';
@@ -45,7 +45,8 @@ export class DocumentService {
       redis: Redis;
       prefix: string;
       jobs: JobService;
-      documentsDir: string;
+      /** The shared data root: uploads land in its `incoming/`, a document's source in `docs/<id>/`. */
+      blobs: BlobStore;
       model: string;
       retentionSeconds: number;
       searchTimeoutMs: number;
@@ -58,7 +59,7 @@ export class DocumentService {
   }
 
   get incomingDir(): string {
-    return path.join(this.deps.documentsDir, 'incoming');
+    return this.deps.blobs.incomingDir;
   }
 
   async close(): Promise<void> {
@@ -86,9 +87,7 @@ export class DocumentService {
         await this.store.replaceHash(cid, upload.sha256, id);
       }
 
-      const dir = path.join(this.deps.documentsDir, 'docs', id);
-      await mkdir(dir, { recursive: true });
-      await rename(upload.tmpPath, path.join(dir, 'source'));
+      await this.deps.blobs.commit(upload.tmpPath, 'docs', id, 'source');
       const now = Date.now();
       const jobId = makeJobId(DOCUMENT_QUEUES.ingest, randomUUID());
       const record: DocumentRecord = {
@@ -143,7 +142,7 @@ export class DocumentService {
   async remove(tenant: string, id: string): Promise<{ id: string; object: 'document'; deleted: true }> {
     const doc = await this.find(tenant, id);
     await this.store.deleteDocument(doc);
-    await rm(path.join(this.deps.documentsDir, 'docs', id), { recursive: true, force: true });
+    await this.deps.blobs.remove('docs', id);
     return { id, object: 'document', deleted: true };
   }
 
@@ -155,7 +154,7 @@ export class DocumentService {
     const cid = await this.collectionId(tenant, name);
     const docs = await this.store.listDocuments(cid, 100_000);
     if (!(await this.store.deleteCollection(tenant, name, cid))) throw this.collectionNotFound(name);
-    await Promise.all(docs.map((d) => rm(path.join(this.deps.documentsDir, 'docs', d.id), { recursive: true, force: true })));
+    await Promise.all(docs.map((d) => this.deps.blobs.remove('docs', d.id)));
     return { object: 'collection', name, deleted: true };
   }
 

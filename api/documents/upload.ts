@@ -21,9 +21,25 @@ export interface ReceivedUpload {
   fields: Record<string, string>;
 }
 
+/**
+ * Checks the file's bytes as they stream past (the Files API counts JSONL lines with one): `feed`
+ * sees every chunk in order, `end` the end of the file with every field of the form; an error
+ * returned by either refuses the upload at once, before the rest is read.
+ */
+export interface UploadInspector {
+  feed(chunk: Buffer): AppError | undefined;
+  end(fields: Record<string, string>): AppError | undefined;
+}
+
 export interface UploadOptions {
   incomingDir: string;
   maxBytes: number;
+  /** The setting that sets `maxBytes`, named in the 413 message. */
+  maxBytesSetting?: string;
+  /** What the route takes, for the 415 message. */
+  expects?: string;
+  /** Made when the file part starts, with the fields sent before it (a field sent after the file is only seen by `end`). */
+  inspect?: (fieldsSoFar: Record<string, string>) => UploadInspector;
   /** Where the body is read from instead of the request: a signed request's hashing stream. */
   body?: Readable;
 }
@@ -47,12 +63,12 @@ const ENVELOPE_BYTES = 256 * 1024;
 export function receiveUpload(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
   if (!isMultipart(req)) {
     return Promise.reject(
-      new AppError(415, 'invalid_request_error', 'unsupported_media_type', 'POST /v1/documents takes multipart/form-data with a `file` part and a `collection` field.'),
+      new AppError(415, 'invalid_request_error', 'unsupported_media_type', opts.expects ?? 'POST /v1/documents takes multipart/form-data with a `file` part and a `collection` field.'),
     );
   }
   const announced = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(announced) && announced > opts.maxBytes + ENVELOPE_BYTES) {
-    return Promise.reject(tooLarge(opts.maxBytes));
+    return Promise.reject(tooLarge(opts));
   }
   // Something before the route read the body already: waiting for it would never end.
   if (!opts.body && req.readableEnded) return Promise.reject(errors.internal('The upload body was consumed before the upload route read it.'));
@@ -68,6 +84,7 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
     let written: Promise<void> | undefined;
     let part: NodeJS.ReadableStream & { destroy(): void } | undefined;
     let bytes = 0;
+    let inspect: UploadInspector | undefined;
     const hash = createHash('sha256');
     const headParts: Buffer[] = [];
     let headBytes = 0;
@@ -105,6 +122,8 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
       filename = displayName(info.filename);
       part = stream;
       tmpPath = path.join(opts.incomingDir, `${randomUUID()}.part`);
+      const inspector = opts.inspect?.({ ...fields });
+      inspect = inspector;
       stream.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         hash.update(chunk);
@@ -112,8 +131,10 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
           headParts.push(chunk.subarray(0, SNIFF_BYTES - headBytes));
           headBytes += Math.min(chunk.length, SNIFF_BYTES - headBytes);
         }
+        const refused = inspector?.feed(chunk);
+        if (refused) fail(refused);
       });
-      stream.on('limit', () => fail(tooLarge(opts.maxBytes)));
+      stream.on('limit', () => fail(tooLarge(opts)));
       // The write stream is attached in the same tick as the 'data' listener, so both see every byte.
       written = pipeline(stream, createWriteStream(tmpPath, { flags: 'wx', mode: 0o600 }));
       written.catch((err) => fail(errors.internal('Could not store the upload.', err)));
@@ -135,6 +156,8 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
         }
         if (settled) return;
         if (!tmpPath) return fail(errors.invalidRequest('The request has no `file` part.', 'file', 'missing_file'));
+        const refused = inspect?.end(fields);
+        if (refused) return fail(refused);
         settled = true;
         resolve({ tmpPath, bytes, sha256: hash.digest('hex'), head: Buffer.concat(headParts), filename, fields });
       })();
@@ -146,8 +169,8 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
   });
 }
 
-function tooLarge(maxBytes: number): AppError {
-  return errors.payloadTooLarge(`The file exceeds the ${maxBytes} byte upload limit (DOCUMENTS_MAX_BYTES).`);
+function tooLarge(opts: UploadOptions): AppError {
+  return errors.payloadTooLarge(`The file exceeds the ${opts.maxBytes} byte upload limit (${opts.maxBytesSetting ?? 'DOCUMENTS_MAX_BYTES'}).`);
 }
 
 /** The last path segment of a client file name, without control characters: for display only. */

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ZodError } from 'zod';
 import { AppError, errors } from '../../shared/errors/app-error.js';
+import { fromZod } from '../../shared/errors/zod-errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 
@@ -44,15 +45,7 @@ export function toAppError(err: unknown): AppError {
   return errors.internal('The server had an error while processing your request.', err);
 }
 
-export function fromZod(err: ZodError): AppError {
-  const first = err.issues[0];
-  const param = first?.path.length ? first.path.join('.') : null;
-  const message = err.issues
-    .slice(0, 5)
-    .map((i) => (i.path.length ? `'${i.path.join('.')}': ${i.message}` : i.message))
-    .join('; ');
-  return errors.invalidRequest(message || 'invalid request', param);
-}
+export { fromZod };
 
 export function notFoundRoute(req: Request, _res: Response, next: NextFunction) {
   next(errors.notFound(`Unknown route ${req.method} ${req.path}`, 'unknown_route'));

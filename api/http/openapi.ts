@@ -14,6 +14,8 @@ import { chatToolCallSchema } from '../../shared/chat/chat-options.js';
 import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
+import { fileOperations } from './openapi-files.js';
+import { batchOperations } from './openapi-batches.js';
 import { responsesOperations } from './openapi-responses.js';
 import { webhookOperations } from './openapi-webhooks.js';
 import { webhookEventBody } from '../../shared/webhooks/webhook-api.js';
@@ -395,6 +397,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   });
 
   documentOperations(op, { json, errorsFor });
+  fileOperations(op, { json, errorsFor });
+  batchOperations(op, { json, errorsFor });
   responsesOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
@@ -481,6 +485,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },
+      { name: 'files', description: "OpenAI's Files API (batch input and output files)" },
+      { name: 'batches', description: "OpenAI's Batch API: JSONL files of requests run as low-priority jobs" },
       { name: 'webhooks', description: 'Signed event deliveries (Standard Webhooks) to endpoints a tenant registers' },
       { name: 'auth', description: 'Short-lived tokens for API keys' },
       { name: 'admin', description: 'Tenants and API keys (admin key, or a key with the admin scope for its own tenant)' },

@@ -173,6 +173,18 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
   { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
 
+  // Files (OpenAI's Files API): batch input and output files, and others.
+  { method: 'POST', path: '/v1/files', access: scope('files'), tags: ['files'], summary: 'Upload a file (multipart, streamed; OpenAI-compatible)' },
+  { method: 'GET', path: '/v1/files', access: scope('files'), tags: ['files'], summary: "The tenant's files, newest first" },
+  { method: 'GET', path: '/v1/files/:file_id', access: scope('files'), tags: ['files'], summary: 'One file' },
+  { method: 'GET', path: '/v1/files/:file_id/content', access: scope('files'), tags: ['files'], summary: "A file's bytes" },
+  { method: 'DELETE', path: '/v1/files/:file_id', access: scope('files'), tags: ['files'], summary: 'Delete a file' },
+
+  // Batches (OpenAI's Batch API): a JSONL file of requests run as low-priority jobs.
+  { method: 'POST', path: '/v1/batches', access: scope('batches'), tags: ['batches'], summary: 'Create a batch from an uploaded JSONL file (OpenAI-compatible)' },
+  { method: 'GET', path: '/v1/batches', access: scope('batches'), tags: ['batches'], summary: "The tenant's batches, newest first" },
+  { method: 'GET', path: '/v1/batches/:batch_id', access: scope('batches'), tags: ['batches'], summary: 'One batch, with live request counts' },
+  { method: 'POST', path: '/v1/batches/:batch_id/cancel', access: scope('batches'), tags: ['batches'], summary: 'Cancel a batch: queued lines are dropped, finished ones kept' },
   // Webhooks: the tenant's endpoints and their delivery logs (docs/WEBHOOKS.md).
   { method: 'POST', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: 'Register a webhook endpoint; the answer is the only place its secret is shown' },
   { method: 'GET', path: '/v1/webhooks', access: scope('webhooks'), tags: ['webhooks'], summary: "The tenant's webhook endpoints (never their secrets)" },

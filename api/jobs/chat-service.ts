@@ -1,5 +1,6 @@
-import { toolSettingsProblem } from '../../shared/chat/chat-options.js';
+import { chatPayload, resolveChatModel } from '../../shared/api/openai-requests.js';
 import { errors } from '../../shared/errors/app-error.js';
+import { BATCH_PRIORITY, INTERACTIVE_PRIORITY } from '../../shared/jobs/priorities.js';
 import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
@@ -25,21 +26,10 @@ export interface ChatRunner {
   run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome>;
 }
 
-export type ChatChoice = NonNullable<JobResult<'chat'>['choices']>[number];
-
-/** Every choice of a chat result: its `choices` when n > 1, else the one answer as choice 0. */
-export function choicesOf(result: JobResult<'chat'>): ChatChoice[] {
-  if (result.choices) return result.choices;
-  const { message, finish_reason, logprobs, usage } = result;
-  return [{ index: 0, message, finish_reason, ...(logprobs ? { logprobs } : {}), completion_tokens: usage.completion_tokens }];
-}
-
 /** Failures of an upstream that its fallback model may answer instead. */
 const FALLBACK_CODES = new Set(['upstream_error', 'upstream_timeout']);
 
-/** Interactive requests (OpenAI endpoint, SSE) come before batch work unless they say otherwise. */
-export const INTERACTIVE_PRIORITY = 1;
-export const BATCH_PRIORITY = 5;
+export { INTERACTIVE_PRIORITY, BATCH_PRIORITY };
 
 /**
  * Chat on top of the job service: validates against the model's limits, submits, and follows the
@@ -58,58 +48,12 @@ export class ChatService implements ChatRunner {
   ) {}
 
   resolveModel(id: string): ChatModelConfig {
-    const model = this.deps.registry.get(id);
-    if (!model) throw errors.modelNotFound(id);
-    if (!isChatModel(model)) throw errors.invalidRequest(`Model '${id}' is not a chat model.`, 'model', 'wrong_model_task');
-    return model;
+    return resolveChatModel(this.deps.registry, id);
   }
 
   /** The job payload of a chat request; `prompt`: a legacy completion's raw prompt (see chatPayloadSchema). */
   payload(model: ChatModelConfig, p: ChatParams & { prompt?: string }): JobPayload<'chat'> {
-    const maxTokens = p.max_tokens ?? model.default_max_tokens;
-    if (maxTokens > model.max_tokens_limit) {
-      throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
-    }
-    if (p.messages.every((m) => m.role !== 'user')) {
-      throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
-    }
-    const n = p.n ?? 1;
-    if (p.top_logprobs != null && p.logprobs !== true) {
-      throw errors.invalidRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
-    }
-    // An upstream's stream is read for one answer's text: several choices and logprobs need the local engine.
-    if (model.format === 'openai-upstream' && (n > 1 || p.logprobs === true)) {
-      const param = n > 1 ? 'n' : 'logprobs';
-      throw errors.invalidRequest(`'${param}' is not supported for model '${model.id}', which an upstream serves.`, param, 'unsupported_parameter');
-    }
-    // The choices of a request decode together in one batch (workers/chat/generation-engine.ts).
-    if (n > model.concurrency) {
-      throw errors.invalidRequest(`'n' is ${n}; model '${model.id}' decodes at most ${model.concurrency} sequences together.`, 'n');
-    }
-    const toolProblem = toolSettingsProblem(p);
-    if (toolProblem) throw errors.invalidRequest(toolProblem.message, toolProblem.param);
-    // Tool calls are parsed from one reply's text (and their ids from the job's): one choice.
-    if (n > 1 && (p.tools?.length ?? 0) > 0 && p.tool_choice !== 'none') {
-      throw errors.invalidRequest("'n' above 1 is not supported together with 'tools'.", 'n', 'unsupported_parameter');
-    }
-    return {
-      model: model.id,
-      messages: p.messages,
-      max_tokens: maxTokens,
-      temperature: p.temperature ?? 1,
-      top_p: p.top_p ?? 1,
-      top_k: p.top_k ?? 0,
-      repetition_penalty: p.repetition_penalty ?? 1,
-      ...(p.seed === undefined ? {} : { seed: p.seed }),
-      stop: p.stop ?? [],
-      ...(p.logprobs === true ? { logprobs: true, ...(p.top_logprobs == null ? {} : { top_logprobs: p.top_logprobs }) } : {}),
-      ...(n > 1 ? { n } : {}),
-      ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
-      ...(p.response_format === undefined ? {} : { response_format: p.response_format }),
-      ...(p.tools === undefined ? {} : { tools: p.tools }),
-      ...(p.tool_choice === undefined ? {} : { tool_choice: p.tool_choice }),
-      ...(p.parallel_tool_calls === undefined ? {} : { parallel_tool_calls: p.parallel_tool_calls }),
-    };
+    return chatPayload(model, p);
   }
 
   /**

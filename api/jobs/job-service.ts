@@ -39,7 +39,7 @@ export interface SubmitOptions {
   webhookEvents?: { url?: string };
 }
 
-/** Per-tenant admission (api/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
+/** Per-tenant admission (shared/limits/tenant-load.ts): caps a tenant's jobs in flight and turns its load into a priority. */
 export interface TenantAdmission {
   admit(tenant: string, jobId: string, basePriority?: number): Promise<number>;
   release(jobId: string): Promise<void>;

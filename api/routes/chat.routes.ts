@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
-import { AppError, errors } from '../../shared/errors/app-error.js';
+import { checkChatCompletionOptions } from '../../shared/api/openai-requests.js';
+import { chatCompletionBody, chatFailure, choicesOf, openAiLogprobs } from '../../shared/api/openai-responses.js';
+import type { AppError } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
-import { choicesOf, type ChatOutcome, type ChatService } from '../jobs/chat-service.js';
+import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
-import { effectiveToolChoice, type ChatToolCall } from '../../shared/chat/chat-options.js';
+import { effectiveToolChoice } from '../../shared/chat/chat-options.js';
 import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
-import type { JobResult } from '../../shared/jobs/job-catalog.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -22,9 +23,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
 
   router.post('/v1/chat/completions', async (req, res) => {
     const body = chatCompletionRequestSchema.parse(req.body);
-    for (const p of ['presence_penalty', 'frequency_penalty'] as const) {
-      if (body[p]) throw errors.invalidRequest(`'${p}' is not supported; use 'repetition_penalty'.`, p, 'unsupported_parameter');
-    }
+    checkChatCompletionOptions(body);
     const model = deps.chat.resolveModel(body.model);
     // max_completion_tokens is OpenAI's current name for max_tokens; it wins when both are given.
     const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
@@ -37,20 +36,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
       if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
-      res.json({
-        id,
-        object: 'chat.completion',
-        created,
-        model: outcome.model,
-        choices: choicesOf(outcome.result).map((c) => ({
-          index: c.index,
-          message: assistantMessage(c.message),
-          finish_reason: c.finish_reason,
-          logprobs: openAiLogprobs(c.logprobs?.content),
-        })),
-        usage: outcome.result.usage,
-        timings: outcome.result.timings,
-      });
+      res.json(chatCompletionBody(id, created, outcome.model, outcome.result));
       return;
     }
 
@@ -156,40 +142,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
-/** A choice's `logprobs` as OpenAI writes them: null when not asked for. */
-function openAiLogprobs(content: ChatTokenLogprob[] | undefined): { content: ChatTokenLogprob[]; refusal: null } | null {
-  return content === undefined ? null : { content, refusal: null };
-}
-
-/** The reply's message in OpenAI's shape: content null when the reply is only tool calls. */
-function assistantMessage(message: JobResult<'chat'>['message']): { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCall[] } {
-  const calls = message.tool_calls ?? [];
-  if (calls.length === 0) return { role: 'assistant', content: message.content, refusal: null };
-  return { role: 'assistant', content: message.content === '' ? null : message.content, refusal: null, tool_calls: calls };
-}
-
-/** The HTTP error for a chat job that did not complete (also answered by POST /v1/responses). */
+/** The HTTP error for a chat job that did not complete (also answered by POST /v1/completions and /v1/responses). */
 export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
-  const { message, code } = outcome.error;
-  switch (code) {
-    case 'context_length_exceeded':
-      return errors.invalidRequest(message, 'messages', code);
-    case 'invalid_response_format':
-    case 'unsupported_response_format':
-      return errors.invalidRequest(message, 'response_format', code);
-    case 'invalid_function_parameters':
-      return errors.invalidRequest(message, 'tools', code);
-    case 'grammar_unavailable':
-      return new AppError(500, 'server_error', code, message);
-    case 'cancelled':
-      return errors.conflict(message, 'cancelled');
-    case 'upstream_error':
-    case 'upstream_timeout':
-      return new AppError(502, 'server_error', code, message);
-    case WORKER_LOST:
-      // Retryable: another worker (or this one, restarted) answers the same request.
-      return errors.unavailable(message, WORKER_LOST, 1);
-    default:
-      return errors.internal(`The chat job failed: ${message}`);
-  }
+  return chatFailure(outcome.error);
 }

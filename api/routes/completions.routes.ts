@@ -5,7 +5,8 @@ import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import { EventStream } from '../http/sse.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
-import { choicesOf, type ChatOutcome, type ChatService } from '../jobs/chat-service.js';
+import { choicesOf } from '../../shared/api/openai-responses.js';
+import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
 import { failure } from './chat.routes.js';
 
 /**

@@ -7,13 +7,13 @@ import { isMultipart, receiveUpload } from '../documents/upload.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
- * The requests whose body the upload route streams to disk itself. A signed one is hashed on its
+ * The requests whose body an upload route (documents, files) streams to disk itself. A signed one is hashed on its
  * way there and verified before the upload is committed (api/auth/signed-body.ts); any other signed
  * body is read and hashed before the routes run. Deliberately broad (any case, a trailing slash):
  * a request that matches here but reaches no upload route is answered without being trusted.
  */
 export function streamsRequestBody(req: Request): boolean {
-  return req.method === 'POST' && /^\/v1\/documents\/?$/i.test(req.originalUrl.split('?')[0] ?? '') && isMultipart(req);
+  return req.method === 'POST' && /^\/v1\/(documents|files)\/?$/i.test(req.originalUrl.split('?')[0] ?? '') && isMultipart(req);
 }
 
 /** Documents (upload, status, delete), collections (list, delete, documents) and vector search. */
@@ -82,7 +82,7 @@ export function documentsRoutes(deps: { documents: () => { service: DocumentServ
  * connection is closed after the answer. The little that is still in flight is read and dropped for
  * a moment first, so the client gets to read the answer instead of a reset.
  */
-function closeAfterAnswer(req: Request, res: Response): void {
+export function closeAfterAnswer(req: Request, res: Response): void {
   res.setHeader('Connection', 'close');
   res.once('finish', () => {
     req.resume();

@@ -1,7 +1,7 @@
 import { embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
-import { errors } from '../../shared/errors/app-error.js';
+import { checkEmbeddingInput, resolveEmbeddingModel } from '../../shared/api/openai-requests.js';
 import { embeddingList } from '../../shared/jobs/job-views.js';
-import { isEmbeddingModel, type EmbeddingModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
+import type { ModelRegistry } from '../../shared/models/model-registry.js';
 import { cacheContext, type Embedder } from '../cache/response-cache.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
@@ -18,18 +18,5 @@ export function embeddingsRoutes(deps: { coalescer: Embedder; registry: ModelReg
   return router;
 }
 
-export function resolveEmbeddingModel(registry: ModelRegistry, id: string): EmbeddingModelConfig {
-  const model = registry.get(id);
-  if (!model) throw errors.modelNotFound(id);
-  if (!isEmbeddingModel(model)) throw errors.invalidRequest(`Model '${id}' is not an embedding model.`, 'model', 'wrong_model_task');
-  return model;
-}
-
-export function checkEmbeddingInput(input: string[], dimensions: number | undefined, model: EmbeddingModelConfig, maxInputs: number): void {
-  if (input.length > maxInputs) {
-    throw errors.invalidRequest(`'input' has ${input.length} items; at most ${maxInputs} are allowed per request.`, 'input', 'too_many_inputs');
-  }
-  if (dimensions !== undefined && model.dimensions !== undefined && dimensions > model.dimensions) {
-    throw errors.invalidRequest(`'dimensions' must be at most ${model.dimensions} for model '${model.id}'.`, 'dimensions');
-  }
-}
+// jobs.routes.ts takes them from here.
+export { checkEmbeddingInput, resolveEmbeddingModel };

@@ -177,6 +177,19 @@ export const envSchema = z.object({
    */
   DOCUMENTS_DIR: z.string().default('.data/documents'),
   INDEX_DIR: z.string().default('.data/index'),
+  /**
+   * Files and batches (api/files, api/batches, workers/batches). Files live in DOCUMENTS_DIR beside
+   * documents (shared/storage/blob-store.ts). FILES_MAX_BYTES and BATCH_MAX_LINES are OpenAI's
+   * limits, checked while the upload streams.
+   */
+  FILES_MAX_BYTES: z.coerce.number().int().positive().default(200 * 1024 * 1024),
+  BATCH_MAX_LINES: z.coerce.number().int().positive().default(50_000),
+  /** The one completion window a batch may ask for ("24h"), in seconds: tests make it short to see batches expire. */
+  BATCH_COMPLETION_WINDOW_S: z.coerce.number().int().positive().default(86_400),
+  /** How often a batch's driver job looks at its lines (tops up, sees cancel and expiry, finalizes). */
+  BATCH_POLL_MS: z.coerce.number().int().min(20).default(1000),
+  /** Lines of one batch queued or running at once: the rest wait in Redis, so cancel is quick and the tenant's job cap (TENANT_MAX_JOBS) keeps room for interactive work. */
+  BATCH_LINES_IN_FLIGHT: z.coerce.number().int().min(1).default(256),
   /** Largest upload; bigger ones are cut off while streaming with 413. */
   DOCUMENTS_MAX_BYTES: z.coerce.number().int().positive().default(50 * 1024 * 1024),
   /** PDFs with more pages are refused (the job fails with the reason). */

@@ -157,6 +157,8 @@ export const chatbotResultSchema = z.object({
   metadata: z.record(z.string(), z.unknown()),
 });
 
+export const batchJobPayloadSchema = z.object({ batch_id: z.string().regex(/^batch_[0-9a-f]{32}$/) }).strict();
+
 export const jobCatalog = {
   embedding: {
     payload: embeddingPayloadSchema,
@@ -225,6 +227,35 @@ export const jobCatalog = {
   },
   // Documents and vector search: ingestion stages (a BullMQ flow) and search.
   ...documentJobCatalog,
+  // The Batch API (workers/batches): a batch's own jobs. Its lines are ordinary embedding and chat
+  // jobs on the model queues, at batch priority, that carry a `batch` reference in their envelope.
+  'batch.validate': {
+    payload: batchJobPayloadSchema,
+    result: z.object({ batch_id: z.string(), status: z.string(), lines: z.number().int() }),
+    // Validation is idempotent (lines are stored by index), so a retry after a crash is safe.
+    defaults: { attempts: 3, backoff: { type: 'exponential', delay: 1000 } } satisfies JobsOptions,
+    queue: { name: 'batches.validate', maxQueued: 10_000 },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 2,
+    domain: 'batches',
+    // Internal: a batch is reached through /v1/batches, never as a job of /v1/jobs.
+    scope: null,
+  },
+  'batch.run': {
+    payload: batchJobPayloadSchema,
+    result: z.object({ batch_id: z.string(), status: z.string() }),
+    // One per batch (its id is the batch's), deferred between looks at its lines: it queues lines a
+    // window at a time, sees cancel and expiry, and writes the output files at the end.
+    defaults: { attempts: 5, backoff: { type: 'exponential', delay: 1000 } } satisfies JobsOptions,
+    queue: { name: 'batches.run', maxQueued: 10_000 },
+    streams: false,
+    stall: 'attempts',
+    concurrency: 16,
+    domain: 'batches',
+    // Internal: a batch is reached through /v1/batches, never as a job of /v1/jobs.
+    scope: null,
+  },
   // Signed webhook deliveries (shared/webhooks).
   ...webhookJobCatalog,
 } as const satisfies Record<string, JobSpec>;
@@ -331,6 +362,8 @@ export interface JobEnvelope<K extends JobType = JobType> {
   idempotency_key?: string;
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
+  /** A batch line (embedding and chat jobs): its outcome is recorded in the batch, not announced. */
+  batch?: { id: string; line: number };
   /**
    * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
    * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
@@ -346,6 +379,7 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
+  batch: z.object({ id: z.string(), line: z.number().int().min(0) }).optional(),
   webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 

@@ -32,7 +32,7 @@ export type JobStall = 'stream' | 'attempts' | 'crash-marks';
 export type JobConcurrency = 'model' | number | { env: 'DOCUMENTS_PARSE_CONCURRENCY' };
 
 /** The folder of workers/ that holds the type's handler (`workers/<domain>/*.handler.ts`). */
-export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents' | 'webhooks';
+export type JobDomain = 'embeddings' | 'chat' | 'chatbot' | 'documents' | 'batches' | 'webhooks';
 
 /**
  * A job type clients may submit themselves with POST /v1/jobs: its public request, less `type` and

@@ -38,6 +38,7 @@ describe('job runner: a job whose workers keep dying', () => {
       progress: () => {},
       completed: async (_type, jobId) => void completed.push(jobId),
       failed: async (_type, id, status, error) => void failed.push({ id, status, error }),
+      batchLine: async () => {},
     };
     worker = createJobWorker({
       queueName,
@@ -154,6 +155,7 @@ describe('job runner: deadlines', () => {
         progress: () => {},
         completed: async () => {},
         failed: async (_type, id, status, error) => void failed.push({ id, status, error }),
+        batchLine: async () => {},
       },
       maxRunMs: 300,
     });

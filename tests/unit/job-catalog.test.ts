@@ -56,10 +56,12 @@ test('queues are created from the catalog: every model, every fixed queue, less 
     'tokenize.up-stream',
     'chatbot.default',
     ...Object.values(DOCUMENT_QUEUES),
+    'batches.validate',
+    'batches.run',
     'webhooks',
   ]);
   assert.deepEqual(queueNames(registry, ['chatbot']), all.filter((q) => q !== 'chatbot.default'));
-  assert.deepEqual(fixedQueueNames(['chatbot', 'document.search']), [...Object.values(DOCUMENT_QUEUES).filter((q) => q !== 'documents.search'), 'webhooks']);
+  assert.deepEqual(fixedQueueNames(['chatbot', 'document.search', 'batch.validate', 'batch.run']), [...Object.values(DOCUMENT_QUEUES).filter((q) => q !== 'documents.search'), 'webhooks']);
 });
 
 test('a job type with a queue of its own is submitted there, bounded by its catalog entry', () => {

@@ -18,7 +18,7 @@ import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { isValidId } from '../../shared/api/ids.js';
 import { createTenantSchema } from '../../api/auth/admin-schemas.js';
 import { parseModelRegistry, queueNameFor, type ModelRegistry } from '../../shared/models/model-registry.js';
-import { TenantLoad } from '../../api/limits/tenant-load.js';
+import { TenantLoad } from '../../shared/limits/tenant-load.js';
 import { BATCH_PRIORITY, INTERACTIVE_PRIORITY } from '../../api/jobs/chat-service.js';
 import { deriveSigningKey, sha256Hex, signRequest, stringToSign } from '../../shared/api/sign-request.js';
 import { loadEnv } from '../../shared/config/env.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { JobHandler } from '../jobs/job-handler.js';
 import type { Chunk } from './chunker.js';
-import { documentStage, writeAtomic, type DocumentHandlerDeps } from './document-stage.js';
+import { documentStage, type DocumentHandlerDeps } from './document-stage.js';
 import type { ParsedPage } from './parse-process.protocol.js';
 
 /** Chunk: pages to token-aware chunks with their page and offsets (chunks.json). */
@@ -16,7 +16,7 @@ export function createChunkDocumentHandler(deps: DocumentHandlerDeps): JobHandle
       for (const c of deps.chunker.chunk([p])) chunks.push({ ...c, index: chunks.length });
       await yieldToLoop();
     }
-    await writeAtomic(path.join(dir, 'chunks.json'), JSON.stringify(chunks));
+    await deps.blobs.write('docs', doc.id, 'chunks.json', JSON.stringify(chunks));
     await deps.store.updateDocument(doc.id, { chunks_total: chunks.length });
     await deps.progress(doc, { stage: 'chunk', chunks_total: chunks.length, chunks_done: 0 }, { flush: true });
     return { chunks: chunks.length };

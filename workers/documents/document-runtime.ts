@@ -11,6 +11,7 @@ import { CollectionReplicas } from '../index/collection-replicas.js';
 import type { ResultDelivery } from '../jobs/job-runner.js';
 import { Chunker } from './chunker.js';
 import { createDocumentHandlers, type DocumentHandlers, type DocumentProgress, type ProgressSink } from './document-handlers.js';
+import { BlobStore } from '../../shared/storage/blob-store.js';
 import { CrashMarks } from './crash-marks.js';
 import { ParsePool } from './parse-pool.js';
 import { TenantSlots } from './tenant-slots.js';
@@ -111,7 +112,7 @@ export function startDocumentRuntime(deps: {
     parser,
     engine,
     chunker: new Chunker(engine.tokenizer, { overlap: env.CHUNK_OVERLAP_TOKENS }),
-    documentsDir: path.resolve(env.DOCUMENTS_DIR),
+    blobs: new BlobStore(path.resolve(env.DOCUMENTS_DIR)),
     limits: {
       maxPages: env.DOCUMENTS_MAX_PAGES,
       maxPagePoints: env.DOCUMENTS_MAX_PAGE_POINTS,

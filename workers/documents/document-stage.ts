@@ -1,10 +1,9 @@
-import { rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import type { DocumentJobType, DocumentStageType } from '../../shared/documents/document-jobs.js';
 import type { DocumentStore } from '../../shared/documents/document-store.js';
 import { STAGES, type DocumentRecord, type Stage } from '../../shared/documents/documents.js';
 import { jobCatalog } from '../../shared/jobs/job-catalog.js';
+import type { BlobStore } from '../../shared/storage/blob-store.js';
 import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import type { CollectionReplicas } from '../index/collection-replicas.js';
 import type { JobContext, JobHandler } from '../jobs/job-handler.js';
@@ -47,7 +46,8 @@ export interface DocumentHandlerDeps {
   parser: DocumentParser;
   engine: EmbeddingEngine;
   chunker: Chunker;
-  documentsDir: string;
+  /** The shared data root (shared/storage/blob-store.ts): a document's source and stage files live in its `docs/<id>/` folder. */
+  blobs: BlobStore;
   limits: ParseLimits;
   ocr: boolean;
   /** Parse jobs of one tenant this worker runs at once (the rest are deferred). */
@@ -58,16 +58,6 @@ export interface DocumentHandlerDeps {
 /** A stage failure the document is to blame for: not retried, shown to the client as it is. */
 export function permanent(code: string, message: string): DocumentFailedError {
   return new DocumentFailedError(code, message);
-}
-
-export function documentDir(documentsDir: string, id: string): string {
-  return path.join(documentsDir, 'docs', id);
-}
-
-export async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, file);
 }
 
 async function loadLiveDocument(store: DocumentStore, id: string, cid: string, tenant: string): Promise<DocumentRecord> {
@@ -108,7 +98,7 @@ export function documentStage(
   async function runStage(doc: DocumentRecord, ctx: JobContext) {
     await deps.store.updateDocument(doc.id, { state: 'processing', stage: name });
     await deps.progress(doc, { stage: name }, { flush: true });
-    const dir = documentDir(deps.documentsDir, doc.id);
+    const dir = deps.blobs.dir('docs', doc.id);
     try {
       const out = await run(doc, dir, ctx);
       await deps.store.updateDocument(doc.id, { stage_done: name });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { JobHandler } from '../jobs/job-handler.js';
 import type { Chunk } from './chunker.js';
-import { documentStage, writeAtomic, type DocumentHandlerDeps } from './document-stage.js';
+import { documentStage, type DocumentHandlerDeps } from './document-stage.js';
 
 /** Chunks embedded per batcher call (progress is reported after each). */
 const EMBED_SLICE = 64;
@@ -30,7 +30,7 @@ export function createEmbedDocumentHandler(deps: DocumentHandlerDeps): JobHandle
       );
     }
     await Promise.all(slices);
-    await writeAtomic(path.join(dir, 'vectors.f32'), new Uint8Array(vectors.buffer));
+    await deps.blobs.write('docs', doc.id, 'vectors.f32', new Uint8Array(vectors.buffer));
     await deps.progress(doc, { stage: 'embed', chunks_done: chunks.length, chunks_total: chunks.length }, { flush: true });
     return { chunks: chunks.length, dimensions: dims };
   });

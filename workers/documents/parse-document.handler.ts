@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DeferJob, type JobHandler } from '../jobs/job-handler.js';
-import { documentStage, permanent, writeAtomic, type DocumentHandlerDeps } from './document-stage.js';
+import { documentStage, permanent, type DocumentHandlerDeps } from './document-stage.js';
 
 /** How long a parse job past its tenant's share waits before it is offered again (plus jitter). */
 const DEFER_MS = 1000;
@@ -35,7 +35,7 @@ export function createParseDocumentHandler(deps: DocumentHandlerDeps): JobHandle
           doc.kind === 'png' || doc.kind === 'jpeg' ? 'No text could be read from the image.' : `The document contains no text (nothing to index).${blank}`,
         );
       }
-      await writeAtomic(path.join(dir, 'pages.json'), JSON.stringify(pages));
+      await deps.blobs.write('docs', doc.id, 'pages.json', JSON.stringify(pages));
       await deps.progress(doc, { stage: 'parse', pages_done: pages.length, pages_total: pages.length }, { flush: true });
       await deps.store.updateDocument(doc.id, { pages_total: pages.length, pages_done: pages.length });
       return { pages: pages.length, ocr_pages: stats.ocr_pages, blank_pages: stats.blank_pages, ocr_ms: Math.round(stats.ocr_ms) };

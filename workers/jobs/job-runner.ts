@@ -14,6 +14,7 @@ import {
 } from '../../shared/jobs/job-catalog.js';
 import { publicResult, type ReplyMessage } from '../../shared/jobs/job-views.js';
 import type { StallOptions } from '../../shared/jobs/queues.js';
+import type { BatchLineRef } from '../../shared/batches/batch-store.js';
 import { claimStream, releaseStream, type StreamClaim } from '../../shared/streams/token-stream.js';
 import { DeferJob, type JobHandler } from './job-handler.js';
 import type { StreamHeartbeats } from './stream-heartbeats.js';
@@ -31,6 +32,8 @@ export interface ResultDelivery {
   progress(jobId: string, progress: Record<string, unknown>): void;
   completed(type: JobType, jobId: string, result: unknown): Promise<void>;
   failed(type: JobType, jobId: string, status: 'failed' | 'cancelled', error: { message: string; code: string }): Promise<void>;
+  /** A batch line's outcome, recorded once in its batch (workers/batches) instead of being announced. */
+  batchLine(job: { type: JobType; id: string; tenant: string }, ref: BatchLineRef, outcome: { ok: true; result: unknown } | { ok: false; error: { message: string; code: string } }): Promise<void>;
 }
 
 /**
@@ -39,6 +42,13 @@ export interface ResultDelivery {
  * for another worker, the others fail with a reason instead of being left to stall.
  */
 export const WORKER_SHUTDOWN_REASON = 'worker shutting down';
+
+/** Who hears of a job's outcome: its synchronous caller, its batch, or (neither) its subscribers. */
+interface Recipient {
+  replyTo?: string;
+  batch?: BatchLineRef;
+  tenant: string;
+}
 
 /** Abort reason of a run that passed its job type's `deadlines.maxRunSeconds`. */
 const RUN_DEADLINE_REASON = 'run deadline passed';
@@ -112,18 +122,19 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
       log.error({ issues: envelope.error?.issues }, 'job data does not match the job catalog');
       throw new UnrecoverableError(`invalid job data for ${type} job`);
     }
-    const { tenant, reply_to, deadline } = envelope.data;
+    const { tenant, reply_to, deadline, batch } = envelope.data;
+    const to: Recipient = { replyTo: reply_to, batch, tenant };
     // A job still queued at its deadline is dropped, not run late (the catalog's `deadlines.maxQueuedSeconds`, a request's `timeout`).
     if (deadline !== undefined && Date.now() > deadline) {
       const err = new ExpiredError(`still queued ${Math.ceil((Date.now() - deadline) / 1000)} s past its deadline`);
       log.info({ deadline }, 'job expired before it ran');
-      await announceFailure(jobId, reply_to, 'failed', { message: err.message, code: err.code });
+      await announceFailure(jobId, to, 'failed', { message: err.message, code: err.code });
       throw err;
     }
     const payload = spec.payload.safeParse(envelope.data.payload);
     if (!payload.success) {
       const message = `invalid ${type} payload: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
-      await announceFailure(jobId, reply_to, 'failed', { message, code: 'invalid_payload' });
+      await announceFailure(jobId, to, 'failed', { message, code: 'invalid_payload' });
       throw new UnrecoverableError(message);
     }
     const streams = STREAMING_JOB_TYPES.has(type) ? opts.streams : undefined;
@@ -133,7 +144,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     if (streams) {
       owner = `${streams.workerId}/${token ?? randomUUID()}`;
       const claim = await claimStream(streams.redis, opts.prefix, jobId, owner, { ttlSeconds: streams.retentionSeconds, heartbeatTtlMs: streams.heartbeats.ttlMs });
-      if (!claim.claimed) return settleStarted(jobId, claim, log);
+      if (!claim.claimed) return settleStarted(jobId, to, claim, log);
       streams.heartbeats.add(jobId, owner, () => lost.abort());
     }
     const stopBeat = () => streams?.heartbeats.remove(jobId);
@@ -164,6 +175,12 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         await delivery.reply(reply_to, { id: jobId, ok: true, result });
         return { delivered: 'reply' };
       }
+      if (batch) {
+        // Recorded before the job completes: a worker killed in between leaves a job that runs
+        // again and records nothing the second time.
+        await delivery.batchLine({ type, id: jobId, tenant }, batch, { ok: true, result });
+        return { delivered: 'batch' };
+      }
       await delivery.completed(type, jobId, publicResult(type, result as never));
       return result;
     } catch (err) {
@@ -192,25 +209,25 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
         }
         const message = 'the worker shut down before the job finished';
         log.warn(message);
-        await announceFailure(jobId, reply_to, 'failed', { message, code: 'worker_shutdown' });
+        await announceFailure(jobId, to, 'failed', { message, code: 'worker_shutdown' });
         throw new UnrecoverableError(message);
       }
       if (abort.aborted && abort.reason === RUN_DEADLINE_REASON) {
         const expired = new ExpiredError(`still running after its ${maxRunMs / 1000} s limit`);
         log.warn({ maxRunMs }, 'job aborted: it ran past its deadline');
-        await announceFailure(jobId, reply_to, 'failed', { message: expired.message, code: expired.code });
+        await announceFailure(jobId, to, 'failed', { message: expired.message, code: expired.code });
         throw expired;
       }
       if (abort.aborted) {
         outcome = 'cancelled';
         const reason = `${CANCELLED_REASON_PREFIX}: ${String(abort.reason instanceof Error ? abort.reason.message : (abort.reason ?? 'by request'))}`;
         log.info({ reason }, 'job cancelled');
-        await announceFailure(jobId, reply_to, 'cancelled', { message: reason, code: 'cancelled' });
+        await announceFailure(jobId, to, 'cancelled', { message: reason, code: 'cancelled' });
         throw new UnrecoverableError(reason);
       }
       const final = err instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1);
       log.error({ err, final }, 'job failed');
-      if (final) await announceFailure(jobId, reply_to, 'failed', { message: (err as Error).message, code: jobErrorCode(err) });
+      if (final) await announceFailure(jobId, to, 'failed', { message: (err as Error).message, code: jobErrorCode(err) });
       throw err;
     } finally {
       clearTimeout(overtimeTimer);
@@ -224,10 +241,11 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
    * generated twice. An outcome that was already announced is recorded as it was; a stream with
    * text and no end fails as `worker_lost` (the API has usually told its clients already).
    */
-  async function settleStarted(jobId: string, claim: Extract<StreamClaim, { claimed: false }>, log: Logger): Promise<unknown> {
+  async function settleStarted(jobId: string, to: Recipient, claim: Extract<StreamClaim, { claimed: false }>, log: Logger): Promise<unknown> {
     const { end, tokens } = claim;
     if (end?.status === 'completed') {
       log.warn('taken again after its worker died, but its result had been announced: recorded as it was');
+      if (to.batch) await delivery.batchLine({ type, id: jobId, tenant: to.tenant }, to.batch, { ok: true, result: end.result });
       return end.result;
     }
     if (end) {
@@ -236,20 +254,18 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
     }
     const err = new WorkerLostError(`the worker running this job stopped after streaming ${tokens} token${tokens === 1 ? '' : 's'}; it is not run again, since its text would repeat`);
     log.warn({ tokens }, 'taken again after its worker died mid-stream: failed as worker_lost');
-    await announceFailure(jobId, undefined, 'failed', { message: err.message, code: err.code });
+    await announceFailure(jobId, { ...to, replyTo: undefined }, 'failed', { message: err.message, code: err.code });
     throw err;
   }
 
   /** Never rejects: an announcement that cannot be made is logged, and the job's outcome still stands. */
-  async function announceFailure(
-    jobId: string,
-    replyTo: string | undefined,
-    status: 'failed' | 'cancelled',
-    error: { message: string; code: string },
-  ): Promise<void> {
+  async function announceFailure(jobId: string, to: Recipient, status: 'failed' | 'cancelled', error: { message: string; code: string }): Promise<void> {
     try {
-      if (replyTo) await delivery.reply(replyTo, { id: jobId, ok: false, error });
-      else await delivery.failed(type, jobId, status, error);
+      if (to.replyTo) await delivery.reply(to.replyTo, { id: jobId, ok: false, error });
+      // A cancelled line was stopped by its batch (cancel, expiry), which accounts for it itself.
+      else if (to.batch) {
+        if (status === 'failed') await delivery.batchLine({ type, id: jobId, tenant: to.tenant }, to.batch, { ok: false, error });
+      } else await delivery.failed(type, jobId, status, error);
     } catch (err) {
       opts.log.warn({ err, jobId }, 'could not announce failure');
     }
@@ -283,13 +299,14 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
   // died) is failed by BullMQ itself when a worker next takes it, without running the processor:
   // nothing above announced it, so its subscribers, or its synchronous caller, would wait forever.
   // Streaming jobs are left out: the API ends their token stream from the queue's events.
-  if (!STREAMING_JOB_TYPES.has(type)) {
-    worker.on('failed', (job, err) => {
-      if (!job?.id || !job.deferredFailure || err.message !== job.deferredFailure) return;
-      const envelope = jobEnvelopeSchema.safeParse(job.data);
-      opts.log.warn({ jobId: job.id, queue: opts.queueName, reason: err.message }, 'job failed: its workers died too often');
-      void announceFailure(job.id, envelope.success ? envelope.data.reply_to : undefined, 'failed', { message: err.message, code: failureCode(err.message) });
-    });
-  }
+  // Batch lines of streaming types are recorded here too: their batch, not the API, accounts for them.
+  worker.on('failed', (job, err) => {
+    if (!job?.id || !job.deferredFailure || err.message !== job.deferredFailure) return;
+    const envelope = jobEnvelopeSchema.safeParse(job.data);
+    const data = envelope.success ? envelope.data : undefined;
+    if (STREAMING_JOB_TYPES.has(type) && !data?.batch) return;
+    opts.log.warn({ jobId: job.id, queue: opts.queueName, reason: err.message }, 'job failed: its workers died too often');
+    void announceFailure(job.id, { replyTo: data?.reply_to, batch: data?.batch, tenant: data?.tenant ?? '' }, 'failed', { message: err.message, code: failureCode(err.message) });
+  });
   return worker;
 }

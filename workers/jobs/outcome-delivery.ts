@@ -10,9 +10,17 @@ import type { ResultDelivery } from './job-runner.js';
  * the job's subscribers. Subscribers of a streaming type follow its token stream, so its outcome
  * is the stream's end entry; the others are told in the job's Socket.IO room.
  */
-export function createOutcomeDelivery(deps: { publisher: Redis; emitter: Emitter; prefix: string; retentionSeconds: number }): ResultDelivery {
+export function createOutcomeDelivery(deps: {
+  publisher: Redis;
+  emitter: Emitter;
+  prefix: string;
+  retentionSeconds: number;
+  /** Batch lines (workers/batches/batch-lines.ts records them once in their batch). */
+  batchLine: ResultDelivery['batchLine'];
+}): ResultDelivery {
   const { publisher, emitter, prefix, retentionSeconds } = deps;
   return {
+    batchLine: deps.batchLine,
     reply: async (channel, message) => {
       await publisher.publish(channel, JSON.stringify(message));
     },

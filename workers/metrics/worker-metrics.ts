@@ -46,6 +46,12 @@ export class WorkerMetrics {
     labelNames: ['queue', 'outcome'],
     registers: [this.registry],
   });
+  readonly batchLinesFinished = new Counter({
+    name: 'batch_lines_finished_total',
+    help: 'Batch lines answered (each exactly once), by tenant, endpoint and outcome (completed, failed, expired)',
+    labelNames: ['tenant', 'endpoint', 'outcome'],
+    registers: [this.registry],
+  });
   readonly modelLoadSeconds = new Gauge({
     name: 'model_load_seconds',
     help: 'Time to load each model at boot',

@@ -1,8 +1,8 @@
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { errors } from '../../shared/errors/app-error.js';
-import { queueOfJobId } from '../../shared/jobs/job-catalog.js';
-import type { Logger } from '../../shared/logger.js';
+import { errors } from '../errors/app-error.js';
+import { queueOfJobId } from '../jobs/job-catalog.js';
+import type { Logger } from '../logger.js';
 
 /** BullMQ serves lower numbers first; 1 is the most urgent priority a request can ask for. */
 export const MAX_FAIRNESS_PENALTY = 10;

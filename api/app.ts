@@ -24,7 +24,11 @@ import type { ChatService } from './jobs/chat-service.js';
 import type { JobService } from './jobs/job-service.js';
 import type { ApiMetrics } from './metrics/api-metrics.js';
 import { chatRoutes } from './routes/chat.routes.js';
+import { completionsRoutes } from './routes/completions.routes.js';
+import { tokenizeRoutes } from './routes/tokenize.routes.js';
 import { chatbotRoutes } from './routes/chatbot.routes.js';
+import { responsesRoutes } from './routes/responses.routes.js';
+import type { ResponseService } from './responses/response-service.js';
 import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
 import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
@@ -57,6 +61,8 @@ export interface AppDeps {
   chatRunner: CacheableChatRunner;
   /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
+  /** OpenAI's Responses API on top of chat jobs (api/responses). */
+  responses: ResponseService;
   isShuttingDown: () => boolean;
   /** Idle time after which an SSE stream gets a `: keep-alive` comment (SSE_KEEPALIVE_MS). */
   sseKeepAliveMs?: number;
@@ -137,6 +143,9 @@ export function createApp(deps: AppDeps): Express {
     modelsRoutes({ registry: deps.registry, startedAt: Date.now() }),
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
     chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    responsesRoutes({ responses: deps.responses, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    completionsRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    tokenizeRoutes({ chat: deps.chat }),
     chatbotRoutes({ jobs: deps.jobs, chatbot: deps.chatbot, sseKeepAliveMs: deps.sseKeepAliveMs }),
     jobsRoutes({ jobs: deps.jobs, chat: deps.chat, registry: deps.registry, maxInputs: deps.maxInputs }),
     documentsRoutes({ documents: () => deps.documents }),

@@ -26,6 +26,8 @@ import { CachingChatRunner, CachingEmbedder, ResponseCache } from './cache/respo
 import { RateLimits } from './limits/rate-limits.js';
 import { TenantLoad } from '../shared/limits/tenant-load.js';
 import { ChatService } from './jobs/chat-service.js';
+import { ResponseService } from './responses/response-service.js';
+import { ResponseStore } from './responses/response-store.js';
 import { EmbeddingCoalescer } from './jobs/embedding-coalescer.js';
 import { JobOutcomes } from './jobs/job-outcomes.js';
 import { JobService } from './jobs/job-service.js';
@@ -109,7 +111,15 @@ async function main(): Promise<void> {
     notify: (jobId, type, event, data) => outcomes.announce(jobId, type, event, data),
     admission: tenantLoad,
   });
-  const chat = new ChatService({ jobs, relay, registry });
+  const chat = new ChatService({ jobs, relay, registry, syncTimeoutMs: env.SYNC_TIMEOUT_MS });
+  const responses = new ResponseService({
+    chat,
+    jobs,
+    relay,
+    store: new ResponseStore({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.RESPONSES_RETENTION_SECONDS }),
+    log,
+  });
+  shutdown.register('background responses', () => responses.close());
   // Uploaded bytes of documents and files: one data root every replica mounts (shared/storage/blob-store.ts).
   const blobs = new BlobStore(path.resolve(env.DOCUMENTS_DIR));
   const documents = new DocumentService({
@@ -137,6 +147,7 @@ async function main(): Promise<void> {
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     chat,
     chatRunner: new CachingChatRunner(chat, cache),
+    responses,
     coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,
     sseKeepAliveMs: env.SSE_KEEPALIVE_MS,

@@ -3,7 +3,7 @@
  *   qi models
  *   qi chat "hello" [--model tiny-chat] [--max-tokens 64] [--temperature 0.7] [--seed 1] [--no-stream]
  *   qi embed "text" ["more text" ...] [--model use-lite]
- *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N]
+ *   qi upload <file> --collection C | qi search "query" --collection C [--top-k N] [--ranker hybrid|vector|lexical]
  *   qi jobs <id> | qi jobs cancel <id> | qi jobs follow <id>
  *   qi files upload <file> [--purpose batch] | qi files list | get <id> | content <id> | delete <id>
  *   qi batch create <file.jsonl> --endpoint /v1/embeddings [--follow] [--output out.jsonl]
@@ -13,6 +13,7 @@ import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
+import { rankingOptionsSchema } from '../shared/documents/search-ranking.js';
 import { InferenceClient, InferenceError } from './inference-client.js';
 
 const USAGE = `usage: qi <command> [options]
@@ -20,7 +21,7 @@ const USAGE = `usage: qi <command> [options]
   chat <message> [--model M] [--max-tokens N] [--temperature T] [--seed S] [--no-stream]
   embed <text>... [--model M]         print one line per text: its dimensions and first values
   upload <file> --collection C         upload a document, with progress bars for the upload and its ingestion
-  search <query> --collection C [--top-k N]
+  search <query> --collection C [--top-k N] [--ranker hybrid|vector|lexical]
   jobs <id>                           show a job
   jobs follow <id>                    follow a job live (tokens, progress) until it ends
   jobs cancel <id>                    cancel a job
@@ -49,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
       endpoint: { type: 'string' },
       follow: { type: 'boolean' },
       output: { type: 'string' },
+      ranker: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,7 +114,8 @@ async function main(argv: string[]): Promise<number> {
       case 'search': {
         const query = args.join(' ');
         if (!query || !values.collection) throw new Error('usage: qi search "query" --collection <name>');
-        const hits = await client.search(values.collection, query, { top_k: num(values['top-k']) ?? 5 });
+        const ranker = rankingOptionsSchema.shape.ranker.parse(values.ranker);
+        const hits = await client.search(values.collection, query, { top_k: num(values['top-k']) ?? 5, ...(ranker ? { ranking_options: { ranker } } : {}) });
         for (const h of hits) console.log(`${h.score.toFixed(3)}\t${h.document_id.slice(0, 8)} p.${h.page}\t${h.text.replace(/\s+/g, ' ').slice(0, 100)}`);
         return 0;
       }

@@ -2,6 +2,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenEvent, ServerToClientEvents, SubscribeAck } from '../shared/events/job-events.js';
 import type { ChatMessageInput, ChatOptions, CreateJobRequestInput } from '../shared/api/request-schemas.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
+import type { RankingOptions } from '../shared/documents/search-ranking.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
 import { signRequestWeb } from '../shared/api/sign-request-web.js';
@@ -274,7 +275,7 @@ export class InferenceClient {
     return this.request('GET', `/v1/documents/${encodeURIComponent(id)}`) as Promise<DocumentView>;
   }
 
-  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number } = {}): Promise<SearchHit[]> {
+  async search(collection: string, query: string, opts: { top_k?: number; filter?: Record<string, unknown>; ef?: number; ranking_options?: RankingOptions } = {}): Promise<SearchHit[]> {
     const res = (await this.request('POST', `/v1/collections/${encodeURIComponent(collection)}/search`, { query, top_k: opts.top_k ?? 5, ...opts })) as { data: SearchHit[] };
     return res.data;
   }

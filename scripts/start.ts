@@ -2,8 +2,10 @@
  * All-in-one launcher for a single machine: `npm start`.
  * Builds missing models, starts a local redis-server when nothing answers at REDIS_URL (data in
  * EMBEDDED_REDIS_DIR, append-only), then runs one API process and one worker process with the
- * same environment, and stops all of them together. Real deployments run `npm run start:api` and
- * `npm run start:worker` separately instead.
+ * same environment, and stops all of them together. Without a CHATBOT_CONFIG (outside production)
+ * it serves the example chatbot for the API_KEYS tenants (or the generated development tenant),
+ * with its tools answered by a demo tool service on DEMO_TOOLS_PORT. Real deployments run
+ * `npm run start:api` and `npm run start:worker` separately instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +13,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadEnv } from '../shared/config/env.js';
 import { loadModelRegistry } from '../shared/models/model-registry.js';
+import { writeDemoChatbotConfig } from './lib/demo-chatbot.js';
+import { startDemoToolService, type DemoToolService } from './lib/demo-tool-service.js';
 import { REDIS_INSTALL_HINT, findRedisServer, redisAnswers, startRedisServer, type RedisServerHandle } from './lib/redis-server.js';
 import { ensureModels } from './models/build-models.js';
 
@@ -23,10 +27,28 @@ async function main(): Promise<void> {
   await ensureModels(registry.models, { log: say });
 
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  let tenants = env.API_KEYS.map((k) => k.tenant);
   if (env.API_KEYS.length === 0 && env.NODE_ENV !== 'production') {
     const key = `dev-${randomBytes(18).toString('base64url')}`;
     childEnv.API_KEYS = `dev:${key}`;
+    tenants = ['dev'];
     say(`API_KEYS is not set; generated a development key for tenant "dev": ${key}`);
+  }
+
+  let demoTools: DemoToolService | undefined;
+  if (!env.CHATBOT_CONFIG && env.NODE_ENV !== 'production' && tenants.length > 0) {
+    demoTools = await startDemoToolService({ port: env.DEMO_TOOLS_PORT });
+    childEnv.CHATBOT_CONFIG = writeDemoChatbotConfig({
+      example: path.join(root, 'config/chatbot.example.json'),
+      tenants: [...new Set(tenants)],
+      toolsUrl: demoTools.url,
+      file: path.resolve(root, '.data/chatbot.demo.json'),
+    });
+    say(
+      `CHATBOT_CONFIG is not set: serving the example chatbot (config/chatbot.example.json) for tenant(s) ${[...new Set(tenants)].join(', ')}; ` +
+        `its weather and order tools are answered by the DEMO tool service at ${demoTools.url} (made-up data), ` +
+        `and its knowledge answers come from the collection "handbook" (upload documents into it)`,
+    );
   }
 
   let redis: RedisServerHandle | undefined;
@@ -73,6 +95,7 @@ async function main(): Promise<void> {
           }),
       ),
     );
+    await demoTools?.close();
     await redis?.stop();
     process.exit(code);
   };

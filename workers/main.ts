@@ -7,7 +7,7 @@ import { cancelChannel, workersKey } from '../shared/jobs/job-views.js';
 import { ShutdownManager } from '../shared/lifecycle/shutdown.js';
 import { createLogger } from '../shared/logger.js';
 import { loadModelRegistry, type ModelConfig } from '../shared/models/model-registry.js';
-import { JOB_TYPES, jobCatalog, jobSpec, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
+import { JOB_TYPES, jobCatalog, jobSpec, modelQueues, type JobDomain, type JobType } from '../shared/jobs/job-catalog.js';
 import { BatchStore } from '../shared/batches/batch-store.js';
 import { FileStore } from '../shared/files/file-store.js';
 import { TenantLoad } from '../shared/limits/tenant-load.js';
@@ -22,6 +22,7 @@ import { startEmbeddingEngine, type EmbeddingEngine } from './embeddings/embeddi
 import type { ChatBackend } from './chat/chat-backend.js';
 import { startChatBackend } from './chat/chat-formats.js';
 import { createChatHandler } from './chat/chat.handler.js';
+import { createTokenizeHandler } from './chat/tokenize.handler.js';
 import { createChatbotHandler } from './chatbot/chatbot.handler.js';
 import { createKnowledgeSearch } from './chatbot/knowledge-search.js';
 import { DocumentStore } from '../shared/documents/document-store.js';
@@ -135,6 +136,7 @@ async function main(): Promise<void> {
           redis: publisher,
           prefix: env.QUEUE_PREFIX,
           retentionSeconds: env.JOB_RETENTION_SECONDS,
+          untrainedChatModels: new Set(registry.models.filter((m) => m.task === 'chat' && 'untrained' in m && m.untrained).map((m) => m.id)),
           // Knowledge answers search the tenant's document collections where this worker serves them.
           ...(engines.has(env.DOCUMENTS_EMBEDDING_MODEL)
             ? { knowledge: createKnowledgeSearch({ store: new DocumentStore(publisher, env.QUEUE_PREFIX), search: documents.handlers['document.search'], model: env.DOCUMENTS_EMBEDDING_MODEL, log }) }
@@ -146,6 +148,7 @@ async function main(): Promise<void> {
     embedding: createEmbedTextHandler(engines),
     'batch.validate': createValidateBatchHandler(batchDeps),
     'batch.run': createRunBatchHandler(batchDeps),
+    tokenize: createTokenizeHandler(chatBackends),
     chat: createChatHandler({
       backends: chatBackends,
       redis: publisher,
@@ -172,7 +175,11 @@ async function main(): Promise<void> {
     const spec = jobSpec(type);
     const domain = domains[spec.domain];
     if ('name' in spec.queue) return domain ? [{ queueName: spec.queue.name, model: domain.model }] : [];
-    return served.filter((m) => m.task === type).map((m) => ({ queueName: m.queueName, model: m.id, concurrency: m.concurrency }));
+    return served.flatMap((m) =>
+      modelQueues(m)
+        .filter((q) => q.type === type)
+        .map((q) => ({ queueName: q.queueName, model: m.id, concurrency: m.concurrency })),
+    );
   };
   const buildWorker = createWorkerFactory({ connection, prefix: env.QUEUE_PREFIX, log, delivery, streams, metrics, settings: env });
   const workers: Worker[] = JOB_TYPES.flatMap((type) => servedQueues(type).map((queue) => buildWorker(type, handlers[type] as JobHandler<typeof type>, queue)));

@@ -137,8 +137,14 @@ function parseEntry(raw: string | null): Entry | undefined {
   return { tokens: Number(raw.slice(0, a)), dims: Number(raw.slice(a + 1, b)), b64: raw.slice(b + 1) };
 }
 
-/** Whether a chat request always gets the same answer: greedy decoding, or sampling with a fixed seed. */
+/**
+ * Whether a chat request always gets the same answer (greedy decoding, or sampling with a fixed
+ * seed) that a hit can replay. Requests for logprobs or several choices are not cached: a hit
+ * replays the answer as one token event of its whole text, which cannot carry per-token
+ * logprobs nor several choices.
+ */
 export function isDeterministic(p: JobPayload<'chat'>): boolean {
+  if (p.logprobs === true || (p.n ?? 1) > 1) return false;
   return p.temperature === 0 || p.seed !== undefined;
 }
 
@@ -148,6 +154,8 @@ export function chatCacheKeyMaterial(p: JobPayload<'chat'>): string {
   return JSON.stringify({
     model: p.model,
     messages: p.messages.map((m) => [m.role, m.content]),
+    // A raw prompt (legacy completions) skips the chat template: not the same answer as its message.
+    ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
     max_tokens: p.max_tokens,
     stop: [...p.stop].sort(),
     repetition_penalty: p.repetition_penalty,
@@ -180,7 +188,7 @@ export class CachingChatRunner implements CacheableChatRunner {
         this.cache.count('chat', 'hit');
         ctx.report('hit');
         opts.onStart?.(jobId, result.model);
-        if (result.message.content) opts.onToken?.(result.message.content, 0);
+        if (result.message.content) opts.onToken?.(result.message.content, 0, {});
         return { status: 'completed', jobId, model: result.model, result };
       }
     }

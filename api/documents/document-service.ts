@@ -165,7 +165,16 @@ export class DocumentService {
       tenant,
       // Its queue and bound are its catalog entry's; errors name the documents' model.
       fixedQueueTarget('document.search', this.deps.model),
-      { collection_id: cid, model: this.deps.model, query: body.query, top_k: body.top_k, ...(body.filter ? { filter: body.filter } : {}), ...(body.ef ? { ef: body.ef } : {}) },
+      {
+        collection_id: cid,
+        model: this.deps.model,
+        query: body.query,
+        top_k: body.top_k,
+        ...(body.filter ? { filter: body.filter } : {}),
+        ...(body.filters ? { attribute_filter: body.filters } : {}),
+        ...(body.ef ? { ef: body.ef } : {}),
+        ...(body.ranking_options ? { ranking_options: body.ranking_options } : {}),
+      },
       this.deps.searchTimeoutMs,
       requestId,
     );

@@ -1,12 +1,21 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { chatCompletionRequestSchema, chatbotRequestSchema, createJobRequestSchema, embeddingsRequestSchema } from '../../shared/api/request-schemas.js';
+import {
+  chatCompletionRequestSchema,
+  chatbotRequestSchema,
+  completionRequestSchema,
+  createJobRequestSchema,
+  detokenizeRequestSchema,
+  embeddingsRequestSchema,
+  tokenizeRequestSchema,
+} from '../../shared/api/request-schemas.js';
 import type { ErrorType } from '../../shared/errors/app-error.js';
-import { JOB_TYPES, chatResultSchema } from '../../shared/jobs/job-catalog.js';
+import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../shared/jobs/job-catalog.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { fileOperations } from './openapi-files.js';
 import { batchOperations } from './openapi-batches.js';
+import { responsesOperations } from './openapi-responses.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
 import { ROUTES, openApiPath, routeKey, type Access, type RouteKey, type RouteSpec } from './route-table.js';
 
@@ -100,13 +109,41 @@ const chatCompletion = z
         index: z.number().int(),
         message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
         finish_reason: z.string(),
-        logprobs: z.null(),
+        logprobs: z
+          .object({ content: z.array(chatTokenLogprobSchema), refusal: z.null() })
+          .nullable()
+          .meta({ description: "With `logprobs: true`: each token's log-probability (the model's own distribution) and `top_logprobs` alternatives" }),
       }),
     ),
     usage: chatResultSchema.shape.usage,
     timings: chatResultSchema.shape.timings.optional().meta({ description: 'Extension: time to first token, total time, tokens per second' }),
   })
   .meta({ id: 'CreateChatCompletionResponse' });
+
+const textCompletion = z
+  .object({
+    id: z.string(),
+    object: z.literal('text_completion'),
+    created: z.number().int(),
+    model: z.string(),
+    choices: z.array(
+      z.object({
+        index: z.number().int().meta({ description: "Prompt p's choice c is choice p * n + c" }),
+        text: z.string(),
+        logprobs: z
+          .object({
+            tokens: z.array(z.string()),
+            token_logprobs: z.array(z.number()),
+            top_logprobs: z.array(z.record(z.string(), z.number())),
+            text_offset: z.array(z.number().int()),
+          })
+          .nullable(),
+        finish_reason: z.string(),
+      }),
+    ),
+    usage: chatResultSchema.shape.usage,
+  })
+  .meta({ id: 'CreateCompletionResponse' });
 
 const health = z.object({ status: z.literal('ok') });
 const readiness = z
@@ -249,6 +286,45 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     },
   });
 
+  op('POST /v1/completions', {
+    description:
+      "OpenAI's legacy text completions on the chat models: the prompt is tokenized as is, without the chat template. `prompt` is a string or a list of up to 8 (each gets `n` choices); " +
+      '`logprobs` (0-5) gives `{tokens, token_logprobs, top_logprobs, text_offset}`; `echo` puts the prompt before the text (not together with `logprobs`); `suffix` is refused. ' +
+      'With `stream: true` the answer is server-sent `text_completion` chunks ending with `data: [DONE]`.',
+    request: { body: { required: true, content: { 'application/json': { schema: completionRequestSchema.meta({ id: 'CreateCompletionRequest' }) } } } },
+    responses: {
+      200: {
+        description: 'The completion, or (stream: true) its chunks as server-sent events',
+        headers: z.object({ 'x-job-id': z.string().meta({ description: 'The jobs that produced the answer, one per prompt, comma-separated' }) }),
+        content: {
+          'application/json': { schema: textCompletion },
+          'text/event-stream': { schema: z.string().meta({ description: '`data: {text_completion}` lines, then `data: [DONE]`' }) },
+        },
+      },
+      ...errorsFor(400, 401, 404, 409, 413, 429, 500, 502, 503, 504),
+    },
+  });
+
+  op('POST /v1/tokenize', {
+    description:
+      "vLLM's /tokenize: `{model, prompt}` (special tokens added unless `add_special_tokens: false`) or `{model, messages}` (through the model's chat template, the assistant's turn opened unless `add_generation_prompt: false`) → the ids generation would see. " +
+      'Runs as a job on the model\'s tokenize queue, where the tokenizer lives; upstream models have none (400).',
+    request: { body: { required: true, content: { 'application/json': { schema: tokenizeRequestSchema.meta({ id: 'TokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ count: z.number().int(), max_model_len: z.number().int(), tokens: z.array(z.number().int()) }).meta({ id: 'TokenizeResponse' }), 'The token ids, their count, and the context the model serves'),
+      ...errorsFor(400, 401, 404, 429, 500, 503, 504),
+    },
+  });
+
+  op('POST /v1/detokenize', {
+    description: "vLLM's /detokenize: `{model, tokens}` → `{prompt}`, special tokens kept. Ids outside the vocabulary are a 422.",
+    request: { body: { required: true, content: { 'application/json': { schema: detokenizeRequestSchema.meta({ id: 'DetokenizeRequest' }) } } } },
+    responses: {
+      200: json(z.object({ prompt: z.string() }).meta({ id: 'DetokenizeResponse' }), 'The text'),
+      ...errorsFor(400, 401, 404, 422, 429, 500, 503, 504),
+    },
+  });
+
   op('POST /v1/chatbot', {
     description:
       'Answers `{reply, intent, confidence, session_id, sources, tool_calls, metadata}`. With `stream: true`: server-sent `{"type":"token","text"}` events, then `{"type":"result", ...}` and `[DONE]`. ' +
@@ -314,6 +390,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   documentOperations(op, { json, errorsFor });
   fileOperations(op, { json, errorsFor });
   batchOperations(op, { json, errorsFor });
+  responsesOperations(op, { json, errorsFor });
 
   op('GET /healthz', {
     responses: { 200: json(health, 'Up') },
@@ -379,6 +456,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
     tags: [
       { name: 'embeddings', description: 'OpenAI-compatible synchronous endpoints' },
       { name: 'chat', description: 'OpenAI-compatible chat completions' },
+      { name: 'responses', description: "OpenAI's Responses API, with background responses on the queue" },
       { name: 'jobs', description: 'Asynchronous jobs shared by every job type' },
       { name: 'models', description: 'The model registry' },
       { name: 'documents', description: 'Documents, collections and vector search' },

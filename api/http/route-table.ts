@@ -65,9 +65,10 @@ export const SUBMIT_SCOPES = { embedding: 'embeddings', chat: 'chat' } as const 
  * model queues are named after the model's task, the document pipeline's all start with `documents`,
  * the chatbot's is `chatbot.default`. A family missing here has no job anyone may read (fail closed).
  */
-export const JOB_FAMILY_SCOPES: Readonly<Record<ModelConfig['task'] | 'documents' | 'chatbot', Scope>> = {
+export const JOB_FAMILY_SCOPES: Readonly<Record<ModelConfig['task'] | 'tokenize' | 'documents' | 'chatbot', Scope>> = {
   embedding: 'embeddings',
   chat: 'chat',
+  tokenize: 'chat',
   documents: 'documents',
   chatbot: 'chat',
 };
@@ -140,6 +141,21 @@ export const ROUTES = [
   // Inference.
   { method: 'POST', path: '/v1/embeddings', access: scope('embeddings'), modelTask: 'embedding', tags: ['embeddings'], summary: 'Create embeddings (OpenAI-compatible), waiting for the result' },
   { method: 'POST', path: '/v1/chat/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
+  { method: 'POST', path: '/v1/responses', access: scope('chat'), modelTask: 'chat', tags: ['responses'], summary: "Create a response (OpenAI's Responses API): whole, streamed, or in the background on the queue" },
+  { method: 'GET', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'A stored response; with `stream=true`, a background response\'s events from `starting_after` on' },
+  { method: 'DELETE', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'Delete a stored response (a running one is cancelled first)' },
+  { method: 'POST', path: '/v1/responses/:id/cancel', access: scope('chat'), tags: ['responses'], summary: 'Cancel a background response' },
+  { method: 'GET', path: '/v1/responses/:id/input_items', access: scope('chat'), tags: ['responses'], summary: 'The items a stored response was generated from' },
+  { method: 'POST', path: '/v1/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a text completion (legacy OpenAI endpoint): a raw prompt, no chat template' },
+  {
+    method: 'POST',
+    path: '/v1/tokenize',
+    access: scope('chat'),
+    modelTask: 'chat',
+    tags: ['chat'],
+    summary: "Token ids of a prompt or of messages through the chat template, with the model's own tokenizer (vLLM's /tokenize)",
+  },
+  { method: 'POST', path: '/v1/detokenize', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: "Text of token ids, with the model's own tokenizer (vLLM's /detokenize)" },
   { method: 'POST', path: '/v1/chatbot', access: scope('chat'), tags: ['chat'], summary: "One turn of the tenant's chatbot: intent, dialogue state, tools, knowledge-base answer" },
   { method: 'POST', path: '/v1/jobs', access: scope(byJobType), modelTask: 'job-type', tags: ['jobs'], summary: 'Submit an asynchronous job' },
   { method: 'GET', path: '/v1/jobs/:id', access: scope(byJobId), tags: ['jobs'], summary: "A job's status, progress, timings and result" },

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { Logger } from '../../shared/logger.js';
+import type { AppError } from '../../shared/errors/app-error.js';
 import { toAppError } from './error-handler.js';
 
 /**
@@ -42,17 +43,21 @@ export class EventStream {
     });
   }
 
-  send(data: unknown): void {
+  /** One event; with `event`, a named one (`event:` line), as the Responses API's typed events are. */
+  send(data: unknown, event?: string): void {
     this.open();
-    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+    this.res.write(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
     this.timer?.refresh();
   }
 
-  /** OpenAI's end-of-stream marker, then the end of the response. */
-  end(): void {
+  /**
+   * The end of the response, after OpenAI's end-of-stream marker `data: [DONE]` unless `done` is
+   * false (Responses streams end with their terminal event, not the marker).
+   */
+  end(opts: { done?: boolean } = {}): void {
     this.stop();
     this.open();
-    this.res.write('data: [DONE]\n\n');
+    if (opts.done ?? true) this.res.write('data: [DONE]\n\n');
     this.res.end();
   }
 
@@ -62,15 +67,23 @@ export class EventStream {
 
   /**
    * A failure while streaming: rethrown while nothing has gone out (the error middleware then
-   * answers with a plain status), otherwise sent as an error event that ends the stream.
+   * answers with a plain status), otherwise sent as an error event that ends the stream (in
+   * OpenAI's chat shape, or as `format` makes it).
    */
-  fail(err: unknown, log: Logger, what: string): void {
+  fail(err: unknown, log: Logger, what: string, format?: (e: AppError) => { event: string; data: unknown }): void {
     if (!this.opened) {
       this.stop();
       throw err;
     }
     const e = toAppError(err);
     if (e.status >= 500) log.error({ err }, `${what} stream failed after it opened`);
+    if (format) {
+      // A stream with typed events reports the error as one of its own events.
+      const { event, data } = format(e);
+      this.send(data, event);
+      this.end({ done: false });
+      return;
+    }
     this.send(e.toBody());
     this.end();
   }

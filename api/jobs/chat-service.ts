@@ -1,11 +1,12 @@
 import { chatPayload, resolveChatModel } from '../../shared/api/openai-requests.js';
 import { BATCH_PRIORITY, INTERACTIVE_PRIORITY } from '../../shared/jobs/priorities.js';
-import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jobs/job-catalog.js';
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
-import { runStreamingJob } from './stream-runner.js';
+import { runStreamingJob, type StreamedEnd, type StreamRunOptions } from './stream-runner.js';
 
 export type { ChatParams };
 
@@ -17,13 +18,15 @@ export interface ChatRunOptions extends SubmitOptions {
   /** Aborting (the client went away) cancels the job. */
   signal?: AbortSignal;
   onStart?: (jobId: string, model: string) => void;
-  onToken?: (text: string, index: number) => void;
+  onToken?: StreamRunOptions['onToken'];
 }
 
 /** Runs a chat job to its end: ChatService itself, or a decorator in front of it (the response cache). */
 export interface ChatRunner {
   run(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: ChatRunOptions): Promise<ChatOutcome>;
 }
+
+export { choicesOf, type ChatChoice } from '../../shared/api/openai-responses.js';
 
 /** Failures of an upstream that its fallback model may answer instead. */
 const FALLBACK_CODES = new Set(['upstream_error', 'upstream_timeout']);
@@ -41,6 +44,8 @@ export class ChatService implements ChatRunner {
       jobs: JobService;
       relay: TokenRelay;
       registry: ModelRegistry;
+      /** How long tokenize jobs may take (SYNC_TIMEOUT_MS). */
+      syncTimeoutMs: number;
     },
   ) {}
 
@@ -48,8 +53,21 @@ export class ChatService implements ChatRunner {
     return resolveChatModel(this.deps.registry, id);
   }
 
-  payload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
+  /** The job payload of a chat request; `prompt`: a legacy completion's raw prompt (see chatPayloadSchema). */
+  payload(model: ChatModelConfig, p: ChatParams & { prompt?: string }): JobPayload<'chat'> {
     return chatPayload(model, p);
+  }
+
+  /**
+   * Tokenizes or detokenizes with the model's own tokenizer: a job on the model's tokenize queue,
+   * since the tokenizer lives with the model on the workers (the API image carries no model files).
+   */
+  tokenize(tenant: string, model: ChatModelConfig, payload: JobPayload<'tokenize'>, requestId: string): Promise<JobResult<'tokenize'>> {
+    if (model.format !== 'hf-decoder') {
+      throw errors.invalidRequest(`Model '${model.id}' is served by an upstream; its tokenizer is not available here.`, 'model', 'unsupported_parameter');
+    }
+    const target = { id: model.id, queueName: modelQueueName('tokenize', model.id), max_queue: model.max_queue };
+    return this.deps.jobs.run('tokenize', tenant, target, payload, this.deps.syncTimeoutMs, requestId);
   }
 
   submit(tenant: string, model: ChatModelConfig, payload: JobPayload<'chat'>, opts: SubmitOptions): Promise<{ view: JobView; created: boolean }> {
@@ -80,7 +98,12 @@ export class ChatService implements ChatRunner {
       ...opts,
       onStart: (id) => opts.onStart?.(id, model.id),
     });
-    if (end.status === 'completed') return { outcome: { status: 'completed', jobId, model: end.result.model, result: end.result }, tokensSent };
-    return { outcome: { status: end.status, jobId, model: model.id, error: end.error ?? { message: 'failed', code: 'job_failed' } }, tokensSent };
+    return { outcome: chatOutcome(jobId, model.id, end), tokensSent };
   }
+}
+
+/** How a chat job ended, from its token stream's end entry; `model` is the one it was submitted to. */
+export function chatOutcome(jobId: string, model: string, end: StreamedEnd<'chat'>): ChatOutcome {
+  if (end.status === 'completed') return { status: 'completed', jobId, model: end.result.model, result: end.result };
+  return { status: end.status, jobId, model, error: end.error ?? { message: 'failed', code: 'job_failed' } };
 }

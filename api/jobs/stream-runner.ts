@@ -1,5 +1,6 @@
 import type { JobPayload, JobResult, JobType } from '../../shared/jobs/job-catalog.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { JobService, QueueTarget, SubmitOptions } from './job-service.js';
 
 /**
@@ -14,7 +15,8 @@ export interface StreamRunOptions extends SubmitOptions {
   /** Aborting cancels the job (the client went away). */
   signal?: AbortSignal;
   onStart?: (jobId: string) => void;
-  onToken?: (text: string, index: number) => void;
+  /** `extras`: the choice (n > 1) and logprobs the token entry carries. */
+  onToken?: (text: string, index: number, extras: TokenExtras) => void;
 }
 
 /**
@@ -32,28 +34,47 @@ export async function runStreamingJob<K extends JobType>(
   const { view } = await deps.jobs.submit(type, tenant, target, payload, opts);
   const jobId = view.id;
   opts.onStart?.(jobId);
+  const { end, tokensSent } = await followToEnd<K>(deps.relay, jobId, {
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onToken ? { onToken: opts.onToken } : {}),
+    onAbort: () => void deps.jobs.cancel(tenant, jobId).catch(() => {}),
+  });
+  return { jobId, end, tokensSent };
+}
+
+/**
+ * Follows a streaming job's token stream from its first token to its end entry (however long ago
+ * the job started: the stream's backlog comes first). Aborting `signal` stops following and
+ * resolves as `cancelled` after calling `onAbort` (which may cancel the job, or leave it running).
+ */
+export async function followToEnd<K extends JobType>(
+  relay: TokenRelay,
+  jobId: string,
+  opts: { signal?: AbortSignal; onToken?: StreamRunOptions['onToken']; onAbort?: () => void },
+): Promise<{ end: StreamedEnd<K>; tokensSent: boolean }> {
   let tokensSent = false;
-  let unfollow: (() => void) | undefined;
+  let following: Promise<() => void> | undefined;
   const end = await new Promise<StreamedEnd<K>>((resolve) => {
     const onAbort = () => {
-      void deps.jobs.cancel(tenant, jobId).catch(() => {});
+      opts.onAbort?.();
       resolve({ kind: 'end', status: 'cancelled', error: { message: 'cancelled: client went away', code: 'cancelled' } });
     };
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    void deps.relay
-      .follow(jobId, 0, (entry) => {
-        if (entry.kind === 'token') {
-          tokensSent = true;
-          opts.onToken?.(entry.text, entry.i);
-        } else {
-          opts.signal?.removeEventListener('abort', onAbort);
-          resolve(entry as StreamedEnd<K>);
-        }
-      })
-      .then((u) => (unfollow = u))
-      .catch(() => resolve({ kind: 'end', status: 'failed', error: { message: 'lost the token stream', code: 'stream_error' } }));
+    following = relay.follow(jobId, 0, (entry) => {
+      if (entry.kind === 'token') {
+        tokensSent = true;
+        const { kind: _kind, i, text, ...extras } = entry;
+        opts.onToken?.(text, i, extras);
+      } else {
+        opts.signal?.removeEventListener('abort', onAbort);
+        resolve(entry as StreamedEnd<K>);
+      }
+    });
+    following.catch(() => resolve({ kind: 'end', status: 'failed', error: { message: 'lost the token stream', code: 'stream_error' } }));
   });
-  unfollow?.();
-  return { jobId, end, tokensSent };
+  // The end may come from the backlog, before follow() has returned its unfollow function: stop
+  // following once it has (a follower left behind would keep its channel and watchdog alive).
+  void following?.then((unfollow) => unfollow()).catch(() => {});
+  return { end, tokensSent };
 }

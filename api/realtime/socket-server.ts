@@ -119,7 +119,10 @@ export function createSocketServer(deps: {
           ended.delete(jobId);
           pending.add(jobId);
           const unfollow = await deps.relay.follow(jobId, from, (entry) => {
-            if (entry.kind === 'token') socket.emit('token', { id: jobId, index: entry.i, text: entry.text });
+            if (entry.kind === 'token') {
+              const { kind: _kind, i, ...token } = entry;
+              socket.emit('token', { id: jobId, index: i, ...token });
+            }
             else if (entry.status === 'completed') socket.emit('completed', { id: jobId, status: 'completed', result: entry.result });
             else socket.emit('failed', { id: jobId, status: entry.status, error: entry.error ?? { message: 'failed', code: 'job_failed' } });
           });

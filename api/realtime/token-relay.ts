@@ -79,6 +79,11 @@ export class TokenRelay {
     return unfollow;
   }
 
+  /** Whether a job's token stream is still kept: it expires with the job's retention after the job ends. */
+  async hasStream(jobId: string): Promise<boolean> {
+    return (await this.redis.exists(tokenStreamKey(this.prefix, jobId))) === 1;
+  }
+
   get following(): number {
     return this.channels.size;
   }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { chatCompletionRequestSchema } from '../../shared/api/request-schemas.js';
 import { checkChatCompletionOptions } from '../../shared/api/openai-requests.js';
-import { chatCompletionBody, chatFailure } from '../../shared/api/openai-responses.js';
+import { chatCompletionBody, chatFailure, choicesOf, openAiLogprobs } from '../../shared/api/openai-responses.js';
 import type { AppError } from '../../shared/errors/app-error.js';
 import { cacheContext, type CacheableChatRunner } from '../cache/response-cache.js';
 import type { ChatOutcome, ChatService } from '../jobs/chat-service.js';
+import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import { EventStream } from '../http/sse.js';
 import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
@@ -22,6 +23,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     const body = chatCompletionRequestSchema.parse(req.body);
     checkChatCompletionOptions(body);
     const model = deps.chat.resolveModel(body.model);
+    // max_completion_tokens is OpenAI's current name for max_tokens; it wins when both are given.
     const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
     const tenant = req.principal!.tenant;
     const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
@@ -44,16 +46,17 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
     let answering = model.id;
     let jobId = '';
     const stream = new EventStream(res, { keepAliveMs: deps.sseKeepAliveMs, jobId: () => jobId });
-    const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
-      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...extra });
-    // The first chunk carries the role, as OpenAI's do. The stream itself opens with it, or with a
+    const chunk = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs?: ChatTokenLogprob[]) =>
+      stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [{ index, delta, finish_reason: finish, logprobs: openAiLogprobs(logprobs) }] });
+    // Each choice's first chunk carries the role, as OpenAI's do; with n > 1 the choices' chunks
+    // interleave as their tokens come. The stream itself opens with the first chunk, or with a
     // keep-alive while the job waits: a job that fails before either (a prompt longer than the
     // context) still gets a plain HTTP error status.
-    let started = false;
-    const start = () => {
-      if (started) return;
-      started = true;
-      chunk({ role: 'assistant', content: '' }, null);
+    const started = new Set<number>();
+    const start = (index: number) => {
+      if (started.has(index)) return;
+      started.add(index);
+      chunk(index, { role: 'assistant', content: '' }, null);
     };
     let outcome: ChatOutcome;
     try {
@@ -69,9 +72,9 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
             jobId = startedJob;
             answering = modelId;
           },
-          onToken: (text) => {
-            start();
-            chunk({ content: text }, null);
+          onToken: (text, _index, { choice = 0, logprobs }) => {
+            start(choice);
+            chunk(choice, { content: text }, null, logprobs);
           },
         },
         cacheContext(req, res),
@@ -89,9 +92,11 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
       throw failure(outcome);
     }
     if (outcome.status === 'completed') {
-      start();
       answering = outcome.model;
-      chunk({}, outcome.result.finish_reason === 'cancelled' ? 'stop' : outcome.result.finish_reason);
+      for (const c of choicesOf(outcome.result)) {
+        start(c.index);
+        chunk(c.index, {}, c.finish_reason === 'cancelled' ? 'stop' : c.finish_reason);
+      }
       if (body.stream_options?.include_usage) stream.send({ id, object: 'chat.completion.chunk', created, model: answering, choices: [], usage: outcome.result.usage });
     } else {
       const e = failure(outcome);
@@ -104,6 +109,7 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
   return router;
 }
 
-function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
+/** The HTTP error for a chat job that did not complete (also answered by POST /v1/responses). */
+export function failure(outcome: Exclude<ChatOutcome, { status: 'completed' }>): AppError {
   return chatFailure(outcome.error);
 }

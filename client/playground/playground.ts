@@ -129,7 +129,8 @@ $('doc-upload').addEventListener('click', async () => {
 $('search-send').addEventListener('click', async () => {
   if (!client) return;
   try {
-    const hits = await client.search($<HTMLInputElement>('doc-collection').value, $<HTMLInputElement>('search-query').value, { top_k: 5 });
+    const ranker = $<HTMLSelectElement>('search-ranker').value as 'hybrid' | 'vector' | 'lexical';
+    const hits = await client.search($<HTMLInputElement>('doc-collection').value, $<HTMLInputElement>('search-query').value, { top_k: 5, ranking_options: { ranker } });
     $('search-hits').replaceChildren(
       ...hits.map((h) => {
         const tr = document.createElement('tr');
@@ -155,7 +156,8 @@ $('bot-send').addEventListener('click', async () => {
     const r = await client.chatbot({ user_id: 'playground', message: input.value, ...(botSession ? { session_id: botSession } : {}) });
     botSession = r.session_id;
     const tools = r.tool_calls.map((t) => `${t.name}: ${t.ok ? 'ok' : `failed (${t.error})`}`).join(', ');
-    const sources = r.sources.map((s) => `${s.document_id.slice(0, 8)} p.${s.page ?? '-'} (${s.score.toFixed(2)})`).join(', ');
+    // Numbered as the reply's citations [n] number them.
+    const sources = r.sources.map((s, i) => `[${i + 1}] ${s.document_id.slice(0, 8)} p.${s.page ?? '-'} (${s.score.toFixed(2)})`).join(', ');
     log.append(`you: ${input.value}\nbot [${r.intent} ${r.confidence}]: ${r.reply}\n${tools ? `  tools: ${tools}\n` : ''}${sources ? `  sources: ${sources}\n` : ''}`);
     input.value = '';
   } catch (err) {

@@ -34,20 +34,32 @@ export function resolveChatModel(registry: ModelRegistry, id: string): ChatModel
 
 /** Fields of POST /v1/chat/completions that OpenAI has and this service refuses rather than ignores. */
 export function checkChatCompletionOptions(body: z.infer<typeof chatCompletionRequestSchema>): void {
-  if ((body.n ?? 1) > 1) throw errors.invalidRequest("'n' greater than 1 is not supported; send one request per completion.", 'n', 'unsupported_parameter');
   for (const p of ['presence_penalty', 'frequency_penalty'] as const) {
     if (body[p]) throw errors.invalidRequest(`'${p}' is not supported; use 'repetition_penalty'.`, p, 'unsupported_parameter');
   }
 }
 
-/** A chat job's payload from a validated request, within the model's limits. */
-export function chatPayload(model: ChatModelConfig, p: ChatParams): JobPayload<'chat'> {
+/** A chat job's payload from a validated request, within the model's limits; `prompt`: a legacy completion's raw prompt (see chatPayloadSchema). */
+export function chatPayload(model: ChatModelConfig, p: ChatParams & { prompt?: string }): JobPayload<'chat'> {
   const maxTokens = p.max_tokens ?? model.default_max_tokens;
   if (maxTokens > model.max_tokens_limit) {
     throw errors.invalidRequest(`'max_tokens' is ${maxTokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_tokens', 'max_tokens_too_large');
   }
   if (p.messages.every((m) => m.role !== 'user')) {
     throw errors.invalidRequest("'messages' must contain at least one message with role 'user'.", 'messages');
+  }
+  const n = p.n ?? 1;
+  if (p.top_logprobs != null && p.logprobs !== true) {
+    throw errors.invalidRequest("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+  }
+  // An upstream's stream is read for one answer's text: several choices and logprobs need the local engine.
+  if (model.format === 'openai-upstream' && (n > 1 || p.logprobs === true)) {
+    const param = n > 1 ? 'n' : 'logprobs';
+    throw errors.invalidRequest(`'${param}' is not supported for model '${model.id}', which an upstream serves.`, param, 'unsupported_parameter');
+  }
+  // The choices of a request decode together in one batch (workers/chat/generation-engine.ts).
+  if (n > model.concurrency) {
+    throw errors.invalidRequest(`'n' is ${n}; model '${model.id}' decodes at most ${model.concurrency} sequences together.`, 'n');
   }
   return {
     model: model.id,
@@ -59,5 +71,8 @@ export function chatPayload(model: ChatModelConfig, p: ChatParams): JobPayload<'
     repetition_penalty: p.repetition_penalty ?? 1,
     ...(p.seed === undefined ? {} : { seed: p.seed }),
     stop: p.stop ?? [],
+    ...(p.logprobs === true ? { logprobs: true, ...(p.top_logprobs == null ? {} : { top_logprobs: p.top_logprobs }) } : {}),
+    ...(n > 1 ? { n } : {}),
+    ...(p.prompt === undefined ? {} : { prompt: p.prompt }),
   };
 }

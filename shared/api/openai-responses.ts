@@ -1,5 +1,5 @@
 import { AppError, errors } from '../errors/app-error.js';
-import type { JobResult } from '../jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobResult } from '../jobs/job-catalog.js';
 import { WORKER_LOST } from '../streams/token-stream.js';
 
 /**
@@ -13,10 +13,29 @@ export function chatCompletionBody(id: string, created: number, result: JobResul
     object: 'chat.completion' as const,
     created,
     model: result.model,
-    choices: [{ index: 0, message: { role: 'assistant' as const, content: result.message.content, refusal: null }, finish_reason: result.finish_reason, logprobs: null }],
+    choices: choicesOf(result).map((c) => ({
+      index: c.index,
+      message: { role: 'assistant' as const, content: c.message.content, refusal: null },
+      finish_reason: c.finish_reason,
+      logprobs: openAiLogprobs(c.logprobs?.content),
+    })),
     usage: result.usage,
     timings: result.timings,
   };
+}
+
+export type ChatChoice = NonNullable<JobResult<'chat'>['choices']>[number];
+
+/** Every choice of a chat result: its `choices` when n > 1, else the one answer as choice 0. */
+export function choicesOf(result: JobResult<'chat'>): ChatChoice[] {
+  if (result.choices) return result.choices;
+  const { message, finish_reason, logprobs, usage } = result;
+  return [{ index: 0, message, finish_reason, ...(logprobs ? { logprobs } : {}), completion_tokens: usage.completion_tokens }];
+}
+
+/** A choice's `logprobs` as OpenAI writes them: null when not asked for. */
+export function openAiLogprobs(content: ChatTokenLogprob[] | undefined): { content: ChatTokenLogprob[]; refusal: null } | null {
+  return content === undefined ? null : { content, refusal: null };
 }
 
 /** The HTTP error a failed chat job is answered with (its code decides the status). */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_CHAT_CHOICES } from '../jobs/job-catalog.js';
 
 /**
  * Request bodies of the public API. Route handlers validate with these, and later the OpenAPI
@@ -77,20 +78,94 @@ const samplingFields = {
   stop: stop.optional(),
   /** Extension: 1 (most urgent) to 10; each key may be limited to a range. */
   priority: z.number().int().min(1).max(10).optional(),
+  /** Samples of the prompt, sharing one prefill (at most the model's batch, `concurrency`). */
+  n: z.number().int().min(1).max(MAX_CHAT_CHOICES).nullable().optional(),
 };
+
+/** Chat logprobs (OpenAI): each token's log-probability, and `top_logprobs` alternatives (0-20, needs `logprobs: true`). */
+const logprobFields = {
+  logprobs: z.boolean().nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+};
+
+/**
+ * Accepted for OpenAI compatibility and otherwise ignored: `user` (an end-user id), `metadata`
+ * (OpenAI's limits: 16 keys of up to 64 characters, values up to 512) and `store` (answers are
+ * never stored for OpenAI's distillation or evals here; the job itself is kept as any job is).
+ */
+const bookkeepingFields = {
+  user: z.string().max(256).optional(),
+  metadata: z
+    .record(z.string().max(64), z.string().max(512))
+    .refine((m) => Object.keys(m).length <= 16, 'must have at most 16 keys')
+    .nullable()
+    .optional(),
+  store: z.boolean().nullable().optional(),
+};
+
+/** `stream_options` of the streaming endpoints: `include_usage` adds a last chunk with the usage. */
+const streamOptions = z.object({ include_usage: z.boolean().optional() }).strict().nullable().optional();
 
 export const chatCompletionRequestSchema = z
   .object({
     model: z.string().min(1, 'is required'),
     messages: z.array(chatMessage).min(1, 'must contain at least one message'),
     ...samplingFields,
+    ...logprobFields,
+    ...bookkeepingFields,
     max_completion_tokens: z.number().int().positive().optional(),
-    n: z.number().int().min(1).optional(),
     stream: z.boolean().optional(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).strict().nullable().optional(),
+    stream_options: streamOptions,
     presence_penalty: z.number().min(-2).max(2).optional(),
     frequency_penalty: z.number().min(-2).max(2).optional(),
-    user: z.string().max(256).optional(),
+  })
+  .strict();
+
+/**
+ * POST /v1/completions, OpenAI's legacy text completions: a raw prompt (no chat template), or a
+ * list of prompts (each gets `n` choices). `logprobs` is an integer here (0-5 alternatives);
+ * `suffix` (fill-in-the-middle) and token-id prompts are refused.
+ */
+export const completionRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    prompt: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(MAX_CHAT_CHOICES)], {
+      message: 'must be a non-empty string or a list of 1 to 8 non-empty strings (token ids are not supported)',
+    }),
+    ...samplingFields,
+    ...bookkeepingFields,
+    echo: z.boolean().nullable().optional(),
+    logprobs: z.number().int().min(0).max(5).nullable().optional(),
+    suffix: z.string().nullable().optional(),
+    best_of: z.number().int().min(1).nullable().optional(),
+    stream: z.boolean().nullable().optional(),
+    stream_options: streamOptions,
+    presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+    frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  })
+  .strict();
+
+/**
+ * POST /v1/tokenize, as vLLM serves /tokenize: a raw `prompt` (with the tokenizer's special tokens
+ * unless `add_special_tokens: false`) or `messages` through the chat template (with the
+ * assistant's turn opened unless `add_generation_prompt: false`).
+ */
+export const tokenizeRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    prompt: z.string().optional(),
+    messages: z.array(chatMessage).min(1, 'must contain at least one message').optional(),
+    add_special_tokens: z.boolean().optional(),
+    add_generation_prompt: z.boolean().optional(),
+  })
+  .strict()
+  .refine((r) => (r.prompt === undefined) !== (r.messages === undefined), { message: "needs either 'prompt' or 'messages'", path: ['prompt'] });
+
+/** POST /v1/detokenize, as vLLM serves /detokenize: token ids back to text. */
+export const detokenizeRequestSchema = z
+  .object({
+    model: z.string().min(1, 'is required'),
+    tokens: z.array(z.number().int().min(0)).max(1_000_000),
   })
   .strict();
 
@@ -114,6 +189,7 @@ export const createJobRequestSchema = z.discriminatedUnion('type', [
       model: z.string().min(1, 'is required'),
       messages: z.array(chatMessage).min(1, 'must contain at least one message'),
       ...samplingFields,
+      ...logprobFields,
       /** OpenAI's current name for max_tokens, accepted here as on /v1/chat/completions (it wins when both are given). */
       max_completion_tokens: z.number().int().positive().optional(),
       timeout: jobTimeout,

@@ -55,6 +55,12 @@ const botSchema = z
     session_ttl_seconds: z.number().int().min(60).default(3600),
     max_tokens: z.number().int().min(1).default(128),
     system_prompt: z.string().default('You are a helpful assistant. Answer briefly.'),
+    /**
+     * How knowledge answers are written: `generative` by the chat model from the retrieved chunks,
+     * `extractive` from the chunks' own best-matching sentences with citations [n], `auto`
+     * (default) extractive when the chat model is marked `untrained` in the models config.
+     */
+    answer_mode: z.enum(['auto', 'generative', 'extractive']).default('auto'),
     intents: z.array(intentSchema).min(1),
     tools: z.array(toolSchema).default([]),
   })

@@ -92,6 +92,11 @@ export const envSchema = z.object({
   COALESCE_WINDOW_MS: z.coerce.number().min(0).max(100).default(2),
   /** How long finished async jobs stay readable through GET /v1/jobs/:id. */
   JOB_RETENTION_SECONDS: z.coerce.number().int().positive().default(3600),
+  /**
+   * How long stored Responses (POST /v1/responses with `store`, the default) stay readable and
+   * chainable with `previous_response_id`: OpenAI keeps them 30 days.
+   */
+  RESPONSES_RETENTION_SECONDS: z.coerce.number().int().positive().default(30 * 86_400),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
   /** Upper bound on inputs per embedding request (OpenAI's own limit is 2048). */
   MAX_EMBEDDING_INPUTS: z.coerce.number().int().positive().default(2048),
@@ -123,6 +128,11 @@ export const envSchema = z.object({
   /** Where the all-in-one launcher keeps the data of the Redis it starts itself. */
   EMBEDDED_REDIS_DIR: z.string().default('.data/redis'),
   EMBEDDED_REDIS: z.enum(['auto', 'never']).default('auto'),
+  /**
+   * Port of the demo tool service the all-in-one launcher runs for the example chatbot when
+   * CHATBOT_CONFIG is not set (loopback only; 0 picks a free port).
+   */
+  DEMO_TOOLS_PORT: z.coerce.number().int().min(0).max(65535).default(8081),
   PRETTY_LOGS: booleanish.default(false),
   /**
    * Security (api/auth, api/limits, api/cache). JWT_SECRET signs the tokens of POST /v1/auth/token

@@ -1,6 +1,7 @@
 import type { DocumentMetadata } from './documents.js';
 import { z } from 'zod';
 import { searchFilterSchema } from './document-jobs.js';
+import { attributeFilterSchema, rankingOptionsSchema } from './search-ranking.js';
 
 /** Request bodies of the document and search routes (validated by the routes, documented in OpenAPI). */
 export const searchRequestSchema = z
@@ -8,7 +9,13 @@ export const searchRequestSchema = z
     query: z.string().min(1, 'must not be empty').max(10_000),
     top_k: z.number().int().min(1).max(100).default(10),
     filter: searchFilterSchema.optional().meta({ description: 'Equality filters on document metadata: every key must match.' }),
+    filters: attributeFilterSchema.optional().meta({
+      description: 'OpenAI-style attribute filter on document metadata: a comparison `{type: eq|ne|gt|gte|lt|lte|in|nin, key, value}` or a compound `{type: and|or, filters: [...]}`. Applies together with `filter`.',
+    }),
     ef: z.number().int().min(1).max(5000).optional().meta({ description: 'HNSW search breadth (default HNSW_EF_SEARCH); higher is slower and more exact.' }),
+    ranking_options: rankingOptionsSchema.optional().meta({
+      description: 'How hits are ranked: `ranker` `hybrid` (default: vector and BM25 lexical rankings fused by reciprocal rank fusion), `vector` or `lexical`; `score_threshold`; fusion weights.',
+    }),
   })
   .strict();
 export type SearchRequest = z.infer<typeof searchRequestSchema>;

@@ -1,6 +1,7 @@
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import { metadataRecord } from '../api/ids.js';
+import { attributeFilterSchema, rankingOptionsSchema } from './search-ranking.js';
 
 /**
  * Job types of the document pipeline, merged into the job catalog (shared/jobs/job-catalog.ts).
@@ -38,12 +39,20 @@ export const documentSearchPayloadSchema = z
     query: z.string().min(1).max(10_000),
     top_k: z.number().int().min(1).max(100),
     filter: searchFilterSchema.optional(),
+    /** OpenAI-style comparison/compound filter on document metadata (the vector stores' `filters`). */
+    attribute_filter: attributeFilterSchema.optional(),
     ef: z.number().int().min(1).max(5000).optional(),
+    /** Ranker (hybrid when absent), weights and score threshold. */
+    ranking_options: rankingOptionsSchema.optional(),
   })
   .strict();
 
 export const searchHitSchema = z.object({
   score: z.number(),
+  /** Cosine similarity of the chunk to the query (null in a lexical-only search). */
+  vector_score: z.number().nullable(),
+  /** BM25 score of the chunk for the query's terms (null when none of them is in it). */
+  lexical_score: z.number().nullable(),
   text: z.string(),
   document_id: z.string(),
   chunk: z.number().int(),

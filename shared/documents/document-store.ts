@@ -261,17 +261,17 @@ export class DocumentStore {
     return last[0]?.[0] ?? '0-0';
   }
 
-  /** Vectors and document ids of labels (null where the chunk was deleted since). */
-  async chunkVectors(cid: string, labels: readonly number[]): Promise<({ doc: string; vector: Float32Array } | null)[]> {
+  /** What a replica needs of each label: its document, vector and text (null where the chunk was deleted since). */
+  async chunkEntries(cid: string, labels: readonly number[]): Promise<({ doc: string; vector: Float32Array; text: string } | null)[]> {
     const pipe = this.redis.pipeline();
-    for (const l of labels) pipe.hmgetBuffer(this.keys.chunk(cid, l), 'doc', 'vec');
+    for (const l of labels) pipe.hmgetBuffer(this.keys.chunk(cid, l), 'doc', 'vec', 'text');
     const res = (await pipe.exec()) ?? [];
     return res.map(([err, v]) => {
-      const [doc, vec] = (v ?? []) as (Buffer | null)[];
+      const [doc, vec, text] = (v ?? []) as (Buffer | null)[];
       if (err || !doc || !vec) return null;
       const out = new Float32Array(vec.byteLength / 4);
       new Uint8Array(out.buffer).set(vec);
-      return { doc: doc.toString(), vector: out };
+      return { doc: doc.toString(), vector: out, text: text?.toString('utf8') ?? '' };
     });
   }
 

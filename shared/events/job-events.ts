@@ -1,4 +1,4 @@
-import type { JobStatus } from '../jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobStatus } from '../jobs/job-catalog.js';
 
 /**
  * Socket.IO contract between the API and its clients. Workers never import Socket.IO; they emit
@@ -29,6 +29,10 @@ export interface JobTokenEvent {
   id: string;
   index: number;
   text: string;
+  /** Which of the job's `n` answers the text belongs to; absent for 0 (and for jobs with n = 1). */
+  choice?: number;
+  /** With `logprobs`: those of the tokens this text came from (see TokenExtras in shared/streams/token-stream.ts). */
+  logprobs?: ChatTokenLogprob[];
 }
 
 export interface ServerToClientEvents {

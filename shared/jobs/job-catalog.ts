@@ -39,6 +39,16 @@ export const chatMessageSchema = z
   })
   .strict();
 
+/** A token's log-probability, as OpenAI writes it: `bytes` are its exact UTF-8 bytes (split characters join across tokens). */
+export const tokenLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int().min(0).max(255)).nullable() });
+
+/** One entry of OpenAI's `choices[i].logprobs.content`: the chosen token and its most likely alternatives, best first. */
+export const chatTokenLogprobSchema = tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) });
+export type ChatTokenLogprob = z.infer<typeof chatTokenLogprobSchema>;
+
+/** Most samples one chat request may ask for (`n`); they share a prefill and a batch, see generation-engine.ts. */
+export const MAX_CHAT_CHOICES = 8;
+
 export const chatPayloadSchema = z
   .object({
     model: z.string().min(1),
@@ -50,8 +60,19 @@ export const chatPayloadSchema = z
     repetition_penalty: z.number().gt(0).max(10).default(1),
     seed: z.number().int().optional(),
     stop: z.array(z.string().min(1)).max(4).default([]),
+    /** Report each token's log-probability (and `top_logprobs` alternatives, 0-20). */
+    logprobs: z.boolean().optional(),
+    top_logprobs: z.number().int().min(0).max(20).optional(),
+    /** Samples of the prompt, from one prefill; the result's `choices` holds them all when n > 1. */
+    n: z.number().int().min(1).max(MAX_CHAT_CHOICES).optional(),
+    /**
+     * Legacy completions: the prompt as raw text, tokenized without the chat template. `messages`
+     * then holds it as one user message, for backends that only speak chat (upstreams).
+     */
+    prompt: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 
 export const chatFinishReason = z.enum(['stop', 'length', 'cancelled']);
 
@@ -60,8 +81,50 @@ export const chatResultSchema = z.object({
   model: z.string(),
   message: z.object({ role: z.literal('assistant'), content: z.string() }),
   finish_reason: chatFinishReason,
+  /** With `logprobs`: the answer's tokens (of choice 0 when n > 1), the end-of-sequence token left out. */
+  logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+  /** When n > 1: every choice (choice 0 is also `message`, `finish_reason` and `logprobs`); `usage` sums their completion tokens. */
+  choices: z
+    .array(
+      z.object({
+        index: z.number().int().min(0),
+        message: z.object({ role: z.literal('assistant'), content: z.string() }),
+        finish_reason: chatFinishReason,
+        logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+        completion_tokens: z.number().int(),
+      }),
+    )
+    .optional(),
   usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
   timings: z.object({ ttft_ms: z.number().nullable(), total_ms: z.number(), tokens_per_second: z.number().nullable() }),
+});
+
+/**
+ * A chat model's tokenizer (vLLM's /tokenize and /detokenize): text (`prompt`, raw) or `messages`
+ * (through the chat template) to ids, or `tokens` back to text. Exactly one of the three.
+ */
+export const tokenizePayloadSchema = z
+  .object({
+    model: z.string().min(1),
+    prompt: z.string().optional(),
+    messages: z.array(chatMessageSchema).min(1).optional(),
+    /** Add the tokenizer's special tokens (BOS…) around a prompt; for messages the template places them. */
+    add_special_tokens: z.boolean().optional(),
+    /** Open the assistant's turn after the messages (default true, as for generation). */
+    add_generation_prompt: z.boolean().optional(),
+    tokens: z.array(z.number().int().min(0)).optional(),
+  })
+  .strict()
+  .refine((p) => [p.prompt, p.messages, p.tokens].filter((x) => x !== undefined).length === 1, { message: 'needs exactly one of prompt, messages and tokens' });
+
+export const tokenizeResultSchema = z.object({
+  /** Tokenizing: the ids and their count. */
+  tokens: z.array(z.number().int()).optional(),
+  count: z.number().int().optional(),
+  /** Detokenizing: the text. */
+  prompt: z.string().optional(),
+  /** The context the model serves (prompt + completion). */
+  max_model_len: z.number().int(),
 });
 
 export const chatbotPayloadSchema = z
@@ -109,6 +172,20 @@ export const jobCatalog = {
     queue: { perModel: true },
     streams: true,
     stall: 'stream',
+    concurrency: 'model',
+    domain: 'chat',
+  },
+  tokenize: {
+    payload: tokenizePayloadSchema,
+    result: tokenizeResultSchema,
+    // Pure and quick: a retry after a worker died does no harm.
+    defaults: { attempts: 2 } satisfies JobsOptions,
+    // A queue per chat model beside its chat queue (`tokenize.<model>`): the tokenizer lives in the
+    // model's thread on the workers (the API image carries no model files), and a tokenization
+    // must not wait behind the generations queued for the model.
+    queue: { perModel: true, modelTask: 'chat' },
+    streams: false,
+    stall: 'attempts',
     concurrency: 'model',
     domain: 'chat',
   },
@@ -169,6 +246,19 @@ export type FixedQueueJobType = Exclude<JobType, ModelJobType>;
 /** The queue of a model's jobs of a per-model job type (its task). Names cannot contain ':' nor '~'. */
 export function modelQueueName(task: string, modelId: string): string {
   return `${task}.${modelId.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
+}
+
+/** The task of the models that have a queue of a per-model job type. */
+export function modelTaskOf(type: ModelJobType): string {
+  const q = jobCatalog[type].queue as { perModel: true; modelTask?: string };
+  return q.modelTask ?? type;
+}
+
+/** The queues a model has: one per per-model job type of its task (its own, `model.queueName`, first). */
+export function modelQueues(model: { id: string; task: string }): { type: ModelJobType; queueName: string }[] {
+  return JOB_TYPES.filter((t): t is ModelJobType => 'perModel' in jobSpec(t).queue && modelTaskOf(t as ModelJobType) === model.task)
+    .sort((a, b) => Number(b === model.task) - Number(a === model.task))
+    .map((type) => ({ type, queueName: modelQueueName(type, model.id) }));
 }
 
 /** The queue of a job type that has one queue of its own. */

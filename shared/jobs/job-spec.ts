@@ -6,7 +6,14 @@ import type { z } from 'zod';
  * registry names it, shared/models/model-registry.ts), or one of its own, bounded by `maxQueued`
  * waiting jobs where the API submits to it through JobService.
  */
-export type JobQueueSpec = { perModel: true } | { name: string; maxQueued?: number };
+export type JobQueueSpec =
+  /**
+   * One queue per model of `modelTask` (default: the type itself, i.e. the model's own queue,
+   * `model.queueName`); a type whose name is not a task gets a queue per model of its own,
+   * `modelQueueName(type, model.id)`, so its jobs never wait behind the model's main work.
+   */
+  | { perModel: true; modelTask?: 'chat' | 'embedding' }
+  | { name: string; maxQueued?: number };
 
 /**
  * How a queue finds a job whose worker died (shared/jobs/queues.ts, stallOptions):

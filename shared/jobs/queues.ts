@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ModelRegistry } from '../models/model-registry.js';
-import { fixedQueueNames, jobSpec, type JobType } from './job-catalog.js';
+import { fixedQueueNames, jobSpec, modelQueues, type JobType } from './job-catalog.js';
 
 /**
  * Every queue of the job catalog: one per model, so a slow model's backlog never delays another's,
@@ -9,7 +9,7 @@ import { fixedQueueNames, jobSpec, type JobType } from './job-catalog.js';
  * chatbot's), less the types in `skip` (a chatbot nobody configured).
  */
 export function queueNames(registry: ModelRegistry, skip: readonly JobType[] = []): string[] {
-  return [...registry.models.map((m) => m.queueName), ...fixedQueueNames(skip)];
+  return [...registry.models.flatMap((m) => modelQueues(m).map((q) => q.queueName)), ...fixedQueueNames(skip)];
 }
 
 /**

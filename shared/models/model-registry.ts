@@ -85,6 +85,8 @@ const decoderModelSchema = z
     path: z.string().min(1),
     /** `tiny-decoder`: `npm run models:build` generates the untrained test model here when missing. */
     build: z.literal('tiny-decoder').optional(),
+    /** The model's text is meaningless (the generated tiny-chat): the chatbot answers knowledge questions extractively instead of with it. */
+    untrained: z.boolean().default(false),
     description: z.string().optional(),
     threads: z.number().int().min(1).max(64).default(2),
     execution_providers: z.array(executionProvider).min(1).default(['cpu']),

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { ChatTokenLogprob } from '../jobs/job-catalog.js';
 
 /**
  * Live tokens of a chat job. Each job has a Redis Stream (the record: every token in order, then
@@ -16,8 +17,19 @@ import type { Redis } from 'ioredis';
  * job ended as `worker_lost`, or another worker took over) cannot add a single token.
  */
 export type StreamEntry =
-  | { kind: 'token'; i: number; text: string }
+  | ({ kind: 'token'; i: number; text: string } & TokenExtras)
   | { kind: 'end'; status: 'completed' | 'failed' | 'cancelled'; result?: unknown; error?: { message: string; code: string } };
+
+/**
+ * What a token entry may carry besides its text: the choice it belongs to when a chat job samples
+ * n > 1 answers (absent = 0), and, when the job asked for logprobs, those of the tokens its text
+ * came from (a token whose text is not final yet, e.g. half a UTF-8 character, travels with the
+ * next entry that has text; an entry may then have '' as text).
+ */
+export interface TokenExtras {
+  choice?: number;
+  logprobs?: ChatTokenLogprob[];
+}
 
 export type StreamEnd = Omit<Extract<StreamEntry, { kind: 'end' }>, 'kind'>;
 
@@ -111,10 +123,17 @@ export async function claimStream(
  * Appends tokens in one round trip, if `owner` still holds the stream's claim; the first append
  * sets the stream's expiry. Returns false (and writes nothing) when the claim is gone.
  */
-export async function appendTokens(redis: Redis, prefix: string, jobId: string, owner: string, tokens: { i: number; text: string }[], ttlSeconds: number): Promise<boolean> {
+export async function appendTokens(
+  redis: Redis,
+  prefix: string,
+  jobId: string,
+  owner: string,
+  tokens: ({ i: number; text: string } & TokenExtras)[],
+  ttlSeconds: number,
+): Promise<boolean> {
   if (tokens.length === 0) return true;
   const [stream, , ownerKey] = keys(prefix, jobId);
-  const entries = tokens.map((t) => JSON.stringify({ kind: 'token', i: t.i, text: t.text } satisfies StreamEntry));
+  const entries = tokens.map((t) => JSON.stringify({ kind: 'token', ...t } satisfies StreamEntry));
   const ok = await redis.eval(APPEND, 2, stream!, ownerKey!, owner, ttlSeconds, tokens[0]!.i === 0 ? '1' : '0', ...entries);
   return ok === 1;
 }

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { writeDemoChatbotConfig } from '../../scripts/lib/demo-chatbot.js';
+import { startDemoToolService, type DemoToolService } from '../../scripts/lib/demo-tool-service.js';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, ROOT, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
@@ -21,6 +23,7 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
   let svc: ServiceHandle;
   let browser: Browser;
   let page: Page;
+  let demoTools: DemoToolService;
   const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
   before(async () => {
@@ -28,9 +31,19 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
     const chatDir = mkdtempSync(path.join(tmpdir(), 'qi-pg-chat-'));
     await makeTinyDecoder(chatDir, { maxPositions: 512 });
     redis = await startPrivateRedis();
+    // The example bot, as npm start serves it: demo tools, knowledge from the "handbook" collection,
+    // extractive answers because the chat model is marked untrained.
+    demoTools = await startDemoToolService({ port: 0 });
+    const botConfig = writeDemoChatbotConfig({
+      example: path.join(ROOT, 'config/chatbot.example.json'),
+      tenants: ['acme'],
+      toolsUrl: demoTools.url,
+      file: path.join(mkdtempSync(path.join(tmpdir(), 'qi-pg-bot-')), 'chatbot.json'),
+    });
     svc = await startService({
       redisUrl: redis.url,
-      modelsConfig: writeModelsConfig([useLiteModel(), { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: chatDir, threads: 1 }]),
+      modelsConfig: writeModelsConfig([useLiteModel(), { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: chatDir, threads: 1, untrained: true }]),
+      env: { CHATBOT_CONFIG: botConfig },
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -42,6 +55,7 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
   after(async () => {
     await browser?.close();
     await svc?.stop();
+    await demoTools?.close();
     await redis?.cleanup();
   });
 
@@ -95,6 +109,29 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
     assert.match(first[3]!, /lighthouse keeper climbs/);
     assert.equal(first[2], '1');
     await shot('6-search');
+    // The lexical ranking finds the exact number; its best hit scores 1.
+    await page.selectOption('#search-ranker', 'lexical');
+    await page.fill('#search-query', 'twelve');
+    await page.click('#search-send');
+    await page.waitForFunction(() => document.querySelector('#search-hits tr:first-child td')?.textContent === '1.000');
+    assert.match((await page.$$eval('#search-hits tr:first-child td', (tds) => tds.map((td) => td.textContent ?? '')))[3]!, /one hundred and twelve steps/);
+  });
+
+  test('the chatbot panel: a tool answer from the demo service, then a knowledge answer with citations', async () => {
+    await page.fill('#bot-input', 'What is the weather in Paris?');
+    await page.click('#bot-send');
+    await page.waitForFunction(() => /Weather in Paris: .+\(demo data\)/.test(document.querySelector('#bot-log')?.textContent ?? ''));
+    await page.fill('#doc-collection', 'handbook');
+    const manual = 'Device manual.\n\nTo reset the router, hold the reset button for ten seconds until the lights blink twice.\n\nThe warranty lasts two years.';
+    await page.setInputFiles('#doc-file', { name: 'router.txt', mimeType: 'text/plain', buffer: Buffer.from(manual) });
+    await page.click('#doc-upload');
+    await page.waitForFunction(() => /router\.txt: (ready|failed)/.test(document.querySelector('#doc-progress')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    await page.fill('#bot-input', 'How do I reset the router?');
+    await page.click('#bot-send');
+    await page.waitForFunction(() => (document.querySelector('#bot-log')?.textContent ?? '').includes('sources: [1]'), undefined, { timeout: 30_000 });
+    const log = (await page.textContent('#bot-log')) ?? '';
+    assert.match(log, /hold the reset button for ten seconds until the lights blink twice\. \[1\]/);
+    await shot('7-chatbot');
   });
 
   test('recent jobs list the chat job as completed', async () => {
@@ -102,6 +139,6 @@ describe('web playground in headless Chromium', { skip: existsSync(CHROMIUM) ? f
     await page.waitForFunction(() => document.querySelectorAll('#jobs-list tr').length > 0);
     const cells = await page.$$eval('#jobs-list tr td', (tds) => tds.map((td) => td.textContent));
     assert.ok(cells.includes('chat') && cells.includes('completed'), cells.join(' | '));
-    await shot('7-jobs');
+    await shot('8-jobs');
   });
 });

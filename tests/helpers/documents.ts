@@ -1,7 +1,7 @@
 import { deflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { PDFDocument, StandardFonts } from 'pdf-lib';
-import { KEYS } from './service.js';
+import { KEYS, authHeaders, waitFor } from './service.js';
 
 /**
  * Test documents made on the spot: real PDFs (pdf-lib; a hand-written encrypted one), PNGs with text
@@ -332,4 +332,20 @@ export async function longScannedPdf(n: number, lines: string[]): Promise<Buffer
     page.drawImage(img, { x: 26, y: 792 - 40 - h, width: w, height: h });
   }
   return Buffer.from(await doc.save());
+}
+
+/** Waits until a document is ready; a document that failed ends the wait at once with its reason. */
+export async function waitDocumentReady(baseUrl: string, id: string, key = KEYS.acme, timeoutMs = 120_000): Promise<any> {
+  let failed: unknown;
+  const doc = await waitFor(
+    `document ${id} ready`,
+    async () => {
+      const d = (await (await fetch(`${baseUrl}/v1/documents/${id}`, { headers: authHeaders(key) })).json()) as any;
+      if (d.status === 'failed') failed = d.error;
+      return d.status === 'ready' || d.status === 'failed' ? d : undefined;
+    },
+    timeoutMs,
+  );
+  if (failed) throw new Error(`document ${id} failed: ${JSON.stringify(failed)}`);
+  return doc;
 }

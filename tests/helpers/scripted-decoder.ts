@@ -9,7 +9,6 @@ import type { EngineDecoder } from '../../workers/chat/generation-engine.js';
  */
 export class ScriptedDecoder implements EngineDecoder {
   readonly config: { vocabSize: number; maxPositions: number };
-  private readonly promptLength = new WeakMap<KvCache, number>();
   constructor(
     private readonly script: readonly number[],
     vocabSize: number,
@@ -17,15 +16,15 @@ export class ScriptedDecoder implements EngineDecoder {
     this.config = { vocabSize, maxPositions: 512 };
   }
   private row(cache: KvCache): Float32Array {
+    if (!(cache instanceof ScriptedCache)) throw new Error('ScriptedDecoder: a cache it did not make');
     const logits = new Float32Array(this.config.vocabSize);
-    logits[this.script[cache.length - this.promptLength.get(cache)!] ?? 0] = 10;
+    logits[this.script[cache.length - cache.promptLength] ?? 0] = 10;
     return logits;
   }
   async prefillBatch(prompts: readonly (readonly number[])[]): Promise<PrefillResult[]> {
     return prompts.map((p) => {
-      const cache = new KvCache(1, 1, 1);
+      const cache = new ScriptedCache(p.length);
       cache.length = p.length;
-      this.promptLength.set(cache, p.length);
       return { cache, logits: this.row(cache) };
     });
   }
@@ -34,5 +33,18 @@ export class ScriptedDecoder implements EngineDecoder {
       cache.length++;
       return this.row(cache);
     });
+  }
+}
+
+/** A cache of no tensors that knows where its prompt ended; its clones (n samples of one prompt) too. */
+class ScriptedCache extends KvCache {
+  constructor(readonly promptLength: number) {
+    super(1, 1, 1);
+  }
+
+  override clone(): ScriptedCache {
+    const copy = new ScriptedCache(this.promptLength);
+    copy.length = this.length;
+    return copy;
   }
 }

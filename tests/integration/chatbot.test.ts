@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { uploadDocument } from '../helpers/documents.js';
+import { uploadDocument, waitDocumentReady } from '../helpers/documents.js';
 import { KEYS, authHeaders, postJson, startService, useLiteModel, waitFor, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 /** Real local HTTP services for the bot's tools: one that works, one that answers garbage, one that hangs. */
@@ -168,12 +168,7 @@ describe('chatbot: intents, dialogue state, tools, knowledge, streaming', () => 
     assert.match(r.json.reply, /I don't know/);
   });
 
-  const documentReady = (id: string) =>
-    waitFor('document ready', async () => {
-      const d = (await (await fetch(`${svc.baseUrl}/v1/documents/${id}`, { headers: authHeaders() })).json()) as any;
-      if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
-      return d.status === 'ready' ? true : undefined;
-    }, 60_000);
+  const documentReady = (id: string) => waitDocumentReady(svc.baseUrl, id);
 
   test('a knowledge question over an uploaded document: the best chunk comes back as a source, with page and score', async () => {
     const doc = await uploadDocument(svc.baseUrl, 'Device manual.\n\nTo reset the device, hold the power button for ten seconds until the light blinks twice.\n\nThe battery lasts about two days.', {

@@ -84,6 +84,12 @@ describe('the typed client and the qi CLI against the running service', () => {
     const found = await qi(['search', 'At what temperature does water boil?', '--collection', 'cli-docs'], env);
     assert.equal(found.code, 0, found.stderr);
     assert.match(found.stdout, /Water boils/);
+    // The lexical ranking alone: its best hit scores 1.
+    const lexical = await qi(['search', 'Celsius', '--collection', 'cli-docs', '--ranker', 'lexical'], env);
+    assert.equal(lexical.code, 0, lexical.stderr);
+    assert.match(lexical.stdout, /^1\.000\t.*Water boils/);
+    const badRanker = await qi(['search', 'Celsius', '--collection', 'cli-docs', '--ranker', 'magic'], env);
+    assert.equal(badRanker.code, 1);
     const missing = await qi(['upload', file], env);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /--collection/);

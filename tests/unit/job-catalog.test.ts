@@ -38,13 +38,27 @@ test('the catalog says which job types stream tokens, and every queue name tells
     assert.equal(jobTypeOfQueue(q.name), type, q.name);
     assert.equal(isStreamingQueue(q.name), type === 'chatbot', q.name);
   }
+  // A chat model's second queue, for tokenize jobs (beside its chat queue, never behind its generations).
+  assert.equal(jobTypeOfQueue('tokenize.tiny-chat'), 'tokenize');
+  assert.equal(isStreamingQueue('tokenize.tiny-chat'), false);
   assert.equal(jobTypeOfQueue('nothing.here'), undefined);
   assert.equal(isStreamingQueue(undefined), false);
 });
 
 test('queues are created from the catalog: every model, every fixed queue, less the skipped types', () => {
   const all = queueNames(registry);
-  assert.deepEqual(all, ['embedding.baai-bge-small', 'embedding.use-lite', 'chat.tiny-chat', 'chat.up-stream', 'chatbot.default', ...Object.values(DOCUMENT_QUEUES), 'batches.validate', 'batches.run']);
+  assert.deepEqual(all, [
+    'embedding.baai-bge-small',
+    'embedding.use-lite',
+    'chat.tiny-chat',
+    'tokenize.tiny-chat',
+    'chat.up-stream',
+    'tokenize.up-stream',
+    'chatbot.default',
+    ...Object.values(DOCUMENT_QUEUES),
+    'batches.validate',
+    'batches.run',
+  ]);
   assert.deepEqual(queueNames(registry, ['chatbot']), all.filter((q) => q !== 'chatbot.default'));
   assert.deepEqual(fixedQueueNames(['chatbot', 'document.search', 'batch.validate', 'batch.run']), Object.values(DOCUMENT_QUEUES).filter((q) => q !== 'documents.search'));
 });

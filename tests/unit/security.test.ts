@@ -46,6 +46,9 @@ test('token estimate: characters / 4 for texts; chat adds framing and the comple
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: 'x'.repeat(40) }], max_tokens: 50 }), 4 + 10 + 50);
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: [{ type: 'text', text: 'x'.repeat(8) }] }], max_completion_tokens: 10, max_tokens: 99 }), 4 + 2 + 10);
   assert.equal(estimateRequestTokens({ messages: [{ role: 'user', content: '' }] }), 4 + 256, 'default budget when the model is unknown');
+  // Responses: input items and instructions count like messages, max_output_tokens is the budget.
+  assert.equal(estimateRequestTokens({ input: [{ role: 'user', content: 'x'.repeat(40) }], instructions: 'y'.repeat(8), max_output_tokens: 30 }), 4 + 10 + 2 + 30);
+  assert.equal(estimateRequestTokens({ input: 'x'.repeat(8), max_output_tokens: 30 }), 2 + 30);
   assert.equal(estimateRequestTokens(undefined), 0);
   assert.equal(estimateRequestTokens('a string'), 0);
 });

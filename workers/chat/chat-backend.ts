@@ -1,10 +1,25 @@
-import type { JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
 
+/** One of the `n` answers of a request. */
+export interface ChoiceOutcome {
+  text: string;
+  finishReason: 'stop' | 'length' | 'cancelled';
+  completionTokens: number;
+  /** With `logprobs`: every token's, the end-of-sequence token left out. */
+  logprobs?: ChatTokenLogprob[];
+}
+
+/** The answer: choice 0's text, finish reason and logprobs, with usage over every choice. */
 export interface GenerationOutcome {
   text: string;
   finishReason: 'stop' | 'length' | 'cancelled';
   promptTokens: number;
+  /** Summed over the choices. */
   completionTokens: number;
+  logprobs?: ChatTokenLogprob[];
+  /** Every choice, when the request asked for n > 1. */
+  choices?: ChoiceOutcome[];
 }
 
 /**
@@ -17,7 +32,9 @@ export interface ChatBackend {
   generate(
     jobId: string,
     payload: JobPayload<'chat'>,
-    opts: { signal: AbortSignal; onToken: (text: string) => void },
+    opts: { signal: AbortSignal; onToken: (text: string, extras: TokenExtras) => void },
   ): Promise<GenerationOutcome>;
+  /** The model's tokenizer (tokenize jobs); absent where the backend has none (an upstream). */
+  tokenize?(jobId: string, request: JobPayload<'tokenize'>): Promise<JobResult<'tokenize'>>;
   close(): Promise<void>;
 }

@@ -2,7 +2,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ChatTokenizer } from './chat-tokenizer.js';
 import type { ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { DecoderSession, type DecoderSessionOptions } from './decoder-session.js';
-import { GenerationEngine } from './generation-engine.js';
+import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { ChoiceOutcome } from './chat-backend.js';
+import { GenerationEngine, type GeneratedTokenLogprobs, type GenerationResult } from './generation-engine.js';
 
 /**
  * A chat model's thread: tokenizer, chat template, ONNX decoder session and the
@@ -36,6 +38,9 @@ try {
       case 'generate':
         generate(msg.id, msg.payload);
         break;
+      case 'tokenize':
+        tokenize(msg.id, msg.payload);
+        break;
       case 'cancel':
         engine.cancel(msg.id);
         break;
@@ -48,12 +53,34 @@ try {
     }
   });
 
+  /** A tokenize job: the same tokenizer and template as generation, so the counts match what generation sees. */
+  function tokenize(id: string, payload: JobPayload<'tokenize'>): void {
+    const max_model_len = engine.maxContextTokens;
+    try {
+      if (payload.tokens !== undefined) {
+        const outside = payload.tokens.find((t) => t >= session.config.vocabSize);
+        if (outside !== undefined) {
+          return post({ type: 'error', id, code: 'invalid_tokenizer_input', message: `token id ${outside} is outside the vocabulary of ${session.config.vocabSize} ids` });
+        }
+        return post({ type: 'tokenized', id, result: { prompt: tokenizer.decode(payload.tokens, { skipSpecialTokens: false }), max_model_len } });
+      }
+      const tokens =
+        payload.messages !== undefined
+          ? tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: payload.add_generation_prompt ?? true })
+          : tokenizer.encode(payload.prompt ?? '', { addSpecialTokens: payload.add_special_tokens ?? true });
+      post({ type: 'tokenized', id, result: { tokens, count: tokens.length, max_model_len } });
+    } catch (err) {
+      post({ type: 'error', id, code: 'generation_failed', message: (err as Error).message });
+    }
+  }
+
   function generate(id: string, payload: Extract<ChatThreadRequest, { type: 'generate' }>['payload']): void {
     let promptIds: number[];
     try {
-      promptIds = tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: true });
+      // A legacy completion's raw prompt skips the chat template.
+      promptIds = payload.prompt !== undefined ? tokenizer.encode(payload.prompt, { addSpecialTokens: true }) : tokenizer.applyChatTemplate(payload.messages, { addGenerationPrompt: true });
     } catch (err) {
-      return post({ type: 'error', id, code: 'generation_failed', message: `chat template failed: ${(err as Error).message}` });
+      return post({ type: 'error', id, code: 'generation_failed', message: `${payload.prompt !== undefined ? 'tokenizing the prompt' : 'chat template'} failed: ${(err as Error).message}` });
     }
     // The reply needs at least one position after the prompt.
     if (promptIds.length >= engine.maxContextTokens) {
@@ -64,6 +91,19 @@ try {
         message: `The prompt is ${promptIds.length} tokens; this model's context holds ${engine.maxContextTokens}, including the reply.`,
       });
     }
+    const n = payload.n ?? 1;
+    const wantLogprobs = payload.logprobs === true;
+    /** Per choice: logprobs of tokens whose text has not gone out yet, and all of them. */
+    const unsent: ChatTokenLogprob[][] = Array.from({ length: n }, () => []);
+    const all: ChatTokenLogprob[][] = Array.from({ length: n }, () => []);
+    const results: GenerationResult[] = [];
+    let finished = 0;
+    let failed = false;
+    const sendToken = (choice: number, text: string) => {
+      const logprobs = unsent[choice]!;
+      unsent[choice] = [];
+      post({ type: 'token', id, text, ...(choice > 0 ? { choice } : {}), ...(wantLogprobs ? { logprobs } : {}) });
+    };
     try {
       engine.submit(
         {
@@ -76,15 +116,51 @@ try {
           repetitionPenalty: payload.repetition_penalty,
           ...(payload.seed === undefined ? {} : { seed: payload.seed }),
           stop: payload.stop,
+          logprobs: wantLogprobs,
+          ...(payload.top_logprobs === undefined ? {} : { topLogprobs: payload.top_logprobs }),
+          n,
         },
         {
-          // Tokens whose text is not final yet (half a UTF-8 character, a possible stop string) carry ''.
-          onToken: (_index, text) => {
-            if (text) post({ type: 'token', id, text });
+          // Tokens whose text is not final yet (half a UTF-8 character, a possible stop string)
+          // carry '': they are not sent, and their logprobs travel with the next text.
+          onToken: (_index, text, _tokenId, event) => {
+            if (failed) return;
+            // OpenAI's logprobs cover the content: the end-of-sequence token is left out.
+            if (event.logprobs !== undefined && !event.endOfSequence) {
+              const entry = openAiLogprob(event.logprobs);
+              unsent[event.choice]!.push(entry);
+              all[event.choice]!.push(entry);
+            }
+            if (text) sendToken(event.choice, text);
           },
-          onDone: (r) =>
-            post({ type: 'done', id, text: r.text, finishReason: r.finishReason, promptTokens: r.promptTokens, completionTokens: r.completionTokens }),
-          onError: (err) => post({ type: 'error', id, code: 'generation_failed', message: err.message }),
+          onDone: (r) => {
+            if (failed) return;
+            // Logprobs of tokens that never produced text (the start of a stop string) still go out.
+            if (unsent[r.choice]!.length > 0) sendToken(r.choice, '');
+            results[r.choice] = r;
+            if (++finished < n) return;
+            const choices = results.map(
+              (c): ChoiceOutcome => ({ text: c.text, finishReason: c.finishReason, completionTokens: c.completionTokens, ...(wantLogprobs ? { logprobs: all[c.choice]! } : {}) }),
+            );
+            const first = choices[0]!;
+            post({
+              type: 'done',
+              id,
+              text: first.text,
+              finishReason: first.finishReason,
+              promptTokens: r.promptTokens,
+              completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
+              ...(first.logprobs === undefined ? {} : { logprobs: first.logprobs }),
+              ...(n > 1 ? { choices } : {}),
+            });
+          },
+          // One failed choice fails the request: the others stop too.
+          onError: (err) => {
+            if (failed) return;
+            failed = true;
+            engine.cancel(id);
+            post({ type: 'error', id, code: 'generation_failed', message: err.message });
+          },
         },
       );
     } catch (err) {
@@ -93,4 +169,14 @@ try {
   }
 } catch (err) {
   post({ type: 'load-error', message: (err as Error).message });
+}
+
+/** The engine's logprobs of a token in OpenAI's shape (`choices[i].logprobs.content` entries). */
+function openAiLogprob(t: GeneratedTokenLogprobs): ChatTokenLogprob {
+  return {
+    token: t.token,
+    logprob: t.logprob,
+    bytes: t.bytes,
+    top_logprobs: t.topLogprobs.map((alt) => ({ token: alt.token, logprob: alt.logprob, bytes: alt.bytes })),
+  };
 }

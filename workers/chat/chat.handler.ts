@@ -32,12 +32,12 @@ export function createChatHandler(deps: {
 
     const outcome = await backend.generate(ctx.jobId, payload, {
       signal: ctx.signal,
-      onToken: (text) => {
+      onToken: (text, extras) => {
         const now = performance.now();
         if (firstAt === undefined) firstAt = now;
         else gaps.push(now - lastAt);
         lastAt = now;
-        tokens.push(text);
+        tokens.push(text, extras);
       },
     });
     await tokens.flush();
@@ -51,6 +51,18 @@ export function createChatHandler(deps: {
       model: payload.model,
       message: { role: 'assistant', content: outcome.text },
       finish_reason: outcome.finishReason,
+      ...(outcome.logprobs === undefined ? {} : { logprobs: { content: outcome.logprobs } }),
+      ...(outcome.choices === undefined
+        ? {}
+        : {
+            choices: outcome.choices.map((c, index) => ({
+              index,
+              message: { role: 'assistant' as const, content: c.text },
+              finish_reason: c.finishReason,
+              ...(c.logprobs === undefined ? {} : { logprobs: { content: c.logprobs } }),
+              completion_tokens: c.completionTokens,
+            })),
+          }),
       usage: {
         prompt_tokens: outcome.promptTokens,
         completion_tokens: outcome.completionTokens,

@@ -1,17 +1,20 @@
 import type { Worker } from 'node:worker_threads';
+import type { JobResult } from '../../shared/jobs/job-catalog.js';
 import type { Logger } from '../../shared/logger.js';
+import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { DecoderModelConfig } from '../../shared/models/model-registry.js';
 import { spawnThread, waitForThreadReady } from '../threads/spawn-thread.js';
 import type { ChatBackend, GenerationOutcome } from './chat-backend.js';
 import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { ContextLengthError } from './context-length.error.js';
 import { GenerationError } from './generation.error.js';
+import { TokenizerInputError } from './tokenizer-input.error.js';
 
 /** The chat thread names its failures by code (messages between threads carry no classes): each code's class. */
-const THREAD_ERRORS = { context_length_exceeded: ContextLengthError, generation_failed: GenerationError } satisfies Record<ChatThreadErrorCode, new (message: string) => Error>;
+const THREAD_ERRORS = { context_length_exceeded: ContextLengthError, generation_failed: GenerationError, invalid_tokenizer_input: TokenizerInputError } satisfies Record<ChatThreadErrorCode, new (message: string) => Error>;
 
 interface Pending {
-  onToken: (text: string) => void;
+  onToken: (text: string, extras: TokenExtras) => void;
   resolve: (o: GenerationOutcome) => void;
   reject: (e: Error) => void;
 }
@@ -31,29 +34,41 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
   log.info({ model: model.id, provider: ready.provider, contextLength: ready.contextLength, loadMs: Math.round(ready.loadMs), maxBatch: model.concurrency }, 'chat model loaded');
 
   const pending = new Map<string, Pending>();
+  /** Tokenize jobs waiting for the thread (quick, not cancellable). */
+  const tokenizing = new Map<string, { resolve: (r: JobResult<'tokenize'>) => void; reject: (e: Error) => void }>();
   let closed = false;
   thread.on('message', (msg: ChatThreadReply) => {
     switch (msg.type) {
-      case 'token':
-        pending.get(msg.id)?.onToken(msg.text);
+      case 'token': {
+        const { type: _type, id, text, ...extras } = msg;
+        pending.get(id)?.onToken(text, extras);
         break;
+      }
       case 'done': {
-        const p = pending.get(msg.id);
-        pending.delete(msg.id);
-        p?.resolve({ text: msg.text, finishReason: msg.finishReason, promptTokens: msg.promptTokens, completionTokens: msg.completionTokens });
+        const { type: _type, id, ...outcome } = msg;
+        const p = pending.get(id);
+        pending.delete(id);
+        p?.resolve(outcome);
+        break;
+      }
+      case 'tokenized': {
+        tokenizing.get(msg.id)?.resolve(msg.result);
+        tokenizing.delete(msg.id);
         break;
       }
       case 'error': {
-        const p = pending.get(msg.id);
+        const p = pending.get(msg.id) ?? tokenizing.get(msg.id);
         pending.delete(msg.id);
+        tokenizing.delete(msg.id);
         p?.reject(new THREAD_ERRORS[msg.code](msg.message));
         break;
       }
     }
   });
   const failAll = (err: Error) => {
-    for (const p of pending.values()) p.reject(err);
+    for (const p of [...pending.values(), ...tokenizing.values()]) p.reject(err);
     pending.clear();
+    tokenizing.clear();
   };
   thread.on('error', (err) => failAll(new GenerationError(`chat thread crashed: ${err.message}`)));
   thread.on('exit', (code) => {
@@ -73,6 +88,13 @@ export async function startDecoderBackend(model: DecoderModelConfig, log: Logger
         const p = pending.get(jobId)!;
         p.resolve = (o) => (cleanup(), resolve(o));
         p.reject = (e) => (cleanup(), reject(e));
+      });
+    },
+    tokenize(jobId, payload) {
+      return new Promise<JobResult<'tokenize'>>((resolve, reject) => {
+        if (closed) return reject(new GenerationError('chat model is shut down'));
+        tokenizing.set(jobId, { resolve, reject });
+        post({ type: 'tokenize', id: jobId, payload });
       });
     },
     async close() {

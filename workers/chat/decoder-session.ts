@@ -132,6 +132,20 @@ export class KvCache {
     this.capacity = capacity;
   }
 
+  /**
+   * An independent copy holding the same positions: n samples of one prompt each continue from
+   * the prompt's cache without running its prefill again.
+   */
+  clone(): KvCache {
+    const copy = new KvCache(this.numLayers, this.numKvHeads, this.headDim, this.capacity);
+    for (let l = 0; l < this.numLayers; l++) {
+      copy.keys[l]!.set(this.keys[l]!);
+      copy.values[l]!.set(this.values[l]!);
+    }
+    copy.length = this.length;
+    return copy;
+  }
+
   /** Copies this cache into a batch tensor [b, heads, width, d] at row `row`, right-aligned. */
   writeTo(target: Float32Array, which: 'keys' | 'values', layer: number, row: number, width: number): void {
     const { numKvHeads: heads, headDim: d, length } = this;

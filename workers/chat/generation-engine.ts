@@ -33,6 +33,13 @@ import type { TokenVocabulary } from './token-vocabulary.js';
  * the grammar is complete, so `stop` means the output is complete; `length` means max_tokens or
  * the context ran out first and the output is INCOMPLETE (e.g. JSON that does not parse).
  *
+ * Several samples of one prompt (`n`, OpenAI's `n`): the request becomes n sequences (choices
+ * 0..n-1) that wait and are admitted together, share ONE prefill row (the other choices start
+ * from a copy of its KV cache and sample their first tokens from the same logits) and then decode
+ * as independent members of the batch. Choice i samples with `seed + i`, so choice 0 is what the
+ * same request with n = 1 gives. Callbacks get the choice in TokenEvent and GenerationResult;
+ * onDone runs once per choice; `cancel(id)` cancels every choice.
+ *
  * Logprobs (`logprobs`, `topLogprobs`): each token's log-probability and its most likely
  * alternatives under the model's own distribution (see computeLogprobs in sampler.ts for which
  * one), with token strings and bytes, passed to onToken.
@@ -65,6 +72,8 @@ export interface GenerationRequest {
   logprobs?: boolean;
   /** Also report this many most likely alternatives per token, 0-20 (OpenAI `top_logprobs`; needs `logprobs`). */
   topLogprobs?: number;
+  /** Samples of the prompt (OpenAI `n`), 1 to maxBatch; they share one prefill. Default 1. */
+  n?: number;
 }
 
 /** One token with its log-probability, as OpenAI's logprobs.content entries carry it. */
@@ -84,6 +93,8 @@ export interface GeneratedTokenLogprobs extends TokenLogprob {
 
 /** What onToken gets besides the text. */
 export interface TokenEvent {
+  /** Which of the request's `n` samples the token belongs to (0 when n = 1). */
+  choice: number;
   /** The token ended the reply (an end-of-sequence id): it adds no text. */
   endOfSequence: boolean;
   /** Present when the request asked for logprobs. */
@@ -91,6 +102,8 @@ export interface TokenEvent {
 }
 
 export interface GenerationResult {
+  /** Which of the request's `n` samples this is (0 when n = 1). */
+  choice: number;
   finishReason: FinishReason;
   promptTokens: number;
   /** Tokens sampled, the end-of-sequence token included. */
@@ -185,6 +198,10 @@ export interface EngineStats {
 
 interface Sequence {
   id: string;
+  /** Its index among the request's `n` samples. */
+  choice: number;
+  /** Every sample of the request, this one included: they are admitted and prefilled together. */
+  group: Sequence[];
   callbacks: GenerationCallbacks;
   promptIds: readonly number[];
   /** Most completion tokens: maxTokens, capped by the room left in the context. */
@@ -221,9 +238,10 @@ export class GenerationEngine {
   readonly maxPrefillTokens: number;
   readonly maxContextTokens: number;
 
-  private readonly waiting: Sequence[] = [];
+  /** Requests waiting for slots, each as the group of its samples. */
+  private readonly waiting: Sequence[][] = [];
   private active: Sequence[] = [];
-  private readonly byId = new Map<string, Sequence>();
+  private readonly byId = new Map<string, Sequence[]>();
   private loop: Promise<void> | undefined;
   private counters = { prefillRuns: 0, decodeRuns: 0, generatedTokens: 0 };
 
@@ -246,7 +264,7 @@ export class GenerationEngine {
   }
 
   get stats(): EngineStats {
-    return { active: this.active.length, waiting: this.waiting.length, ...this.counters };
+    return { active: this.active.length, waiting: this.waitingSequences(), ...this.counters };
   }
 
   /**
@@ -287,6 +305,11 @@ export class GenerationEngine {
     }
     if ((request.topLogprobs ?? 0) > 0 && request.logprobs !== true) throw new RangeError('topLogprobs needs logprobs: true');
     if (request.logprobs === true && this.tokenizer.vocabulary === undefined) throw new RangeError('logprobs need a tokenizer with a vocabulary');
+    const n = request.n ?? 1;
+    // The samples are admitted together, so they must fit in one batch.
+    if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) throw new RangeError(`n must be an integer from 1 to ${this.maxBatch} (this engine's batch), got ${n}`);
+    // Each Sampler checks its own seed (seed + i must stay a safe integer) before anything is queued.
+    const seeds = Array.from({ length: n }, (_, i) => (request.seed === undefined ? undefined : request.seed + i));
     let format: PreparedFormat | undefined;
     if (needsGrammar(request.responseFormat)) {
       if (this.options.grammar === undefined) throw new RangeError(`response format ${request.responseFormat.type} needs an engine with grammar support`);
@@ -295,27 +318,33 @@ export class GenerationEngine {
     }
 
     const room = this.maxContextTokens - promptIds.length;
-    const seq: Sequence = {
-      id,
-      callbacks,
-      promptIds: [...promptIds],
-      limit: Math.min(request.maxTokens ?? room, room),
-      sampler: new Sampler(samplingParams),
-      seen: new Set(promptIds),
-      stops: stop.filter((s) => s.length > 0),
-      ...(format === undefined ? {} : { format }),
-      ...(request.logprobs === true ? { topLogprobs: request.topLogprobs ?? 0 } : {}),
-      nextToken: -1,
-      generated: 0,
-      detokenizer: this.tokenizer.createDetokenizer(promptIds),
-      text: '',
-      emitted: 0,
-      cancelRequested: false,
-      done: false,
-      submittedAt: performance.now(),
-    };
-    this.byId.set(id, seq);
-    this.waiting.push(seq);
+    const prompt = [...promptIds];
+    const group: Sequence[] = [];
+    for (let choice = 0; choice < n; choice++) {
+      group.push({
+        id,
+        choice,
+        group,
+        callbacks,
+        promptIds: prompt,
+        limit: Math.min(request.maxTokens ?? room, room),
+        sampler: new Sampler({ ...samplingParams, seed: seeds[choice] }),
+        seen: new Set(promptIds),
+        stops: stop.filter((s) => s.length > 0),
+        ...(format === undefined ? {} : { format }),
+        ...(request.logprobs === true ? { topLogprobs: request.topLogprobs ?? 0 } : {}),
+        nextToken: -1,
+        generated: 0,
+        detokenizer: this.tokenizer.createDetokenizer(promptIds),
+        text: '',
+        emitted: 0,
+        cancelRequested: false,
+        done: false,
+        submittedAt: performance.now(),
+      });
+    }
+    this.byId.set(id, group);
+    this.waiting.push(group);
     this.loop ??= this.run().finally(() => {
       this.loop = undefined;
     });
@@ -326,9 +355,9 @@ export class GenerationEngine {
    * after this call returns); its onDone gets finishReason 'cancelled'. False for an unknown id.
    */
   cancel(id: string): boolean {
-    const seq = this.byId.get(id);
-    if (seq === undefined || seq.done) return false;
-    seq.cancelRequested = true;
+    const group = this.byId.get(id);
+    if (group === undefined) return false;
+    for (const seq of group) seq.cancelRequested = true;
     return true;
   }
 
@@ -343,7 +372,7 @@ export class GenerationEngine {
 
   /** Cancels everything and waits for the loop to stop. */
   async close(): Promise<void> {
-    for (const seq of this.byId.values()) seq.cancelRequested = true;
+    for (const group of this.byId.values()) for (const seq of group) seq.cancelRequested = true;
     await this.idle();
   }
 
@@ -362,7 +391,7 @@ export class GenerationEngine {
     } catch (err) {
       // A bug, not a session error (those fail their batch): fail everything rather than hang.
       const error = new Error(`generation engine stopped: ${asError(err).message}`);
-      for (const seq of [...this.byId.values()]) this.fail(seq, error);
+      for (const seq of [...this.byId.values()].flat()) this.fail(seq, error);
       this.active = [];
       this.waiting.length = 0;
     }
@@ -370,33 +399,45 @@ export class GenerationEngine {
 
   private reapCancelled(): void {
     for (let i = this.waiting.length - 1; i >= 0; i--) {
-      const seq = this.waiting[i]!;
-      if (seq.cancelRequested) {
+      const group = this.waiting[i]!;
+      // A request is cancelled as a whole, so its first sample speaks for the group.
+      if (group[0]!.cancelRequested) {
         this.waiting.splice(i, 1);
-        this.finish(seq, 'cancelled');
+        for (const seq of group) this.finish(seq, 'cancelled');
       }
     }
     for (const seq of this.active) if (seq.cancelRequested) this.finish(seq, 'cancelled');
     this.active = this.active.filter((s) => !s.done);
   }
 
+  private waitingSequences(): number {
+    return this.waiting.reduce((count, group) => count + group.length, 0);
+  }
+
   /**
-   * Moves waiting sequences into the free slots: prefills them (prompts of similar length share a
-   * run, see groupByLength) and samples their first tokens; those not finished join the batch.
+   * Moves waiting requests into the free slots, all samples of a request at once: prefills them
+   * (one row per request; prompts of similar length share a run, see groupByLength) and samples
+   * their first tokens; those not finished join the batch.
    */
   private async admit(): Promise<void> {
-    const admitted: Sequence[] = [];
+    const admitted: Sequence[][] = [];
+    let slots = this.active.length;
     let tokens = 0;
-    while (this.waiting.length > 0 && this.active.length + admitted.length < this.maxBatch) {
+    while (this.waiting.length > 0 && slots + this.waiting[0]!.length <= this.maxBatch) {
       const next = this.waiting[0]!;
-      if (admitted.length > 0 && tokens + next.promptIds.length > this.maxPrefillTokens) break;
+      if (admitted.length > 0 && tokens + next[0]!.promptIds.length > this.maxPrefillTokens) break;
       this.waiting.shift();
       admitted.push(next);
-      tokens += next.promptIds.length;
+      slots += next.length;
+      tokens += next[0]!.promptIds.length;
     }
-    const ready: Sequence[] = [];
-    for (const seq of admitted) if (await this.attachGrammar(seq)) ready.push(seq);
-    for (const group of groupByLength(ready)) await this.prefill(group);
+    const ready: Sequence[][] = [];
+    for (const group of admitted) {
+      const live: Sequence[] = [];
+      for (const seq of group) if (await this.attachGrammar(seq)) live.push(seq);
+      if (live.length > 0) ready.push(live);
+    }
+    for (const run of groupByLength(ready)) await this.prefill(run);
   }
 
   /** Gives a constrained sequence its matcher (compiling the grammar unless cached); false if that failed. */
@@ -477,14 +518,16 @@ export class GenerationEngine {
     return { ...entry(token, computed.logprob), topLogprobs: computed.top.map((t) => entry(t.id, t.logprob)) };
   }
 
-  private async prefill(batch: Sequence[]): Promise<void> {
+  /** Prefills one row per request (its samples share it) in one session run. */
+  private async prefill(requests: Sequence[][]): Promise<void> {
     const started = performance.now();
+    const batch = requests.flat();
     for (const seq of batch) seq.startedAt = started;
     let stats: ForwardStats | undefined;
     let results: PrefillResult[];
     try {
       results = await this.decoder.prefillBatch(
-        batch.map((s) => s.promptIds),
+        requests.map((samples) => samples[0]!.promptIds),
         {},
         (s) => void (stats = s),
       );
@@ -494,15 +537,20 @@ export class GenerationEngine {
     }
     this.counters.prefillRuns++;
     const masks = await this.masksFor(batch);
-    batch.forEach((seq, i) => {
-      const { cache, logits } = results[i]!;
-      if (seq.done) return;
-      seq.cache = cache;
-      if (seq.cancelRequested) return this.finish(seq, 'cancelled');
-      if (this.sampleNext(seq, logits, masks?.[i])) this.active.push(seq);
+    let at = 0;
+    requests.forEach((samples, row) => {
+      const { cache, logits } = results[row]!;
+      samples.forEach((seq, k) => {
+        const mask = masks?.[at++];
+        if (seq.done) return;
+        // The first sample takes the prefill's cache, the others copies; `logits` is only read.
+        seq.cache = k === 0 ? cache : cache.clone();
+        if (seq.cancelRequested) return this.finish(seq, 'cancelled');
+        if (this.sampleNext(seq, logits, mask)) this.active.push(seq);
+      });
     });
-    const tokens = batch.reduce((n, s) => n + s.promptIds.length, 0);
-    this.report('prefill', batch.length, tokens, stats, started);
+    const tokens = requests.reduce((n, samples) => n + samples[0]!.promptIds.length, 0);
+    this.report('prefill', requests.length, tokens, stats, started);
   }
 
   /** One batched decode run for every active sequence. */
@@ -545,9 +593,9 @@ export class GenerationEngine {
 
     if (this.tokenizer.stopTokenIds.has(token)) {
       const { delta } = this.settle(seq);
-      return this.deliver(seq, index, delta, token, { endOfSequence: true, logprobs }) && this.finish(seq, 'stop');
+      return this.deliver(seq, index, delta, token, { choice: seq.choice, endOfSequence: true, logprobs }) && this.finish(seq, 'stop');
     }
-    const event: TokenEvent = { endOfSequence: false, logprobs };
+    const event: TokenEvent = { choice: seq.choice, endOfSequence: false, logprobs };
 
     seq.text += seq.detokenizer.push(token);
     const stopAt = this.findStop(seq);
@@ -625,10 +673,10 @@ export class GenerationEngine {
   /** Always returns false (the sequence does not go on). */
   private finish(seq: Sequence, finishReason: FinishReason): false {
     if (seq.done) return false;
-    seq.done = true;
-    this.byId.delete(seq.id);
+    this.markDone(seq);
     const now = performance.now();
     const result: GenerationResult = {
+      choice: seq.choice,
       finishReason,
       promptTokens: seq.promptIds.length,
       completionTokens: seq.generated,
@@ -650,10 +698,15 @@ export class GenerationEngine {
 
   private fail(seq: Sequence, error: Error): void {
     if (seq.done) return;
-    seq.done = true;
-    this.byId.delete(seq.id);
+    this.markDone(seq);
     this.release(seq);
     this.reportError(seq, error);
+  }
+
+  /** The request's id is free again once its last sample is done. */
+  private markDone(seq: Sequence): void {
+    seq.done = true;
+    if (seq.group.every((s) => s.done)) this.byId.delete(seq.id);
   }
 
   /** Drops what a finished sequence holds: its KV cache and its grammar matcher. */
@@ -690,7 +743,7 @@ export class GenerationEngine {
         runMs: stats?.runMs ?? 0,
         stepMs: performance.now() - started,
         active: this.active.length,
-        waiting: this.waiting.length,
+        waiting: this.waitingSequences(),
       });
     } catch (err) {
       console.error(`generation engine: onStep threw: ${asError(err).message}`);
@@ -705,14 +758,15 @@ export class GenerationEngine {
  */
 const PREFILL_PADDING_RATIO = 0.25;
 
-/** Splits sequences into runs of similar prompt length (shortest first). */
-function groupByLength(sequences: readonly Sequence[]): Sequence[][] {
-  const sorted = [...sequences].sort((a, b) => a.promptIds.length - b.promptIds.length);
-  const groups: Sequence[][] = [];
-  let group: Sequence[] = [];
+/** Splits requests (each the samples of one prompt) into runs of similar prompt length (shortest first). */
+function groupByLength(requests: readonly Sequence[][]): Sequence[][][] {
+  const promptLength = (samples: Sequence[]) => samples[0]!.promptIds.length;
+  const sorted = [...requests].sort((a, b) => promptLength(a) - promptLength(b));
+  const groups: Sequence[][][] = [];
+  let group: Sequence[][] = [];
   let real = 0;
   for (const seq of sorted) {
-    const length = seq.promptIds.length; // the longest so far: the group pads to it
+    const length = promptLength(seq); // the longest so far: the group pads to it
     if (group.length > 0 && length * (group.length + 1) > (real + length) * (1 + PREFILL_PADDING_RATIO)) {
       groups.push(group);
       group = [];

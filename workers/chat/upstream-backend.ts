@@ -53,7 +53,7 @@ export function createUpstreamBackend(model: UpstreamModelConfig, apiKey: string
           if (typeof delta === 'string' && delta.length > 0) {
             text += delta;
             completionTokens++;
-            onToken(delta);
+            onToken(delta, {});
           }
           if (choice?.finish_reason) finish = choice.finish_reason;
           if (chunk.usage) {

@@ -7,6 +7,7 @@ import type { EmbeddingEngine } from '../embeddings/embedding-engine.js';
 import type { JobContext, JobHandler } from '../jobs/job-handler.js';
 import { TokenWriter } from '../jobs/token-writer.js';
 import { DialogueStore, type DialogueState } from './dialogue-state.js';
+import { extractiveAnswer } from './extractive-answer.js';
 import { IntentClassifier } from './intent-classifier.js';
 import { ToolCaller, type ToolCall } from './tool-caller.js';
 
@@ -31,6 +32,8 @@ export function createChatbotHandler(deps: {
   prefix: string;
   retentionSeconds: number;
   knowledge?: KnowledgeSearch;
+  /** Chat models marked `untrained` in the models config: their text is meaningless. */
+  untrainedChatModels?: ReadonlySet<string>;
 }): JobHandler<'chatbot'> {
   const dialogues = new DialogueStore(deps.redis, deps.prefix);
   const tools = new ToolCaller();
@@ -85,6 +88,12 @@ export function createChatbotHandler(deps: {
       if (sources.length === 0) {
         reply = "I don't know: nothing in the knowledge base answers that.";
         say(out, reply);
+      } else if (answersExtractively(bot, deps.untrainedChatModels)) {
+        const answer = extractiveAnswer(payload.message, sources);
+        reply = answer.text;
+        metadata.answer_mode = 'extractive';
+        metadata.citations = answer.cited.map((i) => i + 1);
+        say(out, reply);
       } else {
         const context = sources.map((s, i) => `[${i + 1}] ${s.text}`).join('\n');
         reply = await generate(chat, ctx, out, bot, state, payload.message, `Answer only from these sources and cite them as [n]:\n${context}`, metadata);
@@ -113,6 +122,12 @@ export function createChatbotHandler(deps: {
       metadata,
     } satisfies JobResult<'chatbot'>;
   };
+}
+
+/** Knowledge answers are extractive when the bot asks for it, or by default when its chat model cannot write meaningful text. */
+export function answersExtractively(bot: Pick<BotConfig, 'answer_mode' | 'chat_model'>, untrained: ReadonlySet<string> | undefined): boolean {
+  if (bot.answer_mode === 'auto') return untrained?.has(bot.chat_model) ?? false;
+  return bot.answer_mode === 'extractive';
 }
 
 /**

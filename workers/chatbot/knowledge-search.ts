@@ -15,6 +15,7 @@ export function createKnowledgeSearch(deps: { store: DocumentStore; search: JobH
       { collection_id: collectionId, model: deps.model, query, top_k: topK },
       { jobId: 'chatbot-knowledge', tenant, attempt: 1, log: deps.log, signal, reportProgress: async () => {} },
     );
-    return res.data.map((h) => ({ document_id: h.document_id, page: h.page ?? null, score: h.score, text: h.text }));
+    // Ranked by the hybrid search; the score kept is the cosine similarity, which bots' knowledge_threshold is set against.
+    return res.data.map((h) => ({ document_id: h.document_id, page: h.page ?? null, score: h.vector_score ?? h.score, text: h.text }));
   };
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DocumentStore } from '../../shared/documents/document-store.js';
+import type { AttributeFilter, ResolvedRanking } from '../../shared/documents/search-ranking.js';
 import type { Logger } from '../../shared/logger.js';
 import { JobError } from '../jobs/job.error.js';
 import { IndexThreadClient } from './index-client.js';
-import type { HnswParams } from './index-thread.protocol.js';
+import type { HnswParams, RankedHit } from './index-thread.protocol.js';
 
 /** The collection was deleted: nothing a retry could index into or search. */
 export class CollectionGoneError extends JobError {
@@ -61,10 +62,15 @@ export class CollectionReplicas {
     return this.serialized(cid, () => this.catchUpNow(cid));
   }
 
-  async search(cid: string, vector: Float32Array, k: number, ef: number | undefined, filter?: Record<string, unknown>) {
+  /** Searches the replica, caught up first; `vector` may be left out only for a lexical search. */
+  async search(
+    cid: string,
+    query: { text: string; vector?: Float32Array; k: number; ef?: number; ranking: ResolvedRanking; filter?: Record<string, unknown>; attributeFilter?: AttributeFilter },
+  ): Promise<RankedHit[]> {
     await this.catchUp(cid);
-    const r = await this.thread.request({ op: 'search', cid, vector, k, ef: ef ?? this.opts.efSearch, filter });
-    return r.labels.map((label, i) => ({ label, score: 1 - r.distances[i]! }));
+    const { text, vector, k, ef, ranking, filter, attributeFilter } = query;
+    const r = await this.thread.request({ op: 'search', cid, text, vector, k, ef: ef ?? this.opts.efSearch, ranking, filter, attributeFilter });
+    return r.hits;
   }
 
   /**
@@ -149,7 +155,7 @@ export class CollectionReplicas {
       let labels: number[] = [];
       let deletes: number[] = [];
       const flush = async (seq: string) => {
-        const fetched = labels.length ? await store.chunkVectors(cid, labels) : [];
+        const fetched = labels.length ? await store.chunkEntries(cid, labels) : [];
         const live = labels.flatMap((l, i) => (fetched[i] ? [{ label: l, ...fetched[i]! }] : []));
         const vectors = new Float32Array(live.length * this.opts.dims);
         live.forEach((c, i) => vectors.set(c.vector, i * this.opts.dims));
@@ -157,7 +163,7 @@ export class CollectionReplicas {
         const metadata = await this.metadataOf(newDocs);
         for (const d of newDocs) s!.knownDocs.add(d);
         await this.thread.request(
-          { op: 'apply', cid, seq, labels: live.map((c) => c.label), docs: live.map((c) => c.doc), vectors, deletes, metadata },
+          { op: 'apply', cid, seq, labels: live.map((c) => c.label), docs: live.map((c) => c.doc), texts: live.map((c) => c.text), vectors, deletes, metadata },
           [vectors.buffer],
         );
         s!.seq = seq;

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { appendTokens } from '../../shared/streams/token-stream.js';
+import { appendTokens, type TokenExtras } from '../../shared/streams/token-stream.js';
 import { WorkerLostError } from './worker-lost.error.js';
 
 /**
@@ -11,7 +11,7 @@ import { WorkerLostError } from './worker-lost.error.js';
  */
 export class TokenWriter {
   private index = 0;
-  private pending: { i: number; text: string }[] = [];
+  private pending: ({ i: number; text: string } & TokenExtras)[] = [];
   private writing: Promise<void> | undefined;
   private error: unknown;
 
@@ -27,9 +27,9 @@ export class TokenWriter {
     return this.index;
   }
 
-  push(text: string): void {
+  push(text: string, extras: TokenExtras = {}): void {
     if (this.error) return;
-    this.pending.push({ i: this.index++, text });
+    this.pending.push({ i: this.index++, text, ...extras });
     this.schedule();
   }
 

@@ -15,6 +15,8 @@ import { BlobStore } from '../shared/storage/blob-store.js';
 import { FileStore } from '../shared/files/file-store.js';
 import { createApp } from './app.js';
 import { FileService } from './files/file-service.js';
+import { VectorStoreService } from './vector-stores/vector-store-service.js';
+import { VectorStoreStore } from './vector-stores/vector-store-store.js';
 import { BatchService } from './batches/batch-service.js';
 import { BatchStore } from '../shared/batches/batch-store.js';
 import { DocumentService } from './documents/document-service.js';
@@ -134,6 +136,7 @@ async function main(): Promise<void> {
   });
   shutdown.register('documents', () => documents.close());
   const files = new FileService(new FileStore(redis, env.QUEUE_PREFIX, blobs), { maxBytes: env.FILES_MAX_BYTES, maxBatchLines: env.BATCH_MAX_LINES });
+  const vectorStores = new VectorStoreService({ store: new VectorStoreStore(redis, env.QUEUE_PREFIX), documents, files });
   const app = createApp({
     chatbot: { config: chatbotConfig, relay },
     log,
@@ -155,6 +158,7 @@ async function main(): Promise<void> {
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
     files,
+    vectorStores,
     batches: new BatchService({ batches: new BatchStore(redis, env.QUEUE_PREFIX), files: files.store, jobs, windowSeconds: env.BATCH_COMPLETION_WINDOW_S }),
   });
 

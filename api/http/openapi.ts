@@ -14,6 +14,7 @@ import { JOB_TYPES, chatResultSchema, chatTokenLogprobSchema } from '../../share
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { fileOperations } from './openapi-files.js';
+import { vectorStoreOperations } from './openapi-vector-stores.js';
 import { batchOperations } from './openapi-batches.js';
 import { responsesOperations } from './openapi-responses.js';
 import type { DescribeOperation, Operation } from './openapi-operation.js';
@@ -389,6 +390,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   documentOperations(op, { json, errorsFor });
   fileOperations(op, { json, errorsFor });
+  vectorStoreOperations(op, { json, errorsFor });
   batchOperations(op, { json, errorsFor });
   responsesOperations(op, { json, errorsFor });
 

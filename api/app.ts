@@ -33,6 +33,8 @@ import type { ChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import type { TokenRelay } from './realtime/token-relay.js';
 import { documentsRoutes, streamsRequestBody } from './routes/documents.routes.js';
 import { filesRoutes } from './routes/files.routes.js';
+import { vectorStoresRoutes } from './routes/vector-stores.routes.js';
+import type { VectorStoreService } from './vector-stores/vector-store-service.js';
 import { batchesRoutes } from './routes/batches.routes.js';
 import type { BatchService } from './batches/batch-service.js';
 import type { FileService } from './files/file-service.js';
@@ -72,6 +74,8 @@ export interface AppDeps {
   documents?: { service: DocumentService; maxBytes: number };
   /** The Files API (api/files). */
   files: FileService;
+  /** OpenAI's vector stores over the collections (api/vector-stores). */
+  vectorStores: VectorStoreService;
   /** The Batch API (api/batches). */
   batches: BatchService;
   /** Identity, limits and transport settings (README, "Security"). */
@@ -160,6 +164,7 @@ export function createApp(deps: AppDeps): Express {
     webhooksRoutes({ webhooks: () => deps.webhooks }),
     documentsRoutes({ documents: () => deps.documents }),
     filesRoutes({ files: deps.files }),
+    vectorStoresRoutes({ vectorStores: deps.vectorStores }),
     batchesRoutes({ batches: deps.batches }),
   ]);
 

@@ -17,6 +17,8 @@ import { announceJobOutcome, WEBHOOK_QUEUE } from '../shared/webhooks/webhook-ev
 import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { createApp } from './app.js';
 import { FileService } from './files/file-service.js';
+import { VectorStoreService } from './vector-stores/vector-store-service.js';
+import { VectorStoreStore } from './vector-stores/vector-store-store.js';
 import { BatchService } from './batches/batch-service.js';
 import { BatchStore } from '../shared/batches/batch-store.js';
 import { DocumentService } from './documents/document-service.js';
@@ -142,6 +144,7 @@ async function main(): Promise<void> {
   });
   shutdown.register('documents', () => documents.close());
   const files = new FileService(new FileStore(redis, env.QUEUE_PREFIX, blobs), { maxBytes: env.FILES_MAX_BYTES, maxBatchLines: env.BATCH_MAX_LINES });
+  const vectorStores = new VectorStoreService({ store: new VectorStoreStore(redis, env.QUEUE_PREFIX), documents, files });
   const app = createApp({
     chatbot: { config: chatbotConfig, relay },
     log,
@@ -163,6 +166,7 @@ async function main(): Promise<void> {
     security: { identity, store, jwt, limits, tls: Boolean(env.TLS_CERT_FILE), corsOrigins: env.CORS_ORIGINS },
     documents: { service: documents, maxBytes: env.DOCUMENTS_MAX_BYTES },
     files,
+    vectorStores,
     batches: new BatchService({ batches: new BatchStore(redis, env.QUEUE_PREFIX), files: files.store, jobs, windowSeconds: env.BATCH_COMPLETION_WINDOW_S }),
     webhooks: { store: webhookStore, policy: { allowPrivate: env.WEBHOOK_ALLOW_PRIVATE }, maxEndpoints: env.WEBHOOK_MAX_ENDPOINTS },
   });

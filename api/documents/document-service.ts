@@ -1,5 +1,7 @@
-import { randomUUID } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { FlowProducer, type FlowJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { SearchRequest } from '../../shared/documents/document-api.js';
@@ -16,12 +18,21 @@ import { errors } from '../../shared/errors/app-error.js';
 import type { BlobStore } from '../../shared/storage/blob-store.js';
 import { fixedQueueTarget, jobCatalog, makeJobId, type JobEnvelope, type JobResult } from '../../shared/jobs/job-catalog.js';
 import type { JobService } from '../jobs/job-service.js';
-import { checkImageHeader, sniffDocument } from './sniff.js';
+import { checkImageHeader, SNIFF_BYTES, sniffDocument } from './sniff.js';
 import type { ReceivedUpload } from './upload.js';
 import type { DocumentView } from '../../shared/documents/document-api.js';
 
 
 export type { DocumentView };
+
+/** Where and how an ingestion puts a document. */
+export interface IngestTarget {
+  collection: string;
+  metadata: DocumentMetadata;
+  chunking: DocumentRecord['chunking'];
+  /** Whether the same bytes already in the collection answer with that document instead. */
+  dedupe: boolean;
+}
 
 export interface CollectionView {
   object: 'collection';
@@ -68,23 +79,64 @@ export class DocumentService {
 
   /** Takes a received upload: validates it, deduplicates it by content, stores it and starts its ingestion. */
   async ingest(tenant: string, upload: ReceivedUpload, requestId?: string): Promise<{ view: DocumentView; created: boolean }> {
+    let target: IngestTarget;
     try {
       const name = collectionNameSchema.safeParse(upload.fields.collection ?? '');
       if (!name.success) throw errors.invalidRequest(`'collection': ${name.error.issues[0]!.message}`, 'collection');
-      const metadata = this.parseMetadata(upload.fields.metadata);
+      target = { collection: name.data, metadata: this.parseMetadata(upload.fields.metadata), chunking: null, dedupe: true };
+    } catch (err) {
+      await unlink(upload.tmpPath).catch(() => {});
+      throw err;
+    }
+    const { record, created } = await this.ingestInto(tenant, target, upload, requestId);
+    return { view: this.view(record), created };
+  }
+
+  /**
+   * Ingests a copy of a blob that is already stored (a Files API file attached to a vector store):
+   * hard-linked into `incoming/` (the same volume), so the document owns its source independently of
+   * the file, which may be deleted while the document stays. Then the same path as an upload.
+   */
+  async ingestStored(tenant: string, target: IngestTarget, source: { path: string; filename: string }, requestId?: string): Promise<DocumentRecord> {
+    const tmpPath = path.join(this.deps.blobs.incomingDir, `link-${randomUUID()}`);
+    await mkdir(this.deps.blobs.incomingDir, { recursive: true });
+    await link(source.path, tmpPath).catch(() => copyFile(source.path, tmpPath));
+    try {
+      // Hashed as it streams, as an upload is: files may be hundreds of megabytes.
+      const hash = createHash('sha256');
+      let head = Buffer.alloc(0);
+      let bytes = 0;
+      for await (const chunk of createReadStream(tmpPath) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        if (head.length < SNIFF_BYTES) head = Buffer.concat([head, chunk.subarray(0, SNIFF_BYTES - head.length)]);
+        bytes += chunk.length;
+      }
+      const upload: ReceivedUpload = { tmpPath, bytes, sha256: hash.digest('hex'), head, filename: source.filename, fields: {} };
+      return (await this.ingestInto(tenant, target, upload, requestId)).record;
+    } catch (err) {
+      await unlink(tmpPath).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async ingestInto(tenant: string, target: IngestTarget, upload: ReceivedUpload, requestId?: string): Promise<{ record: DocumentRecord; created: boolean }> {
+    try {
       const { kind, mime } = await sniffDocument(upload.head, upload.bytes);
       checkImageHeader(kind, upload.head, this.deps.maxImagePixels);
-      const cid = await this.store.ensureCollection(tenant, name.data, randomUUID(), this.deps.model);
+      const cid = await this.store.ensureCollection(tenant, target.collection, randomUUID(), this.deps.model);
 
       const id = randomUUID();
-      const existingId = await this.store.claimHash(cid, upload.sha256, id);
-      if (existingId) {
-        const existing = await this.store.getDocument(existingId);
-        if (existing && existing.state !== 'failed' && existing.state !== 'deleted') {
-          await unlink(upload.tmpPath).catch(() => {});
-          return { view: this.view(existing), created: false };
+      // Vector store files are not deduplicated: two files of the same bytes carry their own attributes.
+      if (target.dedupe) {
+        const existingId = await this.store.claimHash(cid, upload.sha256, id);
+        if (existingId) {
+          const existing = await this.store.getDocument(existingId);
+          if (existing && existing.state !== 'failed' && existing.state !== 'deleted') {
+            await unlink(upload.tmpPath).catch(() => {});
+            return { record: existing, created: false };
+          }
+          await this.store.replaceHash(cid, upload.sha256, id);
         }
-        await this.store.replaceHash(cid, upload.sha256, id);
       }
 
       await this.deps.blobs.commit(upload.tmpPath, 'docs', id, 'source');
@@ -93,14 +145,15 @@ export class DocumentService {
       const record: DocumentRecord = {
         id,
         tenant,
-        collection: name.data,
+        collection: target.collection,
         cid,
         filename: upload.filename,
         kind,
         mime,
         bytes: upload.bytes,
         sha256: upload.sha256,
-        metadata,
+        metadata: target.metadata,
+        chunking: target.chunking,
         state: 'queued',
         stage: null,
         stage_done: null,
@@ -120,14 +173,24 @@ export class DocumentService {
         await this.flow.add(this.ingestionFlow(record, requestId));
       } catch (err) {
         await this.store.markFailed(id, { message: 'The ingestion could not be queued.', code: 'enqueue_failed' }).catch(() => {});
-        await this.store.releaseHash(cid, upload.sha256, id).catch(() => {});
+        if (target.dedupe) await this.store.releaseHash(cid, upload.sha256, id).catch(() => {});
         throw err;
       }
-      return { view: this.view(record), created: true };
+      return { record, created: true };
     } catch (err) {
       await unlink(upload.tmpPath).catch(() => {});
       throw err;
     }
+  }
+
+  /** The text of a document's indexed chunks, in order (what search answers from). */
+  async chunkTexts(doc: DocumentRecord): Promise<string[]> {
+    const labels = doc.ranges.flatMap(([from, to]) => Array.from({ length: to - from }, (_, i) => from + i));
+    const fields = await this.store.chunkFields(doc.cid, labels);
+    return fields
+      .flatMap((f) => (f ? [f] : []))
+      .sort((a, b) => a.idx - b.idx)
+      .map((f) => f.text);
   }
 
   async get(tenant: string, id: string): Promise<DocumentView> {
@@ -140,10 +203,14 @@ export class DocumentService {
   }
 
   async remove(tenant: string, id: string): Promise<{ id: string; object: 'document'; deleted: true }> {
-    const doc = await this.find(tenant, id);
-    await this.store.deleteDocument(doc);
-    await this.deps.blobs.remove('docs', id);
+    await this.removeRecord(await this.find(tenant, id));
     return { id, object: 'document', deleted: true };
+  }
+
+  /** Deletes a document: its chunks leave search at once (the log's `del`), then its files go. */
+  async removeRecord(doc: DocumentRecord): Promise<void> {
+    await this.store.deleteDocument(doc);
+    await this.deps.blobs.remove('docs', doc.id);
   }
 
   async collections(tenant: string): Promise<CollectionView[]> {

@@ -15,6 +15,7 @@ import { createJobRequestSchema } from '../../shared/jobs/job-requests.js';
 import { securityOperations } from './openapi-security.js';
 import { documentOperations } from './openapi-documents.js';
 import { fileOperations } from './openapi-files.js';
+import { vectorStoreOperations } from './openapi-vector-stores.js';
 import { batchOperations } from './openapi-batches.js';
 import { responsesOperations } from './openapi-responses.js';
 import { webhookOperations } from './openapi-webhooks.js';
@@ -398,6 +399,7 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
 
   documentOperations(op, { json, errorsFor });
   fileOperations(op, { json, errorsFor });
+  vectorStoreOperations(op, { json, errorsFor });
   batchOperations(op, { json, errorsFor });
   responsesOperations(op, { json, errorsFor });
 

@@ -173,6 +173,24 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/collections/:name/documents', access: scope('documents'), tags: ['documents'], summary: "A collection's documents" },
   { method: 'POST', path: '/v1/collections/:name/search', access: scope('documents'), tags: ['documents'], summary: 'Vector search in a collection' },
 
+  // Vector stores (OpenAI's retrieval API) over the collections: the documents scope, the same data.
+  { method: 'POST', path: '/v1/vector_stores', access: scope('documents'), tags: ['vector_stores'], summary: 'Create a vector store (a collection of the tenant), optionally with files' },
+  { method: 'GET', path: '/v1/vector_stores', access: scope('documents'), tags: ['vector_stores'], summary: "The tenant's vector stores" },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id', access: scope('documents'), tags: ['vector_stores'], summary: 'One vector store with its file counts' },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id', access: scope('documents'), tags: ['vector_stores'], summary: 'Update a vector store (name, metadata, expiry)' },
+  { method: 'DELETE', path: '/v1/vector_stores/:vector_store_id', access: scope('documents'), tags: ['vector_stores'], summary: 'Delete a vector store with its collection' },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id/search', access: scope('documents'), tags: ['vector_stores'], summary: 'Search a vector store (hybrid by default, attribute filters)' },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id/files', access: scope('documents'), tags: ['vector_stores'], summary: 'Attach a file (Files API) and ingest it' },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id/files', access: scope('documents'), tags: ['vector_stores'], summary: "A vector store's files" },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id/files/:file_id', access: scope('documents'), tags: ['vector_stores'], summary: 'One vector store file' },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id/files/:file_id', access: scope('documents'), tags: ['vector_stores'], summary: "Update a vector store file's attributes" },
+  { method: 'DELETE', path: '/v1/vector_stores/:vector_store_id/files/:file_id', access: scope('documents'), tags: ['vector_stores'], summary: 'Remove a file from a vector store: its chunks leave search' },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id/files/:file_id/content', access: scope('documents'), tags: ['vector_stores'], summary: "A vector store file's parsed chunks" },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id/file_batches', access: scope('documents'), tags: ['vector_stores'], summary: 'Attach several files at once' },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id/file_batches/:batch_id', access: scope('documents'), tags: ['vector_stores'], summary: 'One file batch' },
+  { method: 'POST', path: '/v1/vector_stores/:vector_store_id/file_batches/:batch_id/cancel', access: scope('documents'), tags: ['vector_stores'], summary: "Cancel a file batch's unfinished files" },
+  { method: 'GET', path: '/v1/vector_stores/:vector_store_id/file_batches/:batch_id/files', access: scope('documents'), tags: ['vector_stores'], summary: "A file batch's files" },
+
   // Files (OpenAI's Files API): batch input and output files, and others.
   { method: 'POST', path: '/v1/files', access: scope('files'), tags: ['files'], summary: 'Upload a file (multipart, streamed; OpenAI-compatible)' },
   { method: 'GET', path: '/v1/files', access: scope('files'), tags: ['files'], summary: "The tenant's files, newest first" },

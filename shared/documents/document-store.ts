@@ -20,7 +20,9 @@ export interface ChunkToCommit {
 
 export type LogEntry =
   | { id: string; op: 'add'; doc: string; from: number; to: number }
-  | { id: string; op: 'del'; doc: string; ranges: [number, number][] };
+  | { id: string; op: 'del'; doc: string; ranges: [number, number][] }
+  /** The document's metadata changed: replicas reload it for their attribute filters. */
+  | { id: string; op: 'meta'; doc: string };
 
 /** A commit refused because the document or its collection was deleted meanwhile: the ingestion cannot go on. */
 export class DocumentStoreError extends JobError {
@@ -201,6 +203,25 @@ export class DocumentStore {
     );
   }
 
+  /**
+   * Replaces a live document's metadata and logs it, so every index replica's attribute filter
+   * sees the new values (they keep each document's metadata beside its chunks). False: no live document.
+   */
+  async setMetadata(doc: Pick<DocumentRecord, 'id' | 'cid'>, metadata: DocumentRecord['metadata']): Promise<boolean> {
+    const r = await this.redis.eval(
+      `local s = redis.call('HGET', KEYS[1], 'state') if (not s) or s == 'deleted' then return 0 end
+       redis.call('HSET', KEYS[1], 'metadata', ARGV[1], 'updated_at', ARGV[2])
+       redis.call('XADD', KEYS[2], '*', 'op', 'meta', 'doc', ARGV[3]) return 1`,
+      2,
+      this.keys.document(doc.id),
+      this.keys.log(doc.cid),
+      JSON.stringify(metadata),
+      String(Date.now()),
+      doc.id,
+    );
+    return r === 1;
+  }
+
   async markFailed(id: string, error: { message: string; code: string }): Promise<void> {
     await this.updateDocument(id, { state: 'failed', error: JSON.stringify(error) });
   }
@@ -259,9 +280,9 @@ export class DocumentStore {
     return raw.map(([id, fields]) => {
       const f: Record<string, string> = {};
       for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-      return f.op === 'del'
-        ? { id, op: 'del' as const, doc: f.doc!, ranges: JSON.parse(f.ranges ?? '[]') as [number, number][] }
-        : { id, op: 'add' as const, doc: f.doc!, from: Number(f.from), to: Number(f.to) };
+      if (f.op === 'del') return { id, op: 'del' as const, doc: f.doc!, ranges: JSON.parse(f.ranges ?? '[]') as [number, number][] };
+      if (f.op === 'meta') return { id, op: 'meta' as const, doc: f.doc! };
+      return { id, op: 'add' as const, doc: f.doc!, from: Number(f.from), to: Number(f.to) };
     });
   }
 

@@ -40,6 +40,8 @@ export interface DocumentRecord {
   bytes: number;
   sha256: string;
   metadata: DocumentMetadata;
+  /** Its own chunk size and overlap in tokens (a vector store file's static chunking); null: the defaults. */
+  chunking: { max_tokens: number; overlap: number } | null;
   state: DocumentState;
   stage: Stage | 'done' | null;
   /** The last stage that finished (a retried or resumed flow skips it and everything before). */
@@ -72,6 +74,7 @@ export function parseDocumentRecord(h: Record<string, string>): DocumentRecord |
     bytes: Number(h.bytes ?? 0),
     sha256: h.sha256 ?? '',
     metadata: h.metadata ? (JSON.parse(h.metadata) as DocumentMetadata) : {},
+    chunking: h.chunking ? (JSON.parse(h.chunking) as DocumentRecord['chunking']) : null,
     state: (h.state ?? 'queued') as DocumentState,
     stage: (h.stage || null) as DocumentRecord['stage'],
     stage_done: (h.stage_done || null) as Stage | null,

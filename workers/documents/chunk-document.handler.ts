@@ -13,7 +13,7 @@ export function createChunkDocumentHandler(deps: DocumentHandlerDeps): JobHandle
     const chunks: Chunk[] = [];
     for (const p of pages) {
       // Page by page, yielding in between: tokenizing runs on this thread.
-      for (const c of deps.chunker.chunk([p])) chunks.push({ ...c, index: chunks.length });
+      for (const c of deps.chunker.chunk([p], doc.chunking ? { maxTokens: doc.chunking.max_tokens, overlap: doc.chunking.overlap } : undefined)) chunks.push({ ...c, index: chunks.length });
       await yieldToLoop();
     }
     await deps.blobs.write('docs', doc.id, 'chunks.json', JSON.stringify(chunks));

@@ -15,6 +15,12 @@ export interface ChunkOptions {
   overlap: number;
 }
 
+/** Per-document chunking limits, in tokens. */
+export interface ChunkLimits {
+  maxTokens: number;
+  overlap: number;
+}
+
 /**
  * Token-aware chunking with the embedding model's own tokenizer: every chunk fits the model's window
  * (128 tokens for USE-Lite, special tokens included), so nothing is silently truncated at embedding
@@ -47,10 +53,17 @@ export class Chunker {
     return n >= this.window ? this.budget + 1 : n;
   }
 
-  chunk(pages: readonly { page: number; text: string }[]): Chunk[] {
+  /**
+   * `limits`: a document's own chunking (a vector store file's static `chunking_strategy`): chunks of
+   * at most `maxTokens` (never more than the model's window takes) sharing `overlap` tokens.
+   */
+  chunk(pages: readonly { page: number; text: string }[], limits?: ChunkLimits): Chunk[] {
+    const budget = Math.min(this.budget, limits?.maxTokens ?? this.budget);
+    // Overlap stays under half a chunk so every step moves forward by at least half of one.
+    const overlap = Math.min(limits?.overlap ?? this.opts.overlap, Math.floor((budget - 1) / 2));
     const out: Chunk[] = [];
     for (const { page, text } of pages) {
-      for (const c of this.chunkPage(text)) out.push({ ...c, page, index: out.length });
+      for (const c of this.chunkPage(text, budget, overlap)) out.push({ ...c, page, index: out.length });
     }
     return out;
   }
@@ -64,14 +77,14 @@ export class Chunker {
     return n;
   }
 
-  private *chunkPage(text: string): Generator<Omit<Chunk, 'page' | 'index'>> {
+  private *chunkPage(text: string, budget: number, overlap: number): Generator<Omit<Chunk, 'page' | 'index'>> {
     const words = this.words(text);
     let i = 0;
     while (i < words.length) {
       // Greedy: as many words as the window takes.
       let j = i;
       let tokens = 0;
-      while (j < words.length && tokens + words[j]!.tokens <= this.budget) tokens += words[j++]!.tokens;
+      while (j < words.length && tokens + words[j]!.tokens <= budget) tokens += words[j++]!.tokens;
       if (j === i) j = i + 1; // one oversized piece (already split to fit, so this is only a safety net)
       // Prefer ending at a sentence end in the last third, unless this is the page's end.
       if (j < words.length) {
@@ -86,7 +99,7 @@ export class Chunker {
       let start = words[i]!.start;
       let end = words[j - 1]!.end;
       let real = this.count(text.slice(start, end));
-      while (real > this.budget && j - 1 > i) {
+      while (real > budget && j - 1 > i) {
         j--;
         end = words[j - 1]!.end;
         real = this.count(text.slice(start, end));
@@ -96,7 +109,7 @@ export class Chunker {
       // Step back `overlap` tokens for the next chunk, but always move forward.
       let back = j;
       let overlapTokens = 0;
-      while (back - 1 > i && overlapTokens + words[back - 1]!.tokens <= this.opts.overlap) overlapTokens += words[--back]!.tokens;
+      while (back - 1 > i && overlapTokens + words[back - 1]!.tokens <= overlap) overlapTokens += words[--back]!.tokens;
       i = back;
       start = words[i]!.start;
     }

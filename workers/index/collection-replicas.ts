@@ -154,12 +154,14 @@ export class CollectionReplicas {
       if (entries.length === 0) break;
       let labels: number[] = [];
       let deletes: number[] = [];
+      let changedMeta: string[] = [];
       const flush = async (seq: string) => {
         const fetched = labels.length ? await store.chunkEntries(cid, labels) : [];
         const live = labels.flatMap((l, i) => (fetched[i] ? [{ label: l, ...fetched[i]! }] : []));
         const vectors = new Float32Array(live.length * this.opts.dims);
         live.forEach((c, i) => vectors.set(c.vector, i * this.opts.dims));
-        const newDocs = [...new Set(live.map((c) => c.doc))].filter((d) => !s!.knownDocs.has(d));
+        const newDocs = [...new Set([...live.map((c) => c.doc).filter((d) => !s!.knownDocs.has(d)), ...changedMeta])];
+        changedMeta = [];
         const metadata = await this.metadataOf(newDocs);
         for (const d of newDocs) s!.knownDocs.add(d);
         await this.thread.request(
@@ -180,10 +182,12 @@ export class CollectionReplicas {
             // Part of an entry: the replica's position stays before it until the whole entry is in.
             if (labels.length >= APPLY_BATCH) await flush(before);
           }
+        } else if (e.op === 'meta') {
+          changedMeta.push(e.doc);
         } else {
           for (const [from, to] of e.ranges) for (let l = from; l < to; l++) deletes.push(l);
         }
-        if (labels.length || deletes.length) await flush(e.id);
+        if (labels.length || deletes.length || changedMeta.length) await flush(e.id);
         else s.seq = e.id;
       }
     }

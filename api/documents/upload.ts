@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { AppError, errors } from '../../shared/errors/app-error.js';
 import { SNIFF_BYTES } from './sniff.js';
 
@@ -178,4 +178,49 @@ export function displayName(name: string | undefined): string {
   const base = (name ?? '').split(/[\\/]/).pop() ?? '';
   const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
   return clean === '.' || clean === '..' ? '' : clean;
+}
+
+/**
+ * An upload route's reading of its body: `receiveUpload` from the request, or from its signed
+ * body's hashing stream. A refused upload discards the signed body, and one refused for its size
+ * (`closesConnection`) is answered at once without reading the rest. A signed upload is verified
+ * before the caller stores, deduplicates or enqueues anything, and its file is removed if it fails.
+ */
+export async function receiveCheckedUpload(
+  req: Request,
+  res: Response,
+  opts: Omit<UploadOptions, 'body'>,
+  closesConnection: (err: AppError) => boolean = (err) => err.status === 413,
+): Promise<ReceivedUpload> {
+  const signed = req.signedBody;
+  let upload: ReceivedUpload;
+  try {
+    upload = await receiveUpload(req, { ...opts, ...(signed ? { body: signed.stream } : {}) });
+  } catch (err) {
+    signed?.discard();
+    if (err instanceof AppError && closesConnection(err)) closeAfterAnswer(req, res);
+    throw err;
+  }
+  if (signed) {
+    try {
+      await signed.verify();
+    } catch (err) {
+      await unlink(upload.tmpPath).catch(() => {});
+      throw err;
+    }
+  }
+  return upload;
+}
+
+/**
+ * An upload refused for its size is answered at once, without reading the rest of the body: the
+ * connection is closed after the answer. The little that is still in flight is read and dropped for
+ * a moment first, so the client gets to read the answer instead of a reset.
+ */
+function closeAfterAnswer(req: Request, res: Response): void {
+  res.setHeader('Connection', 'close');
+  res.once('finish', () => {
+    req.resume();
+    setTimeout(() => req.socket.destroy(), 1000).unref();
+  });
 }

@@ -1,9 +1,8 @@
-import { unlink } from 'node:fs/promises';
-import type { Request, Response } from 'express';
+import type { Request } from 'express';
 import { searchRequestSchema } from '../../shared/documents/document-api.js';
-import { AppError, errors } from '../../shared/errors/app-error.js';
+import { errors } from '../../shared/errors/app-error.js';
 import type { DocumentService } from '../documents/document-service.js';
-import { isMultipart, receiveUpload } from '../documents/upload.js';
+import { isMultipart, receiveCheckedUpload } from '../documents/upload.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 
 /**
@@ -26,24 +25,7 @@ export function documentsRoutes(deps: { documents: () => { service: DocumentServ
   };
 
   router.post('/v1/documents', async (req, res) => {
-    const signed = req.signedBody;
-    let upload;
-    try {
-      upload = await receiveUpload(req, { incomingDir: service().service.incomingDir, maxBytes: service().maxBytes, body: signed?.stream });
-    } catch (err) {
-      signed?.discard();
-      if (err instanceof AppError && err.status === 413) closeAfterAnswer(req, res);
-      throw err;
-    }
-    if (signed) {
-      // Nothing is stored, deduplicated or enqueued before the bytes are known to be the ones signed.
-      try {
-        await signed.verify();
-      } catch (err) {
-        await unlink(upload.tmpPath).catch(() => {});
-        throw err;
-      }
-    }
+    const upload = await receiveCheckedUpload(req, res, { incomingDir: service().service.incomingDir, maxBytes: service().maxBytes });
     const { view, created } = await service().service.ingest(req.principal!.tenant, upload, String(req.id));
     if (!created) res.setHeader('Idempotent-Replayed', 'true');
     res.status(created ? 202 : 200).location(`/v1/documents/${view.id}`).json(view);
@@ -75,17 +57,4 @@ export function documentsRoutes(deps: { documents: () => { service: DocumentServ
   });
 
   return router;
-}
-
-/**
- * An upload refused for its size is answered at once, without reading the rest of the body: the
- * connection is closed after the answer. The little that is still in flight is read and dropped for
- * a moment first, so the client gets to read the answer instead of a reset.
- */
-export function closeAfterAnswer(req: Request, res: Response): void {
-  res.setHeader('Connection', 'close');
-  res.once('finish', () => {
-    req.resume();
-    setTimeout(() => req.socket.destroy(), 1000).unref();
-  });
 }

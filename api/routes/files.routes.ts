@@ -1,11 +1,8 @@
-import { unlink } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { AppError } from '../../shared/errors/app-error.js';
 import { FILE_CONTENT, fileView } from '../../shared/files/file-store.js';
-import { receiveUpload } from '../documents/upload.js';
+import { receiveCheckedUpload } from '../documents/upload.js';
 import type { FileService } from '../files/file-service.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
-import { closeAfterAnswer } from './documents.routes.js';
 
 /** OpenAI's Files API: upload (multipart, streamed), list, retrieve, content, delete. */
 export function filesRoutes(deps: { files: FileService }): TableRoutes {
@@ -13,32 +10,20 @@ export function filesRoutes(deps: { files: FileService }): TableRoutes {
   const { files } = deps;
 
   router.post('/v1/files', async (req, res) => {
-    const signed = req.signedBody;
     let inspector: ReturnType<FileService['inspector']> | undefined;
-    let upload;
-    try {
-      upload = await receiveUpload(req, {
+    const upload = await receiveCheckedUpload(
+      req,
+      res,
+      {
         incomingDir: files.incomingDir,
         maxBytes: files.maxBytes,
         maxBytesSetting: 'FILES_MAX_BYTES',
         expects: 'POST /v1/files takes multipart/form-data with a `file` part and a `purpose` field.',
-        body: signed?.stream,
         inspect: (fieldsSoFar) => (inspector = files.inspector(fieldsSoFar)),
-      });
-    } catch (err) {
-      signed?.discard();
-      if (err instanceof AppError && (err.status === 413 || err.code === 'too_many_lines')) closeAfterAnswer(req, res);
-      throw err;
-    }
-    if (signed) {
-      // Nothing is stored before the bytes are known to be the ones signed.
-      try {
-        await signed.verify();
-      } catch (err) {
-        await unlink(upload.tmpPath).catch(() => {});
-        throw err;
-      }
-    }
+      },
+      // Too many lines is found while reading, like too many bytes: the rest is not read either.
+      (err) => err.status === 413 || err.code === 'too_many_lines',
+    );
     res.json(await files.create(req.principal!.tenant, upload, inspector?.lines ?? 0));
   });
 

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -82,6 +82,9 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
     let settled = false;
     let tmpPath: string | undefined;
     let written: Promise<void> | undefined;
+    let sink: WriteStream | undefined;
+    /** The temporary file's stream has closed: its file exists now, if it ever will. */
+    let closed: Promise<void> | undefined;
     let part: NodeJS.ReadableStream & { destroy(): void } | undefined;
     let bytes = 0;
     let inspect: UploadInspector | undefined;
@@ -107,9 +110,13 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
       source.unpipe(bb);
       bb.removeAllListeners('close');
       part?.destroy();
+      // Destroyed here rather than left to the pipeline, which may never settle once busboy is
+      // unpiped; the file is removed once its stream has closed: a write stream destroyed before its
+      // file was open still opens (creates) it afterwards.
+      sink?.destroy();
       if (tmpPath) {
         const p = tmpPath;
-        void (written ?? Promise.resolve()).catch(() => {}).finally(() => void unlink(p).catch(() => {}));
+        void (closed ?? Promise.resolve()).then(() => unlink(p).catch(() => {}));
       }
       reject(err);
     };
@@ -136,7 +143,11 @@ function receive(req: Request, opts: UploadOptions): Promise<ReceivedUpload> {
       });
       stream.on('limit', () => fail(tooLarge(opts)));
       // The write stream is attached in the same tick as the 'data' listener, so both see every byte.
-      written = pipeline(stream, createWriteStream(tmpPath, { flags: 'wx', mode: 0o600 }));
+      sink = createWriteStream(tmpPath, { flags: 'wx', mode: 0o600 });
+      // Not events.once: it settles on 'error', which a destroyed stream emits before it has closed.
+      const opened = sink;
+      closed = new Promise<void>((done) => opened.once('close', () => done()));
+      written = pipeline(stream, sink);
       written.catch((err) => fail(errors.internal('Could not store the upload.', err)));
     });
     bb.on('field', (name, value, info) => {

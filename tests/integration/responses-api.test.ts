@@ -604,6 +604,7 @@ describe('responses: OpenAI Responses API on chat jobs (create, stream, store an
         }),
       },
       toolChoice: 'required',
+      providerOptions: { openai: { parallelToolCalls: false } },
       maxOutputTokens: 400,
       maxRetries: 0,
       seed: 3,

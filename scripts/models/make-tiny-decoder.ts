@@ -47,12 +47,17 @@ import {
   writeJsonFile,
 } from './onnx-builder.js';
 
+export type DecoderArchitecture = 'llama' | 'qwen2' | 'phi3' | 'gpt2';
+export const DECODER_ARCHITECTURES: readonly DecoderArchitecture[] = ['llama', 'qwen2', 'phi3', 'gpt2'];
+
 export interface TinyDecoderOptions {
+  /** Which real model family's graph, config.json and tokenizer files to imitate (default 'llama'). */
+  architecture?: DecoderArchitecture;
   /** Put the graph at onnx/model.onnx instead of model.onnx (default false). */
   onnxSubdir?: boolean;
   /** Declare a `position_ids` input (default true); without it positions come from the mask. */
   positionIds?: boolean;
-  /** max_position_embeddings written to config.json (default 2048). */
+  /** max_position_embeddings (GPT-2: n_positions, the rows of wpe) in config.json (default 2048, GPT-2 1024). */
   maxPositions?: number;
   /** PRNG seed for the weights (default 4242). */
   seed?: number;
@@ -62,19 +67,74 @@ export const TINY_DECODER_CONFIG = {
   hiddenSize: 64,
   numLayers: 2,
   numHeads: 4,
+  /** Llama's; ARCHITECTURES says each architecture's. */
   numKvHeads: 2,
   intermediateSize: 128,
   ropeTheta: 10000,
   rmsNormEps: 1e-6,
-  /** Std of the (tied) token embeddings: sets the logits' scale. */
+  /** Std of the token embeddings (and of Phi-3's separate lm_head): sets the logits' scale. */
   embeddingStd: 0.5,
 } as const;
+
+/** What sets each architecture's graph apart, as its Hugging Face modeling code and checkpoints have it. */
+interface ArchitectureSpec {
+  numKvHeads: number;
+  /** rms_norm_eps, or GPT-2's layer_norm_epsilon. */
+  normEps: number;
+  /** Rotary position embeddings on q / k (all but GPT-2, which learns absolute ones: wpe). */
+  rotary: boolean;
+  /** Qwen2: q_proj, k_proj and v_proj have biases. */
+  qkvBias: boolean;
+  /** Phi-3: one qkv_proj and one gate_up_proj weight instead of q/k/v and gate/up. */
+  fusedProjections: boolean;
+  /** The output projection is the transposed token embedding matrix (Phi-3 has its own lm_head). */
+  tiedEmbeddings: boolean;
+  /** Which tokenizer files: ChatML (Qwen2 style), Phi-3's <|user|> … <|end|>, or GPT-2's plain one. */
+  tokenizer: 'chatml' | 'phi3' | 'gpt2';
+}
+
+const ARCHITECTURES: Record<DecoderArchitecture, ArchitectureSpec> = {
+  llama: { numKvHeads: 2, normEps: 1e-6, rotary: true, qkvBias: false, fusedProjections: false, tiedEmbeddings: true, tokenizer: 'chatml' },
+  qwen2: { numKvHeads: 2, normEps: 1e-6, rotary: true, qkvBias: true, fusedProjections: false, tiedEmbeddings: true, tokenizer: 'chatml' },
+  // Phi-3-medium's shape: grouped-query attention through the fused qkv_proj.
+  phi3: { numKvHeads: 2, normEps: 1e-5, rotary: true, qkvBias: false, fusedProjections: true, tiedEmbeddings: false, tokenizer: 'phi3' },
+  gpt2: { numKvHeads: 4, normEps: 1e-5, rotary: false, qkvBias: false, fusedProjections: false, tiedEmbeddings: true, tokenizer: 'gpt2' },
+};
 
 export const CHAT_SPECIAL_TOKENS = {
   endOfText: '<|endoftext|>',
   imStart: '<|im_start|>',
   imEnd: '<|im_end|>',
 } as const;
+
+/** Phi-3's chat tokens (its <s> / </s> / <unk> have no place in a GPT-2 vocabulary and are left out). */
+export const PHI3_SPECIAL_TOKENS = {
+  endOfText: '<|endoftext|>',
+  assistant: '<|assistant|>',
+  end: '<|end|>',
+  system: '<|system|>',
+  user: '<|user|>',
+} as const;
+
+/**
+ * Phi-3's chat format: `<|{role}|>\n{content}<|end|>\n` per message, and `<|assistant|>\n` opens the
+ * reply. Phi-3's own template lists system, user and assistant one by one; the other roles are
+ * left out the same way here.
+ */
+export const PHI3_TEMPLATE = [
+  '{%- for message in messages -%}',
+  "{%- if message['role'] in ['system', 'user', 'assistant'] -%}",
+  "{{- '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' -}}",
+  '{%- endif -%}',
+  '{%- endfor -%}',
+  "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- else -%}{{- eos_token -}}{%- endif -%}",
+].join('');
+
+/**
+ * GPT-2 has no chat format. DialoGPT (a GPT-2 fine-tune) ends every turn with <|endoftext|>, and
+ * transformers once used that as GPT-2's default template, so the chat runtime can still prompt it.
+ */
+export const GPT2_TEMPLATE = "{%- for message in messages -%}{{- message['content'] + eos_token -}}{%- endfor -%}";
 
 export { CHATML_TEMPLATE } from './tiny-chat-template.js';
 
@@ -107,24 +167,52 @@ async function readGpt2Vocab(): Promise<Gpt2Vocab> {
 
 interface TokenizerFiles {
   vocabSize: number;
-  ids: { endOfText: number; imStart: number; imEnd: number };
+  /** Id of each added special token, by its content. */
+  addedTokens: Record<string, number>;
+  /** The ids config.json and generation_config.json name. */
+  bos: number;
+  eos: number;
+  /** Every id that ends a reply (generation_config's eos_token_id). */
+  stopIds: number[];
+  pad: number | null;
   tokenizerJson: unknown;
   tokenizerConfig: unknown;
   specialTokensMap: unknown;
 }
 
-function buildTokenizerFiles({ vocab, merges }: Gpt2Vocab): TokenizerFiles {
+/** The special tokens, chat template and end token of each tokenizer kind, on GPT-2's vocabulary. */
+function tokenizerSpec(kind: ArchitectureSpec['tokenizer']): {
+  added: string[];
+  template: string;
+  bos: string | null;
+  eos: string;
+  pad: string | null;
+  extraStops: string[];
+} {
+  switch (kind) {
+    case 'chatml':
+      return { added: [CHAT_SPECIAL_TOKENS.imStart, CHAT_SPECIAL_TOKENS.imEnd], template: CHATML_TEMPLATE, bos: null, eos: CHAT_SPECIAL_TOKENS.imEnd, pad: CHAT_SPECIAL_TOKENS.endOfText, extraStops: [CHAT_SPECIAL_TOKENS.endOfText] };
+    case 'phi3': {
+      const { assistant, end, system, user, endOfText } = PHI3_SPECIAL_TOKENS;
+      return { added: [assistant, end, system, user], template: PHI3_TEMPLATE, bos: null, eos: end, pad: endOfText, extraStops: [endOfText] };
+    }
+    case 'gpt2':
+      // GPT-2's tokenizer: <|endoftext|> is bos, eos and unk at once, and there is no pad token.
+      return { added: [], template: GPT2_TEMPLATE, bos: CHAT_SPECIAL_TOKENS.endOfText, eos: CHAT_SPECIAL_TOKENS.endOfText, pad: null, extraStops: [] };
+  }
+}
+
+function buildTokenizerFiles({ vocab, merges }: Gpt2Vocab, kind: ArchitectureSpec['tokenizer'], maxPositions: number): TokenizerFiles {
   const endOfText = vocab[CHAT_SPECIAL_TOKENS.endOfText];
   if (endOfText === undefined) throw new Error('make-tiny-decoder: GPT-2 vocabulary has no <|endoftext|>');
+  const spec = tokenizerSpec(kind);
   const baseSize = Object.keys(vocab).length;
-  const ids = { endOfText, imStart: baseSize, imEnd: baseSize + 1 };
-  const vocabSize = baseSize + 2;
+  // <|endoftext|> is GPT-2's own last token; the others are appended after the vocabulary.
+  const added: [number, string][] = [[endOfText, CHAT_SPECIAL_TOKENS.endOfText], ...spec.added.map((content, i): [number, string] => [baseSize + i, content])];
+  const addedTokens = Object.fromEntries(added.map(([id, content]) => [content, id]));
+  const idOf = (content: string): number => addedTokens[content]!;
+  const vocabSize = baseSize + spec.added.length;
 
-  const added = [
-    [ids.endOfText, CHAT_SPECIAL_TOKENS.endOfText],
-    [ids.imStart, CHAT_SPECIAL_TOKENS.imStart],
-    [ids.imEnd, CHAT_SPECIAL_TOKENS.imEnd],
-  ] as const;
   const addedToken = (content: string) => ({
     content,
     single_word: false,
@@ -158,28 +246,41 @@ function buildTokenizerFiles({ vocab, merges }: Gpt2Vocab): TokenizerFiles {
 
   const addedTokensDecoder: Record<string, unknown> = {};
   for (const [id, content] of added) addedTokensDecoder[String(id)] = addedToken(content);
+  const additional = spec.added.length > 0 ? { additional_special_tokens: spec.added } : {};
   const tokenizerConfig = {
     add_bos_token: false,
     add_prefix_space: false,
     added_tokens_decoder: addedTokensDecoder,
-    additional_special_tokens: [CHAT_SPECIAL_TOKENS.imStart, CHAT_SPECIAL_TOKENS.imEnd],
-    bos_token: null,
-    chat_template: CHATML_TEMPLATE,
+    ...additional,
+    bos_token: spec.bos,
+    chat_template: spec.template,
     clean_up_tokenization_spaces: false,
-    eos_token: CHAT_SPECIAL_TOKENS.imEnd,
+    eos_token: spec.eos,
     errors: 'replace',
-    model_max_length: 2048,
-    pad_token: CHAT_SPECIAL_TOKENS.endOfText,
+    model_max_length: maxPositions,
+    pad_token: spec.pad,
     split_special_tokens: false,
     tokenizer_class: 'GPT2Tokenizer',
-    unk_token: null,
+    unk_token: kind === 'gpt2' ? CHAT_SPECIAL_TOKENS.endOfText : null,
   };
   const specialTokensMap = {
-    additional_special_tokens: [CHAT_SPECIAL_TOKENS.imStart, CHAT_SPECIAL_TOKENS.imEnd],
-    eos_token: CHAT_SPECIAL_TOKENS.imEnd,
-    pad_token: CHAT_SPECIAL_TOKENS.endOfText,
+    ...additional,
+    ...(spec.bos === null ? {} : { bos_token: spec.bos }),
+    eos_token: spec.eos,
+    ...(spec.pad === null ? {} : { pad_token: spec.pad }),
+    ...(kind === 'gpt2' ? { unk_token: CHAT_SPECIAL_TOKENS.endOfText } : {}),
   };
-  return { vocabSize, ids, tokenizerJson, tokenizerConfig, specialTokensMap };
+  return {
+    vocabSize,
+    addedTokens,
+    bos: spec.bos === null ? endOfText : idOf(spec.bos),
+    eos: idOf(spec.eos),
+    stopIds: [idOf(spec.eos), ...spec.extraStops.map(idOf)],
+    pad: spec.pad === null ? null : idOf(spec.pad),
+    tokenizerJson,
+    tokenizerConfig,
+    specialTokensMap,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +289,7 @@ function buildTokenizerFiles({ vocab, merges }: Gpt2Vocab): TokenizerFiles {
 
 const { FLOAT, INT64 } = DataType;
 
-/** The graph builder plus Llama's two parametrised layers, with seeded random weights. */
+/** The graph builder plus the parametrised layers of the four architectures, with seeded random weights. */
 class DecoderGraph extends OnnxGraphBuilder {
   /** Llama RMSNorm over the last axis: x / sqrt(mean(x²) + eps) * weight. */
   rmsNorm(x: string, name: string, hidden: number, eps: string, output?: string): string {
@@ -198,26 +299,73 @@ class DecoderGraph extends OnnxGraphBuilder {
     return this.node('Mul', [this.node('Mul', [x, inverseRms]), weight], {}, output);
   }
 
+  /**
+   * GPT-2's LayerNorm over the last axis, with a bias: (x - mean) / sqrt(var + eps) * weight + bias.
+   * Written out of primitive ops because LayerNormalization needs opset 17 and these graphs are 14.
+   */
+  layerNorm(x: string, name: string, hidden: number, eps: string): string {
+    const weight = this.randomNormal(`${name}.weight`, [hidden], 0.05, 1);
+    const bias = this.randomNormal(`${name}.bias`, [hidden], 0.05);
+    const centered = this.node('Sub', [x, this.node('ReduceMean', [x], { axes: [-1], keepdims: 1 })]);
+    const variance = this.node('ReduceMean', [this.node('Mul', [centered, centered])], { axes: [-1], keepdims: 1 });
+    const normalized = this.node('Div', [centered, this.node('Sqrt', [this.node('Add', [variance, eps])])]);
+    return this.node('Add', [this.node('Mul', [normalized, weight]), bias]);
+  }
+
   /** Bias-free projection x @ W with W stored [in, out]. */
   project(x: string, name: string, inDim: number, outDim: number): string {
     return this.node('MatMul', [x, this.randomNormal(`${name}.weight`, [inDim, outDim], 1 / Math.sqrt(inDim))]);
   }
+
+  /**
+   * Projection with a bias, x @ W + b. The bias is large (std 0.5) so that a runtime or reference
+   * that dropped it would see different logits, not nearly the same ones.
+   */
+  projectWithBias(x: string, name: string, inDim: number, outDim: number): string {
+    const product = this.project(x, name, inDim, outDim);
+    return this.node('Add', [product, this.randomNormal(`${name}.bias`, [outDim], 0.5)]);
+  }
+
+  /** Columns [from, to) of the last axis: how fused projections (Phi-3's qkv_proj, GPT-2's c_attn) are split. */
+  lastAxisSlice(x: string, name: string, from: number, to: number): string {
+    return this.node('Slice', [
+      x,
+      this.int64Vector(`${name}.start`, [from]),
+      this.int64Vector(`${name}.end`, [to]),
+      this.int64Vector(`${name}.axes`, [-1]),
+    ]);
+  }
+}
+
+/** GPT-2's gelu_new (the tanh approximation): 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))). */
+function geluTanh(g: DecoderGraph, x: string, constants: { half: string; one: string; cubic: string; scale: string }): string {
+  const cube = g.node('Mul', [g.node('Mul', [x, x]), x]);
+  const inner = g.node('Mul', [g.node('Add', [x, g.node('Mul', [cube, constants.cubic])]), constants.scale]);
+  return g.node('Mul', [g.node('Mul', [x, constants.half]), g.node('Add', [g.node('Tanh', [inner]), constants.one])]);
 }
 
 interface GraphShape {
+  architecture: DecoderArchitecture;
   vocabSize: number;
+  maxPositions: number;
   positionIds: boolean;
   seed: number;
 }
 
-function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8Array {
-  const { hiddenSize: H, numLayers, numHeads, numKvHeads, intermediateSize: I, ropeTheta } = TINY_DECODER_CONFIG;
+function buildDecoderModel({ architecture, vocabSize, maxPositions, positionIds, seed }: GraphShape): Uint8Array {
+  const { hiddenSize: H, numLayers, numHeads, intermediateSize: I, ropeTheta } = TINY_DECODER_CONFIG;
+  const arch = ARCHITECTURES[architecture];
+  const numKvHeads = arch.numKvHeads;
+  const isGpt2 = architecture === 'gpt2';
   const headDim = H / numHeads;
   const groups = numHeads / numKvHeads;
   // Both Box-Muller halves are used: one normal sample per uniform, how these weights were always drawn.
   const g = new DecoderGraph(seededNormal(seed, { useBothHalves: true }));
 
-  const eps = g.scalar('const.rms_norm_eps', TINY_DECODER_CONFIG.rmsNormEps);
+  // The constants are created in the order the Llama graph always had them (its bytes must not
+  // change); those an architecture does not use are left out, since onnxruntime warns about
+  // unused initializers.
+  const eps = isGpt2 ? g.scalar('const.layer_norm_epsilon', arch.normEps) : g.scalar('const.rms_norm_eps', arch.normEps);
   const attnScale = g.scalar('const.attention_scale', 1 / Math.sqrt(headDim));
   const zeroF = g.scalar('const.zero', 0);
   const maskedF = g.scalar('const.masked', -1e9);
@@ -226,19 +374,37 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   const axis0 = g.int64Tensor('const.axis_0', [1], [0]);
   const axis1 = g.int64Tensor('const.axis_1', [1], [1]);
   const axisLast = g.int64Tensor('const.axis_last', [1], [-1]);
-  const axis3 = g.int64Tensor('const.axis_3', [1], [3]);
-  const halfStart = g.int64Tensor('const.half_start', [1], [0]);
-  const halfMid = g.int64Tensor('const.half_mid', [1], [headDim / 2]);
-  const halfEnd = g.int64Tensor('const.half_end', [1], [headDim]);
+  let rotaryConstants: { axis3: string; halfStart: string; halfMid: string; halfEnd: string } | undefined;
+  if (arch.rotary) {
+    rotaryConstants = {
+      axis3: g.int64Tensor('const.axis_3', [1], [3]),
+      halfStart: g.int64Tensor('const.half_start', [1], [0]),
+      halfMid: g.int64Tensor('const.half_mid', [1], [headDim / 2]),
+      halfEnd: g.int64Tensor('const.half_end', [1], [headDim]),
+    };
+  }
   const qShape = g.int64Tensor('const.q_shape', [4], [0, 0, numHeads, headDim]);
-  const kvShape = g.int64Tensor('const.kv_shape', [4], [0, 0, numKvHeads, headDim]);
+  const kvShape = groups === 1 ? qShape : g.int64Tensor('const.kv_shape', [4], [0, 0, numKvHeads, headDim]);
   const mergeShape = g.int64Tensor('const.merge_shape', [3], [0, 0, H]);
-  const repeatKv = g.int64Tensor('const.repeat_kv', [5], [1, 1, groups, 1, 1]);
-  const repeatedShape = g.int64Tensor('const.repeated_kv_shape', [4], [0, numHeads, -1, headDim]);
-  const unsqueezeGroups = g.int64Tensor('const.axis_2', [1], [2]);
+  let repeatConstants: { repeatKv: string; repeatedShape: string; unsqueezeGroups: string } | undefined;
+  if (groups > 1) {
+    repeatConstants = {
+      repeatKv: g.int64Tensor('const.repeat_kv', [5], [1, 1, groups, 1, 1]),
+      repeatedShape: g.int64Tensor('const.repeated_kv_shape', [4], [0, numHeads, -1, headDim]),
+      unsqueezeGroups: g.int64Tensor('const.axis_2', [1], [2]),
+    };
+  }
+  const geluConstants = isGpt2
+    ? {
+        half: g.scalar('const.gelu_half', 0.5),
+        one: g.scalar('const.gelu_one', 1),
+        cubic: g.scalar('const.gelu_cubic', 0.044715),
+        scale: g.scalar('const.gelu_scale', Math.sqrt(2 / Math.PI)),
+      }
+    : undefined;
 
-  // Token embeddings, shared with the output projection (tie_word_embeddings).
-  const embeddings = g.randomNormal('model.embed_tokens.weight', [vocabSize, H], TINY_DECODER_CONFIG.embeddingStd);
+  // Token embeddings, shared with the output projection (tie_word_embeddings) except in Phi-3.
+  const embeddings = g.randomNormal(isGpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight', [vocabSize, H], TINY_DECODER_CONFIG.embeddingStd);
   let hidden = g.node('Gather', [embeddings, 'input_ids'], { axis: 0 });
 
   // Sequence lengths: S new tokens, T = past + S keys.
@@ -259,22 +425,33 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
     ]);
   }
 
+  // GPT-2 adds learned absolute position embeddings (wpe, one row per position up to n_positions);
+  // the others rotate queries and keys instead.
+  if (isGpt2) {
+    const wpe = g.randomNormal('transformer.wpe.weight', [maxPositions, H], 0.2);
+    hidden = g.node('Add', [hidden, g.node('Gather', [wpe, positions], { axis: 0 })]);
+  }
+
   // Rotary embeddings (HF's rotate_half convention): angle[b, s, j] = pos * theta^(-2j/d), the
   // half-width angles repeated twice, cos / sin as [B, 1, S, d] to broadcast over heads.
-  const inverseFrequencies = new Float32Array(headDim / 2);
-  for (let j = 0; j < headDim / 2; j++) inverseFrequencies[j] = 1 / Math.pow(ropeTheta, (2 * j) / headDim);
-  const invFreq = g.floatTensor('const.inv_freq', [headDim / 2], inverseFrequencies);
-  const positionsF = g.node('Unsqueeze', [g.node('Cast', [positions], { to: FLOAT }), axisLast]);
-  const halfAngles = g.node('Mul', [positionsF, invFreq]);
-  const angles = g.node('Concat', [halfAngles, halfAngles], { axis: -1 });
-  const cos = g.node('Unsqueeze', [g.node('Cos', [angles]), axis1]);
-  const sin = g.node('Unsqueeze', [g.node('Sin', [angles]), axis1]);
-  const rotary = (x: string): string => {
-    const first = g.node('Slice', [x, halfStart, halfMid, axis3]);
-    const second = g.node('Slice', [x, halfMid, halfEnd, axis3]);
-    const rotated = g.node('Concat', [g.node('Neg', [second]), first], { axis: 3 });
-    return g.node('Add', [g.node('Mul', [x, cos]), g.node('Mul', [rotated, sin])]);
-  };
+  let rotary = (x: string): string => x;
+  if (rotaryConstants) {
+    const { axis3, halfStart, halfMid, halfEnd } = rotaryConstants;
+    const inverseFrequencies = new Float32Array(headDim / 2);
+    for (let j = 0; j < headDim / 2; j++) inverseFrequencies[j] = 1 / Math.pow(ropeTheta, (2 * j) / headDim);
+    const invFreq = g.floatTensor('const.inv_freq', [headDim / 2], inverseFrequencies);
+    const positionsF = g.node('Unsqueeze', [g.node('Cast', [positions], { to: FLOAT }), axisLast]);
+    const halfAngles = g.node('Mul', [positionsF, invFreq]);
+    const angles = g.node('Concat', [halfAngles, halfAngles], { axis: -1 });
+    const cos = g.node('Unsqueeze', [g.node('Cos', [angles]), axis1]);
+    const sin = g.node('Unsqueeze', [g.node('Sin', [angles]), axis1]);
+    rotary = (x: string): string => {
+      const first = g.node('Slice', [x, halfStart, halfMid, axis3]);
+      const second = g.node('Slice', [x, halfMid, halfEnd, axis3]);
+      const rotated = g.node('Concat', [g.node('Neg', [second]), first], { axis: 3 });
+      return g.node('Add', [g.node('Mul', [x, cos]), g.node('Mul', [rotated, sin])]);
+    };
+  }
 
   // Attention bias [B, 1, S, T]: key j is visible to new token i when mask[b, j] = 1 and
   // j <= past + i (causal in the concatenated past + new layout); hidden keys get -1e9, which
@@ -292,56 +469,87 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   const visible = g.node('And', [causal, padding]); // [B, 1, S, T]
   const attentionBias = g.node('Where', [visible, zeroF, maskedF]);
 
-  const presentNames: string[] = [];
-  for (let layer = 0; layer < numLayers; layer++) {
-    const p = `model.layers.${layer}`;
-    const normed = g.rmsNorm(hidden, `${p}.input_layernorm`, H, eps);
-    const toHeads = (x: string, shape: string): string =>
-      g.node('Transpose', [g.node('Reshape', [x, shape])], { perm: [0, 2, 1, 3] });
-    const q = rotary(toHeads(g.project(normed, `${p}.self_attn.q_proj`, H, H), qShape)); // [B, h, S, d]
-    const k = rotary(toHeads(g.project(normed, `${p}.self_attn.k_proj`, H, numKvHeads * headDim), kvShape));
-    const v = toHeads(g.project(normed, `${p}.self_attn.v_proj`, H, numKvHeads * headDim), kvShape);
-
+  const toHeads = (x: string, shape: string): string =>
+    g.node('Transpose', [g.node('Reshape', [x, shape])], { perm: [0, 2, 1, 3] });
+  // repeat_kv: [B, kv, T, d] → [B, kv, groups, T, d] → [B, h, T, d]; head n reads KV head n / groups.
+  const repeat = (x: string): string =>
+    repeatConstants === undefined
+      ? x
+      : g.node('Reshape', [
+          g.node('Tile', [g.node('Unsqueeze', [x, repeatConstants.unsqueezeGroups]), repeatConstants.repeatKv]),
+          repeatConstants.repeatedShape,
+        ]);
+  /** Appends k / v ([B, kv, S, d]) to the layer's past and attends; returns the heads merged, [B, S, H]. */
+  const attend = (layer: number, q: string, k: string, v: string): string => {
     const presentKey = g.node('Concat', [`past_key_values.${layer}.key`, k], { axis: 2 }, `present.${layer}.key`);
-    const presentValue = g.node(
-      'Concat',
-      [`past_key_values.${layer}.value`, v],
-      { axis: 2 },
-      `present.${layer}.value`,
-    );
-    presentNames.push(presentKey, presentValue);
-
-    // repeat_kv: [B, kv, T, d] → [B, kv, groups, T, d] → [B, h, T, d]; head n reads KV head n / groups.
-    const repeat = (x: string): string =>
-      groups === 1
-        ? x
-        : g.node('Reshape', [g.node('Tile', [g.node('Unsqueeze', [x, unsqueezeGroups]), repeatKv]), repeatedShape]);
+    const presentValue = g.node('Concat', [`past_key_values.${layer}.value`, v], { axis: 2 }, `present.${layer}.value`);
     const keysT = g.node('Transpose', [repeat(presentKey)], { perm: [0, 1, 3, 2] }); // [B, h, d, T]
     const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q, keysT]), attnScale]), attentionBias]);
     const probs = g.node('Softmax', [scores], { axis: -1 });
-    const context = g.node('Reshape', [
+    return g.node('Reshape', [
       g.node('Transpose', [g.node('MatMul', [probs, repeat(presentValue)])], { perm: [0, 2, 1, 3] }),
       mergeShape,
     ]);
-    hidden = g.node('Add', [hidden, g.project(context, `${p}.self_attn.o_proj`, H, H)]);
+  };
 
-    const mlpIn = g.rmsNorm(hidden, `${p}.post_attention_layernorm`, H, eps);
-    const gate = g.project(mlpIn, `${p}.mlp.gate_proj`, H, I);
-    const up = g.project(mlpIn, `${p}.mlp.up_proj`, H, I);
-    const silu = g.node('Mul', [gate, g.node('Sigmoid', [gate])]);
-    hidden = g.node('Add', [hidden, g.project(g.node('Mul', [silu, up]), `${p}.mlp.down_proj`, I, H)]);
+  const kvWidth = numKvHeads * headDim;
+  for (let layer = 0; layer < numLayers; layer++) {
+    if (isGpt2) {
+      // GPT-2 block: LayerNorm → fused c_attn (q | k | v, with bias) → attention → c_proj → residual
+      // → LayerNorm → c_fc → gelu_new → c_proj → residual. Conv1D weights are [in, out], as here.
+      const p = `transformer.h.${layer}`;
+      const qkv = g.projectWithBias(g.layerNorm(hidden, `${p}.ln_1`, H, eps), `${p}.attn.c_attn`, H, 3 * H);
+      const q = toHeads(g.lastAxisSlice(qkv, `${p}.attn.split_q`, 0, H), qShape);
+      const k = toHeads(g.lastAxisSlice(qkv, `${p}.attn.split_k`, H, 2 * H), kvShape);
+      const v = toHeads(g.lastAxisSlice(qkv, `${p}.attn.split_v`, 2 * H, 3 * H), kvShape);
+      hidden = g.node('Add', [hidden, g.projectWithBias(attend(layer, q, k, v), `${p}.attn.c_proj`, H, H)]);
+      const mlpIn = g.layerNorm(hidden, `${p}.ln_2`, H, eps);
+      const activated = geluTanh(g, g.projectWithBias(mlpIn, `${p}.mlp.c_fc`, H, I), geluConstants!);
+      hidden = g.node('Add', [hidden, g.projectWithBias(activated, `${p}.mlp.c_proj`, I, H)]);
+      continue;
+    }
+
+    // Llama family block: RMSNorm → attention with rotary q / k → o_proj → residual → RMSNorm →
+    // SwiGLU MLP → residual. Qwen2 adds biases to q / k / v; Phi-3 fuses q / k / v into qkv_proj
+    // and gate / up into gate_up_proj, as its checkpoints store them.
+    const p = `model.layers.${layer}`;
+    const normed = g.rmsNorm(hidden, `${p}.input_layernorm`, H, eps);
+    let q: string;
+    let k: string;
+    let v: string;
+    if (arch.fusedProjections) {
+      const qkv = g.project(normed, `${p}.self_attn.qkv_proj`, H, H + 2 * kvWidth);
+      q = rotary(toHeads(g.lastAxisSlice(qkv, `${p}.self_attn.split_q`, 0, H), qShape));
+      k = rotary(toHeads(g.lastAxisSlice(qkv, `${p}.self_attn.split_k`, H, H + kvWidth), kvShape));
+      v = toHeads(g.lastAxisSlice(qkv, `${p}.self_attn.split_v`, H + kvWidth, H + 2 * kvWidth), kvShape);
+    } else {
+      const projectQkv = (name: string, outDim: number): string =>
+        arch.qkvBias ? g.projectWithBias(normed, name, H, outDim) : g.project(normed, name, H, outDim);
+      q = rotary(toHeads(projectQkv(`${p}.self_attn.q_proj`, H), qShape)); // [B, h, S, d]
+      k = rotary(toHeads(projectQkv(`${p}.self_attn.k_proj`, kvWidth), kvShape));
+      v = toHeads(projectQkv(`${p}.self_attn.v_proj`, kvWidth), kvShape);
+    }
+    hidden = llamaBlockTail(g, hidden, attend(layer, q, k, v), p, arch.fusedProjections, eps);
   }
 
-  const finalNorm = g.rmsNorm(hidden, 'model.norm', H, eps);
-  const lmHead = g.node('Transpose', [embeddings], { perm: [1, 0] }); // [H, V]
-  g.node('MatMul', [finalNorm, lmHead], {}, 'logits');
+  let logits: string;
+  if (isGpt2) {
+    const finalNorm = g.layerNorm(hidden, 'transformer.ln_f', H, eps);
+    logits = g.node('MatMul', [finalNorm, g.node('Transpose', [embeddings], { perm: [1, 0] })], {}, 'logits');
+  } else {
+    const finalNorm = g.rmsNorm(hidden, 'model.norm', H, eps);
+    const lmHead = arch.tiedEmbeddings
+      ? g.node('Transpose', [embeddings], { perm: [1, 0] }) // [H, V]
+      : g.randomNormal('lm_head.weight', [H, vocabSize], TINY_DECODER_CONFIG.embeddingStd);
+    logits = g.node('MatMul', [finalNorm, lmHead], {}, 'logits');
+  }
 
   const inputs = [
     tensorValueInfo('input_ids', INT64, ['batch_size', 'sequence_length']),
     tensorValueInfo('attention_mask', INT64, ['batch_size', 'total_sequence_length']),
   ];
   if (positionIds) inputs.push(tensorValueInfo('position_ids', INT64, ['batch_size', 'sequence_length']));
-  const outputs = [tensorValueInfo('logits', FLOAT, ['batch_size', 'sequence_length', vocabSize])];
+  const outputs = [tensorValueInfo(logits, FLOAT, ['batch_size', 'sequence_length', vocabSize])];
   for (let layer = 0; layer < numLayers; layer++) {
     for (const kind of ['key', 'value']) {
       inputs.push(tensorValueInfo(`past_key_values.${layer}.${kind}`, FLOAT, ['batch_size', numKvHeads, 'past_sequence_length', headDim]));
@@ -350,7 +558,7 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   }
 
   return g.encodeModel({
-    graphName: 'tiny_llama',
+    graphName: `tiny_${architecture}`,
     inputs,
     outputs,
     irVersion: 8,
@@ -360,74 +568,225 @@ function buildDecoderModel({ vocabSize, positionIds, seed }: GraphShape): Uint8A
   });
 }
 
+/** o_proj, residual, RMSNorm and the SwiGLU MLP (gate and up separate, or Phi-3's fused gate_up_proj). */
+function llamaBlockTail(g: DecoderGraph, residual: string, context: string, p: string, fusedGateUp: boolean, eps: string): string {
+  const { hiddenSize: H, intermediateSize: I } = TINY_DECODER_CONFIG;
+  const hidden = g.node('Add', [residual, g.project(context, `${p}.self_attn.o_proj`, H, H)]);
+  const mlpIn = g.rmsNorm(hidden, `${p}.post_attention_layernorm`, H, eps);
+  let gate: string;
+  let up: string;
+  if (fusedGateUp) {
+    // Phi-3 chunks gate_up_proj's output in two: the first half is the gate.
+    const gateUp = g.project(mlpIn, `${p}.mlp.gate_up_proj`, H, 2 * I);
+    gate = g.lastAxisSlice(gateUp, `${p}.mlp.split_gate`, 0, I);
+    up = g.lastAxisSlice(gateUp, `${p}.mlp.split_up`, I, 2 * I);
+  } else {
+    gate = g.project(mlpIn, `${p}.mlp.gate_proj`, H, I);
+    up = g.project(mlpIn, `${p}.mlp.up_proj`, H, I);
+  }
+  const silu = g.node('Mul', [gate, g.node('Sigmoid', [gate])]);
+  return g.node('Add', [hidden, g.project(g.node('Mul', [silu, up]), `${p}.mlp.down_proj`, I, H)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 // ---------------------------------------------------------------------------------------------
 
-export interface TinyDecoderInfo {
+export interface DecoderExportInfo {
+  architecture: DecoderArchitecture;
   modelPath: string;
   vocabSize: number;
   maxPositions: number;
+  /** Id of each special token of the tokenizer, by its content (<|endoftext|>, <|im_end|>, <|end|>, …). */
+  addedTokens: Readonly<Record<string, number>>;
+  /** Ids that end a reply (generation_config.json's eos_token_id). */
+  stopIds: readonly number[];
+}
+
+/** What the ChatML architectures (llama, qwen2) return: their three special ids by name. */
+export interface TinyDecoderInfo extends DecoderExportInfo {
   /** Ids of <|endoftext|>, <|im_start|> and <|im_end|>. */
   specialIds: { endOfText: number; imStart: number; imEnd: number };
 }
 
-export async function makeTinyDecoder(outDir: string, options: TinyDecoderOptions = {}): Promise<TinyDecoderInfo> {
+export async function makeTinyDecoder(
+  outDir: string,
+  options?: TinyDecoderOptions & { architecture?: 'llama' | 'qwen2' },
+): Promise<TinyDecoderInfo>;
+export async function makeTinyDecoder(outDir: string, options?: TinyDecoderOptions): Promise<DecoderExportInfo>;
+export async function makeTinyDecoder(outDir: string, options: TinyDecoderOptions = {}): Promise<DecoderExportInfo | TinyDecoderInfo> {
+  const architecture = options.architecture ?? 'llama';
+  const arch = ARCHITECTURES[architecture];
+  if (arch === undefined) throw new Error(`make-tiny-decoder: unknown architecture ${String(architecture)} (one of ${DECODER_ARCHITECTURES.join(', ')})`);
   const opts: Required<TinyDecoderOptions> = {
+    architecture,
     onnxSubdir: options.onnxSubdir ?? false,
     positionIds: options.positionIds ?? true,
-    maxPositions: options.maxPositions ?? 2048,
+    // GPT-2's n_positions is 1024; it is also the number of rows of its position embeddings.
+    maxPositions: options.maxPositions ?? (architecture === 'gpt2' ? 1024 : 2048),
     seed: options.seed ?? 4242,
   };
-  const c = TINY_DECODER_CONFIG;
-  const tokenizer = buildTokenizerFiles(await readGpt2Vocab());
-  const { ids, vocabSize } = tokenizer;
+  const tokenizer = buildTokenizerFiles(await readGpt2Vocab(), arch.tokenizer, opts.maxPositions);
+  const { vocabSize } = tokenizer;
 
   const modelPath = opts.onnxSubdir ? path.join(outDir, 'onnx', 'model.onnx') : path.join(outDir, 'model.onnx');
-  await writeFileAtomically(modelPath, buildDecoderModel({ vocabSize, positionIds: opts.positionIds, seed: opts.seed }));
+  await writeFileAtomically(
+    modelPath,
+    buildDecoderModel({ architecture, vocabSize, maxPositions: opts.maxPositions, positionIds: opts.positionIds, seed: opts.seed }),
+  );
 
-  await writeJsonFile(path.join(outDir, 'config.json'), {
-    _name_or_path: 'tiny-chat',
-    architectures: ['LlamaForCausalLM'],
-    attention_bias: false,
-    attention_dropout: 0,
-    bos_token_id: ids.endOfText,
-    eos_token_id: ids.imEnd,
-    pad_token_id: ids.endOfText,
-    head_dim: c.hiddenSize / c.numHeads,
-    hidden_act: 'silu',
-    hidden_size: c.hiddenSize,
-    initializer_range: 0.02,
-    intermediate_size: c.intermediateSize,
-    max_position_embeddings: opts.maxPositions,
-    mlp_bias: false,
-    model_type: 'llama',
-    num_attention_heads: c.numHeads,
-    num_hidden_layers: c.numLayers,
-    num_key_value_heads: c.numKvHeads,
-    pretraining_tp: 1,
-    rms_norm_eps: c.rmsNormEps,
-    rope_scaling: null,
-    rope_theta: c.ropeTheta,
-    tie_word_embeddings: true,
-    torch_dtype: 'float32',
-    use_cache: true,
-    vocab_size: vocabSize,
-  });
-  await writeJsonFile(path.join(outDir, 'generation_config.json'), {
-    bos_token_id: ids.endOfText,
-    eos_token_id: [ids.imEnd, ids.endOfText],
-    pad_token_id: ids.endOfText,
-    do_sample: true,
-    temperature: 0.7,
-    top_p: 0.9,
-    top_k: 50,
-    repetition_penalty: 1.05,
-  });
+  await writeJsonFile(path.join(outDir, 'config.json'), modelConfig(architecture, tokenizer, opts.maxPositions));
+  const sampling = { do_sample: true, temperature: 0.7, top_p: 0.9, top_k: 50, repetition_penalty: 1.05 };
+  await writeJsonFile(
+    path.join(outDir, 'generation_config.json'),
+    architecture === 'gpt2'
+      ? { bos_token_id: tokenizer.bos, eos_token_id: tokenizer.eos }
+      : { bos_token_id: tokenizer.bos, eos_token_id: tokenizer.stopIds, pad_token_id: tokenizer.pad, ...sampling },
+  );
   await writeJsonFile(path.join(outDir, 'tokenizer.json'), tokenizer.tokenizerJson);
   await writeJsonFile(path.join(outDir, 'tokenizer_config.json'), tokenizer.tokenizerConfig);
   await writeJsonFile(path.join(outDir, 'special_tokens_map.json'), tokenizer.specialTokensMap);
-  return { modelPath, vocabSize, maxPositions: opts.maxPositions, specialIds: ids };
+  const info: DecoderExportInfo = {
+    architecture,
+    modelPath,
+    vocabSize,
+    maxPositions: opts.maxPositions,
+    addedTokens: tokenizer.addedTokens,
+    stopIds: tokenizer.stopIds,
+  };
+  if (arch.tokenizer !== 'chatml') return info;
+  const id = (content: string): number => tokenizer.addedTokens[content]!;
+  return {
+    ...info,
+    specialIds: { endOfText: id(CHAT_SPECIAL_TOKENS.endOfText), imStart: id(CHAT_SPECIAL_TOKENS.imStart), imEnd: id(CHAT_SPECIAL_TOKENS.imEnd) },
+  };
+}
+
+/**
+ * config.json with each family's model_type and field names (GPT-2's n_head / n_embd / n_layer /
+ * n_positions), the fields transformers.js and our runtime read plus the ones real checkpoints carry.
+ */
+function modelConfig(architecture: DecoderArchitecture, tokenizer: TokenizerFiles, maxPositions: number): Record<string, unknown> {
+  const c = TINY_DECODER_CONFIG;
+  const arch = ARCHITECTURES[architecture];
+  const { bos, eos, pad, vocabSize } = tokenizer;
+  switch (architecture) {
+    case 'llama':
+      return {
+        _name_or_path: 'tiny-chat',
+        architectures: ['LlamaForCausalLM'],
+        attention_bias: false,
+        attention_dropout: 0,
+        bos_token_id: bos,
+        eos_token_id: eos,
+        pad_token_id: pad,
+        head_dim: c.hiddenSize / c.numHeads,
+        hidden_act: 'silu',
+        hidden_size: c.hiddenSize,
+        initializer_range: 0.02,
+        intermediate_size: c.intermediateSize,
+        max_position_embeddings: maxPositions,
+        mlp_bias: false,
+        model_type: 'llama',
+        num_attention_heads: c.numHeads,
+        num_hidden_layers: c.numLayers,
+        num_key_value_heads: arch.numKvHeads,
+        pretraining_tp: 1,
+        rms_norm_eps: arch.normEps,
+        rope_scaling: null,
+        rope_theta: c.ropeTheta,
+        tie_word_embeddings: true,
+        torch_dtype: 'float32',
+        use_cache: true,
+        vocab_size: vocabSize,
+      };
+    case 'qwen2':
+      // Qwen2 configs carry no head_dim (it is hidden_size / num_attention_heads) and no
+      // attention_bias flag: q/k/v always have biases in Qwen2.
+      return {
+        _name_or_path: 'tiny-qwen2',
+        architectures: ['Qwen2ForCausalLM'],
+        attention_dropout: 0,
+        bos_token_id: bos,
+        eos_token_id: eos,
+        hidden_act: 'silu',
+        hidden_size: c.hiddenSize,
+        initializer_range: 0.02,
+        intermediate_size: c.intermediateSize,
+        max_position_embeddings: maxPositions,
+        max_window_layers: c.numLayers,
+        model_type: 'qwen2',
+        num_attention_heads: c.numHeads,
+        num_hidden_layers: c.numLayers,
+        num_key_value_heads: arch.numKvHeads,
+        rms_norm_eps: arch.normEps,
+        rope_scaling: null,
+        rope_theta: c.ropeTheta,
+        sliding_window: maxPositions,
+        tie_word_embeddings: true,
+        torch_dtype: 'float32',
+        use_cache: true,
+        use_sliding_window: false,
+        vocab_size: vocabSize,
+      };
+    case 'phi3':
+      return {
+        _name_or_path: 'tiny-phi3',
+        architectures: ['Phi3ForCausalLM'],
+        attention_bias: false,
+        attention_dropout: 0,
+        bos_token_id: bos,
+        embd_pdrop: 0,
+        eos_token_id: eos,
+        hidden_act: 'silu',
+        hidden_size: c.hiddenSize,
+        initializer_range: 0.02,
+        intermediate_size: c.intermediateSize,
+        max_position_embeddings: maxPositions,
+        model_type: 'phi3',
+        num_attention_heads: c.numHeads,
+        num_hidden_layers: c.numLayers,
+        num_key_value_heads: arch.numKvHeads,
+        original_max_position_embeddings: maxPositions,
+        pad_token_id: pad,
+        resid_pdrop: 0,
+        rms_norm_eps: arch.normEps,
+        rope_scaling: null,
+        rope_theta: c.ropeTheta,
+        sliding_window: maxPositions - 1,
+        tie_word_embeddings: false,
+        torch_dtype: 'float32',
+        use_cache: true,
+        vocab_size: vocabSize,
+      };
+    case 'gpt2':
+      return {
+        _name_or_path: 'tiny-gpt2',
+        activation_function: 'gelu_new',
+        architectures: ['GPT2LMHeadModel'],
+        attn_pdrop: 0,
+        bos_token_id: bos,
+        embd_pdrop: 0,
+        eos_token_id: eos,
+        initializer_range: 0.02,
+        layer_norm_epsilon: arch.normEps,
+        model_type: 'gpt2',
+        n_ctx: maxPositions,
+        n_embd: c.hiddenSize,
+        n_head: c.numHeads,
+        n_inner: c.intermediateSize,
+        n_layer: c.numLayers,
+        n_positions: maxPositions,
+        reorder_and_upcast_attn: false,
+        resid_pdrop: 0,
+        scale_attn_by_inverse_layer_idx: false,
+        scale_attn_weights: true,
+        tie_word_embeddings: true,
+        torch_dtype: 'float32',
+        use_cache: true,
+        vocab_size: vocabSize,
+      };
+  }
 }
 
 if (isEntryPoint(import.meta.url)) {
@@ -446,13 +805,19 @@ if (isEntryPoint(import.meta.url)) {
   };
   const outDir = path.resolve(positional[0] ?? 'models/tiny-chat');
   const started = performance.now();
+  const architecture = flags.find((f) => f.startsWith('--architecture='))?.slice('--architecture='.length) ?? 'llama';
+  if (!(DECODER_ARCHITECTURES as readonly string[]).includes(architecture)) {
+    console.error(`--architecture must be one of ${DECODER_ARCHITECTURES.join(', ')}, got ${architecture}`);
+    process.exit(2);
+  }
   const info = await makeTinyDecoder(outDir, {
+    architecture: architecture as DecoderArchitecture,
     onnxSubdir: flags.includes('--onnx-subdir'),
     positionIds: !flags.includes('--no-position-ids'),
     maxPositions: numberFlag('max-positions'),
     seed: numberFlag('seed'),
   });
   console.log(
-    `wrote tiny chat model (vocab ${info.vocabSize}) to ${outDir} in ${(performance.now() - started).toFixed(0)} ms`,
+    `wrote tiny ${info.architecture} chat model (vocab ${info.vocabSize}) to ${outDir} in ${(performance.now() - started).toFixed(0)} ms`,
   );
 }

@@ -176,6 +176,15 @@ type IntType = 'int32' | 'int64';
 const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids']);
 const PAST_INPUT = /^past_key_values\.(\d+)\.(key|value)$/;
 
+/** What the inputs of export layouts this runtime does not run are, to say so in the load error. */
+const UNSUPPORTED_INPUT_HINTS: readonly (readonly [RegExp, string])[] = [
+  [/^past_key_values\.\d+\.key_value$/, 'a multi-query key_value cache, as gpt_bigcode exports have'],
+  [/^past_key_values\.\d+\.(encoder|decoder)\./, 'an encoder-decoder cache: this runtime runs decoder-only models'],
+  [/^past_(conv|ssm|recurrent)/, 'recurrent state of a hybrid model (Mamba / linear-attention layers)'],
+  [/^num_logits_to_keep$/, 'an export that computes only the last logits; export without it'],
+  [/^inputs_embeds$/, 'an embedding-input graph (multimodal exports split it from embed_tokens)'],
+];
+
 export class DecoderSession {
   /** Session runs so far: decode = one new token per sequence on top of a past; prefill = the rest. */
   readonly runs = { prefill: 0, decode: 0 };
@@ -446,26 +455,47 @@ async function readModelConfig(modelDir: string): Promise<DecoderModelConfig> {
     ? { ...outer, ...(outer['text_config'] as Record<string, unknown>) }
     : outer) as Record<string, unknown>;
 
-  const int = (key: string, fallback?: number): number => {
-    const value = c[key] ?? fallback;
+  // GPT-2 style configs (gpt2, gptj, codegen, …) name the sizes n_head / n_layer / n_embd /
+  // n_positions; transformers.js maps them the same way (its getNormalizedConfig).
+  const read = (keys: readonly string[], fallback?: number): number => {
+    const key = keys.find((k) => c[k] !== undefined && c[k] !== null);
+    const value = key === undefined ? fallback : c[key];
     if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-      throw new Error(`decoder: ${file} has no usable ${key}`);
+      const named = keys.join(' or ');
+      throw new Error(
+        key === undefined
+          ? `decoder: ${file} has no ${named}; the runtime needs it to shape the KV cache`
+          : `decoder: ${file} has no usable ${key} (${JSON.stringify(c[key])})`,
+      );
     }
     return value;
   };
-  const numHeads = int('num_attention_heads');
-  const numKvHeads = int('num_key_value_heads', numHeads);
-  const hiddenSize = typeof c['hidden_size'] === 'number' ? (c['hidden_size'] as number) : undefined;
-  const headDim = int('head_dim', hiddenSize !== undefined ? hiddenSize / numHeads : undefined);
+  if (c['multi_query'] === true) {
+    throw new Error(
+      `decoder: ${file} describes a multi-query model (multi_query: true, as gpt_bigcode): its single ` +
+        'past_key_values.N.key_value cache is not supported, only separate .key / .value caches',
+    );
+  }
+  const numHeads = read(['num_attention_heads', 'n_head']);
+  const numKvHeads = read(['num_key_value_heads'], numHeads);
+  // head_dim where the config gives it (Gemma's differs from hidden / heads), else hidden / heads.
+  const given = (key: string): boolean => c[key] !== undefined && c[key] !== null;
+  let headDim: number;
+  if (given('head_dim')) headDim = read(['head_dim']);
+  else if (given('hidden_size') || given('n_embd')) headDim = read(['hidden_size', 'n_embd']) / numHeads;
+  else throw new Error(`decoder: ${file} has neither head_dim nor hidden_size (or n_embd); the runtime needs one to shape the KV cache`);
+  if (!Number.isInteger(headDim)) {
+    throw new Error(`decoder: ${file}: the hidden size is not a multiple of ${numHeads} heads and there is no head_dim`);
+  }
   const pad = c['pad_token_id'];
   return {
     modelType: typeof c['model_type'] === 'string' ? (c['model_type'] as string) : 'unknown',
-    numLayers: int('num_hidden_layers'),
+    numLayers: read(['num_hidden_layers', 'n_layer']),
     numHeads,
     numKvHeads,
     headDim,
-    vocabSize: int('vocab_size'),
-    maxPositions: int('max_position_embeddings', 2048),
+    vocabSize: read(['vocab_size']),
+    maxPositions: read(['max_position_embeddings', 'n_positions'], 2048),
     padTokenId: typeof pad === 'number' && Number.isInteger(pad) && pad >= 0 ? pad : 0,
   };
 }
@@ -484,7 +514,12 @@ function checkSignature(
       continue;
     }
     if (!KNOWN_INPUTS.has(name)) {
-      throw new Error(`decoder: ${modelPath} has an input "${name}" this loader does not know how to feed`);
+      const hint = UNSUPPORTED_INPUT_HINTS.find(([pattern]) => pattern.test(name))?.[1];
+      throw new Error(
+        `decoder: ${modelPath} has an input "${name}" this loader does not know how to feed` +
+          (hint ? ` (${hint})` : '') +
+          `; supported inputs are ${[...KNOWN_INPUTS].join(', ')} and past_key_values.N.key / .value`,
+      );
     }
   }
   for (const name of ['input_ids', 'attention_mask']) {

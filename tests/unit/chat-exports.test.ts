@@ -30,7 +30,12 @@ interface ExportCase {
   /** The class transformers.js must load it as: proof that it read config.json's model_type. */
   referenceClass: string;
   expected: { numLayers: number; numHeads: number; numKvHeads: number; headDim: number; maxPositions: number };
+  /** Initializers the family's graph must carry (name → dims), and ones it must not. */
+  weights: Record<string, number[]>;
+  absent: string[];
 }
+
+const VOCAB = 50257; // GPT-2's; the ChatML and Phi-3 tokenizers append their chat tokens after it
 
 const CASES: ExportCase[] = [
   {
@@ -40,6 +45,13 @@ const CASES: ExportCase[] = [
     referenceClass: 'Qwen2ForCausalLM',
     // Qwen2's config has no head_dim: the runtime derives it from hidden_size / num_attention_heads.
     expected: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, maxPositions: 2048 },
+    weights: {
+      'model.layers.0.self_attn.q_proj.bias': [64],
+      'model.layers.1.self_attn.k_proj.bias': [32],
+      'model.layers.1.self_attn.v_proj.bias': [32],
+      'model.embed_tokens.weight': [VOCAB + 2, 64],
+    },
+    absent: ['lm_head.weight', 'model.layers.0.self_attn.o_proj.bias'],
   },
   {
     name: 'phi3',
@@ -47,6 +59,13 @@ const CASES: ExportCase[] = [
     positionIds: true,
     referenceClass: 'Phi3ForCausalLM',
     expected: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, maxPositions: 2048 },
+    weights: {
+      // q (4 heads × 16) | k (2 × 16) | v (2 × 16), and gate | up (2 × 128)
+      'model.layers.0.self_attn.qkv_proj.weight': [64, 128],
+      'model.layers.1.mlp.gate_up_proj.weight': [64, 256],
+      'lm_head.weight': [64, VOCAB + 4],
+    },
+    absent: ['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.mlp.gate_proj.weight'],
   },
   {
     name: 'gpt2',
@@ -54,6 +73,16 @@ const CASES: ExportCase[] = [
     positionIds: true,
     referenceClass: 'GPT2LMHeadModel',
     expected: { numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, maxPositions: 1024 },
+    weights: {
+      'transformer.wte.weight': [VOCAB, 64],
+      'transformer.wpe.weight': [1024, 64],
+      'transformer.h.0.ln_1.bias': [64],
+      'transformer.h.0.attn.c_attn.weight': [64, 192],
+      'transformer.h.1.attn.c_attn.bias': [192],
+      'transformer.h.1.mlp.c_fc.bias': [128],
+      'transformer.ln_f.bias': [64],
+    },
+    absent: ['const.inv_freq', 'lm_head.weight'],
   },
   {
     // Learned positions computed inside the graph from the mask: left padding must not shift them.
@@ -62,6 +91,16 @@ const CASES: ExportCase[] = [
     positionIds: false,
     referenceClass: 'GPT2LMHeadModel',
     expected: { numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, maxPositions: 1024 },
+    weights: {
+      'transformer.wte.weight': [VOCAB, 64],
+      'transformer.wpe.weight': [1024, 64],
+      'transformer.h.0.ln_1.bias': [64],
+      'transformer.h.0.attn.c_attn.weight': [64, 192],
+      'transformer.h.1.attn.c_attn.bias': [192],
+      'transformer.h.1.mlp.c_fc.bias': [128],
+      'transformer.ln_f.bias': [64],
+    },
+    absent: ['const.inv_freq', 'lm_head.weight'],
   },
 ];
 
@@ -149,6 +188,13 @@ for (const c of CASES) {
       assert.deepEqual({ numLayers, numHeads, numKvHeads, headDim, maxPositions }, c.expected);
       assert.equal(ours.decoder.config.modelType, c.architecture);
       assert.equal(ours.decoder.usesPositionIds, c.positionIds);
+    });
+
+    it("the graph carries the family's weights, shaped as its checkpoints shape them", async () => {
+      const model = onnx.ModelProto.decode(await readFile(ours.decoder.modelPath));
+      const dims = new Map(model.graph!.initializer!.map((t) => [t.name!, t.dims!.map(Number)]));
+      for (const [name, shape] of Object.entries(c.weights)) assert.deepEqual(dims.get(name), shape, name);
+      for (const name of c.absent) assert.equal(dims.has(name), false, `${name} should not be there`);
     });
 
     it('the chat template gives the same prompt ids', () => {

@@ -296,6 +296,19 @@ describe('exports the runtime cannot run fail at load, naming what is missing', 
     await writeFile(file, onnx.ModelProto.encode(model).finish());
   };
 
+  it("a GPT-2 prompt longer than n_positions is refused by the runtime, not by a Gather past wpe's last row", async () => {
+    await makeTinyDecoder(dir, { architecture: 'gpt2', maxPositions: 16 });
+    const decoder = await DecoderSession.open(dir, CPU);
+    try {
+      assert.equal(decoder.config.maxPositions, 16);
+      const fits = await decoder.prefill(Array.from({ length: 16 }, (_, i) => 100 + i));
+      assert.equal(fits.cache.length, 16);
+      await assert.rejects(decoder.prefill(Array.from({ length: 17 }, (_, i) => 100 + i)), /decoder: 17 positions exceed the model's 16/);
+    } finally {
+      await decoder.release();
+    }
+  });
+
   it('a GPT-2 config.json without n_head', async () => {
     await makeTinyDecoder(dir, { architecture: 'gpt2' });
     await rewriteJson(path.join(dir, 'config.json'), (config) => delete config['n_head']);

@@ -30,7 +30,8 @@ async function connect(): Promise<void> {
     describe();
     fill('embed-model', models.filter((m) => m.task === 'embedding').map((m) => m.id));
     $('connection').textContent = `connected: ${models.length} models`;
-    await Promise.all([refreshJobs(), refreshStores()]);
+    // A key without the documents scope still connects: the panel says why it lists nothing.
+    await Promise.all([refreshJobs(), refreshStores().catch(showStoreError)]);
   } catch (err) {
     $('connection').textContent = `error: ${(err as Error).message}`;
   }

@@ -8,15 +8,19 @@
  *   qi files upload <file> [--purpose batch] | qi files list | get <id> | content <id> | delete <id>
  *   qi batch create <file.jsonl> --endpoint /v1/embeddings [--follow] [--output out.jsonl]
  *   qi webhooks add <url> --events job.completed,job.failed | list | delete <id> | rotate <id> [--overlap S] | deliveries <id>
+ *   qi vector-stores create [--name N] | list | get <id> | delete <id>
+ *   qi vector-stores files add <store> <file> [--attr k=v]... [--wait] | files list <store> | files delete <store> <file-id>
+ *   qi vector-stores search <store> "query" [--max N] [--ranker hybrid|vector|lexical] [--filter k=v]...
  * Reads QI_URL (default http://127.0.0.1:3000) and QI_API_KEY.
  */
-import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadClientEnv } from '../shared/config/env.js';
 import type { WebhookEventType } from '../shared/webhooks/webhook-api.js';
 import { rankingOptionsSchema } from '../shared/documents/search-ranking.js';
-import { InferenceClient, InferenceError } from './inference-client.js';
+import { eqFilter, parseAttributes } from './attribute-args.js';
+import { InferenceClient, InferenceError, type VectorStoreFileView } from './inference-client.js';
 
 const USAGE = `usage: qi <command> [options]
   models                              list the models you may use
@@ -36,6 +40,14 @@ const USAGE = `usage: qi <command> [options]
   batch get <id> | cancel <id> | list
   webhooks add <url> --events E,E [--description D]   register an endpoint (prints its secret, shown once)
   webhooks list | delete <id> | rotate <id> [--overlap SECONDS] | deliveries <id>
+  vector-stores create [--name N] | list | get <id> | delete <id>
+  vector-stores files add <store> <file> [--attr k=v]... [--wait]
+                                      upload a local file (purpose assistants; or give a file-… id) and
+                                      attach it with its attributes (numbers and true/false are typed,
+                                      "quoted" stays a string); --wait follows its ingestion to the end
+  vector-stores files list <store> | files delete <store> <file-id>
+  vector-stores search <store> <query> [--max N] [--ranker hybrid|vector|lexical] [--filter k=v]...
+                                      several --filter are all required (eq, joined by and)
 environment: QI_URL (default http://127.0.0.1:3000), QI_API_KEY`;
 
 async function main(argv: string[]): Promise<number> {
@@ -58,6 +70,11 @@ async function main(argv: string[]): Promise<number> {
       description: { type: 'string' },
       overlap: { type: 'string' },
       ranker: { type: 'string' },
+      name: { type: 'string' },
+      attr: { type: 'string', multiple: true },
+      filter: { type: 'string', multiple: true },
+      max: { type: 'string' },
+      wait: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -210,6 +227,8 @@ async function main(argv: string[]): Promise<number> {
         } else throw new Error('usage: qi webhooks add|list|delete|rotate|deliveries …');
         return 0;
       }
+      case 'vector-stores':
+        return await vectorStores(client, args, values);
       default:
         console.error(`unknown command "${command}"\n${USAGE}`);
         return 2;
@@ -217,6 +236,82 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/** `qi vector-stores …`: one tab-separated line per store, file or hit, JSON for a single object. */
+async function vectorStores(
+  client: InferenceClient,
+  args: string[],
+  values: { name?: string; attr?: string[]; filter?: string[]; max?: string; ranker?: string; wait?: boolean },
+): Promise<number> {
+  const [sub, ...rest] = args;
+  const fileLine = (f: VectorStoreFileView) => `${f.id}\t${f.status}\t${f.usage_bytes}\t${JSON.stringify(f.attributes)}${f.last_error ? `\t${f.last_error.code}: ${f.last_error.message}` : ''}`;
+  switch (sub) {
+    case 'create': {
+      const vs = await client.createVectorStore(values.name === undefined ? {} : { name: values.name });
+      console.log(JSON.stringify(vs, null, 2));
+      return 0;
+    }
+    case 'list':
+      for (const vs of await client.listVectorStores({ limit: 100 })) {
+        console.log(`${vs.id}\t${vs.name}\t${vs.status}\t${vs.file_counts.completed}/${vs.file_counts.total} files\t${vs.usage_bytes} bytes`);
+      }
+      return 0;
+    case 'get':
+      if (!rest[0]) break;
+      console.log(JSON.stringify(await client.getVectorStore(rest[0]), null, 2));
+      return 0;
+    case 'delete':
+      if (!rest[0]) break;
+      await client.deleteVectorStore(rest[0]);
+      console.log(`${rest[0]}\tdeleted`);
+      return 0;
+    case 'files': {
+      const [action, store, file] = rest;
+      if (action === 'add' && store && file) {
+        // Parsed before anything is uploaded, so a bad pair leaves no orphan file behind.
+        const attributes = parseAttributes(values.attr ?? []);
+        // A local path is uploaded first; an id of an uploaded file (file-…) is attached as it is.
+        const fileId = existsSync(file) ? (await client.uploadFile(readFileSync(file), { filename: path.basename(file), purpose: 'assistants' })).id : file;
+        let f = await client.addVectorStoreFile(store, { file_id: fileId, attributes });
+        if (values.wait) {
+          f = await client.followVectorStoreFile(store, f.id, { onProgress: (v) => process.stderr.write(`\r${v.id} ${v.status}`) });
+          process.stderr.write('\n');
+        }
+        console.log(fileLine(f));
+        return f.status === 'failed' || f.status === 'cancelled' ? 1 : 0;
+      }
+      if (action === 'list' && store) {
+        for (const f of await client.listVectorStoreFiles(store, { limit: 100 })) console.log(fileLine(f));
+        return 0;
+      }
+      if (action === 'delete' && store && file) {
+        await client.deleteVectorStoreFile(store, file);
+        console.log(`${file}\tremoved from ${store}`);
+        return 0;
+      }
+      break;
+    }
+    case 'search': {
+      const [store, ...words] = rest;
+      const query = words.join(' ');
+      if (!store || !query) break;
+      const ranker = rankingOptionsSchema.shape.ranker.parse(values.ranker);
+      const filters = eqFilter(values.filter ?? []);
+      const max = values.max === undefined ? undefined : Number(values.max);
+      const hits = await client.searchVectorStore(store, query, {
+        ...(max === undefined ? {} : { max_num_results: max }),
+        ...(ranker ? { ranking_options: { ranker } } : {}),
+        ...(filters ? { filters } : {}),
+      });
+      for (const h of hits) {
+        const text = h.content.map((c) => c.text).join(' ').replace(/\s+/g, ' ');
+        console.log(`${h.score.toFixed(3)}\t${h.filename}\t${h.file_id}\t${JSON.stringify(h.attributes)}\t${text.slice(0, 120)}`);
+      }
+      return 0;
+    }
+  }
+  throw new Error('usage: qi vector-stores create [--name N] | list | get <id> | delete <id> | files add <store> <file> [--attr k=v]... [--wait] | files list <store> | files delete <store> <file-id> | search <store> <query> [--max N] [--ranker R] [--filter k=v]...');
 }
 
 /** A one-line progress bar on stderr, redrawn in place. */

@@ -3,7 +3,7 @@ import type { ClientToServerEvents, JobCompletedEvent, JobFailedEvent, JobTokenE
 import type { ChatMessageInput, ChatOptions } from '../shared/api/request-schemas.js';
 import type { CreateJobRequestInput } from '../shared/jobs/job-requests.js';
 import type { DocumentView } from '../shared/documents/document-api.js';
-import type { RankingOptions } from '../shared/documents/search-ranking.js';
+import type { AttributeFilter, RankingOptions } from '../shared/documents/search-ranking.js';
 import type { JobResult } from '../shared/jobs/job-catalog.js';
 import type { JobView } from '../shared/jobs/job-views.js';
 import type { WebhookDeliveryView, WebhookEndpointView, WebhookEventType } from '../shared/webhooks/webhook-api.js';
@@ -52,6 +52,46 @@ export type JobSubmission = CreateJobRequestInput;
 export type { ChatOptions };
 /** A finished chat job's result. */
 export type ChatResult = JobResult<'chat'>;
+
+/** A file attribute of a vector store file: OpenAI's scalar values, which search filters compare. */
+export type AttributeValue = string | number | boolean;
+type FileCounts = { in_progress: number; completed: number; failed: number; cancelled: number; total: number };
+
+/** OpenAI's vector store object, as the service answers it (api/vector-stores). */
+export interface VectorStoreView {
+  id: string;
+  object: 'vector_store';
+  created_at: number;
+  name: string;
+  usage_bytes: number;
+  file_counts: FileCounts;
+  status: 'expired' | 'in_progress' | 'completed';
+  expires_after?: { anchor: 'last_active_at'; days: number };
+  expires_at: number | null;
+  last_active_at: number;
+  metadata: Record<string, string>;
+}
+
+/** A file of a vector store: its ingestion status and attributes (OpenAI's object has no filename; the Files API has it). */
+export interface VectorStoreFileView {
+  id: string;
+  object: 'vector_store.file';
+  usage_bytes: number;
+  created_at: number;
+  vector_store_id: string;
+  status: 'in_progress' | 'completed' | 'failed' | 'cancelled';
+  last_error: { code: string; message: string } | null;
+  attributes: Record<string, AttributeValue>;
+}
+
+/** One hit of a vector store search: the chunk's text, its file and the file's attributes. */
+export interface VectorStoreSearchResult {
+  file_id: string;
+  filename: string;
+  score: number;
+  attributes: Record<string, AttributeValue>;
+  content: { type: 'text'; text: string }[];
+}
 
 /** An error answer of the service, with its OpenAI-shaped body. */
 export class InferenceError extends Error {
@@ -272,6 +312,64 @@ export class InferenceClient {
       if (['completed', 'failed', 'expired', 'cancelled'].includes(b.status)) return b;
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
     }
+  }
+
+  createVectorStore(body: { name?: string; metadata?: Record<string, string>; file_ids?: string[] } = {}): Promise<VectorStoreView> {
+    return this.request('POST', '/v1/vector_stores', body) as Promise<VectorStoreView>;
+  }
+
+  async listVectorStores(opts: { limit?: number; after?: string } = {}): Promise<VectorStoreView[]> {
+    return ((await this.request('GET', `/v1/vector_stores${query(opts)}`)) as { data: VectorStoreView[] }).data;
+  }
+
+  getVectorStore(id: string): Promise<VectorStoreView> {
+    return this.request('GET', `/v1/vector_stores/${encodeURIComponent(id)}`) as Promise<VectorStoreView>;
+  }
+
+  /** Deletes the store with its collection; the Files API files stay. */
+  deleteVectorStore(id: string): Promise<{ id: string; deleted: boolean }> {
+    return this.request('DELETE', `/v1/vector_stores/${encodeURIComponent(id)}`) as Promise<{ id: string; deleted: boolean }>;
+  }
+
+  /** Attaches a Files API file (purpose `assistants`) to a store; its ingestion starts, `status` is `in_progress` until it ends. */
+  addVectorStoreFile(storeId: string, body: { file_id: string; attributes?: Record<string, AttributeValue> }): Promise<VectorStoreFileView> {
+    return this.request('POST', `/v1/vector_stores/${encodeURIComponent(storeId)}/files`, body) as Promise<VectorStoreFileView>;
+  }
+
+  async listVectorStoreFiles(storeId: string, opts: { limit?: number; after?: string; filter?: VectorStoreFileView['status'] } = {}): Promise<VectorStoreFileView[]> {
+    return ((await this.request('GET', `/v1/vector_stores/${encodeURIComponent(storeId)}/files${query(opts)}`)) as { data: VectorStoreFileView[] }).data;
+  }
+
+  getVectorStoreFile(storeId: string, fileId: string): Promise<VectorStoreFileView> {
+    return this.request('GET', `/v1/vector_stores/${encodeURIComponent(storeId)}/files/${encodeURIComponent(fileId)}`) as Promise<VectorStoreFileView>;
+  }
+
+  /** Removes a file from a store: its chunks leave search at once (the Files API file stays). */
+  deleteVectorStoreFile(storeId: string, fileId: string): Promise<{ id: string; deleted: boolean }> {
+    return this.request('DELETE', `/v1/vector_stores/${encodeURIComponent(storeId)}/files/${encodeURIComponent(fileId)}`) as Promise<{ id: string; deleted: boolean }>;
+  }
+
+  /**
+   * Polls a store's file until its ingestion ends (completed, failed or cancelled), calling
+   * `onProgress` with each view. The store has no event stream of its own, so this polls, as
+   * OpenAI's SDK does (`createAndPoll`).
+   */
+  async followVectorStoreFile(storeId: string, fileId: string, opts: { intervalMs?: number; onProgress?: (f: VectorStoreFileView) => void } = {}): Promise<VectorStoreFileView> {
+    for (;;) {
+      const f = await this.getVectorStoreFile(storeId, fileId);
+      opts.onProgress?.(f);
+      if (f.status !== 'in_progress') return f;
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 500));
+    }
+  }
+
+  async searchVectorStore(
+    storeId: string,
+    query: string,
+    opts: { max_num_results?: number; filters?: AttributeFilter; ranking_options?: RankingOptions } = {},
+  ): Promise<VectorStoreSearchResult[]> {
+    const res = (await this.request('POST', `/v1/vector_stores/${encodeURIComponent(storeId)}/search`, { query, ...opts })) as { data: VectorStoreSearchResult[] };
+    return res.data;
   }
 
   getDocument(id: string): Promise<DocumentView> {

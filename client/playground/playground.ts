@@ -3,7 +3,8 @@
  * The playground page's script, bundled with the typed client by esbuild when the API serves it.
  * It talks to the service only through the public API with the key the user pastes in.
  */
-import { InferenceClient, type JobView } from '../inference-client.js';
+import { eqFilter, parseAttributes, splitPairs } from '../attribute-args.js';
+import { InferenceClient, type JobView, type VectorStoreFileView, type VectorStoreSearchResult } from '../inference-client.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const keyInput = $<HTMLInputElement>('api-key');
@@ -29,7 +30,8 @@ async function connect(): Promise<void> {
     describe();
     fill('embed-model', models.filter((m) => m.task === 'embedding').map((m) => m.id));
     $('connection').textContent = `connected: ${models.length} models`;
-    await refreshJobs();
+    // A key without the documents scope still connects: the panel says why it lists nothing.
+    await Promise.all([refreshJobs(), refreshStores().catch(showStoreError)]);
   } catch (err) {
     $('connection').textContent = `error: ${(err as Error).message}`;
   }
@@ -180,4 +182,174 @@ async function refreshJobs(): Promise<void> {
       return tr;
     }),
   );
+}
+
+// Vector stores: the OpenAI-shaped stores of the tenant, their files (uploaded through the Files
+// API, then attached with attributes) and their search.
+let currentStore: { id: string; name: string } | undefined;
+/** Filenames by file id: a vector store file carries none (OpenAI's shape), the Files API does. */
+const fileNames = new Map<string, string>();
+
+const cell = (text: string) => Object.assign(document.createElement('td'), { textContent: text });
+function actionButton(label: string, onClick: () => Promise<void>): HTMLTableCellElement {
+  const button = Object.assign(document.createElement('button'), { textContent: label });
+  button.addEventListener('click', () => void onClick().catch(showStoreError));
+  const td = document.createElement('td');
+  td.append(button);
+  return td;
+}
+function storeStatus(text: string): void {
+  $('vs-status').textContent = text;
+  $('vs-status').classList.remove('error');
+}
+function showStoreError(err: unknown): void {
+  $('vs-status').textContent = `error: ${(err as Error).message}`;
+  $('vs-status').classList.add('error');
+}
+const attributesText = (a: Record<string, unknown>) => Object.entries(a).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ');
+
+async function refreshStores(): Promise<void> {
+  if (!client) return;
+  const stores = await client.listVectorStores({ limit: 100 });
+  if (currentStore && !stores.some((vs) => vs.id === currentStore!.id)) await selectStore(undefined);
+  $('vs-list').replaceChildren(
+    ...stores.map((vs) => {
+      const tr = document.createElement('tr');
+      tr.dataset.id = vs.id;
+      tr.classList.toggle('selected', vs.id === currentStore?.id);
+      const counts = `${vs.file_counts.completed} / ${vs.file_counts.total}${vs.file_counts.failed ? ` (${vs.file_counts.failed} failed)` : ''}`;
+      tr.append(cell(vs.name || '(unnamed)'), cell(vs.id), cell(counts), cell(String(vs.usage_bytes)), cell(vs.status));
+      tr.append(
+        actionButton('Open', () => selectStore({ id: vs.id, name: vs.name })),
+        actionButton('Delete', async () => {
+          if (!confirm(`Delete the vector store "${vs.name || vs.id}" and its index? Its files stay in the Files API.`)) return;
+          await client!.deleteVectorStore(vs.id);
+          storeStatus(`deleted ${vs.name || vs.id}`);
+          await refreshStores();
+        }),
+      );
+      return tr;
+    }),
+  );
+}
+
+async function selectStore(store: { id: string; name: string } | undefined): Promise<void> {
+  currentStore = store;
+  $('vs-current').textContent = store ? `${store.name || '(unnamed)'} (${store.id})` : 'none selected';
+  $('vs-results').replaceChildren();
+  for (const tr of $('vs-list').querySelectorAll('tr')) tr.classList.toggle('selected', tr.dataset.id === store?.id);
+  await refreshFiles();
+}
+
+function fileRow(f: VectorStoreFileView): HTMLTableRowElement {
+  const tr = document.createElement('tr');
+  tr.dataset.fileId = f.id;
+  const status = f.last_error ? `${f.status}: ${f.last_error.message}` : f.status;
+  tr.append(cell(fileNames.get(f.id) ?? f.id), cell(f.id), cell(status), cell(String(f.usage_bytes)), cell(attributesText(f.attributes)));
+  const storeId = f.vector_store_id;
+  tr.append(
+    actionButton('Remove', async () => {
+      await client!.deleteVectorStoreFile(storeId, f.id);
+      storeStatus(`removed ${fileNames.get(f.id) ?? f.id}`);
+      await Promise.all([refreshFiles(), refreshStores()]);
+    }),
+  );
+  return tr;
+}
+
+async function refreshFiles(): Promise<void> {
+  if (!client || !currentStore) {
+    $('vs-files').replaceChildren();
+    return;
+  }
+  const files = await client.listVectorStoreFiles(currentStore.id, { limit: 100 });
+  await Promise.all(
+    files.filter((f) => !fileNames.has(f.id)).map((f) => client!.getFile(f.id).then((x) => fileNames.set(f.id, x.filename), () => undefined)),
+  );
+  $('vs-files').replaceChildren(...files.map(fileRow));
+}
+
+$('vs-refresh').addEventListener('click', () => void Promise.all([refreshStores(), refreshFiles()]).catch(showStoreError));
+
+$('vs-create').addEventListener('click', async () => {
+  if (!client) return;
+  try {
+    const name = $<HTMLInputElement>('vs-name').value.trim();
+    const vs = await client.createVectorStore(name ? { name } : {});
+    storeStatus(`created ${vs.name || vs.id}`);
+    await refreshStores();
+    await selectStore({ id: vs.id, name: vs.name });
+  } catch (err) {
+    showStoreError(err);
+  }
+});
+
+$('vs-upload').addEventListener('click', async () => {
+  const file = $<HTMLInputElement>('vs-file').files?.[0];
+  if (!client) return;
+  if (!currentStore) return showStoreError(new Error('create or open a store first'));
+  if (!file) return showStoreError(new Error('choose a file first'));
+  const storeId = currentStore.id;
+  try {
+    // Read before the upload: a malformed pair should not leave an unattached file behind.
+    const attributes = parseAttributes(splitPairs($<HTMLInputElement>('vs-attributes').value));
+    storeStatus(`uploading ${file.name}…`);
+    const uploaded = await client.uploadFile(file, { filename: file.name, purpose: 'assistants' });
+    fileNames.set(uploaded.id, uploaded.filename);
+    const attached = await client.addVectorStoreFile(storeId, { file_id: uploaded.id, attributes });
+    await refreshFiles();
+    storeStatus(`${file.name}: ingesting…`);
+    const done = await client.followVectorStoreFile(storeId, attached.id, {
+      // Only the row of this file is redrawn while it is ingested.
+      onProgress: (f) => $('vs-files').querySelector(`tr[data-file-id="${CSS.escape(f.id)}"]`)?.replaceWith(fileRow(f)),
+    });
+    storeStatus(`${file.name}: ${done.status}${done.last_error ? ` (${done.last_error.message})` : ''}`);
+    await Promise.all([refreshFiles(), refreshStores()]);
+  } catch (err) {
+    showStoreError(err);
+  }
+});
+
+$('vs-search').addEventListener('click', async () => {
+  if (!client) return;
+  if (!currentStore) return showStoreError(new Error('create or open a store first'));
+  const query = $<HTMLInputElement>('vs-query').value;
+  try {
+    const filters = eqFilter(splitPairs($<HTMLInputElement>('vs-filter').value));
+    const ranker = $<HTMLSelectElement>('vs-ranker').value as 'hybrid' | 'vector' | 'lexical';
+    const hits = await client.searchVectorStore(currentStore.id, query, {
+      max_num_results: Number($<HTMLInputElement>('vs-max').value) || 5,
+      ranking_options: { ranker },
+      ...(filters ? { filters } : {}),
+    });
+    storeStatus(`${hits.length} result${hits.length === 1 ? '' : 's'}`);
+    $('vs-results').replaceChildren(...hits.map((h) => resultRow(h, query)));
+  } catch (err) {
+    $('vs-results').replaceChildren();
+    showStoreError(err);
+  }
+});
+
+function resultRow(h: VectorStoreSearchResult, query: string): HTMLTableRowElement {
+  const tr = document.createElement('tr');
+  const content = document.createElement('td');
+  content.append(...highlighted(h.content.map((c) => c.text).join('\n'), query));
+  tr.append(cell(h.score.toFixed(3)), cell(h.filename), cell(attributesText(h.attributes)), content);
+  return tr;
+}
+
+/**
+ * The hit's text with the query's words marked (<mark>), built as DOM nodes so that a document's
+ * text is never parsed as HTML. Long chunks are cut to a window around the first match.
+ */
+function highlighted(text: string, query: string): Node[] {
+  const words = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) ?? [])];
+  // Words are letters and digits only, so they need no escaping inside the pattern.
+  const pattern = words.length ? new RegExp(`(${words.join('|')})`, 'giu') : undefined;
+  const first = pattern ? text.search(pattern) : -1;
+  const start = text.length > 600 && first > 200 ? first - 200 : 0;
+  const shown = `${start > 0 ? '…' : ''}${text.slice(start, start + 600)}${start + 600 < text.length ? '…' : ''}`;
+  if (!pattern) return [document.createTextNode(shown)];
+  // split with one capture group alternates plain text (even) and matches (odd).
+  return shown.split(pattern).map((part, i) => (i % 2 ? Object.assign(document.createElement('mark'), { textContent: part }) : document.createTextNode(part)));
 }

@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import { textPdf } from '../helpers/documents.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
-import { KEYS, authHeaders, postJson, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { KEYS, ROOT, authHeaders, postJson, startService, useLiteModel, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
 
 const LIGHTHOUSE = 'The lighthouse keeper climbed the spiral stairs every evening to light the great lamp that warned ships away from the rocks.';
 const BREAD = 'Sourdough bread needs a lively starter, a long cold fermentation and a very hot oven to form its crisp, blistered crust.';
@@ -185,5 +187,69 @@ describe('vector stores API', () => {
     const cancelled = await acme.vectorStores.fileBatches.cancel(batch.id, { vector_store_id: store.id });
     assert.deepEqual(validBatch(cancelled), []);
     assert.equal(cancelled.file_counts.completed, 2);
+  });
+  test('qi vector-stores: create, files add --attr --wait, search with --max, --ranker and --filter, files list/delete, get, delete', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'qi-cli-vs-'));
+    writeFileSync(path.join(dir, 'bees.txt'), `${BEES}\n`);
+    writeFileSync(path.join(dir, 'treaty.txt'), `${TREATY}\n`);
+    const env = { PATH: process.env.PATH, QI_URL: svc.baseUrl, QI_API_KEY: KEYS.acme };
+    const qi = (...args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'bin/qi.mjs'), 'vector-stores', ...args], { cwd: dir, env });
+    /** A refused command: exit code 1 and the message on stderr. */
+    const refused = async (args: string[], stderr: RegExp) => {
+      await assert.rejects(qi(...args), (e: { code?: number; stderr?: string }) => e.code === 1 && stderr.test(e.stderr ?? ''));
+    };
+    const lines = (out: string) => out.split('\n').filter(Boolean).map((l) => l.split('\t'));
+
+    const created = JSON.parse((await qi('create', '--name', 'cli-store')).stdout) as { id: string; name: string };
+    assert.deepEqual(validStore(created), []);
+    assert.equal(created.name, 'cli-store');
+    const store = created.id;
+    assert.ok(lines((await qi('list')).stdout).some((l) => l[0] === store && l[1] === 'cli-store' && l[3] === '0/0 files'));
+
+    const bees = lines((await qi('files', 'add', store, 'bees.txt', '--attr', 'topic=bees', '--attr', 'year=2024', '--wait')).stdout);
+    assert.equal(bees.length, 1);
+    assert.equal(bees[0]![1], 'completed');
+    assert.deepEqual(JSON.parse(bees[0]![3]!), { topic: 'bees', year: 2024 });
+    const treaty = lines((await qi('files', 'add', store, 'treaty.txt', '--attr', 'topic=history', '--attr', 'code="007"', '--wait')).stdout);
+    assert.equal(treaty[0]![1], 'completed');
+    // Typed as the API holds them: a number stays a number, a quoted value a string.
+    const attached = await acme.vectorStores.files.list(store);
+    assert.deepEqual(
+      attached.data.map((f) => f.attributes).sort((a, b) => String(a?.topic).localeCompare(String(b?.topic))),
+      [{ topic: 'bees', year: 2024 }, { topic: 'history', code: '007' }],
+    );
+    const beesFile = bees[0]![0]!;
+    assert.equal((await acme.files.retrieve(beesFile)).filename, 'bees.txt');
+
+    const one = lines((await qi('search', store, 'waggle dance of honeybees', '--max', '1')).stdout);
+    assert.equal(one.length, 1);
+    assert.equal(one[0]![1], 'bees.txt');
+    assert.equal(one[0]![2], beesFile);
+    assert.ok(Number(one[0]![0]) > 0);
+    assert.match(one[0]![4]!, /waggle dance/);
+    const filtered = lines((await qi('search', store, 'waggle dance of honeybees', '--filter', 'topic=history')).stdout);
+    assert.ok(filtered.length >= 1);
+    assert.ok(filtered.every((l) => l[1] === 'treaty.txt'), JSON.stringify(filtered));
+    assert.deepEqual(lines((await qi('search', store, 'treaty', '--filter', 'year=2024', '--filter', 'topic=bees')).stdout).map((l) => l[1]), ['bees.txt']);
+    assert.deepEqual(lines((await qi('search', store, 'treaty', '--filter', 'topic=bees', '--filter', 'topic=history')).stdout), []);
+    const lexical = lines((await qi('search', store, 'waggle', '--ranker', 'lexical')).stdout);
+    assert.deepEqual(lexical.map((l) => [l[0], l[1]]), [['1.000', 'bees.txt']]);
+
+    // Bad input is refused with a message, and nothing is uploaded for a bad attribute.
+    const filesBefore = (await acme.files.list()).data.length;
+    await refused(['files', 'add', store, 'bees.txt', '--attr', 'nope'], /error: "nope" is not key=value/);
+    assert.equal((await acme.files.list()).data.length, filesBefore);
+    await refused(['search', store], /usage: qi vector-stores/);
+    await refused(['search', store, 'x', '--max', '500'], /error 400/);
+    await refused(['get', 'vs_00000000000000000000000000000000'], /error 404 \(vector_store_not_found\)/);
+    await refused(['files', 'add', store, 'file-missing'], /error 404 \(file_not_found\)/);
+
+    assert.equal(lines((await qi('files', 'list', store)).stdout).length, 2);
+    await qi('files', 'delete', store, beesFile);
+    assert.deepEqual((await acme.vectorStores.files.list(store)).data.map((f) => f.attributes?.topic), ['history']);
+    const got = JSON.parse((await qi('get', store)).stdout) as { file_counts: { total: number } };
+    assert.equal(got.file_counts.total, 1);
+    await qi('delete', store);
+    await assert.rejects(acme.vectorStores.retrieve(store), (e: unknown) => e instanceof OpenAI.NotFoundError);
   });
 });

@@ -243,6 +243,54 @@ export function quantizeWeight4Bit(weight: Float32Array, K: number, N: number, b
 }
 
 /**
+ * The float weight W[K, N] that MatMulNBits computes with, read back from the packed form
+ * (nibbles, scales, zero points) by the documented formula (q - zero_point) * scale.
+ */
+export function dequantizeWeight4Bit(q: QuantizedWeight, K: number, N: number, blockSize: number): Float32Array {
+  const blocks = Math.ceil(K / blockSize);
+  const weight = new Float32Array(K * N);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const b = Math.floor(k / blockSize);
+      const offset = k - b * blockSize;
+      const nibble = (q.packed[(n * blocks + b) * (blockSize / 2) + (offset >> 1)]! >> ((offset & 1) * 4)) & 0xf;
+      const zero = q.zeroPoints ? (q.zeroPoints[n * Math.ceil(blocks / 2) + (b >> 1)]! >> ((b & 1) * 4)) & 0xf : 8;
+      weight[k * N + n] = (nibble - zero) * q.scales[n * blocks + b]!;
+    }
+  }
+  return weight;
+}
+
+/** The weights quantizeMatMulNBits would quantize: right-hand sides of MatMuls, 2-D float32, used once. */
+function quantizableWeights(graph: DecodedGraph): Map<Onnx.NodeProto, Onnx.TensorProto> {
+  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
+  const uses = new Map<string, number>();
+  for (const node of graph.node) for (const input of node.input) uses.set(input, (uses.get(input) ?? 0) + 1);
+  const found = new Map<Onnx.NodeProto, Onnx.TensorProto>();
+  for (const node of graph.node) {
+    const weight = node.opType === 'MatMul' ? initializers.get(node.input[1] ?? '') : undefined;
+    if (weight && weight.dataType === DataType.FLOAT && weight.dims.length === 2 && uses.get(weight.name) === 1) found.set(node, weight);
+  }
+  return found;
+}
+
+/**
+ * The float graph with each weight that quantizeMatMulNBits would quantize replaced by its 4-bit
+ * round trip (quantize, then dequantizeWeight4Bit): the model a q4 graph must compute exactly, if
+ * the packing is what onnxruntime reads. In place; returns the model.
+ */
+export function roundTripMatMulWeights(model: Onnx.ModelProto, options: QuantizeOptions = {}): Onnx.ModelProto {
+  const blockSize = options.blockSize ?? 32;
+  for (const weight of quantizableWeights(graphOf(model)).values()) {
+    const [K, N] = weight.dims.map(Number) as [number, number];
+    const q = quantizeWeight4Bit(floatTensorValues(weight), K, N, blockSize, options.zeroPoints ?? true);
+    weight.rawData = new Uint8Array(dequantizeWeight4Bit(q, K, N, blockSize).buffer);
+    weight.floatData = [];
+  }
+  return model;
+}
+
+/**
  * Replaces every MatMul whose right-hand side is a 2-D float32 initializer with a MatMulNBits
  * node (domain com.microsoft), dropping the float weight. MatMuls of two activations (attention
  * scores) and the tied output projection (its weight comes through a Transpose) stay float, as
@@ -253,14 +301,12 @@ export function quantizeMatMulNBits(model: Onnx.ModelProto, options: QuantizeOpt
   const asymmetric = options.zeroPoints ?? true;
   if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) throw new Error(`export-variants: block size ${blockSize} is not a power of two ≥ 16`);
   const graph = graphOf(model);
-  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
+  const weights = quantizableWeights(graph);
   const quantized = new Set<string>();
-  const uses = new Map<string, number>();
-  for (const node of graph.node) for (const input of node.input) uses.set(input, (uses.get(input) ?? 0) + 1);
 
   graph.node = graph.node.map((node) => {
-    const weight = node.opType === 'MatMul' ? initializers.get(node.input[1] ?? '') : undefined;
-    if (!weight || weight.dataType !== DataType.FLOAT || weight.dims.length !== 2 || uses.get(weight.name) !== 1) return node;
+    const weight = weights.get(node);
+    if (!weight) return node;
     const [K, N] = weight.dims.map(Number) as [number, number];
     const q = quantizeWeight4Bit(floatTensorValues(weight), K, N, blockSize, asymmetric);
     const blocks = Math.ceil(K / blockSize);

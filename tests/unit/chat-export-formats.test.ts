@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AutoModelForCausalLM, AutoTokenizer, Tensor, env, type PreTrainedModel } from '@huggingface/transformers';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 
-import { castGraphIo, readOnnxModel, writeExportVariant, writeOnnxModel } from '../../scripts/models/export-variants.js';
+import { castGraphIo, quantizeMatMulNBits, readOnnxModel, roundTripMatMulWeights, writeExportVariant, writeOnnxModel } from '../../scripts/models/export-variants.js';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { DataType, tensorValueInfo } from '../../scripts/models/onnx-builder.js';
 import type { DecoderDtype } from '../../shared/models/model-registry.js';
@@ -197,6 +197,69 @@ for (const format of FORMATS) {
     });
   });
 }
+
+describe('the transforms compute the fp32 model', () => {
+  const promptIds = [100, 200, 300, 400, 500, 600, 700, 800];
+
+  async function allLogits(dir: string, dtype: DecoderDtype): Promise<Float32Array> {
+    const decoder = await DecoderSession.open(dir, { ...CPU, dtype });
+    try {
+      return Float32Array.from((await decoder.prefill(promptIds, { allLogits: true })).logits);
+    } finally {
+      await decoder.release();
+    }
+  }
+  function largestDifference(a: Float32Array, b: Float32Array): number {
+    assert.equal(a.length, b.length);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    return worst;
+  }
+
+  it('q4: MatMulNBits gives the logits of the fp32 graph whose weights are their own 4-bit round trip', async () => {
+    // The float model with dequantized weights, computed by our dequantizer from the packed
+    // nibbles: if onnxruntime read the packing differently (nibble order, block layout, zero
+    // points), the two would part.
+    const dir = path.join(root, 'round-trip');
+    await copyModelFolder(variantsDir, dir);
+    const model = roundTripMatMulWeights(await readOnnxModel(path.join(variantsDir, 'onnx', 'model.onnx')));
+    await writeOnnxModel(path.join(dir, 'onnx', 'model.onnx'), model);
+    const q4 = await allLogits(variantsDir, 'q4');
+    const roundTrip = await allLogits(dir, 'fp32');
+    const fp32 = await allLogits(variantsDir, 'fp32');
+    const q4VsRoundTrip = largestDifference(q4, roundTrip);
+    const q4VsFp32 = largestDifference(q4, fp32);
+    console.log(`  largest logit difference: q4 vs round-tripped fp32 ${q4VsRoundTrip.toExponential(2)}, q4 vs fp32 ${q4VsFp32.toFixed(2)}`);
+    assert.ok(q4VsRoundTrip < 1e-3, `${q4VsRoundTrip}`);
+    assert.ok(q4VsFp32 > 1e-2, 'the weights really are quantized');
+  });
+
+  it('q4 without zero points (symmetric, the implicit zero point 8) likewise', async () => {
+    const dir = path.join(root, 'symmetric');
+    await copyModelFolder(variantsDir, dir);
+    const source = path.join(variantsDir, 'onnx', 'model.onnx');
+    const quantized = quantizeMatMulNBits(await readOnnxModel(source), { zeroPoints: false });
+    assert.ok(quantized.graph!.node!.some((n) => n.opType === 'MatMulNBits' && n.input!.length === 3), 'no zero_points input');
+    await writeOnnxModel(path.join(dir, 'onnx', 'model_q4.onnx'), quantized);
+    await writeOnnxModel(path.join(dir, 'onnx', 'model.onnx'), roundTripMatMulWeights(await readOnnxModel(source), { zeroPoints: false }));
+    const difference = largestDifference(await allLogits(dir, 'q4'), await allLogits(dir, 'fp32'));
+    assert.ok(difference < 1e-3, `${difference}`);
+  });
+
+  it('fp16: logits within 0.1 of fp32, same argmax at every position', async () => {
+    const fp16 = await allLogits(variantsDir, 'fp16');
+    const fp32 = await allLogits(variantsDir, 'fp32');
+    const worst = largestDifference(fp16, fp32);
+    console.log(`  largest logit difference fp16 vs fp32: ${worst.toExponential(2)}`);
+    assert.ok(worst < 0.1 && worst > 0, `${worst}`);
+    const vocab = fp32.length / promptIds.length;
+    const argmax = (x: Float32Array, p: number): number => {
+      const row = x.subarray(p * vocab, (p + 1) * vocab);
+      return row.indexOf(Math.max(...row));
+    };
+    for (let p = 0; p < promptIds.length; p++) assert.equal(argmax(fp16, p), argmax(fp32, p), `position ${p}`);
+  });
+});
 
 describe('fp16: n > 1, logprobs and structured output on a float16 cache', () => {
   let decoder: DecoderSession;

@@ -24,7 +24,7 @@
  * CLI: tsx scripts/models/export-variants.ts <modelDir> <fp16|q4|q4f16|fp32> [--external-data]
  *      (reads <modelDir>/onnx/model.onnx, writes the variant next to it)
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import onnxProto from 'onnx-proto';
@@ -102,6 +102,9 @@ export async function writeOnnxModel(file: string, model: Onnx.ModelProto, optio
       tensor.rawData = new Uint8Array(0);
     }
     await writeFileAtomically(path.join(path.dirname(file), dataFile), Buffer.concat(chunks));
+  } else {
+    // A data file left by an earlier external-data write of this graph would only mislead.
+    await rm(`${file}_data`, { force: true });
   }
   await writeFileAtomically(file, onnx.ModelProto.encode(copy).finish());
 }

@@ -12,6 +12,13 @@ import { modelQueueName } from '../jobs/job-catalog.js';
  */
 const executionProvider = z.enum(['cpu', 'cuda']);
 
+/**
+ * Weight formats of a decoder export, named and filed as transformers.js does (its `dtype` and
+ * DEFAULT_DTYPE_SUFFIX_MAPPING): fp16 → model_fp16.onnx, q4 → model_q4.onnx, …
+ */
+export const DECODER_DTYPE_FILE_SUFFIX = { fp32: '', fp16: '_fp16', q4: '_q4', q4f16: '_q4f16' } as const;
+export type DecoderDtype = keyof typeof DECODER_DTYPE_FILE_SUFFIX;
+
 const modelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/, 'model ids are 1-128 characters of [A-Za-z0-9._/:-]');
 
 /**
@@ -85,6 +92,8 @@ const decoderModelSchema = z
     path: z.string().min(1),
     /** `tiny-decoder`: `npm run models:build` generates the untrained test model here when missing. */
     build: z.literal('tiny-decoder').optional(),
+    /** Which weight file of the folder to run (default fp32: model.onnx); see DECODER_DTYPE_FILE_SUFFIX. */
+    dtype: z.enum(['fp32', 'fp16', 'q4', 'q4f16']).optional(),
     /** The model's text is meaningless (the generated tiny-chat): the chatbot answers knowledge questions extractively instead of with it. */
     untrained: z.boolean().default(false),
     description: z.string().optional(),

@@ -36,7 +36,11 @@ interface Pending {
 export async function startDecoderBackend(model: DecoderModelConfig, log: Logger): Promise<ChatBackend> {
   const thread = spawnThread(import.meta.url, 'chat-thread', {
     dir: model.dir,
-    options: { intraOpThreads: model.threads, executionProviders: model.execution_providers },
+    options: {
+      intraOpThreads: model.threads,
+      executionProviders: model.execution_providers,
+      ...(model.dtype === undefined ? {} : { dtype: model.dtype }),
+    },
     maxBatch: model.concurrency,
   });
   const ready = await waitReady(thread);

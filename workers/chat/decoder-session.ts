@@ -1,7 +1,9 @@
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { getFloat16 } from '@petamoriken/float16';
 import * as ort from 'onnxruntime-node';
 
+import { DECODER_DTYPE_FILE_SUFFIX, type DecoderDtype } from '../../shared/models/model-registry.js';
 import { openOrtSession } from '../onnx/ort-session.js';
 
 /**
@@ -19,8 +21,23 @@ import { openOrtSession } from '../onnx/ort-session.js';
  * positions of `present.*` are copied back into each cache (the past part of `present` is the
  * past that was fed in, so the padding is simply dropped).
  *
+ * Weight formats (README, "Weight formats"): fp32, fp16 (float16 KV cache and logits), 4-bit
+ * MatMulNBits (q4, q4f16), and any of them with external data (`model.onnx_data`, loaded by
+ * onnxruntime from next to the graph, since the session is opened from a path). A float16 cache
+ * is kept as float16 bit patterns (Uint16Array, onnxruntime-node's float16 type; Node 20 has no
+ * Float16Array) end to end: fed, copied back and cloned without conversion, so it costs half the
+ * memory of a float32 one. Only the logits rows handed out are widened to float32 for sampling.
+ *
  * Blocks its thread while running (onnxruntime's run()), so it belongs in a worker thread.
  */
+
+/** Element types of a KV cache the session can feed: onnxruntime's names for them. */
+export type KvDtype = 'float32' | 'float16';
+type KvArray = Float32Array | Uint16Array;
+
+function newKvArray(dtype: KvDtype, size: number): KvArray {
+  return dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
+}
 
 export interface DecoderModelConfig {
   modelType: string;
@@ -39,7 +56,12 @@ export interface DecoderSessionOptions {
   intraOpThreads: number;
   /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
   executionProviders: string[];
-  /** Graph file relative to the folder (default: model.onnx, then onnx/model.onnx). */
+  /**
+   * Weight format to load, as transformers.js files them: 'fp16' opens model_fp16.onnx, then
+   * onnx/model_fp16.onnx (default 'fp32': model.onnx, then onnx/model.onnx).
+   */
+  dtype?: DecoderDtype;
+  /** Graph file relative to the folder; overrides `dtype`. */
   modelFile?: string;
 }
 
@@ -86,30 +108,32 @@ export interface ForwardStats {
 
 /**
  * Keys and values of one sequence, per layer, laid out [kv_heads, capacity, head_dim] so that
- * appending a position writes `head_dim` floats per head; capacity doubles when full.
+ * appending a position writes `head_dim` elements per head; capacity doubles when full. Elements
+ * are the model's KV type: float32, or float16 bit patterns (`dtype: 'float16'`, Uint16Array).
  */
 export class KvCache {
   /** Positions held (the sequence's length so far). */
   length = 0;
   private capacity: number;
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
+  readonly keys: KvArray[];
+  readonly values: KvArray[];
 
   constructor(
     readonly numLayers: number,
     readonly numKvHeads: number,
     readonly headDim: number,
     initialCapacity = 32,
+    readonly dtype: KvDtype = 'float32',
   ) {
     this.capacity = Math.max(1, initialCapacity);
     const size = numKvHeads * this.capacity * headDim;
-    this.keys = Array.from({ length: numLayers }, () => new Float32Array(size));
-    this.values = Array.from({ length: numLayers }, () => new Float32Array(size));
+    this.keys = Array.from({ length: numLayers }, () => newKvArray(dtype, size));
+    this.values = Array.from({ length: numLayers }, () => newKvArray(dtype, size));
   }
 
   /** Bytes held, capacity included. */
   get bytes(): number {
-    return 2 * this.numLayers * this.numKvHeads * this.capacity * this.headDim * 4;
+    return 2 * this.numLayers * this.numKvHeads * this.capacity * this.headDim * this.keys[0]!.BYTES_PER_ELEMENT;
   }
 
   /** Makes room for `length` positions. */
@@ -118,8 +142,8 @@ export class KvCache {
     let capacity = this.capacity;
     while (capacity < length) capacity *= 2;
     const { numKvHeads: heads, headDim: d } = this;
-    const grow = (old: Float32Array): Float32Array => {
-      const next = new Float32Array(heads * capacity * d);
+    const grow = (old: KvArray): KvArray => {
+      const next = newKvArray(this.dtype, heads * capacity * d);
       for (let h = 0; h < heads; h++) {
         next.set(old.subarray(h * this.capacity * d, (h * this.capacity + this.length) * d), h * capacity * d);
       }
@@ -137,7 +161,7 @@ export class KvCache {
    * the prompt's cache without running its prefill again.
    */
   clone(): KvCache {
-    const copy = new KvCache(this.numLayers, this.numKvHeads, this.headDim, this.capacity);
+    const copy = new KvCache(this.numLayers, this.numKvHeads, this.headDim, this.capacity, this.dtype);
     for (let l = 0; l < this.numLayers; l++) {
       copy.keys[l]!.set(this.keys[l]!);
       copy.values[l]!.set(this.values[l]!);
@@ -147,7 +171,7 @@ export class KvCache {
   }
 
   /** Copies this cache into a batch tensor [b, heads, width, d] at row `row`, right-aligned. */
-  writeTo(target: Float32Array, which: 'keys' | 'values', layer: number, row: number, width: number): void {
+  writeTo(target: KvArray, which: 'keys' | 'values', layer: number, row: number, width: number): void {
     const { numKvHeads: heads, headDim: d, length } = this;
     const source = this[which][layer]!;
     const pad = width - length;
@@ -161,7 +185,7 @@ export class KvCache {
    * Appends `count` positions taken from the end of row `row` of a present tensor
    * [b, heads, width, d] (the new positions are its last `count` columns).
    */
-  appendFrom(present: Float32Array, which: 'keys' | 'values', layer: number, row: number, width: number, count: number): void {
+  appendFrom(present: KvArray, which: 'keys' | 'values', layer: number, row: number, width: number, count: number): void {
     const { numKvHeads: heads, headDim: d, length } = this;
     const target = this[which][layer]!;
     for (let h = 0; h < heads; h++) {
@@ -172,6 +196,38 @@ export class KvCache {
 }
 
 type IntType = 'int32' | 'int64';
+
+/** The element types a graph's inputs and outputs use, read from its signature at load. */
+interface SignatureTypes {
+  ids: IntType;
+  mask: IntType;
+  positions: IntType;
+  /** past_key_values.* and present.* (always the same type). */
+  kv: KvDtype;
+  logits: KvDtype;
+}
+
+function kvTensor(dtype: KvDtype, data: KvArray, dims: number[]): ort.Tensor {
+  return dtype === 'float16'
+    ? new ort.Tensor('float16', data as Uint16Array, dims)
+    : new ort.Tensor('float32', data as Float32Array, dims);
+}
+
+let float16Table: Float32Array | undefined;
+
+/**
+ * float16 bit patterns → float32 through a 65536-entry table (256 KiB, built once): one lookup
+ * per logit, cheap enough to widen a vocabulary-sized row per sequence every step.
+ */
+function widenFloat16(bits: Uint16Array, target: Float32Array): Float32Array {
+  if (float16Table === undefined) {
+    const view = new DataView(Uint16Array.from({ length: 65536 }, (_, i) => i).buffer);
+    float16Table = Float32Array.from({ length: 65536 }, (_, i) => getFloat16(view, i * 2, true));
+  }
+  const table = float16Table;
+  for (let i = 0; i < bits.length; i++) target[i] = table[bits[i]!]!;
+  return target;
+}
 
 const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids']);
 const PAST_INPUT = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -196,18 +252,32 @@ export class DecoderSession {
     readonly provider: string,
     readonly providerFallback: string | undefined,
     readonly usesPositionIds: boolean,
-    private readonly types: { ids: IntType; mask: IntType; positions: IntType },
+    private readonly types: SignatureTypes,
   ) {}
+
+  /** Element type of the KV cache (and of the caches `newCache` makes). */
+  get kvDtype(): KvDtype {
+    return this.types.kv;
+  }
 
   /** Opens `model.onnx` (or `onnx/model.onnx`) of a model folder with its `config.json`. */
   static async open(modelDir: string, options: DecoderSessionOptions): Promise<DecoderSession> {
-    const modelPath = await findModelFile(modelDir, options.modelFile);
+    const modelPath = await findModelFile(modelDir, options.modelFile, options.dtype ?? 'fp32');
     const config = await readModelConfig(modelDir);
     let opened;
     try {
       opened = await openOrtSession(modelPath, options);
     } catch (err) {
-      throw new Error(`decoder: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      // onnxruntime's wording (tensorprotoutils.cc) buried after each provider's attempt: say it first.
+      const missingData = /External data path does not exist: "?([^"\s]+)"?/.exec(message);
+      if (missingData) {
+        throw new Error(
+          `decoder: ${modelPath} keeps its weights in the external data file ${missingData[1]}, which is missing: ` +
+            `put it next to the graph, as the export wrote it (${message})`,
+        );
+      }
+      throw new Error(`decoder: ${message}`);
     }
     const { session } = opened;
     try {
@@ -233,7 +303,7 @@ export class DecoderSession {
 
   newCache(initialCapacity?: number): KvCache {
     const { numLayers, numKvHeads, headDim } = this.config;
-    return new KvCache(numLayers, numKvHeads, headDim, initialCapacity);
+    return new KvCache(numLayers, numKvHeads, headDim, initialCapacity, this.types.kv);
   }
 
   /** Runs one prompt from an empty cache. */
@@ -318,15 +388,16 @@ export class DecoderSession {
     };
     if (this.usesPositionIds) feeds['position_ids'] = positionIds.tensor([batch, width]);
     const reuse = options.reuseBuffers === true;
+    const { kv, logits: logitsType } = this.types;
     const fetches: Record<string, ort.Tensor> = {};
     if (reuse) {
-      fetches['logits'] = new ort.Tensor('float32', this.pooled('logits', batch * width * vocabSize), [batch, width, vocabSize]);
+      fetches['logits'] = kvTensor(logitsType, this.pooled('logits', batch * width * vocabSize, logitsType), [batch, width, vocabSize]);
     }
     for (let l = 0; l < numLayers; l++) {
       for (const [kind, which] of [['key', 'keys'], ['value', 'values']] as const) {
         const name = `past_key_values.${l}.${kind}`;
         const size = batch * heads * past * d;
-        const data = reuse ? this.pooled(name, size) : new Float32Array(size);
+        const data = reuse ? this.pooled(name, size, kv) : newKvArray(kv, size);
         if (past > 0) {
           items.forEach(({ cache }, b) => {
             // A reused buffer holds old values where this run pads: clear them (masked, but
@@ -335,10 +406,10 @@ export class DecoderSession {
             cache.writeTo(data, which, l, b, past);
           });
         }
-        feeds[name] = new ort.Tensor('float32', data, [batch, heads, past, d]);
+        feeds[name] = kvTensor(kv, data, [batch, heads, past, d]);
         if (reuse) {
           const present = `present.${l}.${kind}`;
-          fetches[present] = new ort.Tensor('float32', this.pooled(present, batch * heads * total * d), [batch, heads, total, d]);
+          fetches[present] = kvTensor(kv, this.pooled(present, batch * heads * total * d, kv), [batch, heads, total, d]);
         }
       }
     }
@@ -350,21 +421,21 @@ export class DecoderSession {
     else this.runs.prefill++;
 
     const logits = results['logits'];
-    if (logits === undefined || logits.type !== 'float32') {
-      throw new Error(`decoder: ${this.modelPath} gave no float32 logits`);
+    if (logits === undefined || logits.type !== logitsType) {
+      throw new Error(`decoder: ${this.modelPath} gave no ${logitsType} logits`);
     }
-    const logitsData = (reuse ? fetches['logits']!.data : logits.data) as Float32Array;
+    const logitsData = (reuse ? fetches['logits']!.data : logits.data) as KvArray;
     if (logitsData.length !== batch * width * vocabSize) {
       throw new Error(`decoder: logits have shape [${logits.dims.join(', ')}], expected [${batch}, ${width}, ${vocabSize}]`);
     }
-    const presents: Float32Array[][] = [];
+    const presents: KvArray[][] = [];
     for (let l = 0; l < numLayers; l++) {
       const pair = (['key', 'value'] as const).map((kind) => {
         const t = results[`present.${l}.${kind}`];
-        if (t === undefined || t.type !== 'float32' || t.dims[2] !== total) {
+        if (t === undefined || t.type !== kv || t.dims[2] !== total) {
           throw new Error(`decoder: output present.${l}.${kind} is missing or has shape [${t?.dims.join(', ') ?? ''}]`);
         }
-        return (reuse ? fetches[`present.${l}.${kind}`]!.data : t.data) as Float32Array;
+        return (reuse ? fetches[`present.${l}.${kind}`]!.data : t.data) as KvArray;
       });
       presents.push(pair);
     }
@@ -378,7 +449,15 @@ export class DecoderSession {
       }
       cache.length += s;
       const rowEnd = (b + 1) * width * vocabSize;
-      return logitsData.subarray(options.allLogits ? rowEnd - s * vocabSize : rowEnd - vocabSize, rowEnd);
+      const rowStart = options.allLogits ? rowEnd - s * vocabSize : rowEnd - vocabSize;
+      const rows = logitsData.subarray(rowStart, rowEnd);
+      if (rows instanceof Float32Array) return rows;
+      // float16 logits: widen only the rows handed out; with reuseBuffers into a kept buffer at
+      // the same offsets, so the views keep the "valid until the next run" contract.
+      const widened = reuse
+        ? (this.pooled('logits.widened', batch * width * vocabSize, 'float32') as Float32Array).subarray(rowStart, rowEnd)
+        : new Float32Array(rows.length);
+      return widenFloat16(rows, widened);
     });
     onStats?.({ batchSize: batch, pastLength: past, newLength: width, tokens, runMs });
     return out;
@@ -389,13 +468,13 @@ export class DecoderSession {
     return this.session.release();
   }
 
-  private readonly pool = new Map<string, Float32Array>();
+  private readonly pool = new Map<string, KvArray>();
 
-  /** A view of `size` floats of the session's reusable buffer `name` (grown by half as needed). */
-  private pooled(name: string, size: number): Float32Array {
+  /** A view of `size` elements of the session's reusable buffer `name` (grown by half as needed). */
+  private pooled(name: string, size: number, dtype: KvDtype): KvArray {
     let buffer = this.pool.get(name);
     if (buffer === undefined || buffer.length < size) {
-      buffer = new Float32Array(Math.max(size, Math.ceil((buffer?.length ?? 0) * 1.5)));
+      buffer = newKvArray(dtype, Math.max(size, Math.ceil((buffer?.length ?? 0) * 1.5)));
       this.pool.set(name, buffer);
     }
     return buffer.subarray(0, size);
@@ -416,10 +495,9 @@ function intBuffer(type: IntType, size: number, fill: number): IntBuffer {
   return { set: (i, v) => void (data[i] = v), tensor: (dims) => new ort.Tensor('int32', data, dims) };
 }
 
-async function findModelFile(modelDir: string, modelFile?: string): Promise<string> {
-  const candidates = modelFile
-    ? [path.join(modelDir, modelFile)]
-    : [path.join(modelDir, 'model.onnx'), path.join(modelDir, 'onnx', 'model.onnx')];
+async function findModelFile(modelDir: string, modelFile: string | undefined, dtype: DecoderDtype): Promise<string> {
+  const file = `model${DECODER_DTYPE_FILE_SUFFIX[dtype]}.onnx`;
+  const candidates = modelFile ? [path.join(modelDir, modelFile)] : [path.join(modelDir, file), path.join(modelDir, 'onnx', file)];
   for (const candidate of candidates) {
     try {
       await access(candidate);
@@ -500,12 +578,10 @@ async function readModelConfig(modelDir: string): Promise<DecoderModelConfig> {
   };
 }
 
-/** Checks the graph's inputs and outputs against the config; returns the integer input types. */
-function checkSignature(
-  session: ort.InferenceSession,
-  modelPath: string,
-  config: DecoderModelConfig,
-): { ids: IntType; mask: IntType; positions: IntType } {
+const KV_DTYPES: readonly string[] = ['float32', 'float16'] satisfies KvDtype[];
+
+/** Checks the graph's inputs and outputs against the config; returns the element types they use. */
+function checkSignature(session: ort.InferenceSession, modelPath: string, config: DecoderModelConfig): SignatureTypes {
   const layers = new Set<number>();
   for (const name of session.inputNames) {
     const past = PAST_INPUT.exec(name);
@@ -533,15 +609,30 @@ function checkSignature(
   if (layers.size !== config.numLayers) {
     throw new Error(`decoder: ${modelPath} has ${layers.size} layers of past_key_values, config.json says ${config.numLayers}`);
   }
+  const tensorType = (meta: ort.InferenceSession.ValueMetadata | undefined): string | undefined =>
+    meta?.isTensor ? meta.type : undefined;
+  const kv = tensorType(session.inputMetadata.find((m) => m.name === 'past_key_values.0.key')) ?? 'float32';
+  if (!KV_DTYPES.includes(kv)) {
+    throw new Error(
+      `decoder: ${modelPath} keeps its KV cache as ${kv}; supported KV caches are ${KV_DTYPES.join(' and ')} ` +
+        '(fp32, fp16, q4 and q4f16 exports)',
+    );
+  }
   for (let l = 0; l < config.numLayers; l++) {
     for (const kind of ['key', 'value']) {
       const input = `past_key_values.${l}.${kind}`;
       const meta = session.inputMetadata.find((m) => m.name === input);
       if (meta === undefined) throw new Error(`decoder: ${modelPath} has no input ${input}`);
-      if (meta.isTensor) {
-        if (meta.type !== 'float32') {
-          throw new Error(`decoder: ${modelPath} keeps its KV cache as ${meta.type}; only float32 caches are supported`);
+      const present = `present.${l}.${kind}`;
+      for (const [name, type] of [
+        [input, tensorType(meta)],
+        [present, tensorType(session.outputMetadata.find((m) => m.name === present))],
+      ] as const) {
+        if (type !== undefined && type !== kv) {
+          throw new Error(`decoder: ${modelPath} has ${name} as ${type} but past_key_values.0.key as ${kv}; one KV type is supported per model`);
         }
+      }
+      if (meta.isTensor) {
         const [, heads, , dim] = meta.shape;
         if ((typeof heads === 'number' && heads !== config.numKvHeads) || (typeof dim === 'number' && dim !== config.headDim)) {
           throw new Error(
@@ -556,6 +647,10 @@ function checkSignature(
     }
   }
   if (!session.outputNames.includes('logits')) throw new Error(`decoder: ${modelPath} has no "logits" output`);
+  const logits = tensorType(session.outputMetadata.find((m) => m.name === 'logits')) ?? 'float32';
+  if (!KV_DTYPES.includes(logits)) {
+    throw new Error(`decoder: ${modelPath} gives its logits as ${logits}; supported logits are ${KV_DTYPES.join(' and ')}`);
+  }
 
   const intType = (name: string): IntType => {
     const meta = session.inputMetadata.find((m) => m.name === name);
@@ -563,5 +658,11 @@ function checkSignature(
     if (meta.type === 'int64' || meta.type === 'int32') return meta.type;
     throw new Error(`decoder: ${modelPath} input ${name} is ${meta.type}, expected int64 or int32`);
   };
-  return { ids: intType('input_ids'), mask: intType('attention_mask'), positions: intType('position_ids') };
+  return {
+    ids: intType('input_ids'),
+    mask: intType('attention_mask'),
+    positions: intType('position_ids'),
+    kv: kv as KvDtype,
+    logits: logits as KvDtype,
+  };
 }

@@ -140,3 +140,28 @@ test('max_wait_ms holds a partial batch for company, never longer', async () => 
   runner.finishOne();
   await Promise.all([p1, p2]);
 });
+
+test('interactive texts leave before background ones (batch lines), and never share a run with them', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  // The model is busy with a background run when the rest arrives.
+  const first = b.embed([row(1, 5)], undefined, 'background');
+  await tick();
+  assert.equal(runner.batches.length, 1);
+  const background = b.embed([row(10, 5), row(11, 5), row(12, 5)], undefined, 'background');
+  const interactive = b.embed([row(20, 5), row(21, 5)]);
+  runner.finishOne();
+  await tick();
+  await tick();
+  // Next run: only the two interactive texts, though the background ones waited longer and there was room for all.
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [20, 21]);
+  runner.finishOne();
+  assert.deepEqual((await interactive).map((v) => v[0]), [20, 21]);
+  await tick();
+  await tick();
+  assert.deepEqual(runner.batches[2]!.map((r) => r[0]), [10, 11, 12]);
+  runner.finishOne();
+  assert.deepEqual((await background).map((v) => v[0]), [10, 11, 12]);
+  assert.deepEqual((await first).map((v) => v[0]), [1]);
+  assert.equal(runner.batches.length, 3);
+});

@@ -24,6 +24,11 @@ export interface BatchStats {
   runMs: number;
 }
 
+/** How long after the last interactive text background runs stay short (a quarter of max_batch_size). */
+const INTERACTIVE_RECENT_MS = 1000;
+/** Background texts are packed from the oldest this many max_batch_size's worth. */
+const BACKGROUND_WINDOW_BATCHES = 4;
+
 /**
  * `interactive` texts (someone is waiting on the answer) always leave before `background` ones (batch
  * lines), and never share a run with them: an interactive run stays as short as its own texts make it.
@@ -47,6 +52,8 @@ interface PendingText {
  */
 export class EmbeddingBatcher {
   private pending: PendingText[] = [];
+  /** When the last interactive text arrived (performance.now()); -Infinity: never. */
+  private lastInteractiveAt = -Infinity;
   private scheduled = false;
   private waitTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: () => void;
@@ -67,6 +74,7 @@ export class EmbeddingBatcher {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const owner = {};
     const now = performance.now();
+    if (lane === 'interactive') this.lastInteractiveAt = now;
     const promises = rows.map(
       (ids) =>
         new Promise<Float32Array>((resolve, reject) => {
@@ -134,15 +142,23 @@ export class EmbeddingBatcher {
    * similar texts in arrival order.
    */
   private takeBatch(): PendingText[] {
-    const { max_batch_size, max_batch_tokens, length_ratio } = this.opts;
+    const { max_batch_tokens, length_ratio } = this.opts;
     const firstInteractive = this.pending.findIndex((p) => p.lane === 'interactive');
     const headIndex = firstInteractive >= 0 ? firstInteractive : 0;
     const head = this.pending[headIndex]!;
+    const background = head.lane === 'background';
+    // While interactive texts keep coming, background runs are kept short: a text that arrives
+    // during one waits for it to end, and a run's time grows with its size.
+    const interactiveLately = performance.now() - this.lastInteractiveAt < INTERACTIVE_RECENT_MS;
+    const max_batch_size = background && interactiveLately ? Math.max(1, Math.floor(this.opts.max_batch_size / 4)) : this.opts.max_batch_size;
+    // Background texts are chosen among the oldest few only, so the jobs they belong to (batch lines
+    // of many texts each) finish roughly in the order they came instead of all at the end together.
+    const scanEnd = background ? Math.min(this.pending.length, headIndex + 1 + BACKGROUND_WINDOW_BATCHES * this.opts.max_batch_size) : this.pending.length;
     const headLen = Math.max(1, head.ids.length);
     const lo = headLen / length_ratio;
     const hi = headLen * length_ratio;
     const candidates: { index: number; len: number }[] = [];
-    for (let i = headIndex + 1; i < this.pending.length; i++) {
+    for (let i = headIndex + 1; i < scanEnd; i++) {
       const p = this.pending[i]!;
       const len = Math.max(1, p.ids.length);
       if (p.lane === head.lane && len >= lo && len <= hi) candidates.push({ index: i, len });

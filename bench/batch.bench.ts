@@ -136,12 +136,14 @@ async function batchRun(client: OpenAI) {
   const ok = lines.filter((l) => l.response?.status_code === 200 && typeof l.response.body.data[0]?.embedding === 'string').length;
   if (ok !== texts.length) throw new Error(`(a) ${ok} of ${texts.length} lines answered with an embedding`);
   const firstLine = timeline.find((t) => t.completed > 0)?.s ?? NaN;
+  const validated = timeline.find((t) => t.status !== 'validating')?.s ?? NaN;
   return {
     lines: texts.length,
     inputBytes: bytes,
     uploadSeconds: uploadMs / 1000,
     secondsToCompleted: completedMs / 1000,
     secondsWithDownload: totalMs / 1000,
+    secondsValidating: validated,
     secondsToFirstLine: firstLine,
     outputBytes: Buffer.byteLength(output),
     linesPerSec: rate(texts.length, totalMs),
@@ -213,7 +215,7 @@ async function main() {
     const batch = await batchRun(client);
     log(
       `(a) batch of ${batch.lines} lines: ${fmt(batch.linesPerSec, 0)} lines/s create → completed → output downloaded (${fmt(batch.secondsWithDownload, 1)} s; ` +
-        `completed at ${fmt(batch.secondsToCompleted, 1)} s, first line at ${fmt(batch.secondsToFirstLine, 1)} s; upload ${fmt(batch.uploadSeconds, 2)} s, output ${fmt(batch.outputBytes / 1e6, 1)} MB)`,
+        `validated by ${fmt(batch.secondsValidating, 1)} s, first line at ${fmt(batch.secondsToFirstLine, 1)} s, completed at ${fmt(batch.secondsToCompleted, 1)} s; upload ${fmt(batch.uploadSeconds, 2)} s, output ${fmt(batch.outputBytes / 1e6, 1)} MB)`,
     );
     const d = await interactiveUnderBatch(client);
     log(

@@ -16,7 +16,7 @@ import { TenantLoad } from '../shared/limits/tenant-load.js';
 import { BlobStore } from '../shared/storage/blob-store.js';
 import { batchLineRecorder } from './batches/batch-lines.js';
 import type { BatchDeps } from './batches/batch-runtime.js';
-import { createRunBatchHandler } from './batches/run-batch.handler.js';
+import { createRunBatchHandler, wakeBatchDriver } from './batches/run-batch.handler.js';
 import { createValidateBatchHandler } from './batches/validate-batch.handler.js';
 import { loadChatbotConfig } from '../shared/chatbot/chatbot-config.js';
 import { closeRedis, createRedis, redisTarget, waitForRedis } from '../shared/redis/redis-connections.js';
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     emitter: new Emitter(publisher),
     prefix: env.QUEUE_PREFIX,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
-    batchLine: batchLineRecorder(batches, (labels) => metrics.batchLinesFinished.inc(labels)),
+    batchLine: batchLineRecorder(batches, (labels, n) => metrics.batchLinesFinished.inc(labels, n), (batchId) => wakeBatchDriver(batchDeps, batchId)),
   });
   // The Batch API's own jobs (workers/batches): they queue lines on every model's queue, served here or not.
   const batchQueues = new Map(

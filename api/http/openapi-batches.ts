@@ -47,7 +47,7 @@ export function batchOperations(
   op('POST /v1/batches', {
     description:
       'Queues the validation of the input file: each line is checked as its endpoint checks a request (refused lines go to the error file), and a duplicate `custom_id` fails the batch. ' +
-      'Lines then run as ordinary embedding and chat jobs at batch priority (interactive requests first, per-tenant fairness per line), BATCH_LINES_IN_FLIGHT at a time. ' +
+      'Lines then run as ordinary embedding and chat jobs at batch priority (interactive requests first, per-tenant fairness per job), BATCH_LINES_IN_FLIGHT at a time; consecutive embedding lines share a job of up to 64 texts. ' +
       '`completion_window` is "24h" (BATCH_COMPLETION_WINDOW_S): lines unanswered by then are written as `batch_expired` errors.',
     request: { body: { required: true, content: { 'application/json': { schema: createBatchRequestSchema.meta({ id: 'CreateBatchRequest' }) } } } },
     responses: { 200: h.json(batch, 'The batch, `validating`'), ...h.errorsFor(400, 401, 404, 429, 500, 503) },

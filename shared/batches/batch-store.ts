@@ -67,6 +67,12 @@ export type LineOutcome =
 export interface BatchLineRef {
   id: string;
   line: number;
+  /**
+   * An embedding job that carries several lines (workers/batches/run-batch.handler.ts packs them):
+   * each line's index and how many of the job's inputs are its own, in input order. `line` is the
+   * first of them, and names the job.
+   */
+  pack?: { line: number; inputs: number }[];
 }
 
 const TIMES = ['in_progress_at', 'finalizing_at', 'completed_at', 'failed_at', 'expired_at', 'cancelling_at', 'cancelled_at'] as const;
@@ -129,6 +135,10 @@ export class BatchStore {
   pendingKey(id: string): string {
     return `${this.key(id)}:pending`;
   }
+  /** Lines queued as part of a packed job: line index → the index of the pack's first line (its job's name). */
+  packKey(id: string): string {
+    return `${this.key(id)}:pack`;
+  }
   private tenantKey(tenant: string): string {
     return `${this.prefix}:batches:${tenant}`;
   }
@@ -169,7 +179,6 @@ export class BatchStore {
     await this.redis.hset(this.key(id), fields);
   }
 
-  /** Records a line's outcome once; true when this call recorded it. */
   /** Records many lines' outcomes (validation errors, expiry) in one round trip; answers how many were new. */
   async recordLines(id: string, entries: readonly [number, LineOutcome][]): Promise<number> {
     if (entries.length === 0) return 0;
@@ -181,14 +190,15 @@ export class BatchStore {
     return res.filter(([err, r]) => !err && r === 1).length;
   }
 
+  /** Records a line's outcome once; true when this call recorded it. */
   async recordLine(id: string, line: number, outcome: LineOutcome): Promise<boolean> {
     const r = await this.redis.eval(RECORD_LINE, 3, this.outKey(id), this.key(id), this.pendingKey(id), String(line), JSON.stringify(outcome), outcome.ok ? 'completed' : 'failed');
     return r === 1;
   }
 
-  /** Drops what only a running batch needs (its lines, outcomes and pending set): the output files hold it now. */
+  /** Drops what only a running batch needs (its lines, outcomes, pending set and packs): the output files hold it now. */
   async dropWorkingSet(id: string): Promise<void> {
-    await this.redis.unlink(this.linesKey(id), this.outKey(id), this.pendingKey(id));
+    await this.redis.unlink(this.linesKey(id), this.outKey(id), this.pendingKey(id), this.packKey(id));
   }
 }
 

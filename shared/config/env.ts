@@ -189,7 +189,7 @@ export const envSchema = z.object({
   /** How often a batch's driver job looks at its lines (tops up, sees cancel and expiry, finalizes). */
   BATCH_POLL_MS: z.coerce.number().int().min(20).default(1000),
   /** Lines of one batch queued or running at once: the rest wait in Redis, so cancel is quick and the tenant's job cap (TENANT_MAX_JOBS) keeps room for interactive work. */
-  BATCH_LINES_IN_FLIGHT: z.coerce.number().int().min(1).default(256),
+  BATCH_LINES_IN_FLIGHT: z.coerce.number().int().min(1).default(1024),
   /** Largest upload; bigger ones are cut off while streaming with 413. */
   DOCUMENTS_MAX_BYTES: z.coerce.number().int().positive().default(50 * 1024 * 1024),
   /** PDFs with more pages are refused (the job fails with the reason). */

@@ -6,6 +6,7 @@ import { documentJobCatalog } from '../documents/document-jobs.js';
 import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
 import { MAX_CHAT_CHOICES } from './chat-choices.js';
 import type { JobSpec, JobSubmitSpec } from './job-spec.js';
+import type { BatchLineRef } from '../batches/batch-store.js';
 
 export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall, JobSubmitSpec, JobDeadlines } from './job-spec.js';
 
@@ -363,7 +364,7 @@ export interface JobEnvelope<K extends JobType = JobType> {
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
   /** A batch line (embedding and chat jobs): its outcome is recorded in the batch, not announced. */
-  batch?: { id: string; line: number };
+  batch?: BatchLineRef;
   /**
    * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
    * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
@@ -379,7 +380,9 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
-  batch: z.object({ id: z.string(), line: z.number().int().min(0) }).optional(),
+  batch: z
+    .object({ id: z.string(), line: z.number().int().min(0), pack: z.array(z.object({ line: z.number().int().min(0), inputs: z.number().int().min(1) })).min(1).optional() })
+    .optional(),
   webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 

@@ -158,6 +158,46 @@ describe('Batch API', () => {
     assert.ok(page.data.some((b: { id: string }) => b.id === created.id));
   });
 
+  test('embedding lines run packed: far fewer jobs and model runs than lines, each line answered with its own vectors and usage', async () => {
+    const scrape = async () => (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
+    const sum = (text: string, name: string, labelPart: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(name) && l.includes(labelPart))
+        .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    const counts = async () => {
+      const text = await scrape();
+      return { jobs: sum(text, 'worker_jobs_finished_total{', 'use-lite'), runs: sum(text, 'embedding_batch_size_count{', 'use-lite') };
+    };
+    const n = 200;
+    // Texts of different lengths, so a line given another line's share of the result would show.
+    const text = (i: number) => `line ${i}: ${'word '.repeat(1 + (i % 9))}end`;
+    const lines: Line[] = Array.from({ length: n }, (_, i) => ({ custom_id: `packed-${i}`, method: 'POST', url: '/v1/embeddings', body: { model: 'use-lite', input: text(i), encoding_format: 'float' } }));
+    const before = await counts();
+    const created = await acme.batches.create({ input_file_id: (await upload(acme, lines)).id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    const done = await until(acme, created.id, (b) => b.status === 'completed');
+    const after = await counts();
+    assert.equal(done.request_counts!.completed, n);
+    const jobs = after.jobs - before.jobs;
+    const runs = after.runs - before.runs;
+    assert.ok(jobs >= 1 && jobs <= n / 8, `${n} lines ran as ${jobs} embedding jobs`);
+    assert.ok(runs >= 1 && runs < n, `${n} lines took ${runs} model runs`);
+
+    const output = await contentLines(acme, done.output_file_id);
+    assert.equal(output.length, n);
+    const byId = new Map(output.map((o) => [o.custom_id, o]));
+    for (const i of [0, 1, 7, 64, 65, 199]) {
+      const line = byId.get(`packed-${i}`)!;
+      assert.deepEqual(validEmbedding(line.response!.body), []);
+      assert.equal(line.response!.body.data.length, 1);
+      const online = await acme.embeddings.create({ model: 'use-lite', input: text(i), encoding_format: 'float' });
+      assert.equal(line.response!.body.usage.prompt_tokens, online.usage.prompt_tokens, `line ${i}: its own usage`);
+      const a = line.response!.body.data[0].embedding as number[];
+      const cos = a.reduce((s, x, k) => s + x * online.data[0]!.embedding[k]!, 0);
+      assert.ok(cos > 0.9999, `line ${i}: its own vector (cosine ${cos} with the online answer)`);
+    }
+  });
+
   test('a chat batch: the output bodies are chat completions as the endpoint answers them', async () => {
     const lines = Array.from({ length: 12 }, (_, i) => chat(i, 3));
     lines.push({ custom_id: 'too-many-tokens', method: 'POST', url: '/v1/chat/completions', body: { model: 'tiny-chat', messages: [{ role: 'user', content: 'x' }], max_tokens: 100_000 } });

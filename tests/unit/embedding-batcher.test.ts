@@ -140,3 +140,50 @@ test('max_wait_ms holds a partial batch for company, never longer', async () => 
   runner.finishOne();
   await Promise.all([p1, p2]);
 });
+
+test('interactive texts leave before background ones (batch lines), and never share a run with them', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  // The model is busy with a background run when the rest arrives.
+  const first = b.embed([row(1, 5)], undefined, 'background');
+  await tick();
+  assert.equal(runner.batches.length, 1);
+  const background = b.embed([row(10, 5), row(11, 5), row(12, 5)], undefined, 'background');
+  const interactive = b.embed([row(20, 5), row(21, 5)]);
+  runner.finishOne();
+  await tick();
+  await tick();
+  // Next run: only the two interactive texts, though the background ones waited longer and there was room for all.
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [20, 21]);
+  runner.finishOne();
+  assert.deepEqual((await interactive).map((v) => v[0]), [20, 21]);
+  // Interactive texts came a moment ago: background runs are a quarter of max_batch_size (4 / 4).
+  for (let k = 0; k < 3; k++) {
+    await tick();
+    await tick();
+    runner.finishOne();
+  }
+  assert.deepEqual(runner.batches.slice(2).map((batch) => batch.map((r) => r[0])), [[10], [11], [12]]);
+  assert.deepEqual((await background).map((v) => v[0]), [10, 11, 12]);
+  assert.deepEqual((await first).map((v) => v[0]), [1]);
+});
+
+test('background texts are packed from the oldest few, so their jobs finish in order rather than all at the end', async () => {
+  const runner = new RecordingRunner();
+  const b = new EmbeddingBatcher(runner, opts);
+  const first = b.embed([row(1, 5)], undefined, 'background');
+  await tick();
+  // Behind the running text: 100 (5 tokens), 16 texts of 7 tokens (101–116), then 8 of 5 tokens (117–124).
+  // Closest length alone would put 117–119 with 100; the window (4 batches' worth after the head) keeps to 101–116.
+  const rows = [row(100, 5), ...Array.from({ length: 16 }, (_, i) => row(101 + i, 7)), ...Array.from({ length: 8 }, (_, i) => row(117 + i, 5))];
+  const rest = b.embed(rows, undefined, 'background');
+  for (let k = 0; k < 8; k++) {
+    runner.finishOne();
+    await tick();
+    await tick();
+  }
+  assert.deepEqual(runner.batches[1]!.map((r) => r[0]), [100, 101, 102, 103]);
+  assert.equal((await rest).length, 25);
+  assert.equal((await first).length, 1);
+  assert.ok(runner.batches.slice(1).every((batch) => batch.length === 4 || batch === runner.batches.at(-1)), 'full runs (no interactive text lately)');
+});

@@ -1,23 +1,49 @@
 import { failedLineOutcome } from '../../shared/batches/batch-lines.js';
-import { nowSeconds, type BatchStore } from '../../shared/batches/batch-store.js';
+import { nowSeconds, type BatchLineRef, type BatchStore, type LineOutcome } from '../../shared/batches/batch-store.js';
+import type { JobResult } from '../../shared/jobs/job-catalog.js';
 import type { ResultDelivery } from '../jobs/job-runner.js';
 
 const ENDPOINT_OF: Record<string, string> = { embedding: '/v1/embeddings', chat: '/v1/chat/completions' };
 
 /**
  * How a worker records a batch line's outcome: once, in the batch (BatchStore.recordLine), counting
- * it in `batch_lines_finished_total` only when this call was the one that recorded it.
+ * it in `batch_lines_finished_total` only when this call was the one that recorded it. A packed
+ * embedding job (`ref.pack`) records each of its lines with its own share of the result, all in one
+ * round trip. Then `recorded` is told (the batch's driver may want to queue more lines).
  */
 export function batchLineRecorder(
   batches: BatchStore,
-  count: (labels: { tenant: string; endpoint: string; outcome: 'completed' | 'failed' }) => void,
+  count: (labels: { tenant: string; endpoint: string; outcome: 'completed' | 'failed' }, n: number) => void,
+  recorded: (batchId: string) => Promise<void> = async () => {},
 ): ResultDelivery['batchLine'] {
   return async (job, ref, outcome) => {
-    const recorded = await batches.recordLine(
-      ref.id,
-      ref.line,
-      outcome.ok ? { ok: true, result: outcome.result, job_id: job.id, at: nowSeconds() } : failedLineOutcome(job.type, job.id, outcome.error),
-    );
-    if (recorded) count({ tenant: job.tenant, endpoint: ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' });
+    const entries: [number, LineOutcome][] = outcomesOf(job, ref, outcome);
+    const n = entries.length === 1 ? Number(await batches.recordLine(ref.id, entries[0]![0], entries[0]![1])) : await batches.recordLines(ref.id, entries);
+    if (n > 0) count({ tenant: job.tenant, endpoint: ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' }, n);
+    // Only a hint to the driver, which polls anyway: its failure must not fail the line.
+    await recorded(ref.id).catch(() => {});
   };
+}
+
+function outcomesOf(job: { type: string; id: string }, ref: BatchLineRef, outcome: Parameters<ResultDelivery['batchLine']>[2]): [number, LineOutcome][] {
+  const at = nowSeconds();
+  if (!outcome.ok) {
+    const failed = failedLineOutcome(job.type, job.id, outcome.error);
+    return (ref.pack ?? [{ line: ref.line }]).map((p) => [p.line, failed]);
+  }
+  if (!ref.pack) return [[ref.line, { ok: true, result: outcome.result, job_id: job.id, at }]];
+  // Each line gets what POST /v1/embeddings would have answered for its own inputs.
+  const whole = outcome.result as JobResult<'embedding'>;
+  let offset = 0;
+  return ref.pack.map(({ line, inputs }) => {
+    const tokens = whole.input_tokens.slice(offset, offset + inputs);
+    const result: JobResult<'embedding'> = {
+      ...whole,
+      embeddings_b64: whole.embeddings_b64.slice(offset, offset + inputs),
+      input_tokens: tokens,
+      prompt_tokens: tokens.reduce((a, b) => a + b, 0),
+    };
+    offset += inputs;
+    return [line, { ok: true, result, job_id: job.id, at }];
+  });
 }

@@ -48,13 +48,14 @@ async function tokenizeYielding(engine: EmbeddingEngine, texts: readonly string[
 const PROGRESS_STEP = 256;
 
 async function embedWithProgress(engine: EmbeddingEngine, rows: number[][], ctx: JobContext): Promise<Float32Array[]> {
-  if (rows.length <= PROGRESS_STEP) return engine.batcher.embed(rows, ctx.signal);
+  const lane = ctx.background ? 'background' : 'interactive';
+  if (rows.length <= PROGRESS_STEP) return engine.batcher.embed(rows, ctx.signal, lane);
   let done = 0;
   const parts: Promise<Float32Array[]>[] = [];
   for (let i = 0; i < rows.length; i += PROGRESS_STEP) {
     const part = rows.slice(i, i + PROGRESS_STEP);
     parts.push(
-      engine.batcher.embed(part, ctx.signal).then(async (v) => {
+      engine.batcher.embed(part, ctx.signal, lane).then(async (v) => {
         done += part.length;
         await ctx.reportProgress({ texts_done: done, texts_total: rows.length }).catch(() => {});
         return v;

@@ -24,8 +24,20 @@ export interface BatchStats {
   runMs: number;
 }
 
+/** How long after the last interactive text background runs stay short (a quarter of max_batch_size). */
+const INTERACTIVE_RECENT_MS = 1000;
+/** Background texts are packed from the oldest this many max_batch_size's worth. */
+const BACKGROUND_WINDOW_BATCHES = 4;
+
+/**
+ * `interactive` texts (someone is waiting on the answer) always leave before `background` ones (batch
+ * lines), and never share a run with them: an interactive run stays as short as its own texts make it.
+ */
+export type EmbeddingLane = 'interactive' | 'background';
+
 interface PendingText {
   ids: readonly number[];
+  lane: EmbeddingLane;
   enqueuedAt: number;
   owner: object;
   resolve: (v: Float32Array) => void;
@@ -40,6 +52,8 @@ interface PendingText {
  */
 export class EmbeddingBatcher {
   private pending: PendingText[] = [];
+  /** When the last interactive text arrived (performance.now()); -Infinity: never. */
+  private lastInteractiveAt = -Infinity;
   private scheduled = false;
   private waitTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: () => void;
@@ -56,14 +70,15 @@ export class EmbeddingBatcher {
     return this.pending.length;
   }
 
-  embed(rows: readonly (readonly number[])[], signal?: AbortSignal): Promise<Float32Array[]> {
+  embed(rows: readonly (readonly number[])[], signal?: AbortSignal, lane: EmbeddingLane = 'interactive'): Promise<Float32Array[]> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const owner = {};
     const now = performance.now();
+    if (lane === 'interactive') this.lastInteractiveAt = now;
     const promises = rows.map(
       (ids) =>
         new Promise<Float32Array>((resolve, reject) => {
-          this.pending.push({ ids, enqueuedAt: now, owner, resolve, reject });
+          this.pending.push({ ids, lane, enqueuedAt: now, owner, resolve, reject });
         }),
     );
     const all = Promise.all(promises);
@@ -104,7 +119,7 @@ export class EmbeddingBatcher {
 
   private pump(): void {
     while (this.runner.idleCount > 0 && this.pending.length > 0) {
-      const oldest = this.pending[0]!;
+      const oldest = this.pending.find((p) => p.lane === 'interactive') ?? this.pending[0]!;
       const waited = performance.now() - oldest.enqueuedAt;
       if (this.opts.max_wait_ms > 0 && this.pending.length < this.opts.max_batch_size && waited < this.opts.max_wait_ms) {
         // An idle model with a partial batch waits a little for company, but never past max_wait_ms.
@@ -121,23 +136,35 @@ export class EmbeddingBatcher {
   }
 
   /**
-   * The oldest text (so nothing starves) plus the waiting texts closest to it in length, within
-   * length_ratio, while the batch fits max_batch_size and max_batch_tokens. Closest-first packs
-   * batches with less padding than taking similar texts in arrival order.
+   * The oldest text of the first lane that has any (so nothing starves within a lane) plus the
+   * waiting texts of its lane closest to it in length, within length_ratio, while the batch fits
+   * max_batch_size and max_batch_tokens. Closest-first packs batches with less padding than taking
+   * similar texts in arrival order.
    */
   private takeBatch(): PendingText[] {
-    const { max_batch_size, max_batch_tokens, length_ratio } = this.opts;
-    const head = this.pending[0]!;
+    const { max_batch_tokens, length_ratio } = this.opts;
+    const firstInteractive = this.pending.findIndex((p) => p.lane === 'interactive');
+    const headIndex = firstInteractive >= 0 ? firstInteractive : 0;
+    const head = this.pending[headIndex]!;
+    const background = head.lane === 'background';
+    // While interactive texts keep coming, background runs are kept short: a text that arrives
+    // during one waits for it to end, and a run's time grows with its size.
+    const interactiveLately = performance.now() - this.lastInteractiveAt < INTERACTIVE_RECENT_MS;
+    const max_batch_size = background && interactiveLately ? Math.max(1, Math.floor(this.opts.max_batch_size / 4)) : this.opts.max_batch_size;
+    // Background texts are chosen among the oldest few only, so the jobs they belong to (batch lines
+    // of many texts each) finish roughly in the order they came instead of all at the end together.
+    const scanEnd = background ? Math.min(this.pending.length, headIndex + 1 + BACKGROUND_WINDOW_BATCHES * this.opts.max_batch_size) : this.pending.length;
     const headLen = Math.max(1, head.ids.length);
     const lo = headLen / length_ratio;
     const hi = headLen * length_ratio;
     const candidates: { index: number; len: number }[] = [];
-    for (let i = 1; i < this.pending.length; i++) {
-      const len = Math.max(1, this.pending[i]!.ids.length);
-      if (len >= lo && len <= hi) candidates.push({ index: i, len });
+    for (let i = headIndex + 1; i < scanEnd; i++) {
+      const p = this.pending[i]!;
+      const len = Math.max(1, p.ids.length);
+      if (p.lane === head.lane && len >= lo && len <= hi) candidates.push({ index: i, len });
     }
     candidates.sort((a, b) => Math.abs(a.len - headLen) - Math.abs(b.len - headLen) || a.index - b.index);
-    const chosen = new Set<number>([0]);
+    const chosen = new Set<number>([headIndex]);
     let longest = headLen;
     for (const c of candidates) {
       if (chosen.size >= max_batch_size) break;

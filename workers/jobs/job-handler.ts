@@ -10,6 +10,8 @@ export interface JobContext {
   /** Aborted when the job is cancelled or the worker shuts down. */
   signal: AbortSignal;
   reportProgress(progress: Record<string, unknown>): Promise<void>;
+  /** A batch line (Batch API): nobody waits on it, so it yields to interactive work where the model can tell (the embedding batcher). */
+  background?: boolean;
   /**
    * Streaming jobs (chat, chatbot): this run's claim on the job's token stream, to give its
    * TokenWriter. Writes under any other claim are refused (shared/streams/token-stream.ts).

@@ -165,6 +165,7 @@ export function createJobWorker<K extends JobType>(opts: JobWorkerOptions<K>): W
           await job.updateProgress(progress);
           delivery.progress(jobId, progress);
         },
+        background: batch !== undefined,
         ...(owner ? { streamOwner: owner } : {}),
       });
       // Before the end entry goes out: a heartbeat after it would read the ended claim as lost.

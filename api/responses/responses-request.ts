@@ -122,8 +122,9 @@ function chatMessages(conversation: readonly ConversationItem[]): ChatMessage[] 
 /** Responses' flat function tools → chat's, with OpenAI's Responses default `strict: true` (the worker's call grammar is strict in any case). */
 function chatTools(body: CreateResponseRequest): { tools?: ChatTool[]; tool_choice?: ChatToolChoice } {
   const functions = (body.tools ?? []).filter((t) => t.type === 'function');
+  const searches = (body.tools ?? []).some((t) => t.type === 'file_search');
   // A file_search tool alone: 'auto' and 'required' are met by the search itself, which always runs.
-  if (!functions.length && (body.tool_choice === undefined || body.tool_choice === 'auto' || body.tool_choice === 'required')) return {};
+  if (!functions.length && (body.tool_choice === undefined || (searches && (body.tool_choice === 'auto' || body.tool_choice === 'required')))) return {};
   const tools: ChatTool[] = functions.map((t) => ({
     type: 'function',
     function: {

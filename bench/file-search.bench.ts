@@ -6,7 +6,7 @@
  *   (2) peer: POST /v1/responses without tools, one chat job of the tiny model (16 tokens);
  *   (3) full pipeline: POST /v1/responses with the file_search tool: the search, then the chat job
  *       answering extractively from the hits (the tiny model is `untrained`).
- * The store holds the README's paragraphs as a text file. Prints p50/p99 and requests/s with the
+ * The store holds docs/ARCHITECTURE.md (one file, a few dozen chunks). Prints p50/p99 and requests/s with the
  * ratios of (3) to (1) and (2); writes bench/results/file-search-<time>.json.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { KEYS, ROOT, startService, useLiteModel, writeModelsConfig } from '../te
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 60);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
-const QUESTIONS = ['How do I run the tests?', 'Which scopes does a key need?', 'How are vector stores searched?', 'What does background mode do?', 'How is a chat job queued?'];
+const QUESTIONS = ['How do I add a job type?', 'Where do handlers live?', 'What does the job catalog hold?', 'How does a worker announce an outcome?', 'Which queue does a job go to?'];
 const log = (s: string) => console.log(s);
 
 interface Figures {
@@ -64,7 +64,7 @@ const svc = await startService({
 });
 try {
   const client = new OpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0, timeout: 120_000 });
-  const file = await client.files.create({ file: await toFile(readFileSync(path.join(ROOT, 'README.md')), 'README.md'), purpose: 'assistants' });
+  const file = await client.files.create({ file: await toFile(readFileSync(path.join(ROOT, 'docs', 'ARCHITECTURE.md')), 'ARCHITECTURE.md'), purpose: 'assistants' });
   const store = await client.vectorStores.create({ name: 'bench' });
   const attached = await client.vectorStores.files.createAndPoll(store.id, { file_id: file.id }, { pollIntervalMs: 250 });
   if (attached.status !== 'completed') throw new Error(`ingestion failed: ${JSON.stringify(attached.last_error)}`);

@@ -123,8 +123,9 @@ function chatMessages(conversation: readonly ConversationItem[]): ChatMessage[] 
 function chatTools(body: CreateResponseRequest): { tools?: ChatTool[]; tool_choice?: ChatToolChoice } {
   const functions = (body.tools ?? []).filter((t) => t.type === 'function');
   const searches = (body.tools ?? []).some((t) => t.type === 'file_search');
-  // A file_search tool alone: 'auto' and 'required' are met by the search itself, which always runs.
-  if (!functions.length && (body.tool_choice === undefined || (searches && (body.tool_choice === 'auto' || body.tool_choice === 'required')))) return {};
+  // A file_search tool alone: 'auto' and 'required' are met by the search itself, which runs
+  // unless the choice is 'none' (ResponseService.prepare); the chat job then has no tools at all.
+  if (!functions.length && (body.tool_choice === undefined || (searches && typeof body.tool_choice === 'string'))) return {};
   const tools: ChatTool[] = functions.map((t) => ({
     type: 'function',
     function: {

@@ -104,7 +104,7 @@ export function mergeByScore<T extends { score: number }>(lists: readonly (reado
  * POST /v1/chat/completions takes the tool as an extension: the same flat entry as the Responses
  * API's, among `tools`. It is taken out of the body here, so that the rest is validated by the
  * chat schema unchanged (whose `tools` are functions). A `tool_choice` of 'auto' or 'required'
- * with no function left is met by the search itself and dropped.
+ * with no function left is met by the search itself and dropped; 'none' means no search.
  */
 export function takeFileSearchTool(body: unknown): { tool: FileSearchTool | undefined; rest: unknown } {
   if (!body || typeof body !== 'object' || !Array.isArray((body as { tools?: unknown }).tools)) return { tool: undefined, rest: body };
@@ -115,6 +115,8 @@ export function takeFileSearchTool(body: unknown): { tool: FileSearchTool | unde
   const { tools: [tool] } = z.object({ tools: z.array(fileSearchToolSchema).max(1, "must contain at most one 'file_search' tool") }).parse({ tools: found });
   const functions = all.filter((t) => !isFileSearch(t));
   const { tools: _all, tool_choice: choice, ...others } = body as { tools: unknown[]; tool_choice?: unknown };
-  const keepChoice = functions.length > 0 || (choice !== undefined && choice !== 'auto' && choice !== 'required');
-  return { tool, rest: { ...others, ...(functions.length ? { tools: functions } : {}), ...(keepChoice ? { tool_choice: choice } : {}) } };
+  // 'none' turns the search off as it turns calls off; with no function left, 'none', 'auto' and 'required' say nothing more to the chat job.
+  const keepChoice = functions.length > 0 || (choice !== undefined && typeof choice !== 'string');
+  const rest = { ...others, ...(functions.length ? { tools: functions } : {}), ...(keepChoice ? { tool_choice: choice } : {}) };
+  return { tool: choice === 'none' ? undefined : tool, rest };
 }

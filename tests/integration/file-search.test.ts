@@ -233,6 +233,10 @@ describe('file_search: the Responses tool and the chat completions extension', (
     // Without the tool the same key may chat.
     const plain = await chatOnly.responses.create({ model: 'tiny-chat', input: 'Hello', max_output_tokens: 4 });
     assert.equal(plain.output[0]!.type, 'message');
+    // tool_choice 'none' turns the search off, as it turns calls off.
+    const off = await acme.responses.create({ model: 'tiny-chat', input: QUESTION, tools: [tool()], tool_choice: 'none', max_output_tokens: 4 });
+    assert.deepEqual(validResponse(wire(off)), []);
+    assert.deepEqual(off.output.map((o) => o.type), ['message']);
     const empty = await apiError(acme.responses.create({ model: 'tiny-chat', input: QUESTION, tools: [{ type: 'file_search', vector_store_ids: [] }] }));
     assert.equal(empty.status, 400);
     const twice = await apiError(acme.responses.create({ model: 'tiny-chat', input: QUESTION, tools: [tool(), tool()] }));

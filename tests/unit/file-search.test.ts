@@ -63,7 +63,8 @@ describe('file_search: citations, grounding and the chat completions extension',
     assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fn] }), { tool: undefined, rest: { model: 'm', tools: [fn] } });
     assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fs], tool_choice: 'required' }), { tool: fs, rest: { model: 'm' } });
     assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fs, fn], tool_choice: 'auto' }), { tool: fs, rest: { model: 'm', tools: [fn], tool_choice: 'auto' } });
-    assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fs], tool_choice: 'none' }).rest, { model: 'm', tool_choice: 'none' });
+    assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fs], tool_choice: 'none' }), { tool: undefined, rest: { model: 'm' } });
+    assert.deepEqual(takeFileSearchTool({ model: 'm', tools: [fs, fn], tool_choice: 'none' }), { tool: undefined, rest: { model: 'm', tools: [fn], tool_choice: 'none' } });
     assert.throws(() => takeFileSearchTool({ tools: [{ type: 'file_search' }] }), ZodError);
     assert.throws(() => takeFileSearchTool({ tools: [fs, fs] }), ZodError);
   });

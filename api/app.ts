@@ -1,3 +1,4 @@
+import type { FileSearchRunner } from './vector-stores/file-search-runner.js';
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import type { Queue } from 'bullmq';
@@ -62,6 +63,8 @@ export interface AppDeps {
   chat: ChatService;
   /** Runs chat requests to their end: `chat` behind the response cache. */
   chatRunner: CacheableChatRunner;
+  /** The file_search tool of chat completions (the Responses API gets it through its service). */
+  fileSearch?: FileSearchRunner;
   /** Absent: no tenant has a chatbot (every /v1/chatbot request is a 404). */
   chatbot?: { config: ChatbotConfig; relay: TokenRelay };
   /** OpenAI's Responses API on top of chat jobs (api/responses). */
@@ -149,7 +152,7 @@ export function createApp(deps: AppDeps): Express {
     adminRoutes({ store: () => sec().store, limits: () => sec().limits }),
     modelsRoutes({ registry: deps.registry, startedAt: Date.now() }),
     embeddingsRoutes({ coalescer: deps.coalescer, registry: deps.registry, maxInputs: deps.maxInputs }),
-    chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs }),
+    chatRoutes({ chat: deps.chat, runner: deps.chatRunner, sseKeepAliveMs: deps.sseKeepAliveMs, ...(deps.fileSearch ? { fileSearch: deps.fileSearch } : {}) }),
     responsesRoutes({ responses: deps.responses, sseKeepAliveMs: deps.sseKeepAliveMs }),
     completionsRoutes({ chat: deps.chat, sseKeepAliveMs: deps.sseKeepAliveMs }),
     tokenizeRoutes({ chat: deps.chat }),

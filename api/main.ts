@@ -17,6 +17,7 @@ import { announceJobOutcome, WEBHOOK_QUEUE } from '../shared/webhooks/webhook-ev
 import { WebhookStore } from '../shared/webhooks/webhook-store.js';
 import { createApp } from './app.js';
 import { FileService } from './files/file-service.js';
+import { FileSearchRunner } from './vector-stores/file-search-runner.js';
 import { VectorStoreService } from './vector-stores/vector-store-service.js';
 import { VectorStoreStore } from './vector-stores/vector-store-store.js';
 import { BatchService } from './batches/batch-service.js';
@@ -121,15 +122,6 @@ async function main(): Promise<void> {
     ended: (envelope, view) => void announceJobOutcome(webhookSink, envelope, view).catch((err) => log.warn({ err, jobId: view.id }, 'could not queue the webhook event of a cancelled job')),
   });
   const chat = new ChatService({ jobs, relay, registry, syncTimeoutMs: env.SYNC_TIMEOUT_MS });
-  const responses = new ResponseService({
-    chat,
-    jobs,
-    relay,
-    store: new ResponseStore({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.RESPONSES_RETENTION_SECONDS }),
-    log,
-    webhooks: webhookSink,
-  });
-  shutdown.register('background responses', () => responses.close());
   // Uploaded bytes of documents and files: one data root every replica mounts (shared/storage/blob-store.ts).
   const blobs = new BlobStore(path.resolve(env.DOCUMENTS_DIR));
   const documents = new DocumentService({
@@ -145,6 +137,18 @@ async function main(): Promise<void> {
   shutdown.register('documents', () => documents.close());
   const files = new FileService(new FileStore(redis, env.QUEUE_PREFIX, blobs), { maxBytes: env.FILES_MAX_BYTES, maxBatchLines: env.BATCH_MAX_LINES });
   const vectorStores = new VectorStoreService({ store: new VectorStoreStore(redis, env.QUEUE_PREFIX), documents, files });
+  // The file_search tool of /v1/responses and /v1/chat/completions: the vector stores' search.
+  const fileSearch = new FileSearchRunner({ vectorStores });
+  const responses = new ResponseService({
+    chat,
+    jobs,
+    relay,
+    store: new ResponseStore({ redis, prefix: env.QUEUE_PREFIX, retentionSeconds: env.RESPONSES_RETENTION_SECONDS }),
+    log,
+    webhooks: webhookSink,
+    fileSearch,
+  });
+  shutdown.register('background responses', () => responses.close());
   const app = createApp({
     chatbot: { config: chatbotConfig, relay },
     log,
@@ -158,6 +162,7 @@ async function main(): Promise<void> {
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     chat,
     chatRunner: new CachingChatRunner(chat, cache),
+    fileSearch,
     responses,
     coalescer: new CachingEmbedder(new EmbeddingCoalescer(jobs, { syncTimeoutMs: env.SYNC_TIMEOUT_MS, maxTextsPerJob: 256, windowMs: env.COALESCE_WINDOW_MS }), cache),
     isShuttingDown: () => shutdown.isShuttingDown,

@@ -18,9 +18,11 @@ export function authorize(access: TenantAccess): RequestHandler {
   return (req, _res, next) => {
     const id = req.identity;
     if (!id) return next(errors.unauthorized('Not authenticated.', 'missing_api_key'));
-    const scope = access.scope === 'any' ? undefined : typeof access.scope === 'string' ? access.scope : access.scope.resolve(req);
-    if (scope && !id.scopes.includes(scope)) {
-      return next(errors.forbidden(`This key does not have the '${scope}' scope this request needs.`, 'insufficient_scope'));
+    const needed = access.scope === 'any' ? [] : typeof access.scope === 'string' ? [access.scope] : [access.scope.resolve(req)].flat();
+    const missing = needed.filter((s) => !id.scopes.includes(s));
+    if (missing.length > 0) {
+      const what = needed.length > 1 ? `the ${needed.map((s) => `'${s}'`).join(' and ')} scopes this request needs (it lacks ${missing.map((s) => `'${s}'`).join(', ')})` : `the '${missing[0]}' scope this request needs`;
+      return next(errors.forbidden(`This key does not have ${what}.`, 'insufficient_scope'));
     }
     if (access.globalAdmin && !id.admin) return next(errors.forbidden('Only the admin key (ADMIN_API_KEY) may do this.', 'admin_required'));
     next();

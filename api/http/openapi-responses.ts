@@ -10,7 +10,9 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
   const outputText = z.object({
     type: z.literal('output_text'),
     text: z.string(),
-    annotations: z.array(z.unknown()),
+    annotations: z
+      .array(z.object({ type: z.literal('file_citation'), file_id: z.string(), filename: z.string(), index: z.number().int().meta({ description: 'Where the `[n]` marker citing the file stands in `text`' }) }))
+      .meta({ description: 'With the `file_search` tool: one `file_citation` per `[n]` marker of the text that names a search hit' }),
     logprobs: z.array(z.unknown()).meta({ description: "With `include: ['message.output_text.logprobs']` (or `top_logprobs`): each token's {token, logprob, bytes, top_logprobs}; else empty" }),
   });
   const message = z.object({
@@ -27,6 +29,16 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
     name: z.string(),
     arguments: z.string().meta({ description: "A JSON text valid against the function's parameters (grammar-constrained)" }),
     status: z.enum(['in_progress', 'completed', 'incomplete']),
+  });
+  const fileSearchCall = z.object({
+    id: z.string().meta({ example: 'fs_3f1c0e5b2a9d4c7e8f1a2b3c4d5e6f70' }),
+    type: z.literal('file_search_call'),
+    status: z.literal('completed').meta({ description: 'The search runs before the job is queued, so it has always ended' }),
+    queries: z.array(z.string()).meta({ description: 'The last user message (queries are not rewritten)' }),
+    results: z
+      .array(z.object({ file_id: z.string(), filename: z.string(), score: z.number(), attributes: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])), text: z.string() }))
+      .nullable()
+      .meta({ description: "With `include: ['file_search_call.results']`; null otherwise" }),
   });
   const usage = z.object({
     input_tokens: z.number().int(),
@@ -48,7 +60,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
       instructions: z.string().nullable(),
       max_output_tokens: z.number().int().nullable(),
       model: z.string().meta({ description: 'The model that answered: the requested one or its fallback' }),
-      output: z.array(z.union([message, functionCall])),
+      output: z.array(z.union([fileSearchCall, message, functionCall])),
       previous_response_id: z.string().nullable(),
       store: z.boolean(),
       temperature: z.number(),
@@ -64,6 +76,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
     description:
       '`event: <type>` + `data: {…}` pairs: `response.created`, `response.in_progress`, `response.output_item.added`, `response.content_part.added`, ' +
       '`response.output_text.delta` (one per token of the job’s token stream), `response.output_text.done`, `response.content_part.done`, `response.output_item.done`, ' +
+      'with the `file_search` tool first its call (output 0): `response.output_item.added`, `response.file_search_call.in_progress`, `.searching`, `.completed`, `response.output_item.done`, and `response.output_text.annotation.added` per citation before `response.output_text.done`; ' +
       'for each function call `response.output_item.added`, `response.function_call_arguments.delta`, `response.function_call_arguments.done`, `response.output_item.done`, ' +
       'then `response.completed`, `response.incomplete` or `response.failed` (also for a cancelled response, whose status says `cancelled`); each with `sequence_number`. ' +
       'A failure after the stream opened is an `error` event.',
@@ -75,6 +88,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
       '`background: true` queues the job and answers `queued` at once (poll with GET, cancel with POST …/cancel, stream with GET ?stream=true). ' +
       '`text.format` json_schema/json_object is enforced by grammar-constrained decoding; function `tools` with `tool_choice` (none, auto, required, a named function) answer `function_call` output items, sent back as `function_call` / `function_call_output` input items; ' +
       "`include: ['message.output_text.logprobs']` and `top_logprobs` put logprobs on the output text (not together with callable tools: 400 `unsupported_parameter`). " +
+      "A `file_search` tool (`vector_store_ids`, `max_num_results`, `filters`, `ranking_options`; needs the `documents` scope too) searches the tenant's vector stores before the job: a `file_search_call` output item, then the answer (extractive for `untrained` models, else generated from the hits) with `file_citation` annotations; `include: ['file_search_call.results']` adds the hits. " +
       'Extensions: `top_k`, `repetition_penalty`, `seed`.',
     request: { body: { required: true, content: { 'application/json': { schema: createResponseRequestSchema.meta({ id: 'CreateResponseRequest' }) } } } },
     responses: {
@@ -101,7 +115,7 @@ export function responsesOperations(op: DescribeOperation, h: { json: Json; erro
     description: "Every item the model saw besides `instructions`: the previous responses' input and output (with `previous_response_id`), then this request's input.",
     request: { params: idParams, query: listInputItemsQuerySchema },
     responses: {
-      200: h.json(z.object({ object: z.literal('list'), data: z.array(message), first_id: z.string().nullable(), last_id: z.string().nullable(), has_more: z.boolean() }), 'A page of items'),
+      200: h.json(z.object({ object: z.literal('list'), data: z.array(z.union([message, functionCall, fileSearchCall])), first_id: z.string().nullable(), last_id: z.string().nullable(), has_more: z.boolean() }), 'A page of items'),
       ...h.errorsFor(400, 401, 404, 500, 503),
     },
   });

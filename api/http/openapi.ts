@@ -275,7 +275,8 @@ export function buildOpenApiDocument(opts: { version?: string } = {}): OpenApiDo
   op('POST /v1/chat/completions', {
     description:
       'With `stream: true` the answer is server-sent `chat.completion.chunk` events ending with `data: [DONE]`; closing the stream cancels the job. ' +
-      'Extensions: `top_k`, `repetition_penalty`, `priority`.',
+      'Extensions: `top_k`, `repetition_penalty`, `priority`; a `file_search` entry among `tools` (the Responses API\'s flat tool: `{type: "file_search", vector_store_ids, max_num_results, filters, ranking_options}`, needs the `documents` scope too) ' +
+      'searches the tenant\'s vector stores first and grounds the answer in the hits; the answer then carries `choices[].message.file_citations` (`file_citation` objects) and a top-level `file_search_call` with its results (streamed: in one chunk before the finish).',
     request: { body: { required: true, content: { 'application/json': { schema: chatCompletionRequestSchema.meta({ id: 'CreateChatCompletionRequest' }) } } } },
     responses: {
       200: {

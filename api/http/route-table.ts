@@ -27,9 +27,12 @@ export interface ScopeResolver {
   /** How the scope is chosen, for the OpenAPI document. */
   describe: string;
   /** One request per scope it can give (tests/integration/access-matrix.test.ts sends each). */
-  cases: readonly { params?: Record<string, string>; body?: Record<string, unknown>; scope: Scope }[];
-  /** The scope, or an AppError thrown when the request can name none (it could never succeed). */
-  resolve(req: ScopeInput): Scope;
+  cases: readonly { params?: Record<string, string>; body?: Record<string, unknown>; scope: Scope | readonly Scope[] }[];
+  /**
+   * The scope (several: the caller must hold every one), or an AppError thrown when the request can
+   * name none (it could never succeed).
+   */
+  resolve(req: ScopeInput): Scope | readonly Scope[];
 }
 
 export type Access =
@@ -109,6 +112,18 @@ const byJobId: ScopeResolver = {
   },
 };
 
+/** A chat request that searches the tenant's vector stores (the `file_search` tool) reads them: it needs both scopes. */
+const CHAT_WITH_FILE_SEARCH: readonly Scope[] = ['chat', 'documents'];
+const byChatTools: ScopeResolver = {
+  describe: "by the body's `tools`: `chat`, and with a `file_search` tool `documents` too (the search reads the tenant's vector stores)",
+  cases: [{ scope: 'chat' }, { body: { tools: [{ type: 'file_search' }] }, scope: CHAT_WITH_FILE_SEARCH }],
+  resolve: ({ body }) => {
+    const tools = (body as { tools?: unknown } | undefined)?.tools;
+    const searches = Array.isArray(tools) && tools.some((t) => !!t && typeof t === 'object' && (t as { type?: unknown }).type === 'file_search');
+    return searches ? CHAT_WITH_FILE_SEARCH : 'chat';
+  },
+};
+
 const PUBLIC = { kind: 'public' } as const;
 const ADMIN_KEY = { kind: 'admin-key' } as const;
 const ANY = { kind: 'tenant', scope: 'any' } as const;
@@ -143,8 +158,8 @@ export const ROUTES = [
 
   // Inference.
   { method: 'POST', path: '/v1/embeddings', access: scope('embeddings'), modelTask: 'embedding', tags: ['embeddings'], summary: 'Create embeddings (OpenAI-compatible), waiting for the result' },
-  { method: 'POST', path: '/v1/chat/completions', access: scope('chat'), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
-  { method: 'POST', path: '/v1/responses', access: scope('chat'), modelTask: 'chat', tags: ['responses'], summary: "Create a response (OpenAI's Responses API): whole, streamed, or in the background on the queue" },
+  { method: 'POST', path: '/v1/chat/completions', access: scope(byChatTools), modelTask: 'chat', tags: ['chat'], summary: 'Create a chat completion (OpenAI-compatible), whole or streamed' },
+  { method: 'POST', path: '/v1/responses', access: scope(byChatTools), modelTask: 'chat', tags: ['responses'], summary: "Create a response (OpenAI's Responses API): whole, streamed, or in the background on the queue" },
   { method: 'GET', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'A stored response; with `stream=true`, a background response\'s events from `starting_after` on' },
   { method: 'DELETE', path: '/v1/responses/:id', access: scope('chat'), tags: ['responses'], summary: 'Delete a stored response (a running one is cancelled first)' },
   { method: 'POST', path: '/v1/responses/:id/cancel', access: scope('chat'), tags: ['responses'], summary: 'Cancel a background response' },

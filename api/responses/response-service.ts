@@ -17,7 +17,9 @@ import {
   type ResponseObject,
   type ResponseStreamEvent,
 } from './responses-events.js';
-import { chatPayload, checkSupported, createdResponse, inputItems, newMessageId, newResponseId } from './responses-request.js';
+import { chatPayload, checkSupported, createdResponse, inputItems, newFileSearchCallId, newMessageId, newResponseId } from './responses-request.js';
+import { groundedPayload, type FileSearchRunner } from '../vector-stores/file-search-runner.js';
+import { FILE_SEARCH_RESULTS_INCLUDE } from '../../shared/documents/file-search.js';
 import { enqueueWebhookEvent, type WebhookSink } from '../../shared/webhooks/webhook-events.js';
 import type { WebhookEventType } from '../../shared/webhooks/webhook-api.js';
 
@@ -49,17 +51,33 @@ export class ResponseService {
       log: Logger;
       /** Where `response.*` webhook events go (docs/WEBHOOKS.md). */
       webhooks?: WebhookSink;
+      /** Runs the `file_search` tool; without it, requests with the tool are refused. */
+      fileSearch?: FileSearchRunner;
     },
   ) {}
 
-  async prepare(tenant: string, body: CreateResponseRequest): Promise<PreparedResponse> {
+  async prepare(tenant: string, body: CreateResponseRequest, requestId?: string): Promise<PreparedResponse> {
     checkSupported(body);
     const model = this.deps.chat.resolveModel(body.model);
     const history = body.previous_response_id ? await this.history(tenant, body.previous_response_id) : [];
     const items = [...history, ...inputItems(body.input)];
-    const payload = chatPayload(this.deps.chat, model, body, items);
+    let payload = chatPayload(this.deps.chat, model, body, items);
     const response = createdResponse(newResponseId(), body, payload, { background: body.background ?? false, store: body.store ?? true });
-    return { model, payload, record: { response, input_items: items, message_id: newMessageId() } };
+    const record: StoredResponse = { response, input_items: items, message_id: newMessageId() };
+    // The search runs before the job is queued, since its hits make the job's prompt; a store that
+    // is not the caller's fails the request here, before anything is stored or streamed.
+    const tool = body.tools?.find((t) => t.type === 'file_search');
+    if (tool && body.tool_choice !== 'none') {
+      if (!this.deps.fileSearch) throw errors.invalidRequest("The 'file_search' tool is not served by this API process.", 'tools', 'unsupported_parameter');
+      const run = await this.deps.fileSearch.search(tenant, tool, payload.messages, requestId);
+      payload = groundedPayload(payload, model, run);
+      const withResults = (body.include ?? []).includes(FILE_SEARCH_RESULTS_INCLUDE);
+      record.file_search = {
+        call: { id: newFileSearchCallId(), type: 'file_search_call', status: 'completed', queries: [run.query], results: withResults ? run.results : null },
+        sources: run.results.map(({ file_id, filename }) => ({ file_id, filename })),
+      };
+    }
+    return { model, payload, record };
   }
 
   /**
@@ -93,7 +111,7 @@ export class ResponseService {
   async stream(tenant: string, p: PreparedResponse, send: Send, opts: { requestId: string; signal: AbortSignal }): Promise<void> {
     // Calls are named after the job that answers (a fallback model's job, if the first failed before any token).
     let jobId = '';
-    const events = new ResponseEventSequence(p.record.response, p.record.message_id, (i) => toolCallId(jobId, i));
+    const events = new ResponseEventSequence(p.record.response, p.record.message_id, (i) => toolCallId(jobId, i), p.record.file_search?.call);
     let opened = false;
     const { response } = await this.run(tenant, p, {
       ...opts,
@@ -144,7 +162,7 @@ export class ResponseService {
     if (TERMINAL_STATUSES.has(record.response.status) && !(await this.deps.relay.hasStream(jobId))) {
       throw errors.notFound(`The events of response '${id}' are no longer kept (they expire JOB_RETENTION_SECONDS after it ends); GET it without 'stream' for the result.`, 'stream_expired', 'stream');
     }
-    const events = new ResponseEventSequence(asCreated(record.response), record.message_id, (i) => toolCallId(jobId, i));
+    const events = new ResponseEventSequence(asCreated(record.response), record.message_id, (i) => toolCallId(jobId, i), record.file_search?.call);
     const emit = (list: ResponseStreamEvent[]) => {
       for (const e of list) if (e.sequence_number > startingAfter) send(e);
     };
@@ -261,7 +279,7 @@ export class ResponseService {
    * there first (this request, the process following the job, a GET), and that one alone reports it.
    */
   private async settle(tenant: string, record: StoredResponse, outcome: ChatOutcome): Promise<ResponseObject> {
-    const response = settledResponse(record.response, record.message_id, outcome);
+    const response = settledResponse(record.response, record.message_id, outcome, record.file_search);
     if (!response.store) return response;
     if (await this.deps.store.settle(tenant, { ...record, response })) {
       if (response.background) this.backgroundEnded(tenant, response);

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { errors } from '../../shared/errors/app-error.js';
-import type { ConversationItem, ResponseObject } from './responses-events.js';
+import type { ConversationItem, ResponseFileSearch, ResponseObject } from './responses-events.js';
 
 /** A stored response: the object clients read, and what it was generated from. */
 export interface StoredResponse {
@@ -10,6 +10,8 @@ export interface StoredResponse {
   input_items: ConversationItem[];
   /** The id of the response's assistant message, already used by its stream events. */
   message_id: string;
+  /** The `file_search` tool's run, before the job: its output item, and the files the answer's [n] markers cite. */
+  file_search?: ResponseFileSearch;
   /** The chat job behind it (the last one, when a model's fallback answered). */
   job_id?: string;
 }

@@ -2,6 +2,7 @@ import type { ResponseTextFormat, ResponseToolChoice } from '../../shared/api/re
 import type { ChatToolCall } from '../../shared/chat/chat-options.js';
 import { ToolCallParser, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
 import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
+import { fileCitations, type FileCitation, type FileSearchResult, type FileSearchTool } from '../../shared/documents/file-search.js';
 import { sha256Hex } from '../../shared/sha256.js';
 import type { ChatOutcome } from '../jobs/chat-service.js';
 
@@ -29,7 +30,7 @@ export interface ResponseLogprob {
 export interface OutputTextPart {
   type: 'output_text';
   text: string;
-  annotations: unknown[];
+  annotations: FileCitation[];
   logprobs: ResponseLogprob[];
 }
 
@@ -68,10 +69,29 @@ export interface FunctionCallOutputItem {
   status: 'completed';
 }
 
-export type OutputItem = AssistantMessageItem | FunctionCallItem;
+/**
+ * The `file_search` tool's call (OpenAI's `FileSearchToolCall`): the search ran before the model
+ * answered, so it is always `completed` by the time anyone sees it; `results` only when the request
+ * had `include: ["file_search_call.results"]`.
+ */
+export interface FileSearchCallItem {
+  id: string;
+  type: 'file_search_call';
+  status: 'completed';
+  queries: string[];
+  results: FileSearchResult[] | null;
+}
+
+/** What a response keeps of its file search: the call item, and the files its answer's [n] markers cite (in prompt order). */
+export interface ResponseFileSearch {
+  call: FileSearchCallItem;
+  sources: Pick<FileSearchResult, 'file_id' | 'filename'>[];
+}
+
+export type OutputItem = FileSearchCallItem | AssistantMessageItem | FunctionCallItem;
 
 /** An item of a conversation: what input_items lists, and what `previous_response_id` carries over. */
-export type ConversationItem = InputMessageItem | AssistantMessageItem | FunctionCallItem | FunctionCallOutputItem;
+export type ConversationItem = InputMessageItem | AssistantMessageItem | FunctionCallItem | FunctionCallOutputItem | FileSearchCallItem;
 
 /** A function tool as a response object shows it (OpenAI's `FunctionTool`). */
 export interface ResponseFunctionToolView {
@@ -80,6 +100,15 @@ export interface ResponseFunctionToolView {
   description: string | null;
   parameters: Record<string, unknown> | null;
   strict: boolean;
+}
+
+/** The `file_search` tool as a response object shows it (OpenAI's `FileSearchTool`). */
+export interface ResponseFileSearchToolView {
+  type: 'file_search';
+  vector_store_ids: string[];
+  max_num_results?: number;
+  filters: FileSearchTool['filters'] | null;
+  ranking_options?: FileSearchTool['ranking_options'];
 }
 
 export interface ResponseUsage {
@@ -114,7 +143,7 @@ export interface ResponseObject {
   temperature: number;
   text: { format: ResponseTextFormat };
   tool_choice: ResponseToolChoice;
-  tools: ResponseFunctionToolView[];
+  tools: (ResponseFunctionToolView | ResponseFileSearchToolView)[];
   /** Absent on responses stored before logprobs were served (read as null). */
   top_logprobs?: number | null;
   top_p: number;
@@ -126,10 +155,10 @@ export interface ResponseObject {
   metadata: Record<string, string>;
 }
 
-export const outputText = (text: string, logprobs: ResponseLogprob[] = []): OutputTextPart => ({ type: 'output_text', text, annotations: [], logprobs });
+export const outputText = (text: string, logprobs: ResponseLogprob[] = [], annotations: FileCitation[] = []): OutputTextPart => ({ type: 'output_text', text, annotations, logprobs });
 
-export function assistantMessage(id: string, text: string, status: ItemStatus, logprobs: ResponseLogprob[] = []): AssistantMessageItem {
-  return { id, type: 'message', role: 'assistant', status, content: [outputText(text, logprobs)] };
+export function assistantMessage(id: string, text: string, status: ItemStatus, logprobs: ResponseLogprob[] = [], annotations: FileCitation[] = []): AssistantMessageItem {
+  return { id, type: 'message', role: 'assistant', status, content: [outputText(text, logprobs, annotations)] };
 }
 
 /**
@@ -159,9 +188,9 @@ export function responseText(response: Pick<ResponseObject, 'output'>): string {
   return response.output.flatMap((item) => (item.type === 'message' ? item.content.map((part) => part.text) : [])).join('');
 }
 
-/** Whether a response's reply is parsed for function calls: tools offered and not turned off (as the worker decides). */
-export function parsesFunctionCalls(response: { tools: readonly unknown[]; tool_choice: ResponseToolChoice }): boolean {
-  return response.tools.length > 0 && response.tool_choice !== 'none';
+/** Whether a response's reply is parsed for function calls: function tools offered and not turned off (as the worker decides). */
+export function parsesFunctionCalls(response: { tools: readonly { type: string }[]; tool_choice: ResponseToolChoice }): boolean {
+  return response.tools.some((t) => t.type === 'function') && response.tool_choice !== 'none';
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -172,14 +201,16 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
  * whose id (`messageId`) the stream events already used (left out when the reply is only calls),
  * then its function calls, and the usage in Responses' names.
  */
-export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome): ResponseObject {
+export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome, fileSearch?: ResponseFileSearch): ResponseObject {
   const { usage: _none, ...unanswered } = base;
   const open = { ...unanswered, completed_at: null, error: null, incomplete_details: null };
+  // The search ran before the job: its call stays in the output however the answer ended.
+  const searched: OutputItem[] = fileSearch ? [fileSearch.call] : [];
   if (outcome.status !== 'completed') {
-    if (outcome.status === 'cancelled' || outcome.error.code === 'cancelled') return { ...open, status: 'cancelled', output: [] };
+    if (outcome.status === 'cancelled' || outcome.error.code === 'cancelled') return { ...open, status: 'cancelled', output: searched };
     // The job's own code (worker_lost, expired, …) stays readable in the message; the field takes OpenAI's codes only.
     const code: ResponseErrorCode = outcome.error.code === 'context_length_exceeded' ? 'invalid_prompt' : 'server_error';
-    return { ...open, status: 'failed', output: [], error: { code, message: `${outcome.error.message} (${outcome.error.code})` } };
+    return { ...open, status: 'failed', output: searched, error: { code, message: `${outcome.error.message} (${outcome.error.code})` } };
   }
   const { result } = outcome;
   const usage: ResponseUsage = {
@@ -192,8 +223,12 @@ export function settledResponse(base: ResponseObject, messageId: string, outcome
   const answered = { ...open, model: outcome.model, usage };
   const itemStatus: ItemStatus = result.finish_reason === 'stop' || result.finish_reason === 'tool_calls' ? 'completed' : 'incomplete';
   const calls = result.message.tool_calls ?? [];
+  const citations = fileSearch ? fileCitations(result.message.content, fileSearch.sources) : [];
   const output: OutputItem[] = [
-    ...(result.message.content !== '' || calls.length === 0 ? [assistantMessage(messageId, result.message.content, itemStatus, responseLogprobs(result.logprobs?.content))] : []),
+    ...searched,
+    ...(result.message.content !== '' || calls.length === 0
+      ? [assistantMessage(messageId, result.message.content, itemStatus, responseLogprobs(result.logprobs?.content), citations)]
+      : []),
     ...calls.map((call) => functionCallItem(call, itemStatus)),
   ];
   switch (result.finish_reason) {
@@ -252,6 +287,8 @@ export class ResponseEventSequence {
     private readonly messageId: string,
     /** The id of the reply's call `index`, as the worker names it (from the job that answers). */
     callId: (index: number) => string,
+    /** The response's file search, which ran before its job: its item is output 0. */
+    private readonly fileSearch?: FileSearchCallItem,
   ) {
     if (parsesFunctionCalls(created)) this.parser = new ToolCallParser(callId);
   }
@@ -260,6 +297,24 @@ export class ResponseEventSequence {
     return [
       this.next({ type: 'response.created', response: this.created }),
       this.next({ type: 'response.in_progress', response: { ...this.created, status: 'in_progress' } }),
+      ...this.fileSearchEvents(),
+    ];
+  }
+
+  /**
+   * The file_search_call item's events, as OpenAI streams them. The search has already ended when
+   * the stream opens (it decides the job's prompt), so they come one after the other.
+   */
+  private fileSearchEvents(): ResponseStreamEvent[] {
+    if (!this.fileSearch) return [];
+    const outputIndex = this.nextOutputIndex++;
+    const at = { output_index: outputIndex, item_id: this.fileSearch.id };
+    return [
+      this.next({ type: 'response.output_item.added', output_index: outputIndex, item: { ...this.fileSearch, status: 'in_progress', results: null } }),
+      this.next({ type: 'response.file_search_call.in_progress', ...at }),
+      this.next({ type: 'response.file_search_call.searching', ...at }),
+      this.next({ type: 'response.file_search_call.completed', ...at }),
+      this.next({ type: 'response.output_item.done', output_index: outputIndex, item: this.fileSearch }),
     ];
   }
 
@@ -292,6 +347,7 @@ export class ResponseEventSequence {
         closing.push({
           outputIndex: this.message.outputIndex,
           events: () => [
+            ...part.annotations.map((annotation, annotation_index) => this.next({ type: 'response.output_text.annotation.added', ...at, annotation_index, annotation })),
             this.next({ type: 'response.output_text.done', ...at, text: part.text, logprobs: part.logprobs }),
             this.next({ type: 'response.content_part.done', ...at, part }),
             this.next({ type: 'response.output_item.done', output_index: at.output_index, item: message }),

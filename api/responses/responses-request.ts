@@ -5,6 +5,7 @@ import { errors } from '../../shared/errors/app-error.js';
 import type { JobPayload } from '../../shared/jobs/job-catalog.js';
 import type { ChatModelConfig } from '../../shared/models/model-registry.js';
 import type { ChatService } from '../jobs/chat-service.js';
+import { FILE_SEARCH_RESULTS_INCLUDE } from '../../shared/documents/file-search.js';
 import { assistantMessage, functionCallItemId, parsesFunctionCalls, type ConversationItem, type ResponseObject } from './responses-events.js';
 
 /**
@@ -24,10 +25,13 @@ import { assistantMessage, functionCallItemId, parsesFunctionCalls, type Convers
 
 export const newResponseId = () => `resp_${randomUUID().replace(/-/g, '')}`;
 export const newMessageId = () => `msg_${randomUUID().replace(/-/g, '')}`;
+export const newFileSearchCallId = () => `fs_${randomUUID().replace(/-/g, '')}`;
 const newFunctionOutputId = () => `fco_${randomUUID().replace(/-/g, '')}`;
 
-/** The one `include` value that changes what a chat job does; the others name outputs of tools this server has not. */
+/** The `include` value that changes what a chat job does. */
 const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
+/** The `include` values served; the others name outputs of tools this server has not. */
+const SERVED_INCLUDES: readonly string[] = [LOGPROBS_INCLUDE, FILE_SEARCH_RESULTS_INCLUDE];
 
 const unsupported = (param: string, what: string) =>
   errors.invalidRequest(`${what} is not supported by this server's Responses API.`, param, 'unsupported_parameter');
@@ -39,8 +43,8 @@ function wantsLogprobs(body: CreateResponseRequest): boolean {
 
 /** Refuses what the chat job cannot do, and combinations OpenAI refuses too. */
 export function checkSupported(body: CreateResponseRequest): void {
-  const others = (body.include ?? []).filter((i) => i !== LOGPROBS_INCLUDE);
-  if (others.length) throw unsupported('include', `'include' of ${others.map((i) => `'${i}'`).join(', ')} (only '${LOGPROBS_INCLUDE}')`);
+  const others = (body.include ?? []).filter((i) => !SERVED_INCLUDES.includes(i));
+  if (others.length) throw unsupported('include', `'include' of ${others.map((i) => `'${i}'`).join(', ')} (only ${SERVED_INCLUDES.map((i) => `'${i}'`).join(', ')})`);
   // A reply's tokens would have to be split between the message and the calls parsed from it.
   if (wantsLogprobs(body) && parsesFunctionCalls({ tools: body.tools ?? [], tool_choice: body.tool_choice ?? 'auto' })) {
     throw unsupported(body.top_logprobs ? 'top_logprobs' : 'include', "Output text logprobs together with function 'tools' the model may call");
@@ -101,6 +105,9 @@ function chatMessages(conversation: readonly ConversationItem[]): ChatMessage[] 
         else messages.push({ role: 'assistant', content: '', tool_calls: [call] });
         break;
       }
+      case 'file_search_call':
+        // Its results reached the model through the turn's prompt; a later turn searches again.
+        break;
       case 'function_call_output':
         if (!calls.has(item.call_id)) {
           throw errors.invalidRequest(`No function call found for the 'function_call_output' with call_id '${item.call_id}': send its 'function_call' item before it, or continue the response that made it with 'previous_response_id'.`, 'input');
@@ -114,8 +121,12 @@ function chatMessages(conversation: readonly ConversationItem[]): ChatMessage[] 
 
 /** Responses' flat function tools → chat's, with OpenAI's Responses default `strict: true` (the worker's call grammar is strict in any case). */
 function chatTools(body: CreateResponseRequest): { tools?: ChatTool[]; tool_choice?: ChatToolChoice } {
-  if (!body.tools?.length && body.tool_choice === undefined) return {};
-  const tools: ChatTool[] = (body.tools ?? []).map((t) => ({
+  const functions = (body.tools ?? []).filter((t) => t.type === 'function');
+  const searches = (body.tools ?? []).some((t) => t.type === 'file_search');
+  // A file_search tool alone: 'auto' and 'required' are met by the search itself, which runs
+  // unless the choice is 'none' (ResponseService.prepare); the chat job then has no tools at all.
+  if (!functions.length && (body.tool_choice === undefined || (searches && typeof body.tool_choice === 'string'))) return {};
+  const tools: ChatTool[] = functions.map((t) => ({
     type: 'function',
     function: {
       name: t.name,
@@ -192,14 +203,29 @@ export function createdResponse(
     temperature: payload.temperature,
     text: { format: body.text?.format ?? { type: 'text' } },
     tool_choice: body.tool_choice ?? 'auto',
-    // As the job got them (strict defaulted), in Responses' flat shape.
-    tools: (payload.tools ?? []).map(({ function: f }) => ({
-      type: 'function',
-      name: f.name,
-      description: f.description ?? null,
-      parameters: f.parameters ?? null,
-      strict: f.strict ?? true,
-    })),
+    // As the job got them (strict defaulted), in Responses' flat shape; then the file_search tool as asked.
+    tools: [
+      ...(payload.tools ?? []).map(({ function: f }) => ({
+        type: 'function' as const,
+        name: f.name,
+        description: f.description ?? null,
+        parameters: f.parameters ?? null,
+        strict: f.strict ?? true,
+      })),
+      ...(body.tools ?? []).flatMap((t) =>
+        t.type === 'file_search'
+          ? [
+              {
+                type: 'file_search' as const,
+                vector_store_ids: t.vector_store_ids,
+                ...(t.max_num_results === undefined ? {} : { max_num_results: t.max_num_results }),
+                filters: t.filters ?? null,
+                ...(t.ranking_options === undefined ? {} : { ranking_options: t.ranking_options }),
+              },
+            ]
+          : [],
+      ),
+    ],
     top_logprobs: payload.top_logprobs ?? null,
     top_p: payload.top_p,
     truncation: 'disabled',

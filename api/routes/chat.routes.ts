@@ -11,6 +11,9 @@ import { WORKER_LOST } from '../../shared/streams/token-stream.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 import { effectiveToolChoice } from '../../shared/chat/chat-options.js';
 import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
+import { fileCitations, takeFileSearchTool } from '../../shared/documents/file-search.js';
+import { errors } from '../../shared/errors/app-error.js';
+import { groundedPayload, type FileSearchRun, type FileSearchRunner } from '../vector-stores/file-search-runner.js';
 
 /**
  * POST /v1/chat/completions in OpenAI's shape: a chat job behind it, answered whole or streamed as
@@ -18,25 +21,45 @@ import { ToolCallParser, toolCallId, type ToolCallEvent } from '../../shared/cha
  * the stream cancels its job. `chat` checks the request against the model; `runner` runs it
  * (with the response cache in front).
  */
-export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunner; sseKeepAliveMs?: number }): TableRoutes {
+export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunner; sseKeepAliveMs?: number; fileSearch?: FileSearchRunner }): TableRoutes {
   const router = tableRoutes();
 
   router.post('/v1/chat/completions', async (req, res) => {
-    const body = chatCompletionRequestSchema.parse(req.body);
+    // Our extension: a `file_search` tool entry (shared/documents/file-search.ts).
+    const { tool: fileSearchTool, rest } = takeFileSearchTool(req.body);
+    const body = chatCompletionRequestSchema.parse(rest);
     checkChatCompletionOptions(body);
     const model = deps.chat.resolveModel(body.model);
     // max_completion_tokens is OpenAI's current name for max_tokens; it wins when both are given.
-    const payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
+    let payload = deps.chat.payload(model, { ...body, max_tokens: body.max_completion_tokens ?? body.max_tokens });
     const tenant = req.principal!.tenant;
     const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
     const created = Math.floor(Date.now() / 1000);
+    let search: FileSearchRun | undefined;
+    if (fileSearchTool && body.tool_choice !== 'none') {
+      if (!deps.fileSearch) throw errors.invalidRequest("The 'file_search' tool is not served by this API process.", 'tools', 'unsupported_parameter');
+      search = await deps.fileSearch.search(tenant, fileSearchTool, payload.messages, String(req.id));
+      payload = groundedPayload(payload, model, search);
+    }
+    // What the answer adds with a file search (extensions: OpenAI's chat message annotations are url citations only).
+    const fileSearchCall = search && { id: `fs_${id.slice('chatcmpl-'.length)}`, type: 'file_search_call' as const, status: 'completed' as const, queries: [search.query], results: search.results };
+    const citationsOf = (text: string) => (search ? fileCitations(text, search.results) : []);
 
     if (!body.stream) {
       const outcome = await deps.runner.run(tenant, model, payload, { requestId: String(req.id), ...(body.priority ? { priority: body.priority } : {}) }, cacheContext(req, res));
       // Failures too: the job (GET /v1/jobs/:id) tells what became of it.
       if (outcome.jobId) res.setHeader('x-job-id', outcome.jobId);
       if (outcome.status !== 'completed') throw failure(outcome);
-      res.json(chatCompletionBody(id, created, outcome.model, outcome.result));
+      const answer = chatCompletionBody(id, created, outcome.model, outcome.result);
+      if (!fileSearchCall) {
+        res.json(answer);
+        return;
+      }
+      res.json({
+        ...answer,
+        choices: answer.choices.map((c) => ({ ...c, message: { ...c.message, file_citations: citationsOf(c.message.content ?? '') } })),
+        file_search_call: fileSearchCall,
+      });
       return;
     }
 
@@ -126,6 +149,19 @@ export function chatRoutes(deps: { chat: ChatService; runner: CacheableChatRunne
         send([{ type: 'call', index, id: call.id, name: call.function.name }, { type: 'arguments', index, text: call.function.arguments }]);
       }
       answering = outcome.model;
+      // The citations, once the whole text is known: one chunk per choice, before its finish.
+      if (fileSearchCall) {
+        for (const c of choicesOf(outcome.result)) {
+          stream.send({
+            id,
+            object: 'chat.completion.chunk',
+            created,
+            model: answering,
+            choices: [{ index: c.index, delta: { file_citations: citationsOf(c.message.content) }, finish_reason: null, logprobs: null }],
+            file_search_call: fileSearchCall,
+          });
+        }
+      }
       for (const c of choicesOf(outcome.result)) {
         start(c.index);
         chunk(c.index, {}, c.finish_reason === 'cancelled' ? 'stop' : c.finish_reason);

@@ -18,8 +18,8 @@ export function responsesRoutes(deps: { responses: ResponseService; sseKeepAlive
   router.post('/v1/responses', async (req, res) => {
     const body = createResponseRequestSchema.parse(req.body);
     const tenant = req.principal!.tenant;
-    const prepared = await responses.prepare(tenant, body);
     const requestId = String(req.id);
+    const prepared = await responses.prepare(tenant, body, requestId);
     if (body.background) {
       const created = await responses.startBackground(tenant, prepared, requestId);
       if (!body.stream) {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAX_TOOLS, functionName } from '../chat/chat-options.js';
+import { fileSearchToolSchema } from '../documents/file-search.js';
 
 /**
  * POST /v1/responses, OpenAI's Responses API, as the official clients send it (the `openai`
@@ -118,7 +119,12 @@ export const createResponseRequestSchema = z
     truncation: z.enum(['auto', 'disabled']).nullable().optional(),
     parallel_tool_calls: z.boolean().nullable().optional(),
     text: z.object({ format: textFormat.optional(), verbosity: z.enum(['low', 'medium', 'high']).nullable().optional() }).strict().nullable().optional(),
-    tools: z.array(functionTool).max(MAX_TOOLS).optional(),
+    /** Function tools, and at most one `file_search` tool (run by the service before the model answers). */
+    tools: z
+      .array(z.discriminatedUnion('type', [functionTool, fileSearchToolSchema]))
+      .max(MAX_TOOLS)
+      .refine((tools) => tools.filter((t) => t.type === 'file_search').length <= 1, "must contain at most one 'file_search' tool")
+      .optional(),
     tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), name: functionName }).strict()]).optional(),
     top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     include: z.array(z.string()).nullable().optional(),
@@ -133,6 +139,7 @@ export type CreateResponseRequest = z.infer<typeof createResponseRequestSchema>;
 export type ResponseInputItem = z.infer<typeof inputItem>;
 export type ResponseMessageItem = z.infer<typeof responseMessageItemSchema>;
 export type ResponseFunctionTool = z.infer<typeof functionTool>;
+export type ResponseTool = NonNullable<CreateResponseRequest['tools']>[number];
 export type ResponseTextFormat = z.infer<typeof textFormat>;
 export type ResponseToolChoice = NonNullable<CreateResponseRequest['tool_choice']>;
 

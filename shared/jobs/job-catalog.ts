@@ -78,6 +78,15 @@ export const chatPayloadSchema = z
      * then holds it as one user message, for backends that only speak chat (upstreams).
      */
     prompt: z.string().min(1).optional(),
+    /**
+     * The `file_search` tool with a model whose text is meaningless (`untrained`): the worker answers
+     * with the sources' own sentences (workers/chatbot/extractive-answer.ts), citing them as [n]
+     * in the order given, instead of generating. No sources (the search found nothing): it says so.
+     */
+    extractive: z
+      .object({ question: z.string().min(1), sources: z.array(z.object({ text: z.string() }).strict()).max(50) })
+      .strict()
+      .optional(),
     /** Structured outputs and tools, as OpenAI's request has them; the worker enforces them. */
     ...chatStructuredFields,
   })

@@ -34,8 +34,8 @@ interface Sample {
   /** The concrete path with parameters filled in. */
   path: string;
   body?: string;
-  /** The scope the request needs; undefined: any credential (or none, for public and admin-key routes). */
-  scope?: Scope;
+  /** The scopes the request needs (all of them); undefined: any credential (or none, for public and admin-key routes). */
+  scope?: Scope | readonly Scope[];
 }
 
 type Expected = { pass: true } | { status: number; code?: string };
@@ -62,7 +62,7 @@ function expectedCanonical(s: Sample, who: Caller): Expected {
       return who.kind === 'bootstrap' ? { status: 403, code: 'admin_required' } : { status: 401 };
     case 'tenant':
       if (who.kind === 'none' || who.kind === 'invalid') return { status: 401 };
-      if (s.scope && !who.scopes.includes(s.scope)) return { status: 403, code: 'insufficient_scope' };
+      if (s.scope && ![s.scope].flat().every((needed) => who.scopes.includes(needed))) return { status: 403, code: 'insufficient_scope' };
       if (a.globalAdmin && who.kind !== 'admin') return { status: 403, code: 'admin_required' };
       return { pass: true };
   }

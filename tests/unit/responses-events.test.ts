@@ -61,7 +61,7 @@ function assertCoherent({ events, settled }: ReturnType<typeof run>) {
     const item = mine.at(-1)!.item as (typeof settled.output)[number];
     assert.deepEqual(settled.output.find((o) => o.id === item.id), item);
     const deltas = mine.filter((e) => e.type.endsWith('.delta')).map((e) => e.delta).join('');
-    assert.equal(deltas, item.type === 'message' ? item.content[0]!.text : item.arguments);
+    assert.equal(deltas, item.type === 'message' ? item.content[0]!.text : item.type === 'function_call' ? item.arguments : '');
   }
 }
 

@@ -84,7 +84,13 @@ test('route table: scopes per route; outside /v1 only public and admin-key route
     return a.kind === 'tenant' ? a.scope : a.kind;
   };
   assert.equal(scopeOf('POST', '/v1/embeddings'), 'embeddings');
-  assert.equal(scopeOf('POST', '/v1/chat/completions'), 'chat');
+  // Chat, and with the file_search tool the documents scope too (the search reads the tenant's vector stores).
+  for (const path of ['/v1/chat/completions', '/v1/responses']) {
+    const chat = resolver('POST', path);
+    assert.equal(chat.resolve({ params: {}, body: { model: 'x', messages: [] } }), 'chat');
+    assert.equal(chat.resolve({ params: {}, body: { tools: [{ type: 'function', name: 'f' }] } }), 'chat');
+    assert.deepEqual(chat.resolve({ params: {}, body: { tools: [{ type: 'function', name: 'f' }, { type: 'file_search', vector_store_ids: ['vs_1'] }] } }), ['chat', 'documents']);
+  }
   assert.equal(scopeOf('POST', '/v1/chatbot'), 'chat');
   assert.equal(scopeOf('GET', '/v1/models'), 'any');
   assert.equal(scopeOf('POST', '/v1/auth/token'), 'any');

@@ -3,6 +3,9 @@ import type { Redis } from 'ioredis';
 import { TokenWriter } from '../jobs/token-writer.js';
 import type { ChatBackend } from './chat-backend.js';
 import type { JobHandler } from '../jobs/job-handler.js';
+import { extractiveAnswer } from '../chatbot/extractive-answer.js';
+import { NOTHING_FOUND_ANSWER } from '../../shared/documents/file-search.js';
+import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 
 export interface ChatTimings {
   ttftMs: number | null;
@@ -29,6 +32,7 @@ export function createChatHandler(deps: {
     const gaps: number[] = [];
     if (!ctx.streamOwner) throw new UnrecoverableError('chat jobs run only with a claim on their token stream (createJobWorker `streams`)');
     const tokens = new TokenWriter(deps.redis, deps.prefix, ctx.jobId, deps.retentionSeconds, ctx.streamOwner);
+    if (payload.extractive) return answerExtractively(payload, payload.extractive, tokens, started);
 
     const outcome = await backend.generate(ctx.jobId, payload, {
       signal: ctx.signal,
@@ -74,6 +78,30 @@ export function createChatHandler(deps: {
         tokens_per_second: outcome.completionTokens > 1 && decodeMs > 0 ? round(((outcome.completionTokens - 1) / decodeMs) * 1000) : null,
       },
     };
+  };
+}
+
+/**
+ * The file_search answer of an untrained model: the sources' best sentences, streamed word by word
+ * so clients render it as they render generated text. No model runs, so no prompt tokens are
+ * counted; each streamed piece counts as one completion token.
+ */
+async function answerExtractively(
+  payload: JobPayload<'chat'>,
+  extractive: NonNullable<JobPayload<'chat'>['extractive']>,
+  tokens: TokenWriter,
+  started: number,
+): Promise<JobResult<'chat'>> {
+  const text = extractiveAnswer(extractive.question, extractive.sources).text || NOTHING_FOUND_ANSWER;
+  const pieces = text.match(/\S+\s*|\s+/g) ?? [];
+  for (const piece of pieces) tokens.push(piece);
+  await tokens.flush();
+  return {
+    model: payload.model,
+    message: { role: 'assistant', content: text },
+    finish_reason: 'stop',
+    usage: { prompt_tokens: 0, completion_tokens: pieces.length, total_tokens: pieces.length },
+    timings: { ttft_ms: null, total_ms: round(performance.now() - started), tokens_per_second: null },
   };
 }
 

@@ -99,7 +99,11 @@ async function main(): Promise<void> {
     emitter: new Emitter(publisher),
     prefix: env.QUEUE_PREFIX,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
-    batchLine: batchLineRecorder(batches, (labels) => metrics.batchLinesFinished.inc(labels)),
+    batchLine: batchLineRecorder(batches, (labels, tokens) => {
+      metrics.batchLinesFinished.inc(labels);
+      if (tokens.input) metrics.batchLineTokens.inc({ tenant: labels.tenant, endpoint: labels.endpoint, kind: 'input' }, tokens.input);
+      if (tokens.output) metrics.batchLineTokens.inc({ tenant: labels.tenant, endpoint: labels.endpoint, kind: 'output' }, tokens.output);
+    }),
   });
   // The Batch API's own jobs (workers/batches): they queue lines on every model's queue, served here or not.
   const batchQueues = new Map(

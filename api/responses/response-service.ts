@@ -16,8 +16,8 @@ import {
   type ConversationItem,
   type ResponseObject,
   type ResponseStreamEvent,
-} from './responses-events.js';
-import { chatPayload, checkSupported, createdResponse, inputItems, newMessageId, newResponseId } from './responses-request.js';
+} from '../../shared/responses/responses-events.js';
+import { chatPayload, checkSupported, createdResponse, inputItems, newMessageId, newResponseId } from '../../shared/responses/responses-request.js';
 import { enqueueWebhookEvent, type WebhookSink } from '../../shared/webhooks/webhook-events.js';
 import type { WebhookEventType } from '../../shared/webhooks/webhook-api.js';
 
@@ -57,7 +57,7 @@ export class ResponseService {
     const model = this.deps.chat.resolveModel(body.model);
     const history = body.previous_response_id ? await this.history(tenant, body.previous_response_id) : [];
     const items = [...history, ...inputItems(body.input)];
-    const payload = chatPayload(this.deps.chat, model, body, items);
+    const payload = chatPayload(model, body, items);
     const response = createdResponse(newResponseId(), body, payload, { background: body.background ?? false, store: body.store ?? true });
     return { model, payload, record: { response, input_items: items, message_id: newMessageId() } };
   }

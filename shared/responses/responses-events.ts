@@ -1,13 +1,14 @@
-import type { ResponseTextFormat, ResponseToolChoice } from '../../shared/api/responses-schemas.js';
-import type { ChatToolCall } from '../../shared/chat/chat-options.js';
-import { ToolCallParser, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
-import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
-import { sha256Hex } from '../../shared/sha256.js';
-import type { ChatOutcome } from '../jobs/chat-service.js';
+import type { ResponseTextFormat, ResponseToolChoice } from '../api/responses-schemas.js';
+import type { ChatToolCall } from '../chat/chat-options.js';
+import { ToolCallParser, type ToolCallEvent } from '../chat/tool-calls.js';
+import type { ChatTokenLogprob } from '../jobs/job-catalog.js';
+import { sha256Hex } from '../sha256.js';
+import type { ChatOutcome } from '../chat/chat-outcome.js';
 
 /**
  * Chat job results and token events → OpenAI's Responses objects and stream events: the one module
- * that knows what a response looks like. The request side is responses-request.ts. A reply is an
+ * that knows what a response looks like. The request side is responses-request.ts. Shared because the API answers
+ * responses with them and the workers write a `/v1/responses` batch line's output with them. A reply is an
  * assistant message with one `output_text` part (carrying `logprobs` when they were asked for)
  * and, when function tools were offered and called, one `function_call` item per call, parsed
  * from the reply's text by the same ToolCallParser the worker and the chat completions stream use.

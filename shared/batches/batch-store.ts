@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { ResponseObject } from '../responses/responses-events.js';
 
-export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
+export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
 export const BATCH_STATUSES = ['validating', 'failed', 'in_progress', 'finalizing', 'completed', 'expired', 'cancelling', 'cancelled'] as const;
@@ -51,7 +52,13 @@ export interface BatchRecord {
 /** A validated line, ready to run as an ordinary job. */
 export type BatchLine =
   | { custom_id: string; type: 'embedding'; payload: { model: string; input: string[]; dimensions?: number }; encoding_format: 'float' | 'base64' }
-  | { custom_id: string; type: 'chat'; payload: Record<string, unknown> & { model: string } };
+  | {
+      custom_id: string;
+      type: 'chat';
+      payload: Record<string, unknown> & { model: string };
+      /** A `/v1/responses` line: the response as created (its id fixed at validation), settled with the job's result when the output is written. */
+      response?: { created: ResponseObject; message_id: string };
+    };
 
 /** How a line ended, recorded once (HSETNX) under its index. */
 export type LineOutcome =
@@ -70,6 +77,8 @@ export type LineOutcome =
 export interface BatchLineRef {
   id: string;
   line: number;
+  /** The batch's endpoint (metrics label; a chat job may answer a chat completions or a responses line). */
+  endpoint?: string;
 }
 
 const TIMES = ['in_progress_at', 'finalizing_at', 'completed_at', 'failed_at', 'expired_at', 'cancelling_at', 'cancelled_at'] as const;

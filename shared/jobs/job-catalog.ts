@@ -363,7 +363,7 @@ export interface JobEnvelope<K extends JobType = JobType> {
   /** Epoch ms after which the job must not start: a worker that takes it later fails it as expired. */
   deadline?: number;
   /** A batch line (embedding and chat jobs): its outcome is recorded in the batch, not announced. */
-  batch?: { id: string; line: number };
+  batch?: { id: string; line: number; endpoint?: string };
   /**
    * Present on jobs submitted through POST /v1/jobs: their outcome is announced as a `job.completed`
    * or `job.failed` webhook event to the tenant's endpoints, and to `url` when the job named one.
@@ -379,7 +379,7 @@ export const jobEnvelopeSchema = z.object({
   reply_to: z.string().optional(),
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
-  batch: z.object({ id: z.string(), line: z.number().int().min(0) }).optional(),
+  batch: z.object({ id: z.string(), line: z.number().int().min(0), endpoint: z.string().optional() }).optional(),
   webhook_events: z.object({ url: z.string().optional() }).optional(),
 });
 

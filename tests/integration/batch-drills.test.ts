@@ -32,6 +32,7 @@ const validBatch = openAiValidator('Batch');
 const validEmbedding = openAiValidator('CreateEmbeddingResponse');
 const validCompletion = openAiValidator('CreateChatCompletionResponse');
 const validError = openAiValidator('ErrorResponse');
+const validResponse = openAiValidator('Response');
 
 const line = (custom_id: string, url: string, body: unknown) => JSON.stringify({ custom_id, method: 'POST', url, body });
 const urlMismatch = { ok: false as const, code: 'invalid_url', status: null };
@@ -226,18 +227,18 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
   });
 
   test('one file of 2,000 lines run as an embeddings batch and as a chat batch: every custom_id once, the right answer, usage and metrics', { timeout: 600_000 }, async () => {
-    // 1,640 embedding lines, 300 chat lines and 60 broken ones, interleaved.
+    // 1,740 embedding lines, 200 chat lines and 60 broken ones, interleaved.
     const specs: Spec[] = [];
     let emb = 0;
     let chat = 0;
     let broken = 0;
     for (let i = 0; i < 2000; i++) {
       if (i % 100 < 3) specs.push(brokenLine(broken++));
-      else if (i % 20 === 7 || (i % 20 === 13 && chat < 300)) specs.push(chatLine(chat++));
+      else if (i % 20 === 7 || i % 20 === 13) specs.push(chatLine(chat++));
       else specs.push(embeddingLine(emb++));
     }
     assert.equal(specs.length, 2000);
-    assert.equal(broken, 60);
+    assert.deepEqual([emb, chat, broken], [1740, 200, 60]);
     const metricsBefore = await (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
 
     const file = await upload(acme, specs);
@@ -289,6 +290,94 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
     assert.equal(delta('batch_tokens_total', { tenant: 'acme', endpoint: '/v1/embeddings', kind: 'input' }), embTokens.input);
     assert.equal(counterSum(metrics, 'batch_tokens_total', { tenant: 'globex' }), 0, "another tenant's series do not move");
     console.log(`BATCH mixed-2000 ${JSON.stringify({ embeddings: { ok: emb, usage: embDone.usage, seconds: embDone.completed_at! - embDone.created_at }, chat: { ok: chat, usage: chatDone.usage, seconds: chatDone.completed_at! - chatDone.created_at } })}`);
+  });
+
+  test('a /v1/responses batch: each output body is the Response object POST /v1/responses answers; background and stream lines are per-line 400s', { timeout: 300_000 }, async () => {
+    const ask = (custom_id: string, body: Record<string, unknown>) => ({ custom_id, method: 'POST', url: '/v1/responses', body: { model: 'tiny-chat', max_output_tokens: 4, ...body } });
+    const good = [
+      ...Array.from({ length: 16 }, (_, i) => ask(`resp-${i}`, { input: `Say something about ${i}.`, seed: i })),
+      ask('items', { instructions: 'Answer briefly.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello there.' }] }], seed: 3, metadata: { kind: 'items' } }),
+      ask('json', {
+        input: 'Status?',
+        text: { format: { type: 'json_schema', name: 'status', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false }, strict: true } },
+        max_output_tokens: 60,
+      }),
+    ];
+    const bad = [
+      ask('background', { input: 'x', background: true }),
+      ask('stream', { input: 'x', stream: true }),
+      ask('previous', { input: 'x', previous_response_id: 'resp_0123' }),
+      ask('no-model', { input: 'x', model: 'no-such-chat' }),
+      ask('too-long', { input: 'x', max_output_tokens: 100_000 }),
+      { custom_id: 'chat-url', method: 'POST', url: '/v1/chat/completions', body: { model: 'tiny-chat', messages: [{ role: 'user', content: 'x' }] } },
+    ];
+    const metricsBefore = await (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
+    const file = await acme.files.create({ file: await toFile(Buffer.from([...good, ...bad].map((l) => JSON.stringify(l)).join('\n')), 'responses.jsonl'), purpose: 'batch' });
+    const created = await acme.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    assert.equal(created.endpoint, '/v1/responses');
+    const done = await follow(acme, created.id, (b) => b.status === 'completed', 240_000);
+    assert.deepEqual(done.request_counts, { total: good.length + bad.length, completed: good.length, failed: bad.length });
+    const output = await contentLines(acme, done.output_file_id);
+    const errorsOut = await contentLines(acme, done.error_file_id);
+    assert.deepEqual(output.map((l) => l.custom_id).sort(), good.map((g) => g.custom_id).sort(), 'every good line once, in the output');
+    assert.deepEqual(errorsOut.map((l) => l.custom_id).sort(), bad.map((g) => g.custom_id).sort(), 'every refused line once, in the error file');
+
+    // The same request online, for the shape to compare with (store: false, as batch lines are not stored).
+    const online = await acme.responses.create({ model: 'tiny-chat', input: 'Say something about 5.', max_output_tokens: 4, store: false, seed: 5 } as never);
+    assert.deepEqual(validResponse(online), []);
+    const onlineBody = JSON.parse(JSON.stringify(online)) as Record<string, unknown>;
+    // The SDK adds `output_text` to what it read; the server's body has no such field.
+    delete onlineBody.output_text;
+    const ids = new Set<string>();
+    for (const l of output) {
+      const body = l.response!.body;
+      assert.equal(l.response!.status_code, 200);
+      assert.deepEqual(validResponse(body), [], `${l.custom_id}: ${JSON.stringify(body)}`);
+      assert.equal(body.object, 'response');
+      assert.match(body.id, /^resp_[0-9a-f]{32}$/);
+      ids.add(body.id);
+      assert.ok(['completed', 'incomplete'].includes(body.status), JSON.stringify(body));
+      assert.equal(body.background, false);
+      assert.equal(body.store, false);
+      assert.equal(body.output[0].type, 'message');
+      assert.equal(body.output[0].content[0].type, 'output_text');
+      assert.equal(body.usage.total_tokens, body.usage.input_tokens + body.usage.output_tokens);
+    }
+    assert.equal(ids.size, output.length, 'one response id per line');
+    const byId = new Map([...output, ...errorsOut].map((l) => [l.custom_id, l]));
+    const same = byId.get('resp-5')!.response!.body;
+    // Same model, prompt, seed and options: the object POST /v1/responses answered, but for its own id, times and item ids.
+    const comparable = (r: any) => ({ ...r, id: null, created_at: null, completed_at: null, output: r.output.map((i: any) => ({ ...i, id: null })) });
+    assert.deepEqual(comparable(same), comparable(onlineBody));
+    assert.equal(byId.get('items')!.response!.body.instructions, 'Answer briefly.');
+    assert.deepEqual(byId.get('items')!.response!.body.metadata, { kind: 'items' });
+    const text = (r: any) => r.output.flatMap((i: any) => (i.type === 'message' ? i.content.map((c: any) => c.text) : [])).join('');
+    assert.equal(typeof JSON.parse(text(byId.get('json')!.response!.body)).ok, 'boolean');
+    for (const [id, code, status] of [
+      ['background', 'unsupported_parameter', 400],
+      ['stream', 'unsupported_parameter', 400],
+      ['previous', 'unsupported_parameter', 400],
+      ['no-model', 'model_not_found', 404],
+      ['too-long', 'max_tokens_too_large', 400],
+    ] as const) {
+      const l = byId.get(id)!;
+      assert.equal(l.error!.code, code, JSON.stringify(l));
+      assert.equal(l.response!.status_code, status, JSON.stringify(l));
+      assert.deepEqual(validError(l.response!.body), []);
+    }
+    assert.equal(byId.get('chat-url')!.error!.code, 'invalid_url');
+
+    // Usage and metrics: the responses' own usage, once per line, under the batch's endpoint.
+    const input = output.reduce((n, l) => n + l.response!.body.usage.input_tokens, 0);
+    const generated = output.reduce((n, l) => n + l.response!.body.usage.output_tokens, 0);
+    assert.equal(done.usage!.input_tokens, input);
+    assert.equal(done.usage!.output_tokens, generated);
+    const metrics = await (await fetch(`http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`)).text();
+    const delta = (name: string, match: Record<string, string>) => counterSum(metrics, name, match) - counterSum(metricsBefore, name, match);
+    assert.equal(delta('batch_lines_finished_total', { tenant: 'acme', endpoint: '/v1/responses', outcome: 'completed' }), good.length);
+    assert.equal(delta('batch_lines_finished_total', { tenant: 'acme', endpoint: '/v1/responses', outcome: 'failed' }), bad.length);
+    assert.equal(delta('batch_tokens_total', { tenant: 'acme', endpoint: '/v1/responses', kind: 'output' }), generated);
+    assert.equal(delta('batch_lines_finished_total', { tenant: 'acme', endpoint: '/v1/chat/completions' }), 0, 'responses lines are not counted as chat completions');
   });
 });
 

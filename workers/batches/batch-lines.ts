@@ -15,6 +15,6 @@ export function batchLineRecorder(
   return async (job, ref, outcome) => {
     const line: LineOutcome = outcome.ok ? { ok: true, result: outcome.result, job_id: job.id, at: nowSeconds() } : failedLineOutcome(job.type, job.id, outcome.error);
     const recorded = await batches.recordLine(ref.id, ref.line, line);
-    if (recorded) count({ tenant: job.tenant, endpoint: ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' }, lineTokens(line));
+    if (recorded) count({ tenant: job.tenant, endpoint: ref.endpoint ?? ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' }, lineTokens(line));
   };
 }

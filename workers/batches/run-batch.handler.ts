@@ -142,7 +142,7 @@ async function enqueue(deps: BatchDeps, b: BatchRecord, j: LineJob): Promise<voi
   if (!queue) throw new Error(`no queue ${j.queueName} for batch line ${j.index}`);
   const priority = await deps.admission.admit(b.tenant, j.jobId, BATCH_PRIORITY);
   await deps.batches.redis.sadd(deps.batches.pendingKey(b.id), String(j.index));
-  const envelope: JobEnvelope = { type: j.line.type, tenant: b.tenant, payload: j.line.payload as never, batch: { id: b.id, line: j.index } };
+  const envelope: JobEnvelope = { type: j.line.type, tenant: b.tenant, payload: j.line.payload as never, batch: { id: b.id, line: j.index, endpoint: b.endpoint } };
   // The job id is the line's: queuing it twice (a driver retried after a crash) adds it once.
   await queue.add(j.line.type, envelope, {
     ...jobCatalog[j.line.type].defaults,

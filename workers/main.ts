@@ -110,9 +110,16 @@ async function main(): Promise<void> {
     [...registry.models.map((m) => m.queueName), jobCatalog['batch.run'].queue.name].map((name) => [name, new Queue(name, { connection: publisher, prefix: env.QUEUE_PREFIX })]),
   );
   shutdown.register('batch queues', () => Promise.allSettled([...batchQueues.values()].map((q) => q.close())));
+  const files = new FileStore(publisher, env.QUEUE_PREFIX, new BlobStore(path.resolve(env.DOCUMENTS_DIR)));
+  // Files past their expires_after are hidden by every read; this frees their records and bytes.
+  const sweep = setInterval(
+    () => void files.sweepExpired().then((n) => n && log.info({ files: n }, 'expired files removed'), (err: unknown) => log.warn({ err }, 'expired files sweep failed')),
+    env.FILES_SWEEP_INTERVAL_MS,
+  );
+  shutdown.register('expired files sweep', async () => clearInterval(sweep));
   const batchDeps: BatchDeps = {
     batches,
-    files: new FileStore(publisher, env.QUEUE_PREFIX, new BlobStore(path.resolve(env.DOCUMENTS_DIR))),
+    files,
     registry,
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     queues: batchQueues,

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import OpenAI, { toFile } from 'openai';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../scripts/lib/redis-server.js';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
+import { FILE_CONTENT, FileStore } from '../../shared/files/file-store.js';
+import { BlobStore } from '../../shared/storage/blob-store.js';
 import { exitOf } from '../helpers/ops.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
@@ -210,13 +213,15 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
   let redis: Awaited<ReturnType<typeof startPrivateRedis>>;
   let svc: ServiceHandle;
   let acme: OpenAI;
+  let dataDir: string;
 
   before(async () => {
     redis = await startPrivateRedis();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'qi-batch-drills-'));
     svc = await startService({
       redisUrl: redis.url,
       modelsConfig: writeModelsConfig([useLiteModel(), await tinyChatModel()]),
-      env: { DOCUMENTS_DIR: mkdtempSync(path.join(tmpdir(), 'qi-batch-drills-')), BATCH_POLL_MS: '200', BATCH_LINES_IN_FLIGHT: '128', LOG_LEVEL: 'warn' },
+      env: { DOCUMENTS_DIR: dataDir, BATCH_POLL_MS: '200', BATCH_LINES_IN_FLIGHT: '128', FILES_SWEEP_INTERVAL_MS: '300', LOG_LEVEL: 'warn' },
     });
     acme = new OpenAI({ apiKey: KEYS.acme, baseURL: `${svc.baseUrl}/v1`, maxRetries: 0 });
   });
@@ -378,6 +383,49 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
     assert.equal(delta('batch_lines_finished_total', { tenant: 'acme', endpoint: '/v1/responses', outcome: 'failed' }), bad.length);
     assert.equal(delta('batch_tokens_total', { tenant: 'acme', endpoint: '/v1/responses', kind: 'output' }), generated);
     assert.equal(delta('batch_lines_finished_total', { tenant: 'acme', endpoint: '/v1/chat/completions' }), 0, 'responses lines are not counted as chat completions');
+  });
+
+  test('files past their expires_after disappear from list, retrieve and content, and the workers sweep their bytes', { timeout: 120_000 }, async () => {
+    const inspect = new Redis(redis.url);
+    try {
+      // The store the service uses, on the same Redis and data root: the test moves expiry times into the past with it (an hour is OpenAI's least).
+      const store = new FileStore(inspect, svc.prefix, new BlobStore(dataDir));
+      const upload = async (name: string, purpose: 'batch' | 'user_data', expires: boolean) =>
+        acme.files.create({
+          file: await toFile(Buffer.from(purpose === 'batch' ? `${embeddingLine(1).text}\n` : `notes ${name}`), name),
+          purpose,
+          ...(expires ? { expires_after: { anchor: 'created_at' as const, seconds: 3600 } } : {}),
+        });
+      const [read, unread, kept] = await Promise.all([upload('read.txt', 'user_data', true), upload('unread.jsonl', 'batch', true), upload('kept.txt', 'user_data', false)]);
+      assert.equal(read.expires_at, read.created_at + 3600);
+      assert.equal(kept.expires_at ?? null, null);
+      const blob = (id: string) => store.blobs.path('files', id, FILE_CONTENT);
+      for (const f of [read, unread, kept]) assert.ok(existsSync(blob(f.id)), `${f.id} has its bytes`);
+      const past = Math.floor(Date.now() / 1000) - 1;
+      const expire = (f: OpenAI.Files.FileObject) =>
+        store.create({ id: f.id, tenant: 'acme', filename: f.filename, purpose: f.purpose as 'batch', bytes: f.bytes, created_at: f.created_at, expires_at: past, lines: f.purpose === 'batch' ? 1 : null });
+
+      // A file nobody reads again: the sweep removes its record and bytes by itself.
+      await expire(unread);
+      await waitFor('the expired file swept', async () => (!existsSync(blob(unread.id)) && (await inspect.exists(`${svc.prefix}:file:${unread.id}`)) === 0 ? true : undefined), 60_000);
+
+      // A file read after it expired: gone from every read, as if deleted.
+      await expire(read);
+      await assert.rejects(acme.files.retrieve(read.id), (e: any) => e.status === 404 && e.code === 'file_not_found');
+      await assert.rejects(acme.files.content(read.id), (e: any) => e.status === 404);
+      const listed: string[] = [];
+      for await (const f of acme.files.list()) listed.push(f.id);
+      assert.ok(!listed.includes(read.id) && !listed.includes(unread.id), 'expired files are not listed');
+      assert.ok(listed.includes(kept.id));
+      await assert.rejects(acme.batches.create({ input_file_id: unread.id, endpoint: '/v1/embeddings', completion_window: '24h' }), (e: any) => e.status === 404);
+      await waitFor('its bytes removed', async () => (!existsSync(blob(read.id)) ? true : undefined), 60_000);
+
+      // A file without expiry, and one that has not expired yet, stay.
+      assert.equal((await acme.files.retrieve(kept.id)).id, kept.id);
+      assert.ok(existsSync(blob(kept.id)));
+    } finally {
+      inspect.disconnect();
+    }
   });
 });
 

@@ -3,11 +3,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import OpenAI, { toFile } from 'openai';
 import { freePort, startRedisServer, type RedisServerHandle } from '../../scripts/lib/redis-server.js';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { FILE_CONTENT, FileStore } from '../../shared/files/file-store.js';
+import { queueNameFor } from '../../shared/models/model-registry.js';
 import { BlobStore } from '../../shared/storage/blob-store.js';
 import { exitOf } from '../helpers/ops.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
@@ -470,40 +472,52 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
   test('a worker SIGKILLed twice while an embeddings batch and a chat batch run: both complete, every line answered once', { timeout: 600_000 }, async () => {
     const embSpecs = [...Array.from({ length: 600 }, (_, i) => embeddingLine(i)), ...Array.from({ length: 12 }, (_, i) => brokenLine(i))];
     const chatSpecs = Array.from({ length: 80 }, (_, i) => chatLine(i, 16));
-    const [embBatch, chatBatch] = await Promise.all([
-      upload(acme, embSpecs).then((f) => acme.batches.create({ input_file_id: f.id, endpoint: '/v1/embeddings', completion_window: '24h' })),
-      upload(acme, chatSpecs).then((f) => acme.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' })),
-    ]);
-    let kills = 0;
-    for (const atLeast of [60, 250]) {
-      // Kill while lines are in flight: some finished, most not.
-      const b = await follow(acme, embBatch!.id, (x) => x.status !== 'validating' && x.request_counts!.completed >= atLeast, 240_000);
-      assert.equal(b.status, 'in_progress', 'the kill lands while the batch runs');
-      const victim = live().at(-1)!;
-      const exited = exitOf(victim);
-      victim.child.kill('SIGKILL');
-      await exited;
-      kills++;
-      await svc.startWorker();
+    // Lines BullMQ found stalled (their worker died holding them): proof that the kills hit lines in flight.
+    const stalled = new Set<string>();
+    const events = [queueNameFor('embedding', 'use-lite'), queueNameFor('chat', 'tiny-chat')].map((q) => new QueueEvents(q, { connection: { host: '127.0.0.1', port }, prefix: svc.prefix }));
+    for (const e of events) {
+      e.on('stalled', ({ jobId }) => stalled.add(jobId));
+      await e.waitUntilReady();
     }
-    const [embDone, chatDone] = await Promise.all([
-      follow(acme, embBatch!.id, (x) => x.status === 'completed', 300_000),
-      follow(acme, chatBatch!.id, (x) => x.status === 'completed', 300_000),
-    ]);
-    const emb = await checkAnswers(acme, embDone, embSpecs);
-    // A chat line whose worker died after it had streamed tokens fails as worker_lost (by design,
-    // as for any chat job); it is still answered, once, in the error file.
-    const chat = await checkAnswers(acme, chatDone, chatSpecs, { tolerate: (_, l) => l.error?.code === 'worker_lost' });
-    assert.equal(emb.output.length, 600, 'every embedding line survived the kills');
-    assert.equal(embDone.request_counts!.completed, 600);
-    assert.equal(chatDone.request_counts!.completed + chatDone.request_counts!.failed, 80);
-    assert.equal(chat.output.length + chat.tolerated, 80);
-    // Usage counts each answered line once, however often its job ran.
-    assert.equal(embDone.usage!.input_tokens, bodyTokens(emb.output).input);
-    assert.equal(chatDone.usage!.output_tokens, bodyTokens(chat.output).output);
-    await checkNoStrayOutputs(acme, embDone);
-    await checkNoStrayOutputs(acme, chatDone);
-    console.log(`DRILL batch-worker-kill ${JSON.stringify({ kills, embeddings: embDone.request_counts, chat: chatDone.request_counts, chat_worker_lost: chat.tolerated, seconds: embDone.completed_at! - embDone.created_at })}`);
+    try {
+      const [embBatch, chatBatch] = await Promise.all([
+        upload(acme, embSpecs).then((f) => acme.batches.create({ input_file_id: f.id, endpoint: '/v1/embeddings', completion_window: '24h' })),
+        upload(acme, chatSpecs).then((f) => acme.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' })),
+      ]);
+      let kills = 0;
+      for (const atLeast of [60, 250]) {
+        // Kill while lines are in flight: some finished, most not.
+        const b = await follow(acme, embBatch!.id, (x) => x.status !== 'validating' && x.request_counts!.completed >= atLeast, 240_000);
+        assert.equal(b.status, 'in_progress', 'the kill lands while the batch runs');
+        const victim = live().at(-1)!;
+        const exited = exitOf(victim);
+        victim.child.kill('SIGKILL');
+        await exited;
+        kills++;
+        await svc.startWorker();
+      }
+      const [embDone, chatDone] = await Promise.all([
+        follow(acme, embBatch!.id, (x) => x.status === 'completed', 300_000),
+        follow(acme, chatBatch!.id, (x) => x.status === 'completed', 300_000),
+      ]);
+      const emb = await checkAnswers(acme, embDone, embSpecs);
+      // A chat line whose worker died after it had streamed tokens fails as worker_lost (by design,
+      // as for any chat job); it is still answered, once, in the error file.
+      const chat = await checkAnswers(acme, chatDone, chatSpecs, { tolerate: (_, l) => l.error?.code === 'worker_lost' });
+      assert.equal(emb.output.length, 600, 'every embedding line survived the kills');
+      assert.equal(embDone.request_counts!.completed, 600);
+      assert.equal(chatDone.request_counts!.completed + chatDone.request_counts!.failed, 80);
+      assert.equal(chat.output.length + chat.tolerated, 80);
+      // Usage counts each answered line once, however often its job ran.
+      assert.equal(embDone.usage!.input_tokens, bodyTokens(emb.output).input);
+      assert.equal(chatDone.usage!.output_tokens, bodyTokens(chat.output).output);
+      await checkNoStrayOutputs(acme, embDone);
+      await checkNoStrayOutputs(acme, chatDone);
+      assert.ok([...stalled].some((id) => id.includes(embBatch!.id) || id.includes(chatBatch!.id)), 'the kills hit lines in flight');
+      console.log(`DRILL batch-worker-kill ${JSON.stringify({ kills, lines_stalled: stalled.size, embeddings: embDone.request_counts, chat: chatDone.request_counts, chat_worker_lost: chat.tolerated, seconds: embDone.completed_at! - embDone.created_at })}`);
+    } finally {
+      await Promise.all(events.map((e) => e.close()));
+    }
   });
 
   test('Redis crashed (SIGKILL) and restarted with its data while a batch runs: it completes, every line answered once', { timeout: 600_000 }, async () => {

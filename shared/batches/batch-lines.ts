@@ -88,7 +88,7 @@ export function outputLine(batchId: string, index: number, customId: string | nu
       line?.type === 'embedding'
         ? embeddingList(outcome.result as JobResult<'embedding'>, line.encoding_format)
         : line?.response
-          ? settledResponse(line.response.created, line.response.message_id, { status: 'completed', jobId: outcome.job_id, model: chat.model, result: chat })
+          ? settledResponse(line.response.created, line.response.message_id, { status: 'completed', jobId: outcome.job_id, model: chat.model, result: chat }, outcome.at)
           : chatCompletionBody(`chatcmpl-${id.slice('batch_req_'.length)}`, outcome.at, chat.model, chat);
     return JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: outcome.job_id, body }, error: null });
   }

@@ -171,9 +171,10 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
  * The response once its chat job has ended: its status from how the job ended (`length` is
  * OpenAI's `incomplete` with reason `max_output_tokens`), the answer as one assistant message
  * whose id (`messageId`) the stream events already used (left out when the reply is only calls),
- * then its function calls, and the usage in Responses' names.
+ * then its function calls, and the usage in Responses' names. `completedAt` is now, unless the caller
+ * knows when the job ended (a batch line's output, which may be written again after a crash).
  */
-export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome): ResponseObject {
+export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome, completedAt = nowSeconds()): ResponseObject {
   const { usage: _none, ...unanswered } = base;
   const open = { ...unanswered, completed_at: null, error: null, incomplete_details: null };
   if (outcome.status !== 'completed') {
@@ -200,7 +201,7 @@ export function settledResponse(base: ResponseObject, messageId: string, outcome
   switch (result.finish_reason) {
     case 'tool_calls':
     case 'stop':
-      return { ...answered, status: 'completed', completed_at: nowSeconds(), output };
+      return { ...answered, status: 'completed', completed_at: completedAt, output };
     case 'length':
       return { ...answered, status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output };
     case 'cancelled':

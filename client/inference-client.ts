@@ -288,7 +288,7 @@ export class InferenceClient {
     return this.request('DELETE', `/v1/files/${encodeURIComponent(id)}`) as Promise<{ id: string; deleted: boolean }>;
   }
 
-  createBatch(opts: { input_file_id: string; endpoint: '/v1/embeddings' | '/v1/chat/completions'; metadata?: Record<string, string> }): Promise<BatchView> {
+  createBatch(opts: { input_file_id: string; endpoint: '/v1/embeddings' | '/v1/chat/completions' | '/v1/responses'; metadata?: Record<string, string> }): Promise<BatchView> {
     return this.request('POST', '/v1/batches', { completion_window: '24h', ...opts }) as Promise<BatchView>;
   }
 

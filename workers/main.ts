@@ -99,16 +99,31 @@ async function main(): Promise<void> {
     emitter: new Emitter(publisher),
     prefix: env.QUEUE_PREFIX,
     retentionSeconds: env.JOB_RETENTION_SECONDS,
-    batchLine: batchLineRecorder(batches, (labels, n) => metrics.batchLinesFinished.inc(labels, n), (batchId) => wakeBatchDriver(batchDeps, batchId)),
+    batchLine: batchLineRecorder(
+      batches,
+      (labels, lines, tokens) => {
+        metrics.batchLinesFinished.inc(labels, lines);
+        if (tokens.input) metrics.batchLineTokens.inc({ tenant: labels.tenant, endpoint: labels.endpoint, kind: 'input' }, tokens.input);
+        if (tokens.output) metrics.batchLineTokens.inc({ tenant: labels.tenant, endpoint: labels.endpoint, kind: 'output' }, tokens.output);
+      },
+      (batchId) => wakeBatchDriver(batchDeps, batchId),
+    ),
   });
   // The Batch API's own jobs (workers/batches): they queue lines on every model's queue, served here or not.
   const batchQueues = new Map(
     [...registry.models.map((m) => m.queueName), jobCatalog['batch.run'].queue.name].map((name) => [name, new Queue(name, { connection: publisher, prefix: env.QUEUE_PREFIX })]),
   );
   shutdown.register('batch queues', () => Promise.allSettled([...batchQueues.values()].map((q) => q.close())));
+  const files = new FileStore(publisher, env.QUEUE_PREFIX, new BlobStore(path.resolve(env.DOCUMENTS_DIR)));
+  // Files past their expires_after are hidden by every read; this frees their records and bytes.
+  const sweep = setInterval(
+    () => void files.sweepExpired().then((n) => n && log.info({ files: n }, 'expired files removed'), (err: unknown) => log.warn({ err }, 'expired files sweep failed')),
+    env.FILES_SWEEP_INTERVAL_MS,
+  );
+  shutdown.register('expired files sweep', async () => clearInterval(sweep));
   const batchDeps: BatchDeps = {
     batches,
-    files: new FileStore(publisher, env.QUEUE_PREFIX, new BlobStore(path.resolve(env.DOCUMENTS_DIR))),
+    files,
     registry,
     maxInputs: env.MAX_EMBEDDING_INPUTS,
     queues: batchQueues,

@@ -63,6 +63,8 @@ export class BatchService {
       completed: 0,
       failed: 0,
       dispatched: 0,
+      input_tokens: 0,
+      output_tokens: 0,
     };
     await this.deps.batches.create(record);
     try {

@@ -36,6 +36,15 @@ export function batchOperations(
       cancelling_at: time,
       cancelled_at: time,
       request_counts: z.object({ total: z.number().int(), completed: z.number().int(), failed: z.number().int() }),
+      usage: z
+        .object({
+          input_tokens: z.number().int(),
+          input_tokens_details: z.object({ cached_tokens: z.number().int() }),
+          output_tokens: z.number().int(),
+          output_tokens_details: z.object({ reasoning_tokens: z.number().int() }),
+          total_tokens: z.number().int(),
+        })
+        .meta({ description: 'Tokens of the lines answered so far, each line counted once (embeddings: input tokens; chat: prompt and completion tokens)' }),
       metadata: z.record(z.string(), z.string()).nullable(),
     })
     .meta({ id: 'Batch' });

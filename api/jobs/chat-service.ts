@@ -5,14 +5,11 @@ import { modelQueueName, type JobPayload, type JobResult } from '../../shared/jo
 import { isChatModel, type ChatModelConfig, type ModelRegistry } from '../../shared/models/model-registry.js';
 import type { TokenRelay } from '../realtime/token-relay.js';
 import type { ChatParams } from '../../shared/api/request-schemas.js';
+import type { ChatOutcome } from '../../shared/chat/chat-outcome.js';
 import type { JobService, JobView, SubmitOptions } from './job-service.js';
 import { runStreamingJob, type StreamedEnd, type StreamRunOptions } from './stream-runner.js';
 
-export type { ChatParams };
-
-export type ChatOutcome =
-  | { status: 'completed'; jobId: string; model: string; result: JobResult<'chat'> }
-  | { status: 'failed' | 'cancelled'; jobId: string; model: string; error: { message: string; code: string } };
+export type { ChatParams, ChatOutcome };
 
 export interface ChatRunOptions extends SubmitOptions {
   /** Aborting (the client went away) cancels the job. */

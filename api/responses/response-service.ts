@@ -16,8 +16,8 @@ import {
   type ConversationItem,
   type ResponseObject,
   type ResponseStreamEvent,
-} from './responses-events.js';
-import { chatPayload, checkSupported, createdResponse, inputItems, newFileSearchCallId, newMessageId, newResponseId } from './responses-request.js';
+} from '../../shared/responses/responses-events.js';
+import { chatPayload, checkSupported, createdResponse, inputItems, newFileSearchCallId, newMessageId, newResponseId } from '../../shared/responses/responses-request.js';
 import { groundedPayload, type FileSearchRunner } from '../vector-stores/file-search-runner.js';
 import { FILE_SEARCH_RESULTS_INCLUDE } from '../../shared/documents/file-search.js';
 import { enqueueWebhookEvent, type WebhookSink } from '../../shared/webhooks/webhook-events.js';
@@ -61,7 +61,7 @@ export class ResponseService {
     const model = this.deps.chat.resolveModel(body.model);
     const history = body.previous_response_id ? await this.history(tenant, body.previous_response_id) : [];
     const items = [...history, ...inputItems(body.input)];
-    let payload = chatPayload(this.deps.chat, model, body, items);
+    let payload = chatPayload(model, body, items);
     const response = createdResponse(newResponseId(), body, payload, { background: body.background ?? false, store: body.store ?? true });
     const record: StoredResponse = { response, input_items: items, message_id: newMessageId() };
     // The search runs before the job is queued, since its hits make the job's prompt; a store that

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { isRedisConnectionError } from '../../shared/redis/redis-errors.js';
 import { errors } from '../../shared/errors/app-error.js';
-import type { ConversationItem, ResponseFileSearch, ResponseObject } from './responses-events.js';
+import type { ConversationItem, ResponseFileSearch, ResponseObject } from '../../shared/responses/responses-events.js';
 
 /** A stored response: the object clients read, and what it was generated from. */
 export interface StoredResponse {

@@ -4,7 +4,7 @@ import { EventStream } from '../http/sse.js';
 import { failure as chatJobFailure } from './chat.routes.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
 import type { ResponseService } from '../responses/response-service.js';
-import { errorEvent, type ResponseStreamEvent } from '../responses/responses-events.js';
+import { errorEvent, type ResponseStreamEvent } from '../../shared/responses/responses-events.js';
 
 /**
  * OpenAI's Responses API (api/responses/): create (whole, streamed, or in the background on the

@@ -6,7 +6,7 @@ import { fileSearchToolSchema } from '../documents/file-search.js';
  * POST /v1/responses, OpenAI's Responses API, as the official clients send it (the `openai`
  * package, the AI SDK's default provider). A file of its own beside request-schemas.ts: the
  * Responses contract grows with the chat features it maps onto (structured outputs, tools,
- * logprobs), and api/responses/responses-request.ts is the one place that translates it into a
+ * logprobs), and shared/responses/responses-request.ts is the one place that translates it into a
  * chat job. Fields accepted here that the chat job cannot honour are refused there with
  * `unsupported_parameter`, never silently ignored.
  */

@@ -2,6 +2,9 @@ import { ZodError } from 'zod';
 import { checkChatCompletionOptions, checkEmbeddingInput, chatPayload, resolveChatModel, resolveEmbeddingModel } from '../api/openai-requests.js';
 import { chatCompletionBody, chatFailure } from '../api/openai-responses.js';
 import { chatCompletionRequestSchema, embeddingsRequestSchema } from '../api/request-schemas.js';
+import { createResponseRequestSchema } from '../api/responses-schemas.js';
+import { settledResponse } from '../responses/responses-events.js';
+import { chatPayload as responsesChatPayload, checkSupported, createdResponse, inputItems, newMessageId, newResponseId } from '../responses/responses-request.js';
 import { AppError, errors } from '../errors/app-error.js';
 import { fromZod } from '../errors/zod-errors.js';
 import { embeddingList } from '../jobs/job-views.js';
@@ -57,6 +60,19 @@ function requestOf(customId: string, body: unknown, endpoint: BatchEndpoint, dep
       const model = resolveChatModel(deps.registry, b.model);
       return { custom_id: customId, type: 'chat', payload: chatPayload(model, { ...b, max_tokens: b.max_completion_tokens ?? b.max_tokens }) };
     }
+    case '/v1/responses': {
+      const b = createResponseRequestSchema.parse(body);
+      if (b.stream) throw errors.invalidRequest("'stream' is not supported in a batch: each line's response is written whole to the output file.", 'stream', 'unsupported_parameter');
+      if (b.background) throw errors.invalidRequest("'background' is not supported in a batch: a batch line already runs in the background.", 'background', 'unsupported_parameter');
+      // A line runs on a worker, which cannot read the stored responses of the API.
+      if (b.previous_response_id) throw errors.invalidRequest("'previous_response_id' is not supported in a batch: send the conversation as 'input' items.", 'previous_response_id', 'unsupported_parameter');
+      checkSupported(b);
+      const model = resolveChatModel(deps.registry, b.model);
+      const payload = responsesChatPayload(model, b, inputItems(b.input));
+      // Not stored: GET /v1/responses/{id} cannot read a batch line's response (the output file holds it), and its body says so.
+      const created = createdResponse(newResponseId(), b, payload, { background: false, store: false });
+      return { custom_id: customId, type: 'chat', payload, response: { created, message_id: newMessageId() } };
+    }
   }
 }
 
@@ -68,9 +84,12 @@ export function outputLine(batchId: string, index: number, customId: string | nu
   const id = batchRequestId(batchId, index);
   if (outcome.ok) {
     const chat = outcome.result as JobResult<'chat'>;
-    const body = line?.type === 'embedding'
-      ? embeddingList(outcome.result as JobResult<'embedding'>, line.encoding_format)
-      : chatCompletionBody(`chatcmpl-${id.slice('batch_req_'.length)}`, outcome.at, chat.model, chat);
+    const body =
+      line?.type === 'embedding'
+        ? embeddingList(outcome.result as JobResult<'embedding'>, line.encoding_format)
+        : line?.response
+          ? settledResponse(line.response.created, line.response.message_id, { status: 'completed', jobId: outcome.job_id, model: chat.model, result: chat }, undefined, outcome.at)
+          : chatCompletionBody(`chatcmpl-${id.slice('batch_req_'.length)}`, outcome.at, chat.model, chat);
     return JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: outcome.job_id, body }, error: null });
   }
   const response = outcome.response ? { status_code: outcome.response.status_code, request_id: outcome.job_id ?? null, body: outcome.response.body } : null;

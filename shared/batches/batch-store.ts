@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { ResponseObject } from '../responses/responses-events.js';
 
-export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'] as const;
+export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
 export const BATCH_STATUSES = ['validating', 'failed', 'in_progress', 'finalizing', 'completed', 'expired', 'cancelling', 'cancelled'] as const;
@@ -43,12 +44,21 @@ export interface BatchRecord {
   failed: number;
   /** The next line index the driver will queue. */
   dispatched: number;
+  /** Tokens of the lines answered so far (counted once per line, with its outcome): the batch's `usage`. */
+  input_tokens: number;
+  output_tokens: number;
 }
 
 /** A validated line, ready to run as an ordinary job. */
 export type BatchLine =
   | { custom_id: string; type: 'embedding'; payload: { model: string; input: string[]; dimensions?: number }; encoding_format: 'float' | 'base64' }
-  | { custom_id: string; type: 'chat'; payload: Record<string, unknown> & { model: string } };
+  | {
+      custom_id: string;
+      type: 'chat';
+      payload: Record<string, unknown> & { model: string };
+      /** A `/v1/responses` line: the response as created (its id fixed at validation), settled with the job's result when the output is written. */
+      response?: { created: ResponseObject; message_id: string };
+    };
 
 /** How a line ended, recorded once (HSETNX) under its index. */
 export type LineOutcome =
@@ -73,22 +83,40 @@ export interface BatchLineRef {
    * first of them, and names the job.
    */
   pack?: { line: number; inputs: number }[];
+  /** The batch's endpoint (metrics label; a chat job may answer a chat completions or a responses line). */
+  endpoint?: string;
 }
 
 const TIMES = ['in_progress_at', 'finalizing_at', 'completed_at', 'failed_at', 'expired_at', 'cancelling_at', 'cancelled_at'] as const;
 
 /**
  * Records a line's outcome exactly once: HSETNX into the batch's outcome hash, and only when that
- * set it, the matching count and the pending set move. A worker killed after recording, or a job
- * retried, records nothing the second time; counts are never off by a duplicate.
- * KEYS: outcomes, batch record, pending set. ARGV: line index, outcome JSON, 'completed' | 'failed'.
+ * set it, the matching count, the token usage and the pending set move. A worker killed after
+ * recording, or a job retried, records nothing the second time; counts and usage are never off by
+ * a duplicate.
+ * KEYS: outcomes, batch record, pending set. ARGV: line index, outcome JSON, 'completed' | 'failed',
+ * input tokens, output tokens.
  * Returns 1 when recorded, 0 when the line already had its outcome.
  */
 const RECORD_LINE = `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[4]) end
+if tonumber(ARGV[5]) > 0 then redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[5]) end
 redis.call('SREM', KEYS[3], ARGV[1])
 return 1`;
+
+/**
+ * The tokens a line's outcome used: an embedding result's `prompt_tokens`, a chat result's `usage`
+ * (prompt and completion tokens). Failed lines used none that are billed.
+ */
+export function lineTokens(outcome: LineOutcome): { input: number; output: number } {
+  if (!outcome.ok) return { input: 0, output: 0 };
+  const r = outcome.result as { prompt_tokens?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } };
+  const count = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : 0);
+  if (r.usage) return { input: count(r.usage.prompt_tokens), output: count(r.usage.completion_tokens) };
+  return { input: count(r.prompt_tokens), output: 0 };
+}
 
 /** Moves a batch to ARGV[1] (setting the time field ARGV[2] to ARGV[3]) only from one of ARGV[4..]. Returns 1 when moved. */
 const TRANSITION = `
@@ -181,19 +209,26 @@ export class BatchStore {
 
   /** Records many lines' outcomes (validation errors, expiry) in one round trip; answers how many were new. */
   async recordLines(id: string, entries: readonly [number, LineOutcome][]): Promise<number> {
-    if (entries.length === 0) return 0;
+    return (await this.recordEach(id, entries)).filter(Boolean).length;
+  }
+
+  /** Records many lines' outcomes in one round trip; answers, entry by entry, whether this call recorded it. */
+  async recordEach(id: string, entries: readonly [number, LineOutcome][]): Promise<boolean[]> {
+    if (entries.length === 0) return [];
     const pipe = this.redis.pipeline();
-    for (const [line, outcome] of entries) {
-      pipe.eval(RECORD_LINE, 3, this.outKey(id), this.key(id), this.pendingKey(id), String(line), JSON.stringify(outcome), outcome.ok ? 'completed' : 'failed');
-    }
+    for (const [line, outcome] of entries) pipe.eval(RECORD_LINE, 3, ...this.recordArgs(id, line, outcome));
     const res = (await pipe.exec()) ?? [];
-    return res.filter(([err, r]) => !err && r === 1).length;
+    return entries.map((_, i) => !res[i]?.[0] && res[i]?.[1] === 1);
   }
 
   /** Records a line's outcome once; true when this call recorded it. */
   async recordLine(id: string, line: number, outcome: LineOutcome): Promise<boolean> {
-    const r = await this.redis.eval(RECORD_LINE, 3, this.outKey(id), this.key(id), this.pendingKey(id), String(line), JSON.stringify(outcome), outcome.ok ? 'completed' : 'failed');
-    return r === 1;
+    return (await this.redis.eval(RECORD_LINE, 3, ...this.recordArgs(id, line, outcome))) === 1;
+  }
+
+  private recordArgs(id: string, line: number, outcome: LineOutcome): string[] {
+    const tokens = lineTokens(outcome);
+    return [this.outKey(id), this.key(id), this.pendingKey(id), String(line), JSON.stringify(outcome), outcome.ok ? 'completed' : 'failed', String(tokens.input), String(tokens.output)];
   }
 
   /** Drops what only a running batch needs (its lines, outcomes, pending set and packs): the output files hold it now. */
@@ -240,6 +275,8 @@ function parseBatch(h: Record<string, string>): BatchRecord | undefined {
     completed: Number(h.completed ?? 0),
     failed: Number(h.failed ?? 0),
     dispatched: Number(h.dispatched ?? 0),
+    input_tokens: Number(h.input_tokens ?? 0),
+    output_tokens: Number(h.output_tokens ?? 0),
   };
 }
 
@@ -261,6 +298,14 @@ export function batchView(b: BatchRecord) {
     expires_at: b.expires_at,
     ...times,
     request_counts: { total: b.total, completed: b.completed, failed: b.failed },
+    // OpenAI's shape; no prompt cache and no reasoning models here, so those details are 0.
+    usage: {
+      input_tokens: b.input_tokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: b.output_tokens,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: b.input_tokens + b.output_tokens,
+    },
     metadata: b.metadata,
   };
 }

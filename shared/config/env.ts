@@ -188,6 +188,8 @@ export const envSchema = z.object({
   BATCH_COMPLETION_WINDOW_S: z.coerce.number().int().positive().default(86_400),
   /** How often a batch's driver job looks at its lines (tops up, sees cancel and expiry, finalizes). */
   BATCH_POLL_MS: z.coerce.number().int().min(20).default(1000),
+  /** How often each worker removes files past their `expires_after` (record and bytes). */
+  FILES_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
   /** Lines of one batch queued or running at once: the rest wait in Redis, so cancel is quick and the tenant's job cap (TENANT_MAX_JOBS) keeps room for interactive work. */
   BATCH_LINES_IN_FLIGHT: z.coerce.number().int().min(1).default(1024),
   /** Largest upload; bigger ones are cut off while streaming with 413. */

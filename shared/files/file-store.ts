@@ -73,14 +73,20 @@ export class FileStore {
     return `${this.prefix}:files:${tenant}`;
   }
 
+  /** Files that expire, by expiry time (epoch seconds), as `<tenant>/<id>`: what the sweep reads. */
+  private expiryKey(): string {
+    return `${this.prefix}:files:expiring`;
+  }
+
   async create(r: FileRecord): Promise<void> {
-    await this.redis
+    const tx = this.redis
       .multi()
       .hset(this.key(r.id), { ...r, expires_at: r.expires_at ?? '', lines: r.lines ?? '' })
       // Ordered by the time of creation in ms: created_at has whole seconds, and files of one second
       // would otherwise list in the order of their random ids.
-      .zadd(this.tenantKey(r.tenant), Date.now(), r.id)
-      .exec();
+      .zadd(this.tenantKey(r.tenant), Date.now(), r.id);
+    if (r.expires_at !== null) tx.zadd(this.expiryKey(), r.expires_at, `${r.tenant}/${r.id}`);
+    await tx.exec();
   }
 
   /** The tenant's file, or undefined when it does not exist, is another tenant's, or has expired (then it is removed). */
@@ -114,8 +120,22 @@ export class FileStore {
 
   /** Removes the record (first) and the bytes. */
   async remove(r: Pick<FileRecord, 'id' | 'tenant'>): Promise<void> {
-    await this.redis.multi().del(this.key(r.id)).zrem(this.tenantKey(r.tenant), r.id).exec();
+    await this.redis.multi().del(this.key(r.id)).zrem(this.tenantKey(r.tenant), r.id).zrem(this.expiryKey(), `${r.tenant}/${r.id}`).exec();
     await this.blobs.remove('files', r.id);
+  }
+
+  /**
+   * Removes up to `limit` files whose expiry has passed, record and bytes, and answers how many:
+   * expired files nobody reads again must not keep their disk. Reads already hide them (get, list);
+   * this frees what they held. Safe to run from several processes at once (removal is idempotent).
+   */
+  async sweepExpired(limit = 100, nowSeconds = Math.floor(Date.now() / 1000)): Promise<number> {
+    const due = await this.redis.zrangebyscore(this.expiryKey(), '-inf', nowSeconds, 'LIMIT', 0, limit);
+    for (const member of due) {
+      const slash = member.indexOf('/');
+      await this.remove({ tenant: member.slice(0, slash), id: member.slice(slash + 1) });
+    }
+    return due.length;
   }
 }
 

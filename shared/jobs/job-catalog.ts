@@ -390,7 +390,7 @@ export const jobEnvelopeSchema = z.object({
   idempotency_key: z.string().optional(),
   deadline: z.number().int().positive().optional(),
   batch: z
-    .object({ id: z.string(), line: z.number().int().min(0), pack: z.array(z.object({ line: z.number().int().min(0), inputs: z.number().int().min(1) })).min(1).optional() })
+    .object({ id: z.string(), line: z.number().int().min(0), pack: z.array(z.object({ line: z.number().int().min(0), inputs: z.number().int().min(1) })).min(1).optional(), endpoint: z.string().optional() })
     .optional(),
   webhook_events: z.object({ url: z.string().optional() }).optional(),
 });

@@ -145,7 +145,8 @@ export async function startService(opts: {
         if (w.child.exitCode !== null) throw new Error('worker exited');
         return (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok ? true : undefined;
       },
-      60_000,
+      // Loading the models takes far longer when every core is busy (the suite runs beside other work).
+      180_000,
       () => w.output().slice(-2000),
     );
     return w;

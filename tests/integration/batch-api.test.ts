@@ -336,7 +336,7 @@ describe('Batch API', () => {
     await assert.rejects(globex.batches.cancel(b.id), (e: any) => e.status === 404);
     await assert.rejects(globex.batches.create({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' }), (e: any) => e.status === 404 && e.code === 'file_not_found');
     assert.ok(!(await globex.batches.list()).data.some((x) => x.id === b.id));
-    await assert.rejects(acme.batches.create({ input_file_id: file.id, endpoint: '/v1/responses' as never, completion_window: '24h' }), (e: any) => e.status === 400);
+    await assert.rejects(acme.batches.create({ input_file_id: file.id, endpoint: '/v1/completions' as never, completion_window: '24h' }), (e: any) => e.status === 400);
   });
 });
 

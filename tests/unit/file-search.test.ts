@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ZodError } from 'zod';
-import { ResponseEventSequence, settledResponse, type FileSearchCallItem, type ResponseObject } from '../../api/responses/responses-events.js';
+import { ResponseEventSequence, settledResponse, type FileSearchCallItem, type ResponseObject } from '../../shared/responses/responses-events.js';
 import { groundedPayload } from '../../api/vector-stores/file-search-runner.js';
 import { fileCitations, fileSearchQuery, groundingMessage, mergeByScore, takeFileSearchTool, MAX_GROUNDING_CHARS } from '../../shared/documents/file-search.js';
 import type { JobPayload } from '../../shared/jobs/job-catalog.js';

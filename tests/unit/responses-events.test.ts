@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import type { CreateResponseRequest } from '../../shared/api/responses-schemas.js';
 import { parseToolCalls } from '../../shared/chat/tool-calls.js';
 import type { JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
-import { ResponseEventSequence, settledResponse, type ResponseStreamEvent } from '../../api/responses/responses-events.js';
-import { createdResponse } from '../../api/responses/responses-request.js';
+import { ResponseEventSequence, settledResponse, type ResponseStreamEvent } from '../../shared/responses/responses-events.js';
+import { createdResponse } from '../../shared/responses/responses-request.js';
 
 /**
  * Responses' stream events from a chat job's token stream (ResponseEventSequence): whatever the

@@ -1,5 +1,5 @@
 import { failedLineOutcome } from '../../shared/batches/batch-lines.js';
-import { nowSeconds, type BatchLineRef, type BatchStore, type LineOutcome } from '../../shared/batches/batch-store.js';
+import { lineTokens, nowSeconds, type BatchLineRef, type BatchStore, type LineOutcome } from '../../shared/batches/batch-store.js';
 import type { JobResult } from '../../shared/jobs/job-catalog.js';
 import type { ResultDelivery } from '../jobs/job-runner.js';
 
@@ -7,19 +7,28 @@ const ENDPOINT_OF: Record<string, string> = { embedding: '/v1/embeddings', chat:
 
 /**
  * How a worker records a batch line's outcome: once, in the batch (BatchStore.recordLine), counting
- * it in `batch_lines_finished_total` only when this call was the one that recorded it. A packed
- * embedding job (`ref.pack`) records each of its lines with its own share of the result, all in one
- * round trip. Then `recorded` is told (the batch's driver may want to queue more lines).
+ * it (its lines and their tokens) in the metrics only when this call was the one that recorded it.
+ * A packed embedding job (`ref.pack`) records each of its lines with its own share of the result,
+ * all in one round trip. Then `recorded` is told (the batch's driver may want to queue more lines).
  */
 export function batchLineRecorder(
   batches: BatchStore,
-  count: (labels: { tenant: string; endpoint: string; outcome: 'completed' | 'failed' }, n: number) => void,
+  count: (labels: { tenant: string; endpoint: string; outcome: 'completed' | 'failed' }, lines: number, tokens: { input: number; output: number }) => void,
   recorded: (batchId: string) => Promise<void> = async () => {},
 ): ResultDelivery['batchLine'] {
   return async (job, ref, outcome) => {
     const entries: [number, LineOutcome][] = outcomesOf(job, ref, outcome);
-    const n = entries.length === 1 ? Number(await batches.recordLine(ref.id, entries[0]![0], entries[0]![1])) : await batches.recordLines(ref.id, entries);
-    if (n > 0) count({ tenant: job.tenant, endpoint: ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' }, n);
+    const fresh = entries.length === 1 ? [await batches.recordLine(ref.id, entries[0]![0], entries[0]![1])] : await batches.recordEach(ref.id, entries);
+    const news = entries.filter((_, i) => fresh[i]);
+    if (news.length > 0) {
+      const tokens = { input: 0, output: 0 };
+      for (const [, line] of news) {
+        const t = lineTokens(line);
+        tokens.input += t.input;
+        tokens.output += t.output;
+      }
+      count({ tenant: job.tenant, endpoint: ref.endpoint ?? ENDPOINT_OF[job.type] ?? job.type, outcome: outcome.ok ? 'completed' : 'failed' }, news.length, tokens);
+    }
     // Only a hint to the driver, which polls anyway: its failure must not fail the line.
     await recorded(ref.id).catch(() => {});
   };

@@ -212,7 +212,7 @@ async function enqueue(deps: BatchDeps, b: BatchRecord, jobs: readonly LineJob[]
   for (const { job, priority } of admitted) {
     if (!deps.queues.get(job.queueName)) throw new Error(`no queue ${job.queueName} for batch line ${job.lines[0]!.index}`);
     const first = job.lines[0]!;
-    const lineRef = { id: b.id, line: first.index };
+    const lineRef = { id: b.id, line: first.index, endpoint: b.endpoint };
     const envelope: JobEnvelope =
       job.lines.length === 1
         ? { type: first.line.type, tenant: b.tenant, payload: first.line.payload as never, batch: lineRef }

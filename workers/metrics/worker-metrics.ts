@@ -52,6 +52,12 @@ export class WorkerMetrics {
     labelNames: ['tenant', 'endpoint', 'outcome'],
     registers: [this.registry],
   });
+  readonly batchLineTokens = new Counter({
+    name: 'batch_tokens_total',
+    help: 'Tokens used by batch lines (each line counted once, when it is answered), by tenant, endpoint and kind (input, output)',
+    labelNames: ['tenant', 'endpoint', 'kind'],
+    registers: [this.registry],
+  });
   readonly modelLoadSeconds = new Gauge({
     name: 'model_load_seconds',
     help: 'Time to load each model at boot',

@@ -1,14 +1,15 @@
-import type { ResponseTextFormat, ResponseToolChoice } from '../../shared/api/responses-schemas.js';
-import type { ChatToolCall } from '../../shared/chat/chat-options.js';
-import { ToolCallParser, type ToolCallEvent } from '../../shared/chat/tool-calls.js';
-import type { ChatTokenLogprob } from '../../shared/jobs/job-catalog.js';
-import { fileCitations, type FileCitation, type FileSearchResult, type FileSearchTool } from '../../shared/documents/file-search.js';
-import { sha256Hex } from '../../shared/sha256.js';
-import type { ChatOutcome } from '../jobs/chat-service.js';
+import type { ResponseTextFormat, ResponseToolChoice } from '../api/responses-schemas.js';
+import type { ChatToolCall } from '../chat/chat-options.js';
+import { ToolCallParser, type ToolCallEvent } from '../chat/tool-calls.js';
+import type { ChatTokenLogprob } from '../jobs/job-catalog.js';
+import { fileCitations, type FileCitation, type FileSearchResult, type FileSearchTool } from '../documents/file-search.js';
+import { sha256Hex } from '../sha256.js';
+import type { ChatOutcome } from '../chat/chat-outcome.js';
 
 /**
  * Chat job results and token events → OpenAI's Responses objects and stream events: the one module
- * that knows what a response looks like. The request side is responses-request.ts. A reply is an
+ * that knows what a response looks like. The request side is responses-request.ts. Shared because the API answers
+ * responses with them and the workers write a `/v1/responses` batch line's output with them. A reply is an
  * assistant message with one `output_text` part (carrying `logprobs` when they were asked for)
  * and, when function tools were offered and called, one `function_call` item per call, parsed
  * from the reply's text by the same ToolCallParser the worker and the chat completions stream use.
@@ -199,9 +200,10 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
  * The response once its chat job has ended: its status from how the job ended (`length` is
  * OpenAI's `incomplete` with reason `max_output_tokens`), the answer as one assistant message
  * whose id (`messageId`) the stream events already used (left out when the reply is only calls),
- * then its function calls, and the usage in Responses' names.
+ * then its function calls, and the usage in Responses' names. `completedAt` is now, unless the caller
+ * knows when the job ended (a batch line's output, which may be written again after a crash).
  */
-export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome, fileSearch?: ResponseFileSearch): ResponseObject {
+export function settledResponse(base: ResponseObject, messageId: string, outcome: ChatOutcome, fileSearch?: ResponseFileSearch, completedAt = nowSeconds()): ResponseObject {
   const { usage: _none, ...unanswered } = base;
   const open = { ...unanswered, completed_at: null, error: null, incomplete_details: null };
   // The search ran before the job: its call stays in the output however the answer ended.
@@ -234,7 +236,7 @@ export function settledResponse(base: ResponseObject, messageId: string, outcome
   switch (result.finish_reason) {
     case 'tool_calls':
     case 'stop':
-      return { ...answered, status: 'completed', completed_at: nowSeconds(), output };
+      return { ...answered, status: 'completed', completed_at: completedAt, output };
     case 'length':
       return { ...answered, status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output };
     case 'cancelled':

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { CreateResponseRequest, ResponseInputItem, ResponseTextFormat } from '../../shared/api/responses-schemas.js';
-import { toolSettingsProblem, type ChatResponseFormat, type ChatTool, type ChatToolCall, type ChatToolChoice } from '../../shared/chat/chat-options.js';
-import { errors } from '../../shared/errors/app-error.js';
-import type { JobPayload } from '../../shared/jobs/job-catalog.js';
-import type { ChatModelConfig } from '../../shared/models/model-registry.js';
-import type { ChatService } from '../jobs/chat-service.js';
-import { FILE_SEARCH_RESULTS_INCLUDE } from '../../shared/documents/file-search.js';
+import type { CreateResponseRequest, ResponseInputItem, ResponseTextFormat } from '../api/responses-schemas.js';
+import { toolSettingsProblem, type ChatResponseFormat, type ChatTool, type ChatToolCall, type ChatToolChoice } from '../chat/chat-options.js';
+import { errors } from '../errors/app-error.js';
+import type { JobPayload } from '../jobs/job-catalog.js';
+import type { ChatModelConfig } from '../models/model-registry.js';
+import { chatPayload as chatJobPayload } from '../api/openai-requests.js';
+import { FILE_SEARCH_RESULTS_INCLUDE } from '../documents/file-search.js';
 import { assistantMessage, functionCallItemId, parsesFunctionCalls, type ConversationItem, type ResponseObject } from './responses-events.js';
 
 /**
@@ -153,14 +153,14 @@ function chatResponseFormat(format: ResponseTextFormat | undefined): ChatRespons
  * The chat job for a response: `instructions` first as the system message (they are not carried
  * over by `previous_response_id`, as in OpenAI's API), then the conversation so far, then this input.
  */
-export function chatPayload(chat: ChatService, model: ChatModelConfig, body: CreateResponseRequest, conversation: readonly ConversationItem[]): JobPayload<'chat'> {
+export function chatPayload(model: ChatModelConfig, body: CreateResponseRequest, conversation: readonly ConversationItem[]): JobPayload<'chat'> {
   if (body.max_output_tokens != null && body.max_output_tokens > model.max_tokens_limit) {
     throw errors.invalidRequest(`'max_output_tokens' is ${body.max_output_tokens}; model '${model.id}' allows at most ${model.max_tokens_limit}.`, 'max_output_tokens', 'max_tokens_too_large');
   }
   if (!conversation.some((item) => item.type === 'message' && item.role === 'user')) throw errors.invalidRequest("'input' must contain at least one message with role 'user'.", 'input');
   const messages = [...(body.instructions ? [{ role: 'system' as const, content: body.instructions }] : []), ...chatMessages(conversation)];
   const responseFormat = chatResponseFormat(body.text?.format);
-  return chat.payload(model, {
+  return chatJobPayload(model, {
     messages,
     ...(body.max_output_tokens != null ? { max_tokens: body.max_output_tokens } : {}),
     ...(body.temperature != null ? { temperature: body.temperature } : {}),

@@ -139,10 +139,11 @@ function search(req: Extract<IndexRequest, { op: 'search' }>): RankedHit[] {
   }
   const lexicalHits = mode === 'vector' ? [] : c.lexical.search(req.text, depth, allow);
   const vectorScores = new Map(vectorHits.map((h) => [h.label, h.score]));
-  return fuseRankings(vectorHits, lexicalHits, req.ranking, req.k).map((h) => ({
+  const similarity = query ? (label: number) => cosine(query, c.index.getPoint(label)) : undefined;
+  return fuseRankings(vectorHits, lexicalHits, req.ranking, req.k, similarity).map((h) => ({
     ...h,
     // Chunks only the lexical list found still get their similarity, so callers can judge relevance the same way for every hit.
-    vectorScore: vectorScores.get(h.label) ?? (query ? cosine(query, c.index.getPoint(h.label)) : null),
+    vectorScore: vectorScores.get(h.label) ?? similarity?.(h.label) ?? null,
   }));
 }
 

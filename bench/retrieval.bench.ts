@@ -152,7 +152,7 @@ const SWEEP: [string, Record<string, unknown>][] = [
     ([[1, 1], [1, 2], [1, 4]] as const).map(([e, t]): [string, Record<string, unknown>] => [`rrf k=${k}, ${e}:${t}`, { fusion: 'rrf', rrf_k: k, hybrid_search: { embedding_weight: e, text_weight: t } }]),
   ),
   ...(['min_max', 'z_score'] as const).flatMap((normalization) =>
-    ([[1, 1], [2, 3], [1, 2], [1, 3], [1, 4], [1, 6], [1, 9]] as const).map(([e, t]): [string, Record<string, unknown>] => [
+    ([[1, 1], [2, 3], [1, 2], [1, 3], [1, 4], [1, 6], [1, 9], [1, 14], [1, 19]] as const).map(([e, t]): [string, Record<string, unknown>] => [
       `convex ${normalization}, ${e}:${t}`,
       { fusion: 'convex', normalization, hybrid_search: { embedding_weight: e, text_weight: t } },
     ]),

@@ -159,6 +159,13 @@ describe('rank fusion', () => {
       'the near-tie goes to the chunk the vector prefers; the paraphrase follows the lexical matches',
     );
     assert.equal(hits[2]!.lexicalScore, null);
+    // With no lexical match at all the order is the vector's, and no hit scores as a perfect match.
+    const silent = fuseRankings(near, [], resolveRanking(undefined), 4);
+    assert.deepEqual(
+      silent.map((h) => h.label),
+      [9, 5, 6, 8],
+    );
+    assert.ok(silent.every((h) => h.score <= 0.1 + 1e-12));
     // With the vector weighted up, the paraphrase comes first.
     const vectorHeavy = fuseRankings(near, bm25, resolveRanking({ hybrid_search: { embedding_weight: 9, text_weight: 1 } }), 3);
     assert.equal(vectorHeavy[0]!.label, 9);

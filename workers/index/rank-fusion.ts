@@ -108,7 +108,11 @@ function convexFusion(vector: readonly Scored[], lexical: readonly Scored[], ran
     .sort((a, b) => b.score - a.score || (b.lexicalScore ?? 0) - (a.lexicalScore ?? 0));
 }
 
-/** Maps a list's values onto [0, 1]: min-max, or z-score through the standard normal CDF. A constant list maps to 1 (no evidence either way against any candidate). */
+/**
+ * Maps a list's values onto [0, 1]: min-max, or z-score through the standard normal CDF. A constant
+ * list tells candidates nothing apart: all 1 if positive (one candidate, or equal matches), all 0 if
+ * not (no chunk has a query term), so a query BM25 cannot match is not scored as a perfect match.
+ */
 function normalizer(values: readonly number[], kind: ResolvedRanking['normalization']): (x: number) => number {
   if (values.length === 0) return () => 0;
   if (kind === 'min_max') {
@@ -118,11 +122,11 @@ function normalizer(values: readonly number[], kind: ResolvedRanking['normalizat
       lo = Math.min(lo, v);
       hi = Math.max(hi, v);
     }
-    return hi > lo ? (x) => (x - lo) / (hi - lo) : () => 1;
+    return hi > lo ? (x) => (x - lo) / (hi - lo) : () => (hi > 0 ? 1 : 0);
   }
   const mean = values.reduce((s, v) => s + v, 0) / values.length;
   const sd = Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / values.length);
-  return sd > 0 ? (x) => normalCdf((x - mean) / sd) : () => 1;
+  return sd > 0 ? (x) => normalCdf((x - mean) / sd) : () => (mean > 0 ? 1 : 0);
 }
 
 /** Φ(z) by Abramowitz & Stegun 7.1.26's erf (error below 1.5e-7): enough for ordering and thresholds. */

@@ -9,7 +9,9 @@
  * A hit is a returned chunk of that document containing the phrase (case, quotes, backticks and
  * whitespace ignored). Before measuring, every phrase is checked to be in some chunk of its
  * document, so no question is unanswerable by construction. Reports hit@1, hit@5 and MRR@10 per
- * mode, and writes bench/results/retrieval-<time>.json.
+ * mode on a fixed tuning half, the held-out half and all questions, then a sweep of fusion settings
+ * on the tuning half only (what the defaults were chosen from), and writes
+ * bench/results/retrieval-<time>.json.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

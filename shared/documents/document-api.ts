@@ -14,7 +14,7 @@ export const searchRequestSchema = z
     }),
     ef: z.number().int().min(1).max(5000).optional().meta({ description: 'HNSW search breadth (default HNSW_EF_SEARCH); higher is slower and more exact.' }),
     ranking_options: rankingOptionsSchema.optional().meta({
-      description: 'How hits are ranked: `ranker` `hybrid` (default: vector and BM25 lexical rankings fused by reciprocal rank fusion), `vector` or `lexical`; `score_threshold`; fusion weights.',
+      description: 'How hits are ranked: `ranker` `hybrid` (default: vector and BM25 lexical rankings fused, by a weighted sum of normalised scores unless `fusion` is `rrf`), `vector` or `lexical`; `score_threshold`; fusion weights.',
     }),
   })
   .strict();

@@ -73,6 +73,28 @@ describe('hybrid search', () => {
     assert.deepEqual(await search('xylophone quartz', 'lexical'), []);
     const cut = await search(QUERY, 'hybrid', { ranking_options: { ranker: 'hybrid', score_threshold: 0.9 } });
     assert.ok(cut.length < hybrid.length && cut.every((h) => h.score >= 0.9));
+    // Every fusion the request can choose keeps the identifier's chunk first.
+    for (const options of [{ fusion: 'rrf' }, { rrf_k: 5 }, { fusion: 'convex', normalization: 'z_score' }, { fusion: 'convex', hybrid_search: { embedding_weight: 1, text_weight: 1 } }]) {
+      const hits = await search(QUERY, undefined, { ranking_options: { ranker: 'hybrid', ...options } });
+      assert.equal(hits[0]?.document_id, ids.quota, `${JSON.stringify(options)}: ${hits.map((h) => h.text.slice(0, 30)).join(' | ')}`);
+      assert.ok(hits.every((h) => h.score >= 0 && h.score <= 1));
+    }
+  });
+
+  test('a query sharing no word with any chunk still gets the vector ranking from hybrid search', async () => {
+    const PARAPHRASE = 'storage almost exhausted';
+    assert.deepEqual(await search(PARAPHRASE, 'lexical'), [], 'no chunk contains its words');
+    const hybrid = await search(PARAPHRASE);
+    const vector = await search(PARAPHRASE, 'vector');
+    assert.equal(hybrid.length, 6);
+    assert.ok(hybrid.every((h) => h.lexical_score === null));
+    // Without a term match the lexical half of a convex score is 0, so no hit scores as a perfect match.
+    assert.ok(hybrid.every((h) => h.score <= 0.5), hybrid.map((h) => h.score).join(' '));
+    assert.deepEqual(
+      hybrid.map((h) => h.document_id),
+      vector.map((h) => h.document_id),
+      'with BM25 silent, the order is the vector\'s',
+    );
   });
 
   test('filters apply to both rankings; bad ranking options are a 400', async () => {
@@ -98,6 +120,9 @@ describe('hybrid search', () => {
     const bad = await postJson(svc.baseUrl, '/v1/collections/runbook/search', { query: QUERY, ranking_options: { ranker: 'magic' } });
     assert.equal(bad.status, 400);
     assert.match(bad.json.error.message, /ranker/);
+    const badFusion = await postJson(svc.baseUrl, '/v1/collections/runbook/search', { query: QUERY, ranking_options: { fusion: 'borda' } });
+    assert.equal(badFusion.status, 400);
+    assert.match(badFusion.json.error.message, /fusion/);
   });
 
   test('deleting a document removes its chunks from the lexical index, and the lexical index survives a worker restart', async () => {

@@ -30,6 +30,8 @@ interface ReplicaState {
   sinceSnapshot: number;
   lastSnapshotAt: number;
   knownDocs: Set<string>;
+  /** Each document's file name, the lexical index's title field (read once per document). */
+  titles: Map<string, string>;
 }
 
 /** Labels fetched and sent to the index thread per message: a search waits for at most this many insertions. */
@@ -144,7 +146,7 @@ export class CollectionReplicas {
     let s = this.states.get(cid);
     if (!s) {
       const opened = await this.thread.request({ op: 'open', cid, dims: this.opts.dims, params: this.opts.params, dir: this.dirOf(cid) });
-      s = { seq: opened.seq, sinceSnapshot: 0, lastSnapshotAt: Date.now(), knownDocs: new Set() };
+      s = { seq: opened.seq, sinceSnapshot: 0, lastSnapshotAt: Date.now(), knownDocs: new Set(), titles: new Map() };
       this.states.set(cid, s);
       this.opts.log.info({ cid, seq: opened.seq, count: opened.count, fromSnapshot: opened.fromSnapshot }, 'collection index opened');
     }
@@ -163,9 +165,10 @@ export class CollectionReplicas {
         const newDocs = [...new Set([...live.map((c) => c.doc).filter((d) => !s!.knownDocs.has(d)), ...changedMeta])];
         changedMeta = [];
         const metadata = await this.metadataOf(newDocs);
+        await this.loadTitles(s!.titles, live.map((c) => c.doc));
         for (const d of newDocs) s!.knownDocs.add(d);
         await this.thread.request(
-          { op: 'apply', cid, seq, labels: live.map((c) => c.label), docs: live.map((c) => c.doc), texts: live.map((c) => c.text), vectors, deletes, metadata },
+          { op: 'apply', cid, seq, labels: live.map((c) => c.label), docs: live.map((c) => c.doc), texts: live.map((c) => c.text), titles: live.map((c) => s!.titles.get(c.doc) ?? ''), vectors, deletes, metadata },
           [vectors.buffer],
         );
         s!.seq = seq;
@@ -192,6 +195,15 @@ export class CollectionReplicas {
       }
     }
     return { seq: s.seq, applied };
+  }
+
+  private async loadTitles(titles: Map<string, string>, docs: string[]): Promise<void> {
+    const missing = [...new Set(docs)].filter((d) => !titles.has(d));
+    if (missing.length === 0) return;
+    const pipe = this.opts.store.redis.pipeline();
+    for (const d of missing) pipe.hget(this.opts.store.keys.document(d), 'filename');
+    const res = (await pipe.exec()) ?? [];
+    missing.forEach((d, i) => titles.set(d, (res[i]?.[1] as string | null) ?? ''));
   }
 
   private async metadataOf(docs: string[]): Promise<[string, Record<string, unknown>][]> {

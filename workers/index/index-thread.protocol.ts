@@ -20,6 +20,8 @@ export type IndexRequest =
       docs: string[];
       /** The chunk texts of `labels`, for the lexical index. */
       texts: string[];
+      /** The file names of the documents of `labels`: the lexical index's title field. */
+      titles: string[];
       /** labels.length vectors of `dims` floats, back to back. */
       vectors: Float32Array;
       deletes: number[];

@@ -29,8 +29,11 @@ interface Collection {
 }
 
 interface SnapshotState {
-  /** 2 added the lexical index; a version 1 snapshot is ignored and the replica rebuilt from the log. */
-  version: 2;
+  /**
+   * 2 added the lexical index, 3 its title field (the file name); an older snapshot is ignored and
+   * the replica rebuilt from the log.
+   */
+  version: 3;
   seq: string;
   dims: number;
   file: string;
@@ -71,7 +74,7 @@ async function run(req: IndexRequest): Promise<IndexReply> {
       return open(req);
     case 'apply': {
       const c = must(req.cid);
-      const { labels, docs, texts, vectors, deletes, metadata } = req;
+      const { labels, docs, texts, titles, vectors, deletes, metadata } = req;
       for (const [doc, meta] of metadata) c.docMeta.set(doc, meta);
       if (labels.length) {
         const needed = c.index.getCurrentCount() + labels.length;
@@ -80,7 +83,7 @@ async function run(req: IndexRequest): Promise<IndexReply> {
           const label = labels[i]!;
           if (c.labelDoc.has(label)) continue; // replayed twice: already there
           c.index.addPoint(Array.from(vectors.subarray(i * c.dims, (i + 1) * c.dims)), label);
-          c.lexical.add(label, texts[i]!);
+          c.lexical.add(label, texts[i]!, titles[i] ?? '');
           c.labelDoc.set(label, docs[i]!);
         }
       }
@@ -139,10 +142,11 @@ function search(req: Extract<IndexRequest, { op: 'search' }>): RankedHit[] {
   }
   const lexicalHits = mode === 'vector' ? [] : c.lexical.search(req.text, depth, allow);
   const vectorScores = new Map(vectorHits.map((h) => [h.label, h.score]));
-  return fuseRankings(vectorHits, lexicalHits, req.ranking, req.k).map((h) => ({
+  const similarity = query ? (label: number) => cosine(query, c.index.getPoint(label)) : undefined;
+  return fuseRankings(vectorHits, lexicalHits, req.ranking, req.k, similarity).map((h) => ({
     ...h,
     // Chunks only the lexical list found still get their similarity, so callers can judge relevance the same way for every hit.
-    vectorScore: vectorScores.get(h.label) ?? (query ? cosine(query, c.index.getPoint(h.label)) : null),
+    vectorScore: vectorScores.get(h.label) ?? similarity?.(h.label) ?? null,
   }));
 }
 
@@ -175,7 +179,7 @@ async function open(req: Extract<IndexRequest, { op: 'open' }>): Promise<IndexRe
   let c: Collection | undefined;
   try {
     const state = JSON.parse(await readFile(path.join(req.dir, 'state.json'), 'utf8')) as SnapshotState;
-    if (state.version === 2 && state.dims === req.dims) {
+    if (state.version === 3 && state.dims === req.dims) {
       const index = new hnswlib.HierarchicalNSW('cosine', req.dims);
       await index.readIndex(path.join(req.dir, state.file));
       const lexical = LexicalIndex.fromJSON(await readFile(path.join(req.dir, state.lexicalFile), 'utf8'));
@@ -222,7 +226,7 @@ async function snapshot(cid: string, dir: string): Promise<IndexReply> {
   }
   const metadata: Record<string, Record<string, unknown>> = {};
   for (const d of docs) metadata[d] = c.docMeta.get(d) ?? {};
-  const state: SnapshotState = { version: 2, seq: c.seq, dims: c.dims, file, lexicalFile, docs, labels, labelDocs, metadata, deleted: c.deleted };
+  const state: SnapshotState = { version: 3, seq: c.seq, dims: c.dims, file, lexicalFile, docs, labels, labelDocs, metadata, deleted: c.deleted };
   const tmp = path.join(dir, `state.json.${process.pid}.tmp`);
   await writeFile(tmp, JSON.stringify(state));
   await rename(tmp, path.join(dir, 'state.json'));

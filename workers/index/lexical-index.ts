@@ -5,17 +5,24 @@ import { normalizeTerm, tokenizeLexical } from './lexical-terms.js';
  * A collection's lexical index: BM25 (MiniSearch's BM25+) over chunk texts, keyed by the same labels
  * as the HNSW index. Exact terms only (no prefix or fuzzy matching): near-misses are what the vector
  * index already finds; this index is there for identifiers, numbers and rare words.
+ *
+ * Each chunk also has a title field, its document's file name: questions often name the document
+ * ("under the Apache License", "in GPL-3") with words its chunks never repeat, and near-duplicate
+ * documents (GPL-2 beside GPL-3) differ in little else. It counts half as much as the text: it
+ * should tell documents apart, not outvote the passage that answers.
  */
+const TITLE_BOOST = 0.5;
 const OPTIONS = {
-  fields: ['text'],
+  fields: ['text', 'title'],
   idField: 'id',
   tokenize: (text: string) => tokenizeLexical(text),
   processTerm: (term: string) => normalizeTerm(term),
-  searchOptions: { combineWith: 'OR' as const, prefix: false, fuzzy: false },
+  searchOptions: { combineWith: 'OR' as const, prefix: false, fuzzy: false, boost: { title: TITLE_BOOST } },
 };
+type Chunk = { id: number; text: string; title: string };
 
 export class LexicalIndex {
-  private constructor(private readonly engine: MiniSearch<{ id: number; text: string }>) {}
+  private constructor(private readonly engine: MiniSearch<Chunk>) {}
 
   static empty(): LexicalIndex {
     return new LexicalIndex(new MiniSearch(OPTIONS));
@@ -34,8 +41,8 @@ export class LexicalIndex {
     return this.engine.has(label);
   }
 
-  add(label: number, text: string): void {
-    if (!this.engine.has(label)) this.engine.add({ id: label, text });
+  add(label: number, text: string, title = ''): void {
+    if (!this.engine.has(label)) this.engine.add({ id: label, text, title });
   }
 
   remove(label: number): void {

@@ -3,8 +3,9 @@
  * answers. Made for technical text, where the rare exact words are the ones that matter:
  *
  * - An identifier stays whole *and* is split into its parts: `redis-server` gives `redis-server`,
- *   `redis` and `server`; `snake_case_name` and `config.json` likewise; so the exact identifier
- *   matches best and its parts still match loosely.
+ *   `redis` and `server`; `snake_case_name`, `config.json` and camelCase (`createApp` gives
+ *   `createapp`, `create`, `app`) likewise; so the exact identifier matches best and its parts
+ *   still match a question that spells them as words.
  * - Numbers and hex literals are kept as written (`0x1F` → `0x1f`, `128`, `3.14`, `v1.2`).
  * - Case is folded (`SIGTERM` matches `sigterm`); common English words are dropped; plural and
  *   a few verb endings are trimmed from plain words only, never from identifiers or numbers.
@@ -15,6 +16,8 @@
 const TOKEN = /[\p{L}\p{N}]+(?:[-_./:'][\p{L}\p{N}]+)*/gu;
 const JOINERS = /[-_./:']/;
 const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]+/gu;
+/** A lower-case letter followed by a capital: `createApp`. Capital runs stay whole (`SIGTERMs`, `XMLnamespaces`), since acronyms are words of their own. */
+const CAMEL_BOUNDARY = /(?<=\p{Ll})(?=\p{Lu})/u;
 
 /** Splits text into raw tokens: whole identifiers, their parts, and CJK character pairs. */
 export function tokenizeLexical(text: string): string[] {
@@ -32,7 +35,11 @@ export function tokenizeLexical(text: string): string[] {
       continue;
     }
     out.push(token);
-    if (JOINERS.test(token) && !/^\p{L}+'\p{L}{1,2}$/u.test(token)) for (const part of token.split(/[-_./:']+/)) if (part) out.push(part);
+    const parts = JOINERS.test(token) && !/^\p{L}+'\p{L}{1,2}$/u.test(token) ? token.split(/[-_./:']+/).filter(Boolean) : [token];
+    for (const part of parts) {
+      if (part !== token) out.push(part);
+      if (CAMEL_BOUNDARY.test(part)) out.push(...part.split(CAMEL_BOUNDARY));
+    }
   }
   return out;
 }

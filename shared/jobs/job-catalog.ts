@@ -6,7 +6,7 @@ import { documentJobCatalog } from '../documents/document-jobs.js';
 import { webhookJobCatalog } from '../webhooks/webhook-jobs.js';
 import { MAX_CHAT_CHOICES } from './chat-choices.js';
 import type { JobSpec, JobSubmitSpec } from './job-spec.js';
-import type { BatchLineRef } from '../batches/batch-store.js';
+import type { BatchLineRef } from '../batches/batch-line-ref.js';
 
 export type { JobSpec, JobDomain, JobConcurrency, JobQueueSpec, JobStall, JobSubmitSpec, JobDeadlines } from './job-spec.js';
 

@@ -470,7 +470,10 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
   const live = () => svc.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
 
   test('a worker SIGKILLed twice while an embeddings batch and a chat batch run: both complete, every line answered once', { timeout: 600_000 }, async () => {
-    const embSpecs = [...Array.from({ length: 600 }, (_, i) => embeddingLine(i)), ...Array.from({ length: 12 }, (_, i) => brokenLine(i))];
+    // Enough lines that the batch is still running at the second kill: embedding lines are packed
+    // up to 64 texts per job, so a few hundred would be done in about a second on an idle machine.
+    const EMBEDDING_LINES = 3000;
+    const embSpecs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i)), ...Array.from({ length: 12 }, (_, i) => brokenLine(i))];
     const chatSpecs = Array.from({ length: 80 }, (_, i) => chatLine(i, 16));
     // Lines BullMQ found stalled (their worker died holding them): proof that the kills hit lines in flight.
     const stalled = new Set<string>();
@@ -504,8 +507,8 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
       // A chat line whose worker died after it had streamed tokens fails as worker_lost (by design,
       // as for any chat job); it is still answered, once, in the error file.
       const chat = await checkAnswers(acme, chatDone, chatSpecs, { tolerate: (_, l) => l.error?.code === 'worker_lost' });
-      assert.equal(emb.output.length, 600, 'every embedding line survived the kills');
-      assert.equal(embDone.request_counts!.completed, 600);
+      assert.equal(emb.output.length, EMBEDDING_LINES, 'every embedding line survived the kills');
+      assert.equal(embDone.request_counts!.completed, EMBEDDING_LINES);
       assert.equal(chatDone.request_counts!.completed + chatDone.request_counts!.failed, 80);
       assert.equal(chat.output.length + chat.tolerated, 80);
       // Usage counts each answered line once, however often its job ran.
@@ -521,7 +524,9 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
   });
 
   test('Redis crashed (SIGKILL) and restarted with its data while a batch runs: it completes, every line answered once', { timeout: 600_000 }, async () => {
-    const specs = [...Array.from({ length: 500 }, (_, i) => embeddingLine(i)), ...Array.from({ length: 6 }, (_, i) => brokenLine(i))];
+    // As above: enough lines to still be running when Redis goes down.
+    const EMBEDDING_LINES = 2000;
+    const specs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i)), ...Array.from({ length: 6 }, (_, i) => brokenLine(i))];
     const file = await upload(acme, specs);
     const created = await acme.batches.create({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' });
     const before = await follow(acme, created.id, (x) => x.status !== 'validating' && x.request_counts!.completed >= 60, 240_000);
@@ -537,7 +542,7 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
     redis = await startRedis();
     const done = await follow(acme, created.id, (x) => x.status === 'completed', 300_000);
     const answers = await checkAnswers(acme, done, specs);
-    assert.equal(answers.output.length, 500);
+    assert.equal(answers.output.length, EMBEDDING_LINES);
     assert.equal(done.usage!.input_tokens, bodyTokens(answers.output).input);
     await checkNoStrayOutputs(acme, done);
     console.log(`DRILL batch-redis-restart ${JSON.stringify({ completed_before_crash: before.request_counts!.completed, counts: done.request_counts, seconds_after_restart: Math.round((Date.now() - downAt) / 1000) })}`);

@@ -49,6 +49,8 @@ export interface CaughtUp {
   collection: CollectionInfo;
 }
 
+/** Log entries read per round trip; a shorter page is the log's end, so no empty read follows it. */
+const LOG_PAGE = 64;
 /** Labels fetched and sent to the index thread per message: a search waits for at most this many insertions. */
 const APPLY_BATCH = 128;
 const LEASE_TTL_MS = 15_000;
@@ -176,7 +178,7 @@ export class CollectionReplicas {
     const { store } = this.opts;
     let s = this.states.get(cid);
     // The record and the first page of the log in one round trip (a search's only read when nothing changed).
-    const first = await store.collectionAndLog(cid, s?.seq ?? '0-0', 64);
+    const first = await store.collectionAndLog(cid, s?.seq ?? '0-0', LOG_PAGE);
     if (!first.info) {
       if (this.states.delete(cid)) this.opts.log.info({ cid }, 'collection deleted: replica dropped');
       await this.thread.request({ op: 'drop', cid, dir: this.dirOf(cid) });
@@ -189,11 +191,11 @@ export class CollectionReplicas {
       this.states.set(cid, s);
       this.opts.log.info({ cid, seq: opened.seq, count: opened.count, fromSnapshot: opened.fromSnapshot }, 'collection index opened');
       // A snapshot starts the replica later in the log than the page read above.
-      firstPage = undefined;
+      if (opened.seq !== '0-0') firstPage = undefined;
     }
     let applied = 0;
     for (;;) {
-      const entries = firstPage ?? (await store.readLog(cid, s.seq, 64));
+      const entries = firstPage ?? (await store.readLog(cid, s.seq, LOG_PAGE));
       firstPage = undefined;
       if (entries.length === 0) break;
       let labels: number[] = [];
@@ -234,6 +236,7 @@ export class CollectionReplicas {
         if (labels.length || deletes.length || changedMeta.length) await flush(e.id);
         else s.seq = e.id;
       }
+      if (entries.length < LOG_PAGE) break;
     }
     return { seq: s.seq, applied, collection: first.info };
   }

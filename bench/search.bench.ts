@@ -104,6 +104,45 @@ async function measure(clients: number, run: (i: number) => Promise<void>): Prom
   return { qps: (lat.length / (performance.now() - started)) * 1000, p50_ms: sum.p50, p99_ms: sum.p99, queries: lat.length };
 }
 
+/** Sum and count of a histogram in the worker's /metrics, over the series whose labels contain `labels`. */
+async function histogram(metricsUrl: string, name: string, labels: string): Promise<{ sum: number; count: number }> {
+  const text = await (await fetch(metricsUrl)).text();
+  const read = (suffix: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}_${suffix}{`) && l.includes(labels))
+      .reduce((acc, l) => acc + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return { sum: read('sum'), count: read('count') };
+}
+
+/** Where the API's time went during a measurement, from the worker's own histograms (deltas). */
+async function workerShare(metricsUrl: string, run: () => Promise<Measured>): Promise<Measured & { breakdown: Record<string, number> }> {
+  const names = [
+    ['request_queue_time_seconds', 'queue="documents.search"'],
+    ['request_run_seconds', 'queue="documents.search"'],
+    ['embedding_batch_size', 'model="use-lite"'],
+    ['embedding_batch_queue_seconds', 'model="use-lite"'],
+    ['embedding_inference_seconds', 'model="use-lite"'],
+  ] as const;
+  const before = await Promise.all(names.map(([n, l]) => histogram(metricsUrl, n, l)));
+  const m = await run();
+  const after = await Promise.all(names.map(([n, l]) => histogram(metricsUrl, n, l)));
+  const d = after.map((a, i) => ({ sum: a.sum - before[i]!.sum, count: a.count - before[i]!.count }));
+  const mean = (i: number) => (d[i]!.count ? (d[i]!.sum / d[i]!.count) * 1000 : 0);
+  const breakdown = {
+    queue_wait_ms: mean(0),
+    handler_ms: mean(1),
+    embedding_batch_wait_ms: mean(3),
+    embedding_run_ms: mean(4),
+    queries_per_model_run: d[2]!.count ? d[2]!.sum / d[2]!.count : 0,
+    jobs: d[1]!.count,
+  };
+  return { ...m, breakdown };
+}
+
+const fmtBreakdown = (b: Record<string, number>) =>
+  `worker: queue wait ${b.queue_wait_ms!.toFixed(1)} ms, handler ${b.handler_ms!.toFixed(1)} ms (embedding: batch wait ${b.embedding_batch_wait_ms!.toFixed(1)} ms, run ${b.embedding_run_ms!.toFixed(1)} ms, ${b.queries_per_model_run!.toFixed(1)} queries per model run)`;
+
 const fmt = (m: Measured) => `${m.qps.toFixed(0)} q/s  p50 ${m.p50_ms.toFixed(2)} ms  p99 ${m.p99_ms.toFixed(2)} ms`;
 
 /**
@@ -243,6 +282,7 @@ async function main() {
     apiChunks = local.chunks;
     log(`ingested ${fileIds.length} files → ${apiChunks} chunks through the API in ${ingestSeconds.toFixed(1)} s (${(apiChunks / ingestSeconds).toFixed(0)} chunks/s)`);
 
+    const metricsUrl = `http://127.0.0.1:${svc.workers[0]!.metricsPort}/metrics`;
     const collectionSearch = (ranker: 'hybrid' | 'vector') => async (i: number) => {
       const r = await fetch(`${svc.baseUrl}/v1/collections/${store.id}/search`, {
         method: 'POST',
@@ -271,12 +311,13 @@ async function main() {
     for (const ranker of ['hybrid', 'vector'] as const) {
       for (const clients of [1, 8]) {
         const base = await measure(clients, inProcess(ranker));
-        const api = await measure(clients, collectionSearch(ranker));
+        const api = await workerShare(metricsUrl, () => measure(clients, collectionSearch(ranker)));
         const vs = ranker === 'hybrid' ? await measure(clients, vectorStoreSearch) : undefined;
         const ratio = { qps: api.qps / base.qps, p50: api.p50_ms / base.p50_ms };
         rows.push({ ranker, clients, in_process: base, api_collection: api, api_vector_store: vs ?? null, api_over_in_process: ratio, vector_store_over_in_process: vs ? { qps: vs.qps / base.qps, p50: vs.p50_ms / base.p50_ms } : null });
         log(`${ranker.padEnd(6)} ${clients} caller(s)  in process: ${fmt(base)}`);
         log(`${' '.repeat(17)} API collection search: ${fmt(api)}  → ${ratio.qps.toFixed(2)}× the q/s, ${ratio.p50.toFixed(1)}× the p50`);
+        log(`${' '.repeat(19)}${fmtBreakdown(api.breakdown)}`);
         if (vs) log(`${' '.repeat(17)} API vector store (openai SDK): ${fmt(vs)}  → ${(vs.qps / base.qps).toFixed(2)}× the q/s, ${(vs.p50_ms / base.p50_ms).toFixed(1)}× the p50`);
       }
     }

@@ -25,7 +25,7 @@ export function createSearchDocumentsHandler(deps: DocumentHandlerDeps): JobHand
       },
     );
     // Awaited below; a failed embedding must not leave its rejection unhandled.
-    caughtUp.catch(() => {});
+    void caughtUp.catch(() => {});
     const rows = deps.engine.tokenizer.tokenize([payload.query]);
     const vector = ranking.mode === 'lexical' ? undefined : (await deps.engine.batcher.embed(rows, ctx.signal))[0];
     const caught = await caughtUp;

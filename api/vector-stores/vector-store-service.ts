@@ -228,11 +228,11 @@ export class VectorStoreService {
   async search(tenant: string, vsId: string, body: unknown, requestId?: string) {
     const b = vectorStoreSearchSchema.parse(body);
     const vs = await this.find(tenant, vsId);
-    await this.touch(vs);
     const queries = typeof b.query === 'string' ? [b.query] : b.query;
-    const files = await this.deps.store.files(vs.id);
+    // Two independent round trips at once; the store's files are read only for the hits, below.
+    const [, fileCount] = await Promise.all([this.touch(vs), this.deps.store.fileCount(vs.id)]);
     const empty = { object: 'vector_store.search_results.page' as const, search_query: queries, data: [], has_more: false, next_page: null };
-    if (files.length === 0) return empty;
+    if (fileCount === 0) return empty;
     // Several queries are searched as one text: hybrid ranking matches any of their terms and their joint meaning.
     const result = await this.deps.documents.search(
       tenant,
@@ -240,10 +240,9 @@ export class VectorStoreService {
       { query: queries.join('\n'), top_k: b.max_num_results, ...(b.filters ? { filters: b.filters } : {}), ...(b.ranking_options ? { ranking_options: b.ranking_options } : {}) },
       requestId,
     );
-    const fileIds = await this.deps.store.fileIdsOf(vs.id, [...new Set(result.data.map((h) => h.document_id))]);
-    const byId = new Map(files.map((f) => [f.file_id, f]));
+    const fileOf = await this.deps.store.filesOfDocuments(vs.id, [...new Set(result.data.map((h) => h.document_id))]);
     const data = result.data.flatMap((h) => {
-      const f = byId.get(fileIds.get(h.document_id) ?? '');
+      const f = fileOf.get(h.document_id);
       // A document of the collection added through /v1/documents has no file: not part of the store's face.
       if (!f) return [];
       return [{ file_id: f.file_id, filename: f.filename, score: h.score, attributes: h.metadata, content: [{ type: 'text' as const, text: h.text }] }];

@@ -52,6 +52,15 @@ export function newFileBatchId(): string {
  * store's id (so /v1/collections/<vs id> sees the same documents); its files map Files API ids to the
  * documents ingested from them, and back (search hits name documents).
  */
+/** KEYS[1] = document id → file id, KEYS[2] = file id → file record; ARGV = document ids. Returns their records (false: none). */
+const FILES_OF_DOCUMENTS = `
+local out = {}
+for i, doc in ipairs(ARGV) do
+  local file = redis.call('HGET', KEYS[1], doc)
+  out[i] = file and redis.call('HGET', KEYS[2], file) or false
+end
+return out`;
+
 export class VectorStoreStore {
   constructor(
     private readonly redis: Redis,
@@ -122,11 +131,19 @@ export class VectorStoreStore {
     await this.redis.multi().hdel(this.filesKey(vsId), f.file_id).hdel(this.docsKey(vsId), f.document_id).exec();
   }
 
-  /** The file ids of documents (search hits), by document id. */
-  async fileIdsOf(vsId: string, documentIds: string[]): Promise<Map<string, string>> {
+  async fileCount(vsId: string): Promise<number> {
+    return this.redis.hlen(this.filesKey(vsId));
+  }
+
+  /**
+   * The files that documents (search hits) were ingested from, by document id, in one round trip:
+   * only the hits' files are read, however many files the store holds. Documents without a file of
+   * the store are left out.
+   */
+  async filesOfDocuments(vsId: string, documentIds: string[]): Promise<Map<string, VectorStoreFileRecord>> {
     if (documentIds.length === 0) return new Map();
-    const ids = await this.redis.hmget(this.docsKey(vsId), ...documentIds);
-    return new Map(documentIds.flatMap((d, i) => (ids[i] ? [[d, ids[i]!] as [string, string]] : [])));
+    const raw = (await this.redis.eval(FILES_OF_DOCUMENTS, 2, this.docsKey(vsId), this.filesKey(vsId), ...documentIds)) as (string | null)[];
+    return new Map(documentIds.flatMap((d, i) => (raw[i] ? [[d, JSON.parse(raw[i]!) as VectorStoreFileRecord] as const] : [])));
   }
 
   async putBatch(b: FileBatchRecord): Promise<void> {

@@ -24,6 +24,65 @@ export type LogEntry =
   /** The document's metadata changed: replicas reload it for their attribute filters. */
   | { id: string; op: 'meta'; doc: string };
 
+export interface CollectionInfo {
+  tenant: string;
+  name: string;
+  model: string;
+  created_at: number;
+}
+
+/** The fields of an indexed chunk that a search hit reports. */
+export interface ChunkFields {
+  doc: string;
+  idx: number;
+  page: number;
+  start: number;
+  end: number;
+  text: string;
+}
+
+/**
+ * KEYS = chunk hashes of the hits; ARGV[1] = the document key prefix. Returns each chunk's fields
+ * (HMGET order of parseChunkFields) and, flattened, (document id, metadata JSON) of their documents.
+ */
+const SEARCH_HITS = `
+local rows, seen, meta = {}, {}, {}
+for i, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'doc', 'idx', 'page', 'start', 'end', 'text')
+  rows[i] = f
+  local doc = f[1]
+  if doc and not seen[doc] then
+    seen[doc] = true
+    meta[#meta + 1] = doc
+    meta[#meta + 1] = redis.call('HGET', ARGV[1] .. doc, 'metadata') or ''
+  end
+end
+return {rows, meta}`;
+
+function parseCollectionInfo(h: Record<string, string>): CollectionInfo | undefined {
+  if (!h.tenant) return undefined;
+  return { tenant: h.tenant, name: h.name ?? '', model: h.model ?? '', created_at: Number(h.created_at ?? 0) };
+}
+
+function parseChunkFields(v: (string | null)[]): ChunkFields | null {
+  const [doc, idx, page, start, end, text] = v;
+  if (!doc) return null;
+  return { doc, idx: Number(idx), page: Number(page), start: Number(start), end: Number(end), text: text ?? '' };
+}
+
+/** XRANGE start after a log id ('0-0': from the beginning). */
+function logStart(after: string): string {
+  return after === '0-0' ? '-' : `(${after}`;
+}
+
+function parseLogEntry([id, fields]: [string, string[]]): LogEntry {
+  const f: Record<string, string> = {};
+  for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+  if (f.op === 'del') return { id, op: 'del', doc: f.doc!, ranges: JSON.parse(f.ranges ?? '[]') as [number, number][] };
+  if (f.op === 'meta') return { id, op: 'meta', doc: f.doc! };
+  return { id, op: 'add', doc: f.doc!, from: Number(f.from), to: Number(f.to) };
+}
+
 /** A commit refused because the document or its collection was deleted meanwhile: the ingestion cannot go on. */
 export class DocumentStoreError extends JobError {
   constructor(
@@ -128,10 +187,25 @@ export class DocumentStore {
     return cid;
   }
 
-  async collectionInfo(cid: string): Promise<{ tenant: string; name: string; model: string; created_at: number } | undefined> {
-    const h = await this.redis.hgetall(this.keys.collection(cid));
-    if (!h.tenant) return undefined;
-    return { tenant: h.tenant, name: h.name ?? '', model: h.model ?? '', created_at: Number(h.created_at ?? 0) };
+  async collectionInfo(cid: string): Promise<CollectionInfo | undefined> {
+    return parseCollectionInfo(await this.redis.hgetall(this.keys.collection(cid)));
+  }
+
+  /**
+   * The collection's record and the log entries after `after`, read in one round trip: what a
+   * replica reads before every search (is the collection still there, and what changed since).
+   */
+  async collectionAndLog(cid: string, after: string, count = 200): Promise<{ info: CollectionInfo | undefined; entries: LogEntry[] }> {
+    const res = await this.redis
+      .multi()
+      .hgetall(this.keys.collection(cid))
+      .xrange(this.keys.log(cid), logStart(after), '+', 'COUNT', count)
+      .exec();
+    if (!res) throw new Error('collection read was aborted');
+    const [[infoErr, h], [logErr, raw]] = res as [[Error | null, Record<string, string>], [Error | null, [string, string[]][]]];
+    if (infoErr) throw infoErr;
+    if (logErr) throw logErr;
+    return { info: parseCollectionInfo(h), entries: raw.map(parseLogEntry) };
   }
 
   async listCollections(tenant: string): Promise<{ name: string; cid: string; documents: number; chunks: number; created_at: number }[]> {
@@ -276,14 +350,8 @@ export class DocumentStore {
   }
 
   async readLog(cid: string, after: string, count = 200): Promise<LogEntry[]> {
-    const raw = (await this.redis.xrange(this.keys.log(cid), after === '0-0' ? '-' : `(${after}`, '+', 'COUNT', count)) as [string, string[]][];
-    return raw.map(([id, fields]) => {
-      const f: Record<string, string> = {};
-      for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-      if (f.op === 'del') return { id, op: 'del' as const, doc: f.doc!, ranges: JSON.parse(f.ranges ?? '[]') as [number, number][] };
-      if (f.op === 'meta') return { id, op: 'meta' as const, doc: f.doc! };
-      return { id, op: 'add' as const, doc: f.doc!, from: Number(f.from), to: Number(f.to) };
-    });
+    const raw = (await this.redis.xrange(this.keys.log(cid), logStart(after), '+', 'COUNT', count)) as [string, string[]][];
+    return raw.map(parseLogEntry);
   }
 
   /** The id of the log's last entry ('0-0' when empty). */
@@ -306,15 +374,27 @@ export class DocumentStore {
     });
   }
 
-  async chunkFields(cid: string, labels: readonly number[]): Promise<({ doc: string; idx: number; page: number; start: number; end: number; text: string } | null)[]> {
+  /**
+   * What a search answers with, in one round trip: each hit's chunk fields (null where the chunk
+   * was deleted since) and the metadata of their documents. A script, since the documents to read
+   * are only known from the chunks.
+   */
+  async searchHits(cid: string, labels: readonly number[]): Promise<{ chunks: (ChunkFields | null)[]; metadata: Map<string, Record<string, unknown>> }> {
+    if (labels.length === 0) return { chunks: [], metadata: new Map() };
+    const [rows, pairs] = (await this.redis.eval(SEARCH_HITS, labels.length, ...labels.map((l) => this.keys.chunk(cid, l)), this.keys.document(''))) as [
+      (string | null)[][],
+      string[],
+    ];
+    const metadata = new Map<string, Record<string, unknown>>();
+    for (let i = 0; i < pairs.length; i += 2) metadata.set(pairs[i]!, JSON.parse(pairs[i + 1] || '{}') as Record<string, unknown>);
+    return { chunks: rows.map(parseChunkFields), metadata };
+  }
+
+  async chunkFields(cid: string, labels: readonly number[]): Promise<(ChunkFields | null)[]> {
     const pipe = this.redis.pipeline();
     for (const l of labels) pipe.hmget(this.keys.chunk(cid, l), 'doc', 'idx', 'page', 'start', 'end', 'text');
     const res = (await pipe.exec()) ?? [];
-    return res.map(([err, v]) => {
-      const [doc, idx, page, start, end, text] = (v ?? []) as (string | null)[];
-      if (err || !doc) return null;
-      return { doc, idx: Number(idx), page: Number(page), start: Number(start), end: Number(end), text: text ?? '' };
-    });
+    return res.map(([err, v]) => (err ? null : parseChunkFields((v ?? []) as (string | null)[])));
   }
 
   async acquireLease(key: string, token: string, ttlMs: number): Promise<boolean> {

@@ -1,42 +1,47 @@
 import { resolveRanking } from '../../shared/documents/search-ranking.js';
 import type { JobHandler } from '../jobs/job-handler.js';
-import { CollectionGoneError } from '../index/collection-replicas.js';
+import { CollectionGoneError, type CaughtUp } from '../index/collection-replicas.js';
 import { permanent, type DocumentHandlerDeps } from './document-stage.js';
 
 /**
  * Search: ranks the collection's chunks for the query (hybrid by default: the HNSW and BM25 rankings
  * fused in the index thread), with its filters. The query is embedded unless the search is lexical only.
+ *
+ * Redis is read twice per search, each read overlapping other work or other searches: the
+ * collection's record with the log since the replica's position (read while the query is embedded,
+ * and shared by searches arriving together), then the hits' chunk fields with their documents'
+ * metadata in one script.
  */
 export function createSearchDocumentsHandler(deps: DocumentHandlerDeps): JobHandler<'document.search'> {
   return async (payload, ctx) => {
-    const info = await deps.store.collectionInfo(payload.collection_id);
-    if (!info || info.tenant !== ctx.tenant) throw permanent('collection_not_found', 'The collection does not exist.');
+    const cid = payload.collection_id;
     const ranking = resolveRanking(payload.ranking_options);
+    // Started now, after the request arrived: the replica then holds every chunk acknowledged before it.
+    const caughtUp = deps.replicas.catchUp(cid).then(
+      (c): CaughtUp | 'gone' => c,
+      (err: unknown) => {
+        if (err instanceof CollectionGoneError) return 'gone' as const;
+        throw err;
+      },
+    );
+    // Awaited below; a failed embedding must not leave its rejection unhandled.
+    void caughtUp.catch(() => {});
     const rows = deps.engine.tokenizer.tokenize([payload.query]);
     const vector = ranking.mode === 'lexical' ? undefined : (await deps.engine.batcher.embed(rows, ctx.signal))[0];
-    let found: Awaited<ReturnType<typeof deps.replicas.search>>;
-    try {
-      found = await deps.replicas.search(payload.collection_id, {
-        text: payload.query,
-        vector,
-        k: payload.top_k,
-        ef: payload.ef,
-        ranking,
-        filter: payload.filter,
-        attributeFilter: payload.attribute_filter,
-      });
-    } catch (err) {
-      if (err instanceof CollectionGoneError) throw permanent('collection_not_found', 'The collection does not exist.');
-      throw err;
-    }
-    const fields = await deps.store.chunkFields(payload.collection_id, found.map((f) => f.label));
-    const docIds = [...new Set(fields.flatMap((f) => (f ? [f.doc] : [])))];
-    const pipe = deps.store.redis.pipeline();
-    for (const d of docIds) pipe.hget(deps.store.keys.document(d), 'metadata');
-    const metaRows = (await pipe.exec()) ?? [];
-    const metadata = new Map(docIds.map((d, i) => [d, JSON.parse((metaRows[i]?.[1] as string | null) || '{}') as Record<string, unknown>]));
+    const caught = await caughtUp;
+    if (caught === 'gone' || caught.collection.tenant !== ctx.tenant) throw permanent('collection_not_found', 'The collection does not exist.');
+    const found = await deps.replicas.searchCaughtUp(cid, {
+      text: payload.query,
+      vector,
+      k: payload.top_k,
+      ef: payload.ef,
+      ranking,
+      filter: payload.filter,
+      attributeFilter: payload.attribute_filter,
+    });
+    const { chunks, metadata } = await deps.store.searchHits(cid, found.map((f) => f.label));
     const data = found.flatMap((f, i) => {
-      const c = fields[i];
+      const c = chunks[i];
       // Deleted between the index search and this read: it is gone, so it is not a hit.
       if (!c) return [];
       return [

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import type { DocumentStore } from '../../shared/documents/document-store.js';
+import type { CollectionInfo, DocumentStore, LogEntry } from '../../shared/documents/document-store.js';
 import type { AttributeFilter, ResolvedRanking } from '../../shared/documents/search-ranking.js';
 import type { Logger } from '../../shared/logger.js';
 import { JobError } from '../jobs/job.error.js';
@@ -34,6 +34,25 @@ interface ReplicaState {
   titles: Map<string, string>;
 }
 
+export interface IndexQuery {
+  text: string;
+  vector?: Float32Array;
+  k: number;
+  ef?: number;
+  ranking: ResolvedRanking;
+  filter?: Record<string, unknown>;
+  attributeFilter?: AttributeFilter;
+}
+
+export interface CaughtUp {
+  seq: string;
+  applied: number;
+  /** The collection's record, read with the log. */
+  collection: CollectionInfo;
+}
+
+/** Log entries read per round trip; a shorter page is the log's end, so no empty read follows it. */
+const LOG_PAGE = 64;
 /** Labels fetched and sent to the index thread per message: a search waits for at most this many insertions. */
 const APPLY_BATCH = 128;
 const LEASE_TTL_MS = 15_000;
@@ -52,6 +71,8 @@ export class CollectionReplicas {
   readonly thread = new IndexThreadClient();
   private readonly states = new Map<string, ReplicaState>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per collection, the catch-up queued behind the running one and not started yet (callers join it). */
+  private readonly nextCatchUp = new Map<string, { started: boolean; promise: Promise<CaughtUp> }>();
 
   constructor(private readonly opts: ReplicaOptions) {}
 
@@ -59,17 +80,36 @@ export class CollectionReplicas {
     return path.join(this.opts.indexDir, cid);
   }
 
-  /** Brings the replica up to the log's end; throws CollectionGoneError for a deleted collection. */
-  catchUp(cid: string): Promise<{ seq: string; applied: number }> {
-    return this.serialized(cid, () => this.catchUpNow(cid));
+  /**
+   * Brings the replica up to the log's end; throws CollectionGoneError for a deleted collection.
+   * Catch-ups of a collection run one at a time. Callers arriving while one runs share the next
+   * one: it reads the log after all of them arrived, so each still sees every write acknowledged
+   * before its call, and a burst of concurrent searches costs two log reads instead of one each.
+   */
+  catchUp(cid: string): Promise<CaughtUp> {
+    const queued = this.nextCatchUp.get(cid);
+    if (queued && !queued.started) return queued.promise;
+    const entry = { started: false, promise: undefined as unknown as Promise<CaughtUp> };
+    entry.promise = this.serialized(cid, () => {
+      entry.started = true;
+      if (this.nextCatchUp.get(cid) === entry) this.nextCatchUp.delete(cid);
+      return this.catchUpNow(cid);
+    });
+    if (!entry.started) this.nextCatchUp.set(cid, entry);
+    return entry.promise;
   }
 
   /** Searches the replica, caught up first; `vector` may be left out only for a lexical search. */
-  async search(
-    cid: string,
-    query: { text: string; vector?: Float32Array; k: number; ef?: number; ranking: ResolvedRanking; filter?: Record<string, unknown>; attributeFilter?: AttributeFilter },
-  ): Promise<RankedHit[]> {
+  async search(cid: string, query: IndexQuery): Promise<RankedHit[]> {
     await this.catchUp(cid);
+    return this.searchCaughtUp(cid, query);
+  }
+
+  /**
+   * Searches the replica as it is: for a caller that has caught it up itself since its request
+   * arrived (the search handler does so while the query is being embedded).
+   */
+  async searchCaughtUp(cid: string, query: IndexQuery): Promise<RankedHit[]> {
     const { text, vector, k, ef, ranking, filter, attributeFilter } = query;
     const r = await this.thread.request({ op: 'search', cid, text, vector, k, ef: ef ?? this.opts.efSearch, ranking, filter, attributeFilter });
     return r.hits;
@@ -136,23 +176,29 @@ export class CollectionReplicas {
     await this.thread.close();
   }
 
-  private async catchUpNow(cid: string): Promise<{ seq: string; applied: number }> {
+  private async catchUpNow(cid: string): Promise<CaughtUp> {
     const { store } = this.opts;
-    if (!(await store.collectionInfo(cid))) {
+    let s = this.states.get(cid);
+    // The record and the first page of the log in one round trip (a search's only read when nothing changed).
+    const first = await store.collectionAndLog(cid, s?.seq ?? '0-0', LOG_PAGE);
+    if (!first.info) {
       if (this.states.delete(cid)) this.opts.log.info({ cid }, 'collection deleted: replica dropped');
       await this.thread.request({ op: 'drop', cid, dir: this.dirOf(cid) });
       throw new CollectionGoneError('The collection was deleted.');
     }
-    let s = this.states.get(cid);
+    let firstPage: LogEntry[] | undefined = first.entries;
     if (!s) {
       const opened = await this.thread.request({ op: 'open', cid, dims: this.opts.dims, params: this.opts.params, dir: this.dirOf(cid) });
       s = { seq: opened.seq, sinceSnapshot: 0, lastSnapshotAt: Date.now(), knownDocs: new Set(), titles: new Map() };
       this.states.set(cid, s);
       this.opts.log.info({ cid, seq: opened.seq, count: opened.count, fromSnapshot: opened.fromSnapshot }, 'collection index opened');
+      // A snapshot starts the replica later in the log than the page read above.
+      if (opened.seq !== '0-0') firstPage = undefined;
     }
     let applied = 0;
     for (;;) {
-      const entries = await store.readLog(cid, s.seq, 64);
+      const entries = firstPage ?? (await store.readLog(cid, s.seq, LOG_PAGE));
+      firstPage = undefined;
       if (entries.length === 0) break;
       let labels: number[] = [];
       let deletes: number[] = [];
@@ -193,8 +239,9 @@ export class CollectionReplicas {
         if (labels.length || deletes.length || changedMeta.length) await flush(e.id);
         else s.seq = e.id;
       }
+      if (entries.length < LOG_PAGE) break;
     }
-    return { seq: s.seq, applied };
+    return { seq: s.seq, applied, collection: first.info };
   }
 
   private async loadTitles(titles: Map<string, string>, docs: string[]): Promise<void> {

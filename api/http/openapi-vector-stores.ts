@@ -105,7 +105,7 @@ export function vectorStoreOperations(
   op('POST /v1/vector_stores/:vector_store_id/search', {
     description:
       'Ranks the store\'s chunks (hybrid vector + BM25 by default; `ranking_options.ranker` `vector` or `lexical` for one of them). A list `query` is searched as one text. ' +
-      '`rewrite_query` is accepted and ignored: queries are never rewritten.',
+      '`rewrite_query: true` rewrites each query by rule (the request frame and English stop words dropped) and `search_query` answers the rewritten queries.',
     request: { params: vsParams, ...body(vectorStoreSearchSchema) },
     responses: { 200: h.json(results, 'Hits, best first'), ...errs },
   });

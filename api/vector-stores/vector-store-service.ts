@@ -1,3 +1,4 @@
+import { rewriteQuery } from '../../shared/documents/query-rewrite.js';
 import { z } from 'zod';
 import { metadataRecord } from '../../shared/api/ids.js';
 import { attributeFilterSchema, rankingOptionsSchema } from '../../shared/documents/search-ranking.js';
@@ -62,7 +63,10 @@ export const vectorStoreSearchSchema = z
     max_num_results: z.number().int().min(1).max(50).default(10),
     filters: attributeFilterSchema.optional(),
     ranking_options: rankingOptionsSchema.optional(),
-    rewrite_query: z.boolean().optional().meta({ description: 'Accepted; queries are never rewritten (there is no generator to rewrite them with).' }),
+    rewrite_query: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Rewrite each query before searching (rule-based: the request frame and English stop words are dropped; see shared/documents/query-rewrite.ts). `search_query` answers what was searched.' }),
   })
   .strict();
 export const listQuerySchema = z
@@ -228,7 +232,8 @@ export class VectorStoreService {
   async search(tenant: string, vsId: string, body: unknown, requestId?: string) {
     const b = vectorStoreSearchSchema.parse(body);
     const vs = await this.find(tenant, vsId);
-    const queries = typeof b.query === 'string' ? [b.query] : b.query;
+    const asked = typeof b.query === 'string' ? [b.query] : b.query;
+    const queries = b.rewrite_query ? asked.map(rewriteQuery) : asked;
     // Two independent round trips at once; the store's files are read only for the hits, below.
     const [, fileCount] = await Promise.all([this.touch(vs), this.deps.store.fileCount(vs.id)]);
     const empty = { object: 'vector_store.search_results.page' as const, search_query: queries, data: [], has_more: false, next_page: null };

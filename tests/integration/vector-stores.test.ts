@@ -101,6 +101,11 @@ describe('vector stores API', () => {
     // The SDK's page keeps only `data`: the echoed queries are read from the body itself.
     const echoed = await postJson(svc.baseUrl, `/v1/vector_stores/${store.id}/search`, { query: ['bees dance', 'border treaty'] }, authHeaders(KEYS.acme));
     assert.deepEqual(echoed.json.search_query, ['bees dance', 'border treaty']);
+    // rewrite_query: what was searched is the rewritten question, and it still finds the guide.
+    const rewritten = await postJson(svc.baseUrl, `/v1/vector_stores/${store.id}/search`, { query: 'Could you tell me who lights the lamp for the ships at night?', rewrite_query: true, max_num_results: 3 }, authHeaders(KEYS.acme));
+    assert.equal(rewritten.status, 200, JSON.stringify(rewritten.json));
+    assert.deepEqual(rewritten.json.search_query, ['lights lamp ships night']);
+    assert.equal(rewritten.json.data[0].file_id, pdf.id);
     assert.ok(compound.data.length > 0 && compound.data.every((h) => h.file_id === txt.id));
     const none = await acme.vectorStores.search(store.id, { query: 'lighthouse', filters: { type: 'lt', key: 'year', value: 2000 } });
     assert.equal(none.data.length, 0);

@@ -88,8 +88,8 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
     const promptLogprobs = body.echo && body.logprobs != null;
     const model = deps.chat.resolveModel(body.model);
     const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt;
-    const payloads: JobPayload<'chat'>[] = prompts.map((prompt) =>
-      deps.chat.payload(model, {
+    const payloads: JobPayload<'chat'>[] = prompts.map((prompt) => ({
+      ...deps.chat.payload(model, {
         messages: [{ role: 'user', content: prompt }],
         prompt,
         max_tokens: body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, model.max_tokens_limit),
@@ -101,9 +101,9 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
         stop: body.stop,
         n,
         ...(body.logprobs == null ? {} : { logprobs: true, top_logprobs: body.logprobs }),
-        ...(promptLogprobs ? { prompt_logprobs: body.logprobs! } : {}),
       }),
-    );
+      ...(promptLogprobs ? { prompt_logprobs: body.logprobs! } : {}),
+    }));
     const tenant = req.principal!.tenant;
     const id = `cmpl-${randomUUID().replace(/-/g, '')}`;
     const created = Math.floor(Date.now() / 1000);

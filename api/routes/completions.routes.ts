@@ -86,6 +86,9 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
     }
     // Echo with logprobs lists the prompt's tokens first: the worker computes theirs from the prefill.
     const promptLogprobs = body.echo && body.logprobs != null;
+    if (body.max_tokens === 0 && !promptLogprobs) {
+      throw errors.invalidRequest("'max_tokens' 0 needs 'echo' and 'logprobs' (it scores the prompt and generates nothing).", 'max_tokens');
+    }
     const model = deps.chat.resolveModel(body.model);
     const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt;
     const payloads: JobPayload<'chat'>[] = prompts.map((prompt) => ({

@@ -69,7 +69,8 @@ export const chatPayloadSchema = z
   .object({
     model: z.string().min(1),
     messages: z.array(chatMessageSchema).min(1),
-    max_tokens: z.number().int().positive(),
+    /** 0 only with `prompt_logprobs`: the prompt is scored, nothing generated. */
+    max_tokens: z.number().int().min(0),
     temperature: z.number().min(0).max(2).default(1),
     top_p: z.number().gt(0).max(1).default(1),
     top_k: z.number().int().min(0).default(0),
@@ -105,7 +106,8 @@ export const chatPayloadSchema = z
   })
   .strict()
   .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] })
-  .refine((p) => p.prompt_logprobs === undefined || p.prompt !== undefined, { message: 'prompt_logprobs needs prompt', path: ['prompt_logprobs'] });
+  .refine((p) => p.prompt_logprobs === undefined || p.prompt !== undefined, { message: 'prompt_logprobs needs prompt', path: ['prompt_logprobs'] })
+  .refine((p) => p.max_tokens > 0 || p.prompt_logprobs !== undefined, { message: 'max_tokens 0 needs prompt_logprobs', path: ['max_tokens'] });
 
 /** `tool_calls`: the reply ended with calls of the request's tools (message.tool_calls). */
 export const chatFinishReason = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);

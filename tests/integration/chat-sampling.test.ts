@@ -391,6 +391,22 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     }
     check(joined as never, promptTokens);
     assert.deepEqual(joined.logprobs, whole.choices[0]!.logprobs, 'streamed as answered whole (same seed)');
+
+    // max_tokens 0 with echo: the prompt scored, nothing generated (OpenAI's perplexity use).
+    const scored = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 0 });
+    assert.deepEqual(validText({ ...scored, choices: scored.choices.map(withoutFirst) }), [], JSON.stringify(scored));
+    assert.equal(scored.choices[0]!.text, prompt);
+    assert.equal(scored.usage!.completion_tokens, 0);
+    assert.equal(scored.choices[0]!.finish_reason, 'length');
+    const scoredLogprobs = scored.choices[0]!.logprobs!;
+    assert.deepEqual(scoredLogprobs.tokens, whole.choices[0]!.logprobs!.tokens!.slice(0, promptTokens));
+    assert.deepEqual(scoredLogprobs.token_logprobs, whole.choices[0]!.logprobs!.token_logprobs!.slice(0, promptTokens));
+    const scoredStream = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 0, stream: true });
+    const scoredChunks = [];
+    for await (const chunk of scoredStream) scoredChunks.push(...chunk.choices);
+    assert.equal(scoredChunks.map((c) => c.text).join(''), prompt);
+    assert.deepEqual(scoredChunks[0]!.logprobs, scoredLogprobs);
+    assert.equal(scoredChunks.at(-1)!.finish_reason, 'length');
   });
 
   test('legacy completions refuse what they cannot do, with a clear 400', async () => {
@@ -399,6 +415,8 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
       [{ prompt: [1, 2, 3] }, /token ids/],
       [{ logprobs: 6 }, /logprobs/],
       [{ best_of: 3 }, /best_of/],
+      [{ max_tokens: 0 }, /max_tokens/],
+      [{ max_tokens: 0, echo: true }, /max_tokens/],
     ];
     for (const [body, message] of cases) {
       const r = await postJson(svc.baseUrl, '/v1/completions', { model: 'tiny-chat', prompt: 'hi', ...body });

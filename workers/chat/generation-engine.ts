@@ -55,7 +55,7 @@ export type FinishReason = 'stop' | 'length' | 'cancelled';
 export interface GenerationRequest {
   id: string;
   promptIds: readonly number[];
-  /** Most completion tokens (default: until the context is full). */
+  /** Most completion tokens (default: until the context is full); 0 only with promptLogprobs (scoring a text). */
   maxTokens?: number;
   /** 0 = greedy (default 1). */
   temperature?: number;
@@ -306,8 +306,10 @@ export class GenerationEngine {
         `the prompt has ${promptIds.length} tokens; the context holds ${this.maxContextTokens}, which leaves no room for a reply`,
       );
     }
-    if (request.maxTokens !== undefined && !(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) {
-      throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+    // 0: the prefill alone, for the prompt's logprobs (nothing is sampled).
+    const leastTokens = request.promptLogprobs === undefined ? 1 : 0;
+    if (request.maxTokens !== undefined && !(Number.isInteger(request.maxTokens) && request.maxTokens >= leastTokens)) {
+      throw new RangeError(`maxTokens must be an integer from ${leastTokens}${leastTokens === 0 ? ' (with promptLogprobs)' : ''}, got ${request.maxTokens}`);
     }
     const stop = request.stop ?? [];
     if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw new RangeError('stop must be a list of strings');
@@ -600,6 +602,7 @@ export class GenerationEngine {
         // The first sample takes the prefill's cache, the others copies; `logits` is only read.
         seq.cache = k === 0 ? cache : cache.clone();
         if (seq.cancelRequested) return this.finish(seq, 'cancelled');
+        if (seq.limit === 0) return this.finish(seq, 'length');
         if (this.sampleNext(seq, logits, mask)) this.active.push(seq);
       });
     });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { completionRequestSchema } from '../../shared/api/request-schemas.js';
 import { errors } from '../../shared/errors/app-error.js';
-import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobPayload, PromptTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import { EventStream } from '../http/sse.js';
 import { tableRoutes, type TableRoutes } from '../http/table-router.js';
@@ -21,8 +21,9 @@ const DEFAULT_MAX_TOKENS = 16;
 
 interface LegacyLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[];
+  /** null for the first token of an echoed prompt (nothing comes before it). */
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
   text_offset: number[];
 }
 
@@ -40,13 +41,29 @@ class LegacyLogprobsBuilder {
     this.offset = start;
   }
 
-  push(content: readonly ChatTokenLogprob[]): LegacyLogprobs {
+  /**
+   * Starts an echoed prompt's choice: its prompt tokens from offset 0, then the completion's from
+   * after the prompt text (set to `promptLength` whatever the tokens' texts add up to, so that a
+   * special token such as BOS cannot shift the completion's offsets).
+   */
+  static echoing(prompt: readonly PromptTokenLogprob[], promptLength: number): { builder: LegacyLogprobsBuilder; logprobs: LegacyLogprobs } {
+    const builder = new LegacyLogprobsBuilder(0);
+    const logprobs = builder.push(prompt);
+    builder.offset = promptLength;
+    return { builder, logprobs };
+  }
+
+  push(content: readonly (ChatTokenLogprob | PromptTokenLogprob)[]): LegacyLogprobs {
     const out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     for (const t of content) {
       out.tokens.push(t.token);
       out.token_logprobs.push(t.logprob);
       // The alternatives and, as OpenAI's legacy answers have it, the chosen token.
-      out.top_logprobs.push(Object.fromEntries([...t.top_logprobs.map((a) => [a.token, a.logprob] as const), [t.token, t.logprob] as const]));
+      out.top_logprobs.push(
+        t.top_logprobs === null || t.logprob === null
+          ? null
+          : Object.fromEntries([...t.top_logprobs.map((a) => [a.token, a.logprob] as const), [t.token, t.logprob] as const]),
+      );
       out.text_offset.push(this.offset);
       this.offset += this.decoder.decode(Uint8Array.from(t.bytes ?? []), { stream: true }).length;
     }
@@ -67,14 +84,15 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
     for (const p of ['presence_penalty', 'frequency_penalty'] as const) {
       if (body[p]) throw errors.invalidRequest(`'${p}' is not supported; use 'repetition_penalty'.`, p, 'unsupported_parameter');
     }
-    if (body.echo && body.logprobs != null) {
-      // Echo with logprobs would list the prompt's tokens too, whose log-probabilities are not computed.
-      throw errors.invalidRequest("'echo' together with 'logprobs' is not supported; ask for one or the other.", 'echo', 'unsupported_parameter');
+    // Echo with logprobs lists the prompt's tokens first: the worker computes theirs from the prefill.
+    const promptLogprobs = body.echo && body.logprobs != null;
+    if (body.max_tokens === 0 && !promptLogprobs) {
+      throw errors.invalidRequest("'max_tokens' 0 needs 'echo' and 'logprobs' (it scores the prompt and generates nothing).", 'max_tokens');
     }
     const model = deps.chat.resolveModel(body.model);
     const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt;
-    const payloads: JobPayload<'chat'>[] = prompts.map((prompt) =>
-      deps.chat.payload(model, {
+    const payloads: JobPayload<'chat'>[] = prompts.map((prompt) => ({
+      ...deps.chat.payload(model, {
         messages: [{ role: 'user', content: prompt }],
         prompt,
         max_tokens: body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, model.max_tokens_limit),
@@ -87,7 +105,8 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
         n,
         ...(body.logprobs == null ? {} : { logprobs: true, top_logprobs: body.logprobs }),
       }),
-    );
+      ...(promptLogprobs ? { prompt_logprobs: body.logprobs! } : {}),
+    }));
     const tenant = req.principal!.tenant;
     const id = `cmpl-${randomUUID().replace(/-/g, '')}`;
     const created = Math.floor(Date.now() / 1000);
@@ -105,6 +124,19 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
         return o;
       });
 
+    /** A whole choice's legacy logprobs: the echoed prompt's tokens (when the worker gave them), then the completion's. */
+    const wholeLogprobs = (prompt: PromptTokenLogprob[] | undefined, p: number, content: ChatTokenLogprob[]): LegacyLogprobs => {
+      if (!promptLogprobs || prompt === undefined) return new LegacyLogprobsBuilder(echoed(p).length).push(content);
+      const { builder, logprobs } = LegacyLogprobsBuilder.echoing(prompt, echoed(p).length);
+      const rest = builder.push(content);
+      return {
+        tokens: [...logprobs.tokens, ...rest.tokens],
+        token_logprobs: [...logprobs.token_logprobs, ...rest.token_logprobs],
+        top_logprobs: [...logprobs.top_logprobs, ...rest.top_logprobs],
+        text_offset: [...logprobs.text_offset, ...rest.text_offset],
+      };
+    };
+
     if (!body.stream) {
       const outcomes = completed(await Promise.all(payloads.map((payload) => deps.chat.run(tenant, model, payload, runOptions))));
       res.setHeader('x-job-id', outcomes.map((o) => o.jobId).join(', '));
@@ -117,7 +149,7 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
           choicesOf(o.result).map((c) => ({
             index: p * n + c.index,
             text: echoed(p) + c.message.content,
-            logprobs: c.logprobs ? new LegacyLogprobsBuilder(echoed(p).length).push(c.logprobs.content) : null,
+            logprobs: c.logprobs ? wholeLogprobs(o.result.prompt_logprobs, p, c.logprobs.content) : null,
             finish_reason: c.finish_reason === 'cancelled' ? 'stop' : c.finish_reason,
           })),
         ),
@@ -137,12 +169,21 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
       stream.send({ id, object: 'text_completion', created, model: answering, choices: [{ index, text, logprobs, finish_reason: finish }] });
     // Each choice opens with its echoed prompt (or nothing), and builds its logprobs' offsets from there.
     const builders = new Map<number, LegacyLogprobsBuilder>();
+    /** Per prompt: its tokens' logprobs, from the job stream's first entry (echo with logprobs). */
+    const promptEntries = new Map<number, PromptTokenLogprob[]>();
     const start = (p: number, index: number): LegacyLogprobsBuilder => {
       let builder = builders.get(index);
       if (builder === undefined) {
-        builder = new LegacyLogprobsBuilder(echoed(p).length);
+        const prompt = promptEntries.get(p);
+        if (prompt !== undefined) {
+          const echoing = LegacyLogprobsBuilder.echoing(prompt, echoed(p).length);
+          builder = echoing.builder;
+          chunk(index, echoed(p), null, echoing.logprobs);
+        } else {
+          builder = new LegacyLogprobsBuilder(echoed(p).length);
+          if (body.echo) chunk(index, echoed(p), null);
+        }
         builders.set(index, builder);
-        if (body.echo) chunk(index, echoed(p), null);
       }
       return builder;
     };
@@ -157,7 +198,11 @@ export function completionsRoutes(deps: { chat: ChatService; sseKeepAliveMs?: nu
               jobIds.push(jobId);
               answering = modelId;
             },
-            onToken: (text: string, _i: number, { choice = 0, logprobs }: TokenExtras) => {
+            onToken: (text: string, _i: number, { choice = 0, logprobs, prompt_logprobs }: TokenExtras) => {
+              if (prompt_logprobs !== undefined) {
+                if (promptLogprobs) promptEntries.set(p, prompt_logprobs);
+                return;
+              }
               const index = p * n + choice;
               const builder = start(p, index);
               chunk(index, text, null, logprobs ? builder.push(logprobs) : null);

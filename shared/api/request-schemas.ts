@@ -152,6 +152,8 @@ export const completionRequestSchema = z
       message: 'must be a non-empty string or a list of 1 to 8 non-empty strings (token ids are not supported)',
     }),
     ...samplingFields,
+    /** 0 with `echo` and `logprobs`: the prompt's logprobs alone (scoring a text), as OpenAI answers it. */
+    max_tokens: z.number().int().min(0).optional(),
     ...bookkeepingFields,
     echo: z.boolean().nullable().optional(),
     logprobs: z.number().int().min(0).max(5).nullable().optional(),

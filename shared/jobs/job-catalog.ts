@@ -54,6 +54,14 @@ export const tokenLogprobSchema = z.object({ token: z.string(), logprob: z.numbe
 /** One entry of OpenAI's `choices[i].logprobs.content`: the chosen token and its most likely alternatives, best first. */
 export const chatTokenLogprobSchema = tokenLogprobSchema.extend({ top_logprobs: z.array(tokenLogprobSchema) });
 export type ChatTokenLogprob = z.infer<typeof chatTokenLogprobSchema>;
+/**
+ * One prompt token's entry (job payload `prompt_logprobs`): its log-probability given the tokens
+ * before it and the `prompt_logprobs` most likely tokens there, of the raw model distribution (as
+ * vLLM's prompt_logprobs: log-softmax of the logits, no sampling transform). The first prompt
+ * token has nothing before it: its `logprob` and `top_logprobs` are null.
+ */
+export const promptTokenLogprobSchema = tokenLogprobSchema.extend({ logprob: z.number().nullable(), top_logprobs: z.array(tokenLogprobSchema).nullable() });
+export type PromptTokenLogprob = z.infer<typeof promptTokenLogprobSchema>;
 
 export { MAX_CHAT_CHOICES };
 
@@ -61,7 +69,8 @@ export const chatPayloadSchema = z
   .object({
     model: z.string().min(1),
     messages: z.array(chatMessageSchema).min(1),
-    max_tokens: z.number().int().positive(),
+    /** 0 only with `prompt_logprobs`: the prompt is scored, nothing generated. */
+    max_tokens: z.number().int().min(0),
     temperature: z.number().min(0).max(2).default(1),
     top_p: z.number().gt(0).max(1).default(1),
     top_k: z.number().int().min(0).default(0),
@@ -71,6 +80,11 @@ export const chatPayloadSchema = z
     /** Report each token's log-probability (and `top_logprobs` alternatives, 0-20). */
     logprobs: z.boolean().optional(),
     top_logprobs: z.number().int().min(0).max(20).optional(),
+    /**
+     * Legacy completions' `echo` with `logprobs`: also report every prompt token's log-probability
+     * and this many alternatives (0-20), once, in the result and as the token stream's first entry.
+     */
+    prompt_logprobs: z.number().int().min(0).max(20).optional(),
     /** Samples of the prompt, from one prefill; the result's `choices` holds them all when n > 1. */
     n: z.number().int().min(1).max(MAX_CHAT_CHOICES).optional(),
     /**
@@ -91,7 +105,9 @@ export const chatPayloadSchema = z
     ...chatStructuredFields,
   })
   .strict()
-  .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
+  .refine((p) => p.top_logprobs === undefined || p.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] })
+  .refine((p) => p.prompt_logprobs === undefined || p.prompt !== undefined, { message: 'prompt_logprobs needs prompt', path: ['prompt_logprobs'] })
+  .refine((p) => p.max_tokens > 0 || p.prompt_logprobs !== undefined, { message: 'max_tokens 0 needs prompt_logprobs', path: ['max_tokens'] });
 
 /** `tool_calls`: the reply ended with calls of the request's tools (message.tool_calls). */
 export const chatFinishReason = z.enum(['stop', 'length', 'cancelled', 'tool_calls']);
@@ -104,6 +120,8 @@ export const chatResultSchema = z.object({
   finish_reason: chatFinishReason,
   /** With `logprobs`: the answer's tokens (of choice 0 when n > 1), the end-of-sequence token left out. */
   logprobs: z.object({ content: z.array(chatTokenLogprobSchema) }).optional(),
+  /** With `prompt_logprobs`: every prompt token's, in order. */
+  prompt_logprobs: z.array(promptTokenLogprobSchema).optional(),
   /** When n > 1: every choice (choice 0 is also `message`, `finish_reason` and `logprobs`); `usage` sums their completion tokens. */
   choices: z
     .array(

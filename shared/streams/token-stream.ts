@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ChatTokenLogprob } from '../jobs/job-catalog.js';
+import type { ChatTokenLogprob, PromptTokenLogprob } from '../jobs/job-catalog.js';
 
 /**
  * Live tokens of a chat job. Each job has a Redis Stream (the record: every token in order, then
@@ -29,6 +29,8 @@ export type StreamEntry =
 export interface TokenExtras {
   choice?: number;
   logprobs?: ChatTokenLogprob[];
+  /** A chat job with `prompt_logprobs`: its first entry (text '') carries the prompt tokens'. */
+  prompt_logprobs?: PromptTokenLogprob[];
 }
 
 export type StreamEnd = Omit<Extract<StreamEntry, { kind: 'end' }>, 'kind'>;

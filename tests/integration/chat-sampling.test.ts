@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { AutoModelForCausalLM, Tensor, env } from '@huggingface/transformers';
 import OpenAI from 'openai';
 import { io as connect, type Socket } from 'socket.io-client';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
@@ -49,9 +50,12 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
   const validText = openAiValidator('CreateCompletionResponse');
   const validError = openAiValidator('ErrorResponse');
 
+  let modelDir: string;
+
   before(async () => {
-    const modelDir = mkdtempSync(path.join(tmpdir(), 'qi-sampling-'));
-    await makeTinyDecoder(modelDir, { maxPositions: 256 });
+    // onnx/model.onnx, the layout transformers.js loads too (the echo-with-logprobs reference below).
+    modelDir = path.join(mkdtempSync(path.join(tmpdir(), 'qi-sampling-')), 'tiny-chat');
+    await makeTinyDecoder(modelDir, { maxPositions: 256, onnxSubdir: true });
     redis = await startPrivateRedis();
     const config = writeModelsConfig([
       { id: 'tiny-chat', task: 'chat', format: 'hf-decoder', path: modelDir, threads: 1, concurrency: 8, max_tokens_limit: 200, default_max_tokens: 32 },
@@ -306,13 +310,113 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     assert.equal(usage?.completion_tokens, 8);
   });
 
+  test('legacy completions: echo with logprobs lists the prompt tokens first, with transformers.js\'s log-probabilities', async () => {
+    const prompt = 'Once upon a time, in a land';
+    const TOP = 2;
+    const check = (choice: { text: string; logprobs: OpenAI.Completions.CompletionChoice.Logprobs | null }, promptTokens: number) => {
+      assert.ok(choice.text.startsWith(prompt), choice.text);
+      const lp = choice.logprobs!;
+      const tokens = lp.tokens!;
+      assert.equal(tokens.length, promptTokens + 3, 'the prompt tokens, then the 3 completion tokens');
+      assert.equal(tokens.join(''), choice.text, 'the tokens spell the text');
+      assert.equal(lp.token_logprobs![0], null, 'nothing comes before the first prompt token');
+      assert.equal(lp.top_logprobs![0], null);
+      assert.equal(lp.text_offset![0], 0);
+      for (let i = 1; i < tokens.length; i++) {
+        const logprob = lp.token_logprobs![i]!;
+        assert.ok(Number.isFinite(logprob) && logprob <= 0, `token ${i}: ${logprob}`);
+        assert.ok(lp.text_offset![i]! >= lp.text_offset![i - 1]!, 'text_offset never goes back');
+        assert.equal(lp.text_offset![i], lp.text_offset![i - 1]! + tokens[i - 1]!.length);
+        const top = lp.top_logprobs![i]!;
+        // The k alternatives, plus the chosen token itself (with its own logprob) when not among them.
+        assert.ok(Object.keys(top).length >= TOP && Object.keys(top).length <= TOP + 1, JSON.stringify(top));
+        assert.equal(top[tokens[i]!], logprob);
+      }
+      assert.equal(lp.text_offset![promptTokens], prompt.length, 'the completion starts after the prompt');
+      return lp.token_logprobs!.slice(1, promptTokens) as number[];
+    };
+
+    const whole = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 3, seed: 7 });
+    // OpenAI's (and vLLM's) answers have null for the first prompt token's token_logprobs and
+    // top_logprobs entries, which OpenAI's document does not allow (its items are numbers and
+    // objects): checked above as null, the rest of the answer against the document.
+    const withoutFirst = (c: OpenAI.Completions.CompletionChoice) => ({
+      ...c,
+      logprobs: Object.fromEntries(Object.entries(c.logprobs!).map(([k, v]) => [k, (v as unknown[]).slice(1)])),
+    });
+    assert.deepEqual(validText({ ...whole, choices: whole.choices.map(withoutFirst) }), [], JSON.stringify(whole));
+    const promptTokens = whole.usage!.prompt_tokens;
+    const ours = check(whole.choices[0]!, promptTokens);
+
+    // The reference: transformers.js on the same model folder, fed the ids the service tokenized.
+    const tokenized = await postJson(svc.baseUrl, '/v1/tokenize', { model: 'tiny-chat', prompt });
+    assert.equal(tokenized.status, 200, tokenized.text);
+    const ids = tokenized.json.tokens as number[];
+    assert.equal(ids.length, promptTokens);
+    env.allowRemoteModels = false; // nothing leaves this machine: the folder is the model
+    env.localModelPath = path.dirname(modelDir);
+    const model = await AutoModelForCausalLM.from_pretrained(path.basename(modelDir), { dtype: 'fp32', device: 'cpu' });
+    try {
+      const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
+      const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
+      const { logits } = (await model({ input_ids, attention_mask })) as { logits: Tensor };
+      const vocab = logits.dims[2]!;
+      const data = logits.data as Float32Array;
+      for (let i = 1; i < ids.length; i++) {
+        const row = data.subarray((i - 1) * vocab, i * vocab);
+        let max = -Infinity;
+        for (const v of row) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of row) sum += Math.exp(v - max);
+        const theirs = row[ids[i]!]! - max - Math.log(sum);
+        assert.ok(Math.abs(ours[i - 1]! - theirs) < 1e-4, `prompt token ${i}: ours ${ours[i - 1]}, transformers.js ${theirs}`);
+      }
+    } finally {
+      await model.dispose();
+    }
+
+    const stream = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 3, seed: 7, stream: true });
+    const joined = { text: '', logprobs: { tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as (Record<string, number> | null)[], text_offset: [] as number[] } };
+    let first = true;
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (!c) continue;
+      if (first) {
+        assert.equal(c.text, prompt, 'the first chunk echoes the prompt');
+        assert.equal(c.logprobs!.tokens!.length, promptTokens, 'with its tokens');
+        first = false;
+      }
+      joined.text += c.text;
+      if (c.logprobs) for (const k of ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset'] as const) (joined.logprobs[k] as unknown[]).push(...(c.logprobs[k] ?? []));
+    }
+    check(joined as never, promptTokens);
+    assert.deepEqual(joined.logprobs, whole.choices[0]!.logprobs, 'streamed as answered whole (same seed)');
+
+    // max_tokens 0 with echo: the prompt scored, nothing generated (OpenAI's perplexity use).
+    const scored = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 0 });
+    assert.deepEqual(validText({ ...scored, choices: scored.choices.map(withoutFirst) }), [], JSON.stringify(scored));
+    assert.equal(scored.choices[0]!.text, prompt);
+    assert.equal(scored.usage!.completion_tokens, 0);
+    assert.equal(scored.choices[0]!.finish_reason, 'length');
+    const scoredLogprobs = scored.choices[0]!.logprobs!;
+    assert.deepEqual(scoredLogprobs.tokens, whole.choices[0]!.logprobs!.tokens!.slice(0, promptTokens));
+    assert.deepEqual(scoredLogprobs.token_logprobs, whole.choices[0]!.logprobs!.token_logprobs!.slice(0, promptTokens));
+    const scoredStream = await client.completions.create({ model: 'tiny-chat', prompt, echo: true, logprobs: TOP, max_tokens: 0, stream: true });
+    const scoredChunks = [];
+    for await (const chunk of scoredStream) scoredChunks.push(...chunk.choices);
+    assert.equal(scoredChunks.map((c) => c.text).join(''), prompt);
+    assert.deepEqual(scoredChunks[0]!.logprobs, scoredLogprobs);
+    assert.equal(scoredChunks.at(-1)!.finish_reason, 'length');
+  });
+
   test('legacy completions refuse what they cannot do, with a clear 400', async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ suffix: 'the end' }, /suffix/],
       [{ prompt: [1, 2, 3] }, /token ids/],
       [{ logprobs: 6 }, /logprobs/],
-      [{ echo: true, logprobs: 1 }, /echo/],
       [{ best_of: 3 }, /best_of/],
+      [{ max_tokens: 0 }, /max_tokens/],
+      [{ max_tokens: 0, echo: true }, /max_tokens/],
     ];
     for (const [body, message] of cases) {
       const r = await postJson(svc.baseUrl, '/v1/completions', { model: 'tiny-chat', prompt: 'hi', ...body });

@@ -8,7 +8,7 @@ import { AutoModelForCausalLM, AutoTokenizer, Tensor, env, type PreTrainedModel,
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokenizer.js';
 import { DecoderSession } from '../../workers/chat/decoder-session.js';
-import { GenerationEngine, type GenerationRequest, type TokenEvent } from '../../workers/chat/generation-engine.js';
+import { GenerationEngine, type GenerationRequest, type PromptTokenLogprobs, type TokenEvent } from '../../workers/chat/generation-engine.js';
 
 /**
  * Our chat runtime (tokenizer + chat template, DecoderSession's batched KV-cache forward, sampler,
@@ -145,6 +145,50 @@ describe('against transformers.js on the same model folder', () => {
       });
     }
     console.log(`  largest |ours - transformers.js| log-probability: ${worst.toExponential(2)}`);
+  });
+
+  it('prompt logprobs (legacy echo): every prompt token under the logits before it, in a batched prefill with a shorter prompt', async () => {
+    const [long, short] = CONVERSATIONS.map((messages) => theirPromptIds(messages)).sort((a, b) => b.length - a.length) as [number[], number[]];
+    const plain = await ourGreedy(long);
+    const engine = new GenerationEngine(ours.decoder, ours.tokenizer);
+    const run = (promptIds: number[], extra: Partial<GenerationRequest>) =>
+      new Promise<{ tokens: number[]; prompt?: PromptTokenLogprobs[] }>((resolve, reject) => {
+        const out: { tokens: number[]; prompt?: PromptTokenLogprobs[] } = { tokens: [] };
+        engine.submit(
+          { id: `ref-${promptIds.length}`, promptIds, temperature: 0, maxTokens: NEW_TOKENS, ...extra },
+          {
+            onPromptLogprobs: (entries) => {
+              assert.equal(out.tokens.length, 0, 'before any token');
+              out.prompt = entries;
+            },
+            onToken: (_i, _text, id) => void out.tokens.push(id),
+            onDone: () => resolve(out),
+            onError: reject,
+          },
+        );
+      });
+    // Submitted together, so admitted together (one prefill run, the shorter prompt padded, when the
+    // padding is small enough for groupByLength); only one of them asks for every position's logits.
+    const [withPrompt, other] = await Promise.all([run(long, { promptLogprobs: TOP }), run(short, {})]);
+    assert.equal(other.prompt, undefined);
+    assert.deepEqual(withPrompt.tokens, plain.tokens, 'keeping every position\'s logits does not change what is sampled');
+    const entries = withPrompt.prompt!;
+    assert.deepEqual(
+      entries.map((e) => e.id),
+      long,
+    );
+    assert.equal(entries[0]!.logprob, null);
+    assert.equal(entries[0]!.topLogprobs, null);
+    const reference = await theirLogprobs(long.slice(0, 1), long.slice(1));
+    let worst = 0;
+    entries.slice(1).forEach((entry, i) => {
+      const row = reference[i]!;
+      worst = Math.max(worst, Math.abs(entry.logprob! - row[entry.id]!));
+      assert.ok(Math.abs(entry.logprob! - row[entry.id]!) < 1e-4, `prompt position ${i + 1}: ${entry.logprob} vs ${row[entry.id]}`);
+      assert.equal(entry.topLogprobs!.length, TOP);
+      for (const alt of entry.topLogprobs!) assert.ok(Math.abs(alt.logprob - row[alt.id]!) < 1e-4);
+    });
+    console.log(`  largest |ours - transformers.js| prompt log-probability: ${worst.toExponential(2)}`);
   });
 
   it('greedy continuations of 32 tokens are identical, with and without a repetition penalty', async () => {

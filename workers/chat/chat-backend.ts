@@ -1,4 +1,4 @@
-import type { ChatTokenLogprob, JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, PromptTokenLogprob, JobPayload, JobResult } from '../../shared/jobs/job-catalog.js';
 import type { TokenExtras } from '../../shared/streams/token-stream.js';
 import type { ChatToolCall } from '../../shared/chat/chat-options.js';
 
@@ -22,6 +22,8 @@ export interface GenerationOutcome {
   /** Summed over the choices. */
   completionTokens: number;
   logprobs?: ChatTokenLogprob[];
+  /** With `prompt_logprobs`: every prompt token's. */
+  promptLogprobs?: PromptTokenLogprob[];
   /** Every choice, when the request asked for n > 1. */
   choices?: ChoiceOutcome[];
 }

@@ -3,7 +3,7 @@ import { planChat, splitReply, type ChatPlan } from './chat-request.js';
 import { ChatTokenizer } from './chat-tokenizer.js';
 import type { ChatThreadErrorCode, ChatThreadReply, ChatThreadRequest } from './chat-thread.protocol.js';
 import { DecoderSession, type DecoderSessionOptions } from './decoder-session.js';
-import type { ChatTokenLogprob, JobPayload } from '../../shared/jobs/job-catalog.js';
+import type { ChatTokenLogprob, JobPayload, PromptTokenLogprob } from '../../shared/jobs/job-catalog.js';
 import type { ChoiceOutcome } from './chat-backend.js';
 import { GenerationEngine, type GeneratedTokenLogprobs, type GenerationResult } from './generation-engine.js';
 import { GrammarError } from './grammar/grammar-error.js';
@@ -110,6 +110,7 @@ try {
     const unsent: ChatTokenLogprob[][] = Array.from({ length: n }, () => []);
     const all: ChatTokenLogprob[][] = Array.from({ length: n }, () => []);
     const results: GenerationResult[] = [];
+    let promptLogprobs: PromptTokenLogprob[] | undefined;
     let finished = 0;
     let failed = false;
     const sendToken = (choice: number, text: string) => {
@@ -132,6 +133,7 @@ try {
           logprobs: wantLogprobs,
           ...(payload.top_logprobs === undefined ? {} : { topLogprobs: payload.top_logprobs }),
           n,
+          ...(payload.prompt_logprobs === undefined ? {} : { promptLogprobs: payload.prompt_logprobs }),
           ...(plan.responseFormat ? { responseFormat: plan.responseFormat } : {}),
         },
         {
@@ -146,6 +148,17 @@ try {
               all[event.choice]!.push(entry);
             }
             if (text) sendToken(event.choice, text);
+          },
+          // Before any token: the stream's first entry, so a client can echo the prompt with them.
+          onPromptLogprobs: (entries) => {
+            if (failed) return;
+            promptLogprobs = entries.map((t) => ({
+              token: t.token,
+              logprob: t.logprob,
+              bytes: t.bytes,
+              top_logprobs: t.topLogprobs?.map((alt) => ({ token: alt.token, logprob: alt.logprob, bytes: alt.bytes })) ?? null,
+            }));
+            post({ type: 'token', id, text: '', prompt_logprobs: promptLogprobs });
           },
           onDone: (r) => {
             if (failed) return;
@@ -171,6 +184,7 @@ try {
               completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
               ...(first.logprobs === undefined ? {} : { logprobs: first.logprobs }),
               ...(n > 1 ? { choices } : {}),
+              ...(promptLogprobs === undefined ? {} : { promptLogprobs }),
             });
           },
           // One failed choice fails the request: the others stop too.

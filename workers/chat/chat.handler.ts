@@ -56,6 +56,7 @@ export function createChatHandler(deps: {
       message: { role: 'assistant', content: outcome.text, ...(outcome.toolCalls ? { tool_calls: outcome.toolCalls } : {}) },
       finish_reason: outcome.finishReason,
       ...(outcome.logprobs === undefined ? {} : { logprobs: { content: outcome.logprobs } }),
+      ...(outcome.promptLogprobs === undefined ? {} : { prompt_logprobs: outcome.promptLogprobs }),
       ...(outcome.choices === undefined
         ? {}
         : {

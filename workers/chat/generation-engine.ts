@@ -55,7 +55,7 @@ export type FinishReason = 'stop' | 'length' | 'cancelled';
 export interface GenerationRequest {
   id: string;
   promptIds: readonly number[];
-  /** Most completion tokens (default: until the context is full). */
+  /** Most completion tokens (default: until the context is full); 0 only with promptLogprobs (scoring a text). */
   maxTokens?: number;
   /** 0 = greedy (default 1). */
   temperature?: number;
@@ -74,6 +74,11 @@ export interface GenerationRequest {
   topLogprobs?: number;
   /** Samples of the prompt (OpenAI `n`), 1 to maxBatch; they share one prefill. Default 1. */
   n?: number;
+  /**
+   * Also report every prompt token's log-probability and this many alternatives (0-20), through
+   * onPromptLogprobs, once, right after the prefill (which then keeps the logits of every position).
+   */
+  promptLogprobs?: number;
 }
 
 /** One token with its log-probability, as OpenAI's logprobs.content entries carry it. */
@@ -89,6 +94,16 @@ export interface TokenLogprob {
 export interface GeneratedTokenLogprobs extends TokenLogprob {
   /** The most likely tokens at this position, best first (as many as `topLogprobs`). */
   topLogprobs: TokenLogprob[];
+}
+
+/**
+ * One prompt token's log-probability given the tokens before it, of the raw model distribution
+ * (log-softmax of the logits, as vLLM's prompt_logprobs: no repetition penalty, temperature, top-k,
+ * top-p or grammar applies to a prompt). The first token has nothing before it: null.
+ */
+export interface PromptTokenLogprobs extends Omit<TokenLogprob, 'logprob'> {
+  logprob: number | null;
+  topLogprobs: TokenLogprob[] | null;
 }
 
 /** What onToken gets besides the text. */
@@ -122,6 +137,8 @@ export interface GenerationResult {
 export interface GenerationCallbacks {
   onToken(index: number, text: string, tokenId: number, event: TokenEvent): void;
   onDone(result: GenerationResult): void;
+  /** With `promptLogprobs`: the prompt tokens', in order, once per request before any onToken. */
+  onPromptLogprobs?(entries: PromptTokenLogprobs[]): void;
   /** The sequence failed (session error or a throwing callback); onDone is not called. */
   onError?(error: Error): void;
 }
@@ -216,6 +233,8 @@ interface Sequence {
   grammar?: SequenceGrammar;
   /** How many alternatives to report per token; undefined = no logprobs. */
   topLogprobs?: number;
+  /** How many alternatives to report per prompt token; undefined = no prompt logprobs. */
+  promptLogprobs?: number;
   cache?: KvCache;
   /** Last sampled token, fed at the next decode step. */
   nextToken: number;
@@ -287,8 +306,10 @@ export class GenerationEngine {
         `the prompt has ${promptIds.length} tokens; the context holds ${this.maxContextTokens}, which leaves no room for a reply`,
       );
     }
-    if (request.maxTokens !== undefined && !(Number.isInteger(request.maxTokens) && request.maxTokens >= 1)) {
-      throw new RangeError(`maxTokens must be a positive integer, got ${request.maxTokens}`);
+    // 0: the prefill alone, for the prompt's logprobs (nothing is sampled).
+    const leastTokens = request.promptLogprobs === undefined ? 1 : 0;
+    if (request.maxTokens !== undefined && !(Number.isInteger(request.maxTokens) && request.maxTokens >= leastTokens)) {
+      throw new RangeError(`maxTokens must be an integer from ${leastTokens}${leastTokens === 0 ? ' (with promptLogprobs)' : ''}, got ${request.maxTokens}`);
     }
     const stop = request.stop ?? [];
     if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw new RangeError('stop must be a list of strings');
@@ -305,6 +326,12 @@ export class GenerationEngine {
     }
     if ((request.topLogprobs ?? 0) > 0 && request.logprobs !== true) throw new RangeError('topLogprobs needs logprobs: true');
     if (request.logprobs === true && this.tokenizer.vocabulary === undefined) throw new RangeError('logprobs need a tokenizer with a vocabulary');
+    if (request.promptLogprobs !== undefined) {
+      if (!(Number.isInteger(request.promptLogprobs) && request.promptLogprobs >= 0 && request.promptLogprobs <= 20)) {
+        throw new RangeError(`promptLogprobs must be an integer from 0 to 20, got ${request.promptLogprobs}`);
+      }
+      if (this.tokenizer.vocabulary === undefined) throw new RangeError('prompt logprobs need a tokenizer with a vocabulary');
+    }
     const n = request.n ?? 1;
     // The samples are admitted together, so they must fit in one batch.
     if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) throw new RangeError(`n must be an integer from 1 to ${this.maxBatch} (this engine's batch), got ${n}`);
@@ -333,6 +360,7 @@ export class GenerationEngine {
         stops: stop.filter((s) => s.length > 0),
         ...(format === undefined ? {} : { format }),
         ...(request.logprobs === true ? { topLogprobs: request.topLogprobs ?? 0 } : {}),
+        ...(request.promptLogprobs === undefined ? {} : { promptLogprobs: request.promptLogprobs }),
         nextToken: -1,
         generated: 0,
         detokenizer: this.tokenizer.createDetokenizer(promptIds),
@@ -518,6 +546,21 @@ export class GenerationEngine {
     return { ...entry(token, computed.logprob), topLogprobs: computed.top.map((t) => entry(t.id, t.logprob)) };
   }
 
+  /**
+   * Each prompt token's log-probability under the logits of the position before it (`allLogits`
+   * holds one vocabulary-sized row per prompt position), with no grammar mask: see PromptTokenLogprobs.
+   */
+  private promptLogprobs(promptIds: readonly number[], allLogits: Float32Array, top: number): PromptTokenLogprobs[] {
+    const vocabulary = this.tokenizer.vocabulary!;
+    const vocab = this.decoder.config.vocabSize;
+    const entry = (id: number, logprob: number): TokenLogprob => ({ id, token: vocabulary.tokenText(id), bytes: Array.from(vocabulary.tokenBytes(id)), logprob });
+    return promptIds.map((id, i) => {
+      if (i === 0) return { ...entry(id, 0), logprob: null, topLogprobs: null };
+      const computed = computeLogprobs(allLogits.subarray((i - 1) * vocab, i * vocab), id, top);
+      return { ...entry(id, computed.logprob), topLogprobs: computed.top.map((t) => entry(t.id, t.logprob)) };
+    });
+  }
+
   /** Prefills one row per request (its samples share it) in one session run. */
   private async prefill(requests: Sequence[][]): Promise<void> {
     const started = performance.now();
@@ -525,10 +568,12 @@ export class GenerationEngine {
     for (const seq of batch) seq.startedAt = started;
     let stats: ForwardStats | undefined;
     let results: PrefillResult[];
+    // Prompt logprobs need every position's logits; the run keeps them only when one asks.
+    const allLogits = requests.some((samples) => samples[0]!.promptLogprobs !== undefined);
     try {
       results = await this.decoder.prefillBatch(
         requests.map((samples) => samples[0]!.promptIds),
-        {},
+        allLogits ? { allLogits } : {},
         (s) => void (stats = s),
       );
     } catch (err) {
@@ -539,13 +584,25 @@ export class GenerationEngine {
     const masks = await this.masksFor(batch);
     let at = 0;
     requests.forEach((samples, row) => {
-      const { cache, logits } = results[row]!;
+      const { cache, logits: rowLogits } = results[row]!;
+      const vocab = this.decoder.config.vocabSize;
+      // With allLogits, the next token is sampled from the last position's row.
+      const logits = allLogits ? rowLogits.subarray(rowLogits.length - vocab) : rowLogits;
+      const first = samples[0]!;
+      if (first.promptLogprobs !== undefined && !first.done) {
+        try {
+          first.callbacks.onPromptLogprobs?.(this.promptLogprobs(first.promptIds, rowLogits, first.promptLogprobs));
+        } catch (err) {
+          for (const seq of samples) this.fail(seq, new Error(`onPromptLogprobs of generation ${first.id} threw: ${asError(err).message}`));
+        }
+      }
       samples.forEach((seq, k) => {
         const mask = masks?.[at++];
         if (seq.done) return;
         // The first sample takes the prefill's cache, the others copies; `logits` is only read.
         seq.cache = k === 0 ? cache : cache.clone();
         if (seq.cancelRequested) return this.finish(seq, 'cancelled');
+        if (seq.limit === 0) return this.finish(seq, 'length');
         if (this.sampleNext(seq, logits, mask)) this.active.push(seq);
       });
     });

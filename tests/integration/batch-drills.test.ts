@@ -42,8 +42,13 @@ const validResponse = openAiValidator('Response');
 const line = (custom_id: string, url: string, body: unknown) => JSON.stringify({ custom_id, method: 'POST', url, body });
 const urlMismatch = { ok: false as const, code: 'invalid_url', status: null };
 
-function embeddingLine(i: number): Spec {
-  const input = i % 3 === 0 ? [`item ${i}: the quarterly figures`, `item ${i}: and the plan`] : `item ${i}: shipping delays and supplier costs`;
+/** An embedding line: one or two texts, or `texts` of them (more model work per line, for the drills). */
+function embeddingLine(i: number, texts?: number): Spec {
+  const input = texts
+    ? Array.from({ length: texts }, (_, t) => `item ${i}.${t}: shipping delays, supplier costs and the quarterly plan`)
+    : i % 3 === 0
+      ? [`item ${i}: the quarterly figures`, `item ${i}: and the plan`]
+      : `item ${i}: shipping delays and supplier costs`;
   return { custom_id: `emb-${i}`, text: line(`emb-${i}`, '/v1/embeddings', { model: 'use-lite', input }), expect: (e) => (e === '/v1/embeddings' ? { ok: true } : urlMismatch) };
 }
 
@@ -470,10 +475,11 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
   const live = () => svc.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
 
   test('a worker SIGKILLed twice while an embeddings batch and a chat batch run: both complete, every line answered once', { timeout: 600_000 }, async () => {
-    // Enough lines that the batch is still running at the second kill: embedding lines are packed
-    // up to 64 texts per job, so a few hundred would be done in about a second on an idle machine.
+    // Enough work that the batch is still running at the second kill: embedding lines are packed up
+    // to 64 texts per job, and the surviving worker goes on while the killed one restarts, so on an
+    // idle machine a few thousand one-text lines are done before the second look.
     const EMBEDDING_LINES = 3000;
-    const embSpecs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i)), ...Array.from({ length: 12 }, (_, i) => brokenLine(i))];
+    const embSpecs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i, 4)), ...Array.from({ length: 12 }, (_, i) => brokenLine(i))];
     const chatSpecs = Array.from({ length: 80 }, (_, i) => chatLine(i, 16));
     // Lines BullMQ found stalled (their worker died holding them): proof that the kills hit lines in flight.
     const stalled = new Set<string>();
@@ -526,7 +532,7 @@ describe('Batch API drills: a worker SIGKILLed, Redis crashed and restarted, dur
   test('Redis crashed (SIGKILL) and restarted with its data while a batch runs: it completes, every line answered once', { timeout: 600_000 }, async () => {
     // As above: enough lines to still be running when Redis goes down.
     const EMBEDDING_LINES = 2000;
-    const specs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i)), ...Array.from({ length: 6 }, (_, i) => brokenLine(i))];
+    const specs = [...Array.from({ length: EMBEDDING_LINES }, (_, i) => embeddingLine(i, 2)), ...Array.from({ length: 6 }, (_, i) => brokenLine(i))];
     const file = await upload(acme, specs);
     const created = await acme.batches.create({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' });
     const before = await follow(acme, created.id, (x) => x.status !== 'validating' && x.request_counts!.completed >= 60, 240_000);

@@ -66,6 +66,11 @@ function requestOf(customId: string, body: unknown, endpoint: BatchEndpoint, dep
       if (b.background) throw errors.invalidRequest("'background' is not supported in a batch: a batch line already runs in the background.", 'background', 'unsupported_parameter');
       // A line runs on a worker, which cannot read the stored responses of the API.
       if (b.previous_response_id) throw errors.invalidRequest("'previous_response_id' is not supported in a batch: send the conversation as 'input' items.", 'previous_response_id', 'unsupported_parameter');
+      // The search runs in the API before a response's job (it reads the tenant's vector stores); a
+      // line would run without it, and answer as if the tool had found nothing.
+      if (b.tools?.some((t) => t.type === 'file_search')) {
+        throw errors.invalidRequest("The 'file_search' tool is not supported in a batch: send the search's results as 'input', or use POST /v1/responses.", 'tools', 'unsupported_parameter');
+      }
       checkSupported(b);
       const model = resolveChatModel(deps.registry, b.model);
       const payload = responsesChatPayload(model, b, inputItems(b.input));

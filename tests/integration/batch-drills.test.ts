@@ -319,6 +319,7 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
       ask('background', { input: 'x', background: true }),
       ask('stream', { input: 'x', stream: true }),
       ask('previous', { input: 'x', previous_response_id: 'resp_0123' }),
+      ask('file-search', { input: 'x', tools: [{ type: 'file_search', vector_store_ids: ['vs_0123'] }] }),
       ask('no-model', { input: 'x', model: 'no-such-chat' }),
       ask('too-long', { input: 'x', max_output_tokens: 100_000 }),
       { custom_id: 'chat-url', method: 'POST', url: '/v1/chat/completions', body: { model: 'tiny-chat', messages: [{ role: 'user', content: 'x' }] } },
@@ -369,6 +370,7 @@ describe('Batch API: 2,000 mixed lines with the openai SDK', () => {
       ['background', 'unsupported_parameter', 400],
       ['stream', 'unsupported_parameter', 400],
       ['previous', 'unsupported_parameter', 400],
+      ['file-search', 'unsupported_parameter', 400],
       ['no-model', 'model_not_found', 404],
       ['too-long', 'max_tokens_too_large', 400],
     ] as const) {

@@ -84,8 +84,10 @@ describe('poison inputs are refused before decoding, and parsing is shared fairl
       env: {
         DOCUMENTS_DIR: mkdtempSync(path.join(tmpdir(), 'qi-docs-')),
         INDEX_DIR: mkdtempSync(path.join(tmpdir(), 'qi-index-')),
-        // Small enough that the 120-page scans below run out of it, so the test ends on its own.
-        DOCUMENTS_OCR_BUDGET_SECONDS: '20',
+        // Small enough that the 120-page scans below run out of it, so the test ends on its own; large
+        // enough that a slow, loaded machine still reads several pages of A's first scan before B is
+        // ready (at 20 s a CI run once spent it on the first scanned page).
+        DOCUMENTS_OCR_BUDGET_SECONDS: '60',
         // Two parse slots, one per tenant: tenant A's second scan must wait, not take B's slot.
         DOCUMENTS_PARSE_CONCURRENCY: '2',
         DOCUMENTS_PARSE_TENANT_SLOTS: '1',
@@ -169,7 +171,7 @@ describe('poison inputs are refused before decoding, and parsing is shared fairl
       const d = await docs.get(a1.json.id);
       if (d.status === 'failed') throw new Error(JSON.stringify(d.error));
       return d.stage === 'parse' && d.progress.pages_total === 120 ? true : undefined;
-    });
+    }, 180_000);
     const bStarted = Date.now();
     const b = await uploadDocument(svc.baseUrl, `${PARAGRAPH} Tenant B's small document.`, { collection: 'notes', filename: 'small.txt', key: KEYS.globex });
     assert.equal(b.status, 202, JSON.stringify(b.json));

@@ -3,13 +3,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AutoModelForCausalLM, Tensor, env } from '@huggingface/transformers';
+import { AutoModelForCausalLM, env } from '@huggingface/transformers';
 import OpenAI from 'openai';
 import { io as connect, type Socket } from 'socket.io-client';
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
 import { openAiValidator } from '../helpers/openai-schema.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { KEYS, authHeaders, postJson, startService, writeModelsConfig, type ServiceHandle } from '../helpers/service.js';
+import { referenceLogprobRows } from '../helpers/transformers-reference.js';
 
 /**
  * The sampling surface of the OpenAI endpoints, through the official `openai` client: logprobs and
@@ -357,18 +358,9 @@ describe('chat sampling: logprobs, n, legacy completions, compatibility paramete
     env.localModelPath = path.dirname(modelDir);
     const model = await AutoModelForCausalLM.from_pretrained(path.basename(modelDir), { dtype: 'fp32', device: 'cpu' });
     try {
-      const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
-      const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
-      const { logits } = (await model({ input_ids, attention_mask })) as { logits: Tensor };
-      const vocab = logits.dims[2]!;
-      const data = logits.data as Float32Array;
+      const rows = await referenceLogprobRows(model, ids);
       for (let i = 1; i < ids.length; i++) {
-        const row = data.subarray((i - 1) * vocab, i * vocab);
-        let max = -Infinity;
-        for (const v of row) max = Math.max(max, v);
-        let sum = 0;
-        for (const v of row) sum += Math.exp(v - max);
-        const theirs = row[ids[i]!]! - max - Math.log(sum);
+        const theirs = rows[i - 1]![ids[i]!]!;
         assert.ok(Math.abs(ours[i - 1]! - theirs) < 1e-4, `prompt token ${i}: ours ${ours[i - 1]}, transformers.js ${theirs}`);
       }
     } finally {

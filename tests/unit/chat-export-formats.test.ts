@@ -3,7 +3,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rm, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AutoModelForCausalLM, AutoTokenizer, Tensor, env, type PreTrainedModel } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, env, type PreTrainedModel } from '@huggingface/transformers';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 
 import { castGraphIo, quantizeMatMulNBits, readOnnxModel, roundTripMatMulWeights, writeExportVariant, writeOnnxModel } from '../../scripts/models/export-variants.js';
@@ -14,6 +14,7 @@ import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokeniz
 import { DecoderSession } from '../../workers/chat/decoder-session.js';
 import { GenerationEngine, type GenerationRequest, type GenerationResult, type TokenEvent } from '../../workers/chat/generation-engine.js';
 import { GrammarRuntime } from '../../workers/chat/grammar/grammar-runtime.js';
+import { referenceContinuationLogprobs, referenceGreedy } from '../helpers/transformers-reference.js';
 
 /**
  * The weight formats real decoder exports come in, each written from the generated tiny Llama by
@@ -103,36 +104,9 @@ function generate(engine: GenerationEngine, request: GenerationRequest): Promise
 }
 
 /** Log-softmax rows of transformers.js' logits (widened from float16 where the graph gives them so). */
-async function theirLogprobs(model: PreTrainedModel, promptIds: number[], continuation: number[]): Promise<Float64Array[]> {
-  const ids = [...promptIds, ...continuation];
-  const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
-  const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
-  const { logits } = (await model({ input_ids, attention_mask })) as { logits: Tensor };
-  const vocab = logits.dims[2]!;
-  const data = logits.to('float32').data as Float32Array;
-  return continuation.map((_, i) => {
-    const row = data.subarray((promptIds.length - 1 + i) * vocab, (promptIds.length + i) * vocab);
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const z = max + Math.log(sum);
-    return Float64Array.from(row, (v) => v - z);
-  });
-}
+const theirLogprobs = referenceContinuationLogprobs;
 
-async function theirGreedy(model: PreTrainedModel, promptIds: number[]): Promise<number[]> {
-  const input_ids = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
-  const attention_mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
-  const output = (await model.generate({
-    input_ids,
-    attention_mask,
-    max_new_tokens: NEW_TOKENS,
-    do_sample: false,
-    repetition_penalty: 1,
-  } as Parameters<PreTrainedModel['generate']>[0])) as Tensor;
-  return Array.from(output.data as BigInt64Array, Number).slice(promptIds.length);
-}
+const theirGreedy = (model: PreTrainedModel, promptIds: number[]) => referenceGreedy(model, promptIds, NEW_TOKENS);
 
 interface FormatCase {
   label: string;

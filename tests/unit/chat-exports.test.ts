@@ -10,6 +10,8 @@ import { makeTinyDecoder, type DecoderArchitecture } from '../../scripts/models/
 import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokenizer.js';
 import { DecoderSession } from '../../workers/chat/decoder-session.js';
 import { GenerationEngine } from '../../workers/chat/generation-engine.js';
+import { logSoftmax } from '../helpers/log-softmax.js';
+import { referenceGreedy, referenceLogprobRows } from '../helpers/transformers-reference.js';
 
 /**
  * The export architectures of real models (Qwen2 with q/k/v biases, Phi-3 with fused qkv_proj and
@@ -36,6 +38,22 @@ interface ExportCase {
 }
 
 const VOCAB = 50257; // GPT-2's; the ChatML and Phi-3 tokenizers append their chat tokens after it
+
+/** GPT-2 with and without a position_ids input: the same weights and sizes. */
+const GPT2_EXPECTATIONS: Pick<ExportCase, 'referenceClass' | 'expected' | 'weights' | 'absent'> = {
+  referenceClass: 'GPT2LMHeadModel',
+  expected: { numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, maxPositions: 1024 },
+  weights: {
+    'transformer.wte.weight': [VOCAB, 64],
+    'transformer.wpe.weight': [1024, 64],
+    'transformer.h.0.ln_1.bias': [64],
+    'transformer.h.0.attn.c_attn.weight': [64, 192],
+    'transformer.h.1.attn.c_attn.bias': [192],
+    'transformer.h.1.mlp.c_fc.bias': [128],
+    'transformer.ln_f.bias': [64],
+  },
+  absent: ['const.inv_freq', 'lm_head.weight'],
+};
 
 const CASES: ExportCase[] = [
   {
@@ -71,36 +89,14 @@ const CASES: ExportCase[] = [
     name: 'gpt2',
     architecture: 'gpt2',
     positionIds: true,
-    referenceClass: 'GPT2LMHeadModel',
-    expected: { numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, maxPositions: 1024 },
-    weights: {
-      'transformer.wte.weight': [VOCAB, 64],
-      'transformer.wpe.weight': [1024, 64],
-      'transformer.h.0.ln_1.bias': [64],
-      'transformer.h.0.attn.c_attn.weight': [64, 192],
-      'transformer.h.1.attn.c_attn.bias': [192],
-      'transformer.h.1.mlp.c_fc.bias': [128],
-      'transformer.ln_f.bias': [64],
-    },
-    absent: ['const.inv_freq', 'lm_head.weight'],
+    ...GPT2_EXPECTATIONS,
   },
   {
     // Learned positions computed inside the graph from the mask: left padding must not shift them.
     name: 'gpt2-no-position-ids',
     architecture: 'gpt2',
     positionIds: false,
-    referenceClass: 'GPT2LMHeadModel',
-    expected: { numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16, maxPositions: 1024 },
-    weights: {
-      'transformer.wte.weight': [VOCAB, 64],
-      'transformer.wpe.weight': [1024, 64],
-      'transformer.h.0.ln_1.bias': [64],
-      'transformer.h.0.attn.c_attn.weight': [64, 192],
-      'transformer.h.1.attn.c_attn.bias': [192],
-      'transformer.h.1.mlp.c_fc.bias': [128],
-      'transformer.ln_f.bias': [64],
-    },
-    absent: ['const.inv_freq', 'lm_head.weight'],
+    ...GPT2_EXPECTATIONS,
   },
 ];
 
@@ -127,15 +123,6 @@ before(async () => {
 after(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-function logSoftmax(row: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of row) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
-  const z = max + Math.log(sum);
-  return Float64Array.from(row, (v) => v - z);
-}
 
 function maxAbsDiff(a: Float64Array, b: Float64Array): number {
   assert.equal(a.length, b.length);
@@ -172,15 +159,7 @@ for (const c of CASES) {
     };
 
     /** transformers.js' logits for every position of one unpadded sequence, as log-softmax rows. */
-    const theirLogprobRows = async (ids: number[]): Promise<Float64Array[]> => {
-      const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
-      const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
-      const { logits } = (await theirs.model({ input_ids, attention_mask })) as { logits: Tensor };
-      const [, length, vocab] = logits.dims as [number, number, number];
-      assert.equal(length, ids.length);
-      const data = logits.data as Float32Array;
-      return ids.map((_, i) => logSoftmax(data.subarray(i * vocab, (i + 1) * vocab)));
-    };
+    const theirLogprobRows = (ids: number[]) => referenceLogprobRows(theirs.model, ids);
 
     it(`loads as ${c.referenceClass} there, and our runtime reads the same sizes from its config.json`, () => {
       assert.equal(theirs.model.constructor.name, c.referenceClass);
@@ -249,16 +228,7 @@ for (const c of CASES) {
       let worst = 0;
       for (const [i, promptIds] of prompts.entries()) {
         const run = runs[i]!;
-        const input_ids = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
-        const attention_mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
-        const output = (await theirs.model.generate({
-          input_ids,
-          attention_mask,
-          max_new_tokens: NEW_TOKENS,
-          do_sample: false,
-          repetition_penalty: 1,
-        } as Parameters<PreTrainedModel['generate']>[0])) as Tensor;
-        const reference = Array.from(output.data as BigInt64Array, Number).slice(promptIds.length);
+        const reference = await referenceGreedy(theirs.model, promptIds, NEW_TOKENS);
         assert.deepEqual(run.tokens, reference, `conversation ${i}`);
         assert.equal(run.tokens.length, NEW_TOKENS, 'no end token cut the comparison short');
         assert.equal(run.text, theirs.tokenizer.decode(reference, { skip_special_tokens: true }), `conversation ${i}: text`);

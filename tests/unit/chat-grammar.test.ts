@@ -17,6 +17,7 @@ import {
   type StepReport,
   type TokenEvent,
 } from '../../workers/chat/generation-engine.js';
+import { logSoftmax } from '../helpers/log-softmax.js';
 import { ScriptedDecoder } from '../helpers/scripted-decoder.js';
 import { GrammarError } from '../../workers/chat/grammar/grammar-error.js';
 import { GrammarRuntime } from '../../workers/chat/grammar/grammar-runtime.js';
@@ -499,14 +500,6 @@ describe('(d) formats the engine cannot compile', () => {
 });
 
 describe('(e) logprobs', () => {
-  const logSoftmax = (row: Float32Array): Float64Array => {
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const z = max + Math.log(sum);
-    return Float64Array.from(row, (v) => v - z);
-  };
 
   it('each token carries its log-probability and the top alternatives of the model’s distribution', async () => {
     const promptIds = prompt('Hello there, how are you?');

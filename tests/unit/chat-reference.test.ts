@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AutoModelForCausalLM, AutoTokenizer, Tensor, env, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 
 import { makeTinyDecoder } from '../../scripts/models/make-tiny-decoder.js';
+import { referenceContinuationLogprobs, referenceGreedy } from '../helpers/transformers-reference.js';
 import { ChatTokenizer, type ChatMessage } from '../../workers/chat/chat-tokenizer.js';
 import { DecoderSession } from '../../workers/chat/decoder-session.js';
 import { GenerationEngine, type GenerationRequest, type PromptTokenLogprobs, type TokenEvent } from '../../workers/chat/generation-engine.js';
@@ -67,38 +68,10 @@ function theirPromptIds(messages: ChatMessage[]): number[] {
 }
 
 /** transformers.js' own greedy generate(); the generation_config's sampling defaults are switched off. */
-async function theirGreedy(promptIds: number[], repetitionPenalty: number): Promise<number[]> {
-  const input_ids = new Tensor('int64', BigInt64Array.from(promptIds, BigInt), [1, promptIds.length]);
-  const attention_mask = new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]);
-  const output = (await theirs.model.generate({
-    input_ids,
-    attention_mask,
-    max_new_tokens: NEW_TOKENS,
-    do_sample: false,
-    repetition_penalty: repetitionPenalty,
-  } as Parameters<PreTrainedModel['generate']>[0])) as Tensor;
-  return Array.from(output.data as BigInt64Array, Number).slice(promptIds.length);
-}
+const theirGreedy = (promptIds: number[], repetitionPenalty: number) => referenceGreedy(theirs.model, promptIds, NEW_TOKENS, repetitionPenalty);
 
 /** Log-softmax rows of transformers.js' logits for the positions that predict each new token. */
-async function theirLogprobs(promptIds: number[], continuation: number[]): Promise<Float64Array[]> {
-  const ids = [...promptIds, ...continuation];
-  const input_ids = new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
-  const attention_mask = new Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
-  const { logits } = (await theirs.model({ input_ids, attention_mask })) as { logits: Tensor };
-  const [, length, vocab] = logits.dims as [number, number, number];
-  assert.equal(length, ids.length);
-  const data = logits.data as Float32Array;
-  return continuation.map((_, i) => {
-    const row = data.subarray((promptIds.length - 1 + i) * vocab, (promptIds.length + i) * vocab);
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - max);
-    const z = max + Math.log(sum);
-    return Float64Array.from(row, (v) => v - z);
-  });
-}
+const theirLogprobs = (promptIds: number[], continuation: number[]) => referenceContinuationLogprobs(theirs.model, promptIds, continuation);
 
 function ourGreedy(promptIds: number[], extra: Partial<GenerationRequest> = {}): Promise<{ tokens: number[]; events: TokenEvent[] }> {
   const engine = new GenerationEngine(ours.decoder, ours.tokenizer);

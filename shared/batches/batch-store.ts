@@ -209,10 +209,6 @@ export class BatchStore {
     return entries.map((_, i) => !res[i]?.[0] && res[i]?.[1] === 1);
   }
 
-  /** Records a line's outcome once; true when this call recorded it. */
-  async recordLine(id: string, line: number, outcome: LineOutcome): Promise<boolean> {
-    return (await this.redis.eval(RECORD_LINE, 3, ...this.recordArgs(id, line, outcome))) === 1;
-  }
 
   private recordArgs(id: string, line: number, outcome: LineOutcome): string[] {
     const tokens = lineTokens(outcome);

@@ -6,7 +6,7 @@ import type { ResultDelivery } from '../jobs/job-runner.js';
 const ENDPOINT_OF: Record<string, string> = { embedding: '/v1/embeddings', chat: '/v1/chat/completions' };
 
 /**
- * How a worker records a batch line's outcome: once, in the batch (BatchStore.recordLine), counting
+ * How a worker records a batch line's outcome: once, in the batch (BatchStore.recordEach), counting
  * it (its lines and their tokens) in the metrics only when this call was the one that recorded it.
  * A packed embedding job (`ref.pack`) records each of its lines with its own share of the result,
  * all in one round trip. Then `recorded` is told (the batch's driver may want to queue more lines).
@@ -18,7 +18,7 @@ export function batchLineRecorder(
 ): ResultDelivery['batchLine'] {
   return async (job, ref, outcome) => {
     const entries: [number, LineOutcome][] = outcomesOf(job, ref, outcome);
-    const fresh = entries.length === 1 ? [await batches.recordLine(ref.id, entries[0]![0], entries[0]![1])] : await batches.recordEach(ref.id, entries);
+    const fresh = await batches.recordEach(ref.id, entries);
     const news = entries.filter((_, i) => fresh[i]);
     if (news.length > 0) {
       const tokens = { input: 0, output: 0 };
